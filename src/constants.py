@@ -1,0 +1,33 @@
+"""Names, paths and ports that several modules and the tests rely on: one place to change them."""
+
+FALCO_CONTAINER = "falco"
+FALCO_SERVICE = "falco"
+FORWARDER_CONTAINER = "forwarder"
+FORWARDER_SERVICE = "alert-forwarder"
+
+FALCO_BIN = "/usr/bin/falco"
+FALCO_CONFIG_DIR = "/etc/falco"
+FALCO_CONFIG = f"{FALCO_CONFIG_DIR}/falco.yaml"
+FALCO_RULES_D = f"{FALCO_CONFIG_DIR}/rules.d"
+FALCO_CUSTOM_RULES = f"{FALCO_RULES_D}/custom_rules.yaml"
+FALCO_STAGING_DIR = f"{FALCO_CONFIG_DIR}/staging"
+K8S_AUDIT_RULES = f"{FALCO_CONFIG_DIR}/k8s_audit_rules.yaml"
+WEBHOOK_CONFIG_FILE = f"{FALCO_CONFIG_DIR}/webhook-config.yaml"
+PLUGINS_DIR = "/usr/share/falco/plugins"
+ALERT_LOG = "/var/log/falco.log"
+
+# Bundled artefacts: file name in the charm's plugins/ directory -> path in the container.
+BUNDLED_FILES = {
+    "libk8saudit.so": f"{PLUGINS_DIR}/libk8saudit.so",
+    "libjson.so": f"{PLUGINS_DIR}/libjson.so",
+    "k8s_audit_rules.yaml": K8S_AUDIT_RULES,
+}
+
+WEBSERVER_PORT = 8765
+K8SAUDIT_PORT = 9765
+K8SAUDIT_PATH = "/k8s-audit"
+
+FORWARDER_PORT = 9802
+FORWARDER_PKG_DIR = "/opt/falco-forwarder"
+FORWARDER_CONFIG = "/etc/falco-forwarder/config.json"
+SPOOL_DIR = "/var/lib/falco-forwarder/spool"
