@@ -16,12 +16,15 @@ WEBHOOK_CONFIG_FILE = f"{FALCO_CONFIG_DIR}/webhook-config.yaml"
 PLUGINS_DIR = "/usr/share/falco/plugins"
 ALERT_LOG = "/var/log/falco.log"
 
-# Bundled artefacts: file name in the charm's plugins/ directory -> path in the container.
-BUNDLED_FILES = {
+# Artefacts the charm carries (fetched at pack time into its plugins/ directory), because the
+# upstream image lacks them: file name there -> path in the container.
+BUNDLE_DIR = "plugins"
+PLUGIN_FILES = {
     "libk8saudit.so": f"{PLUGINS_DIR}/libk8saudit.so",
     "libjson.so": f"{PLUGINS_DIR}/libjson.so",
-    "k8s_audit_rules.yaml": K8S_AUDIT_RULES,
 }
+PLUGIN_MANIFEST = f"{PLUGINS_DIR}/.falco-k8s-bundle.sha256"
+STOCK_RULES_FILE = "k8s_audit_rules.yaml"
 
 WEBSERVER_PORT = 8765
 K8SAUDIT_PORT = 9765

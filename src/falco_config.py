@@ -1,0 +1,125 @@
+"""Build falco.yaml for audit-only mode from typed settings.
+
+Pure: data in, YAML text out, no ``ops``. The output passes Falco 0.44.1's schema and the
+audit-only traps checked by ``falco-config-check``; tests hold it to that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from constants import ALERT_LOG, K8SAUDIT_PATH, K8SAUDIT_PORT, WEBSERVER_PORT
+
+# Falco's priorities, most severe first (syslog order 0-7); config values are lowercase.
+PRIORITIES = (
+    "emergency",
+    "alert",
+    "critical",
+    "error",
+    "warning",
+    "notice",
+    "informational",
+    "debug",
+)
+
+# Bounded so a stalled output cannot grow Falco's memory without limit; at the usual few
+# hundred bytes per alert this is a few MiB.
+OUTPUTS_QUEUE_CAPACITY = 10_000
+
+# The k8saudit plugin's own defaults, made explicit: one event up to 256 KiB, one webhook
+# batch up to 12 MiB (the apiserver flags handed to the admin are sized to stay under it).
+K8SAUDIT_MAX_EVENT_BYTES = 262_144
+K8SAUDIT_MAX_BATCH_BYTES = 12_582_912
+
+
+@dataclass(frozen=True)
+class FalcoSettings:
+    """Everything falco.yaml depends on, validated before it gets here."""
+
+    rules_files: Sequence[str]
+    priority: str = "debug"
+    http_output_url: str | None = None
+    rules_selection: Sequence[dict[str, dict[str, str]]] = field(
+        default_factory=lambda: list[dict[str, dict[str, str]]]()
+    )
+
+
+def render_falco_yaml(settings: FalcoSettings) -> str:
+    """Return falco.yaml text; identical settings always give identical bytes."""
+    config: dict[str, Any] = {
+        # The image's /etc/falco/config.d would load the container plugin: read nothing else.
+        "config_files": [],
+        "watch_config_files": True,
+        "rules_files": list(settings.rules_files),
+        "load_plugins": ["k8saudit", "json"],
+        "plugins": [
+            {
+                "name": "k8saudit",
+                "library_path": "libk8saudit.so",
+                "init_config": {
+                    "maxEventSize": K8SAUDIT_MAX_EVENT_BYTES,
+                    "webhookMaxBatchSize": K8SAUDIT_MAX_BATCH_BYTES,
+                },
+                "open_params": f"http://:{K8SAUDIT_PORT}{K8SAUDIT_PATH}",
+            },
+            {"name": "json", "library_path": "libjson.so"},
+        ],
+        "plugins_hostinfo": False,
+        "engine": {"kind": "nodriver"},
+        "priority": settings.priority,
+        "json_output": True,
+        "json_include_output_property": True,
+        "json_include_message_property": True,
+        "json_include_output_fields_property": True,
+        "json_include_tags_property": True,
+        "time_format_iso_8601": True,
+        "buffered_outputs": False,
+        "outputs_queue": {"capacity": OUTPUTS_QUEUE_CAPACITY},
+        "stdout_output": {"enabled": True},
+        "syslog_output": {"enabled": False},
+        # keep_alive holds the file open; rotation renames it and sends SIGUSR1 to reopen.
+        "file_output": {"enabled": True, "keep_alive": True, "filename": ALERT_LOG},
+        "http_output": _http_output(settings.http_output_url),
+        "webserver": {
+            "enabled": True,
+            "listen_address": "0.0.0.0",  # noqa: S104 - Pebble checks and Prometheus scrape it
+            "listen_port": WEBSERVER_PORT,
+            "k8s_healthz_endpoint": "/healthz",
+            "prometheus_metrics_enabled": True,
+        },
+        "metrics": {
+            "enabled": True,
+            "interval": "1m",
+            "output_rule": False,
+            "rules_counters_enabled": True,
+            "resource_utilization_enabled": True,
+            "state_counters_enabled": True,
+            "kernel_event_counters_enabled": False,
+            "libbpf_stats_enabled": False,
+            "plugins_metrics_enabled": True,
+            "convert_memory_to_mb": True,
+            "include_empty_values": False,
+        },
+        "log_stderr": True,
+        "log_syslog": False,
+        "log_level": "info",
+    }
+    if settings.rules_selection:
+        config["rules"] = list(settings.rules_selection)
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+
+
+def _http_output(url: str | None) -> dict[str, Any]:
+    if not url:
+        return {"enabled": False}
+    return {
+        "enabled": True,
+        "url": url,
+        "user_agent": "falcosecurity/falco (falco-k8s charm)",
+        "keep_alive": True,
+        "insecure": False,
+    }

@@ -1,0 +1,125 @@
+"""The charm's desired state, validated once per hook.
+
+Every operator-fixable problem in config or relation data becomes one ``InvalidStateError``
+whose message is the Blocked status text; nothing downstream re-validates.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from custom_rules import CustomRulesError, DisabledRules, check_custom_rules, parse_disabled_rules
+from falco_config import PRIORITIES
+
+Priority = Literal[
+    "emergency", "alert", "critical", "error", "warning", "notice", "informational", "debug"
+]
+
+
+class InvalidStateError(ValueError):
+    """An operator-fixable problem; the message is written for the operator."""
+
+
+def check_http_url(value: str) -> str:
+    """Accept only http(s) URLs with a host: Falco and the forwarder speak nothing else."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises on a malformed port
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        raise ValueError(f"only http:// and https:// URLs are accepted (got {got})")
+    if not parts.hostname or " " in value:
+        raise ValueError(f"{value!r} is not a URL with a host")
+    del port
+    return value
+
+
+class CharmConfig(BaseModel):
+    """config.yaml, typed; field names are the option names operators type."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    http_output: str = ""
+    minimum_priority: Priority = "debug"
+    custom_rules: str = ""
+    disabled_rules: str = ""
+    alert_log_max_mb: int = Field(default=100, ge=1, le=100_000)
+    forwarder_spool_max_mb: int = Field(default=512, ge=1, le=1_000_000)
+    webhook_service_type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    webhook_node_port: int = 0
+    webhook_cluster_ip: str = ""
+    webhook_allowed_cidrs: str = ""
+    audit_policy: str = ""
+
+    @field_validator("http_output")
+    @classmethod
+    def _http_output(cls, value: str) -> str:
+        value = value.strip()
+        return check_http_url(value) if value else ""
+
+    @field_validator("minimum_priority", mode="before")
+    @classmethod
+    def _priority(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in PRIORITIES:
+            return value.strip().lower()
+        raise ValueError(f"must be one of {', '.join(PRIORITIES)} (got {value!r})")
+
+    @field_validator("webhook_node_port")
+    @classmethod
+    def _node_port(cls, value: int) -> int:
+        if value and not 30000 <= value <= 32767:
+            raise ValueError(f"must be 0 (any) or within 30000-32767 (got {value})")
+        return value
+
+    @field_validator("webhook_cluster_ip")
+    @classmethod
+    def _cluster_ip(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address") from None
+        return value
+
+
+def describe_validation_error(error: pydantic.ValidationError) -> str:
+    """One line naming each bad option and why, as operators need it in a status."""
+    reasons: list[str] = []
+    for item in error.errors():
+        option = ".".join(str(part) for part in item["loc"]) or "config"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "literal_error":
+            message = f"{message} (got {item['input']!r})"
+        reasons.append(f"{option}: {message}")
+    return "; ".join(reasons)
+
+
+@dataclass(frozen=True)
+class FalcoState:
+    """What Falco itself needs from the config, checked."""
+
+    priority: str
+    custom_rules: str
+    disabled: DisabledRules
+
+
+def falco_state(config: CharmConfig) -> FalcoState:
+    """Check the rules options; raise InvalidStateError with the reason."""
+    try:
+        custom = check_custom_rules(config.custom_rules)
+    except CustomRulesError as exc:
+        raise InvalidStateError(str(exc)) from None
+    return FalcoState(
+        priority=config.minimum_priority,
+        custom_rules=custom,
+        disabled=parse_disabled_rules(config.disabled_rules),
+    )

@@ -1,0 +1,156 @@
+"""Pebble adapter: the only module that touches a workload container.
+
+It knows files, layers, services and commands, not charms or relations, so it is usable
+outside a charm. Every write is conditional: a file is pushed only when its content differs and
+a service is restarted only when its Pebble definition changed, so an unchanged hook touches
+nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ops
+
+logger = logging.getLogger(__name__)
+
+
+class WorkloadError(Exception):
+    """The container could not do what was asked (gone away, timed out, refused)."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """Exit code and output of a command run in the container."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        """Both streams, stderr last, for showing to an operator."""
+        return "\n".join(part for part in (self.stdout, self.stderr) if part)
+
+
+class Workload:
+    """One container and one Pebble service in it."""
+
+    def __init__(self, container: ops.Container, service: str):
+        self.container = container
+        self.service = service
+
+    def can_connect(self) -> bool:
+        """Whether Pebble in the container answers."""
+        return self.container.can_connect()
+
+    def read(self, path: str) -> bytes | None:
+        """Content of a file, or None when it does not exist."""
+        try:
+            return self.container.pull(path, encoding=None).read()
+        except ops.pebble.PathError:
+            return None
+
+    def file_size(self, path: str) -> int | None:
+        """Size of a file in bytes, or None when it does not exist."""
+        try:
+            return self.container.list_files(path)[0].size
+        except (ops.pebble.APIError, IndexError):
+            return None
+
+    def push_if_changed(self, path: str, content: str | bytes, *, permissions: int = 0o644) -> bool:
+        """Write a file when its content differs; return whether it was written."""
+        data = content.encode() if isinstance(content, str) else content
+        if self.read(path) == data:
+            return False
+        self.container.push(path, data, make_dirs=True, permissions=permissions)
+        logger.info("wrote %s (%d bytes)", path, len(data))
+        return True
+
+    def remove_if_present(self, path: str) -> bool:
+        """Delete a file if it exists; return whether it did."""
+        if not self.container.exists(path):
+            return False
+        self.container.remove_path(path)
+        logger.info("removed %s", path)
+        return True
+
+    def ensure_dir(self, path: str) -> None:
+        """Create a directory (and parents) unless it exists."""
+        if not self.container.exists(path):
+            self.container.make_dir(path, make_parents=True)
+
+    def sync_tree(self, files: Mapping[str, bytes], *, manifest: str) -> bool:
+        """Push a set of large files unless the manifest says the same bytes are in place.
+
+        The manifest (one ``sha256 path`` line per file) saves pulling megabytes of plugin
+        binaries on every hook just to compare them.
+        """
+        lines = sorted(f"{hashlib.sha256(data).hexdigest()}  {path}" for path, data in files.items())
+        wanted = "\n".join(lines) + "\n"
+        present = all(self.container.exists(path) for path in files)
+        if present and self.read(manifest) == wanted.encode():
+            return False
+        for path, data in files.items():
+            self.container.push(path, data, make_dirs=True, permissions=0o644)
+        self.container.push(manifest, wanted, make_dirs=True)
+        logger.info("installed %s", ", ".join(sorted(files)))
+        return True
+
+    def ensure_service(self, layer: Mapping[str, Any]) -> bool:
+        """Converge the service to ``layer``; restart only when its definition changed.
+
+        Returns whether the service was (re)started. Pebble checks in the layer restart it on
+        their own when they fail, so a running, unchanged service is left alone.
+        """
+        wanted = ops.pebble.Layer(dict(layer))  # type: ignore[arg-type]
+        current = self.container.get_plan().services.get(self.service)
+        desired = wanted.services[self.service]
+        changed = current is None or current.to_dict() != desired.to_dict()
+        if changed:
+            self.container.add_layer(self.service, wanted, combine=True)
+            self.container.restart(self.service)
+            logger.info("service %s (re)started with a new definition", self.service)
+            return True
+        if not self.is_running():
+            self.container.start(self.service)
+            logger.info("service %s was down: started", self.service)
+            return True
+        return False
+
+    def is_running(self) -> bool:
+        """Whether the service exists and is active."""
+        try:
+            return self.container.get_service(self.service).is_running()
+        except ops.ModelError:
+            return False
+
+    def signal(self, signal: str) -> None:
+        """Send a signal to the service's process."""
+        self.container.send_signal(signal, self.service)
+
+    def run(self, command: list[str], *, timeout: float) -> CommandResult:
+        """Run a command to completion; a non-zero exit is a result, not an error."""
+        try:
+            process = self.container.exec(command, timeout=timeout)
+            stdout, stderr = process.wait_output()
+            return CommandResult(0, stdout, stderr or "")
+        except ops.pebble.ExecError as exc:
+            return CommandResult(exc.exit_code, _text(exc.stdout), _text(exc.stderr))
+        except ops.pebble.TimeoutError as exc:
+            raise WorkloadError(f"{Path(command[0]).name} timed out after {timeout:g}s") from exc
+        except ops.pebble.ChangeError as exc:
+            raise WorkloadError(f"{Path(command[0]).name} failed: {exc.err}") from exc
+        except (ops.pebble.ConnectionError, ops.pebble.APIError) as exc:
+            raise WorkloadError(f"container {self.container.name} unreachable: {exc}") from exc
+
+
+def _text(stream: str | bytes | None) -> str:
+    if stream is None:
+        return ""
+    return stream.decode(errors="replace") if isinstance(stream, bytes) else stream
