@@ -21,19 +21,25 @@ from constants import (
     FALCO_CONTAINER,
     FALCO_CUSTOM_RULES,
     FALCO_SERVICE,
+    K8S_AUDIT_RULES,
     K8SAUDIT_PATH,
     K8SAUDIT_PORT,
-    K8S_AUDIT_RULES,
     PLUGIN_FILES,
     PLUGIN_MANIFEST,
     STOCK_RULES_FILE,
     WEBSERVER_PORT,
 )
-from falco_config import FalcoSettings
 from custom_rules import first_error_line
+from falco_config import FalcoSettings
 from pebble_layers import FALCO_COMMAND, falco_layer
 from rules_listing import RulesListingError, filter_rules, parse_rules_listing
-from state import CharmConfig, FalcoState, InvalidStateError, describe_validation_error, falco_state
+from state import (
+    CharmConfig,
+    FalcoState,
+    InvalidStateError,
+    describe_validation_error,
+    falco_state,
+)
 from workload import Workload, WorkloadError
 
 logger = logging.getLogger(__name__)
@@ -46,9 +52,10 @@ class FalcoK8sCharm(ops.CharmBase):
 
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
-        # Filled by the reconcile; None in hooks that do not reconcile (actions), whose
-        # status then stays as the last reconcile left it.
-        self._statuses: list[ops.StatusBase] | None = None
+        # Filled by the reconcile. Hooks that do not reconcile (actions) leave the unit status
+        # as the last reconcile set it.
+        self._reconciled = False
+        self._statuses: list[ops.StatusBase] = []
         self.falco = Workload(self.unit.get_container(FALCO_CONTAINER), FALCO_SERVICE)
         for event in (
             self.on.install,
@@ -67,7 +74,7 @@ class FalcoK8sCharm(ops.CharmBase):
 
     def _reconcile(self, _: ops.EventBase) -> None:
         """Converge everything on the current config; record why not when it cannot."""
-        self._statuses = []
+        self._reconciled = True
         self.unit.set_ports(WEBSERVER_PORT, K8SAUDIT_PORT)
         try:
             config = self._config()
@@ -80,7 +87,9 @@ class FalcoK8sCharm(ops.CharmBase):
             return
         try:
             self._reconcile_falco(config, falco)
-        except WorkloadError as exc:
+        except (WorkloadError, ops.pebble.ConnectionError) as exc:
+            # The container went away or stalled mid-change: the live files are untouched or
+            # complete (each is swapped whole), and the next event converges again.
             self._statuses.append(ops.WaitingStatus(f"falco container: {exc}; will retry"))
 
     def _config(self) -> CharmConfig:
@@ -148,16 +157,14 @@ class FalcoK8sCharm(ops.CharmBase):
     # -- status ---------------------------------------------------------------------------------
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
-        if self._statuses is None:
+        if not self._reconciled:
             return
         for status in self._statuses:
             event.add_status(status)
         if self._statuses:
             return
         if self.falco.is_running():
-            event.add_status(
-                ops.ActiveStatus(f"audit webhook on :{K8SAUDIT_PORT}{K8SAUDIT_PATH}")
-            )
+            event.add_status(ops.ActiveStatus(f"audit webhook on :{K8SAUDIT_PORT}{K8SAUDIT_PATH}"))
         else:
             event.add_status(ops.MaintenanceStatus("starting Falco"))
 
@@ -204,7 +211,9 @@ class FalcoK8sCharm(ops.CharmBase):
             config = self._config()
             files = self._falco_files(config, falco_state(config))
             if files is None:
-                event.fail("charm package lacks the Falco plugins: rebuild it with charmcraft pack")
+                event.fail(
+                    "charm package lacks the Falco plugins: rebuild it with charmcraft pack"
+                )
                 return
             result = rules_gate.validate(self.falco, files)
         except InvalidStateError as exc:

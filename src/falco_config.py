@@ -7,7 +7,7 @@ audit-only traps checked by ``falco-config-check``; tests hold it to that.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -43,9 +43,7 @@ class FalcoSettings:
     rules_files: Sequence[str]
     priority: str = "debug"
     http_output_url: str | None = None
-    rules_selection: Sequence[dict[str, dict[str, str]]] = field(
-        default_factory=lambda: list[dict[str, dict[str, str]]]()
-    )
+    rules_selection: Sequence[dict[str, dict[str, str]]] = ()
 
 
 def render_falco_yaml(settings: FalcoSettings) -> str:

@@ -52,7 +52,7 @@ def falco_layer() -> dict[str, Any]:
 
 
 def forwarder_layer(config_digest: str) -> dict[str, Any]:
-    """The alert forwarder; the config digest in its environment makes Pebble restart it on change."""
+    """The alert forwarder; a config digest in its environment ties restarts to config changes."""
     return {
         "summary": "Falco alert forwarder",
         "services": {

@@ -42,7 +42,7 @@ def parse_rules_listing(stdout: str) -> list[LoadedRule]:
         raise RulesListingError("falco -L output has no rules list")
     loaded: list[LoadedRule] = []
     for entry in cast("list[Any]", rules):
-        info = entry.get("info") if isinstance(entry, dict) else None
+        info = cast("dict[str, Any]", entry).get("info") if isinstance(entry, dict) else None
         if not isinstance(info, dict):
             raise RulesListingError("falco -L output has a rule without info")
         info = cast("dict[str, Any]", info)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ops
 
@@ -52,7 +52,8 @@ class Workload:
     def read(self, path: str) -> bytes | None:
         """Content of a file, or None when it does not exist."""
         try:
-            return self.container.pull(path, encoding=None).read()
+            with self.container.pull(path, encoding=None) as stream:
+                return stream.read()
         except ops.pebble.PathError:
             return None
 
@@ -63,7 +64,9 @@ class Workload:
         except (ops.pebble.APIError, IndexError):
             return None
 
-    def push_if_changed(self, path: str, content: str | bytes, *, permissions: int = 0o644) -> bool:
+    def push_if_changed(
+        self, path: str, content: str | bytes, *, permissions: int = 0o644
+    ) -> bool:
         """Write a file when its content differs; return whether it was written."""
         data = content.encode() if isinstance(content, str) else content
         if self.read(path) == data:
@@ -91,7 +94,9 @@ class Workload:
         The manifest (one ``sha256 path`` line per file) saves pulling megabytes of plugin
         binaries on every hook just to compare them.
         """
-        lines = sorted(f"{hashlib.sha256(data).hexdigest()}  {path}" for path, data in files.items())
+        lines = sorted(
+            f"{hashlib.sha256(data).hexdigest()}  {path}" for path, data in files.items()
+        )
         wanted = "\n".join(lines) + "\n"
         present = all(self.container.exists(path) for path in files)
         if present and self.read(manifest) == wanted.encode():
@@ -140,8 +145,9 @@ class Workload:
             process = self.container.exec(command, timeout=timeout)
             stdout, stderr = process.wait_output()
             return CommandResult(0, stdout, stderr or "")
-        except ops.pebble.ExecError as exc:
-            return CommandResult(exc.exit_code, _text(exc.stdout), _text(exc.stderr))
+        except ops.pebble.ExecError as exc:  # pyright: ignore[reportUnknownVariableType]
+            failed = cast("ops.pebble.ExecError[str]", exc)
+            return CommandResult(failed.exit_code, _text(failed.stdout), _text(failed.stderr))
         except ops.pebble.TimeoutError as exc:
             raise WorkloadError(f"{Path(command[0]).name} timed out after {timeout:g}s") from exc
         except ops.pebble.ChangeError as exc:

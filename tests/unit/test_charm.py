@@ -1,0 +1,287 @@
+"""Charm behaviour in Scenario: files pushed, Pebble layer, ports, statuses, actions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import DRY_RUN_PREFIX, LIST_PREFIX, STOCK_RULES, Calls, falco_container
+from ops import testing
+
+CHECKER = Path(__file__).resolve().parents[3] / "shared" / "tools" / "falco-config-check"
+
+
+def falco_yaml(fs: Path) -> dict[str, Any]:
+    return yaml.safe_load((fs / "etc-falco" / "falco.yaml").read_text())
+
+
+def deployed(ctx: testing.Context[Any], fs: Path, **config: Any) -> testing.State:
+    """A unit after its first pebble-ready with the given config."""
+    container = falco_container(fs)
+    state = testing.State(config=config, containers={container}, leader=True)
+    return ctx.run(ctx.on.pebble_ready(container), state)
+
+
+def reconfigure(ctx: testing.Context[Any], state: testing.State, **config: Any) -> testing.State:
+    return ctx.run(ctx.on.config_changed(), dataclasses.replace(state, config=config))
+
+
+# -- workload ----------------------------------------------------------------------------------
+
+
+def test_pebble_ready_installs_plugins_rules_and_config(ctx, falco_fs, charm_root):
+    deployed(ctx, falco_fs)
+
+    plugins = falco_fs / "usr-share-falco" / "plugins"
+    for name in ("libk8saudit.so", "libjson.so"):
+        assert (plugins / name).read_bytes() == (charm_root / "plugins" / name).read_bytes()
+    assert (falco_fs / "etc-falco" / "k8s_audit_rules.yaml").read_text() == STOCK_RULES
+    config = falco_yaml(falco_fs)
+    assert config["rules_files"] == ["/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d"]
+    assert config["load_plugins"] == ["k8saudit", "json"]
+    assert config["plugins"][0]["open_params"] == "http://:9765/k8s-audit"
+    assert config["http_output"] == {"enabled": False}
+    assert (falco_fs / "etc-falco" / "rules.d").is_dir()
+
+
+def test_changes_are_dry_run_on_staged_files_before_going_live(ctx, falco_fs):
+    deployed(ctx, falco_fs)
+
+    [dry_run] = ctx.exec_history["falco"]
+    assert dry_run.command == [*DRY_RUN_PREFIX, "--disable-source", "syscall", "--dry-run"]
+    assert dry_run.timeout is not None
+    staged = yaml.safe_load((falco_fs / "etc-falco" / "staging" / "falco.yaml").read_text())
+    assert staged["rules_files"] == [
+        "/etc/falco/staging/k8s_audit_rules.yaml",
+        "/etc/falco/staging/rules.d",
+    ]
+
+
+def test_layer_runs_falco_audit_only_with_health_checks(ctx, falco_fs):
+    out = deployed(ctx, falco_fs)
+
+    container = out.get_container("falco")
+    service = container.plan.services["falco"]
+    assert service.command == "/usr/bin/falco -c /etc/falco/falco.yaml --disable-source syscall"
+    assert service.on_check_failure == {"falco-healthz": "restart", "falco-webhook": "restart"}
+    checks = container.plan.checks
+    assert checks["falco-healthz"].http == {"url": "http://localhost:8765/healthz"}
+    assert checks["falco-webhook"].tcp == {"port": 9765}
+    assert container.service_statuses["falco"].value == "active"
+
+
+def test_ports_and_active_status(ctx, falco_fs):
+    out = deployed(ctx, falco_fs)
+
+    assert out.opened_ports == {testing.TCPPort(8765), testing.TCPPort(9765)}
+    assert out.unit_status == testing.ActiveStatus("audit webhook on :9765/k8s-audit")
+
+
+def test_waiting_while_pebble_is_not_ready(ctx, falco_fs):
+    container = falco_container(falco_fs, can_connect=False)
+    out = ctx.run(ctx.on.config_changed(), testing.State(containers={container}))
+
+    assert out.unit_status == testing.WaitingStatus("waiting for Pebble in the falco container")
+
+
+def test_missing_plugin_bundle_blocks_with_rebuild_hint(ctx, falco_fs, charm_root):
+    (charm_root / "plugins" / "libjson.so").unlink()
+
+    out = deployed(ctx, falco_fs)
+
+    assert out.unit_status == testing.BlockedStatus(
+        "charm package lacks libjson.so: rebuild it with charmcraft pack"
+    )
+    assert not (falco_fs / "etc-falco" / "falco.yaml").exists()
+
+
+def test_identical_config_changed_pushes_and_restarts_nothing(ctx, falco_fs, calls: Calls):
+    out = deployed(ctx, falco_fs, minimum_priority="warning")
+    calls.reset()
+
+    again = reconfigure(ctx, out, minimum_priority="warning")
+
+    assert calls.pushed == []
+    assert calls.restarted == []
+    assert calls.started == []
+    assert ctx.exec_history["falco"][-1].command[:3] == list(DRY_RUN_PREFIX)  # only the first
+    assert len(ctx.exec_history["falco"]) == 1
+    assert again.unit_status == testing.ActiveStatus("audit webhook on :9765/k8s-audit")
+
+
+def test_falco_down_is_started_again_without_a_new_definition(ctx, falco_fs, calls: Calls):
+    out = deployed(ctx, falco_fs)
+    container = out.get_container("falco")
+    stopped = dataclasses.replace(
+        container, service_statuses={"falco": testing.pebble.ServiceStatus.INACTIVE}
+    )
+    calls.reset()
+
+    ctx.run(ctx.on.update_status(), dataclasses.replace(out, containers={stopped}))
+
+    assert calls.started == ["falco:falco"]
+    assert calls.restarted == []
+
+
+# -- config ----------------------------------------------------------------------------------
+
+
+def test_minimum_priority_becomes_falco_priority(ctx, falco_fs):
+    deployed(ctx, falco_fs, minimum_priority="Warning")
+
+    assert falco_yaml(falco_fs)["priority"] == "warning"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"http_output": "ftp://x"},
+            "http_output: only http:// and https:// URLs are accepted (got scheme 'ftp')",
+        ),
+        (
+            {"http_output": "not a url"},
+            "http_output: only http:// and https:// URLs are accepted (got no scheme)",
+        ),
+        ({"http_output": "http://"}, "http_output: 'http://' is not a URL with a host"),
+        ({"http_output": "http://h:99999/"}, "http_output: 'http://h:99999/' is not a valid URL"),
+        (
+            {"minimum_priority": "loud"},
+            "minimum_priority: must be one of emergency, alert, critical, error, warning, "
+            "notice, informational, debug (got 'loud')",
+        ),
+        ({"alert_log_max_mb": 0}, "alert_log_max_mb: Input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_config_blocks_and_keeps_last_good_falco_yaml(ctx, falco_fs, config, message):
+    out = deployed(ctx, falco_fs)
+    before = (falco_fs / "etc-falco" / "falco.yaml").read_bytes()
+
+    blocked = reconfigure(ctx, out, **config)
+
+    assert isinstance(blocked.unit_status, testing.BlockedStatus)
+    assert blocked.unit_status.message.startswith(message)
+    assert (falco_fs / "etc-falco" / "falco.yaml").read_bytes() == before
+
+    recovered = reconfigure(ctx, blocked)
+    assert recovered.unit_status == testing.ActiveStatus("audit webhook on :9765/k8s-audit")
+
+
+@pytest.mark.skipif(not CHECKER.exists(), reason="../shared/tools/falco-config-check not present")
+@pytest.mark.parametrize("config", [{}, {"http_output": "https://alerts.example.com:8443/falco"}])
+def test_rendered_falco_yaml_passes_falco_config_check(ctx, falco_fs, config):
+    deployed(ctx, falco_fs, **config)
+
+    result = subprocess.run(
+        [sys.executable, str(CHECKER), str(falco_fs / "etc-falco" / "falco.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 finding(s)" in result.stdout
+
+
+# -- show-rules ----------------------------------------------------------------------------------
+
+
+def show_rules(ctx, state, **params) -> dict[str, Any]:
+    ctx.run(ctx.on.action("show-rules", params=params), state)
+    assert ctx.action_results is not None
+    return ctx.action_results
+
+
+def test_show_rules_asks_falco_and_returns_structured_results(ctx, falco_fs):
+    out = deployed(ctx, falco_fs)
+
+    results = show_rules(ctx, out)
+
+    assert ctx.exec_history["falco"][-1].command == [*LIST_PREFIX, "-o", "json_output=true"]
+    rules = json.loads(results["rules"])
+    assert results["count"] == str(len(rules)) == "5"
+    assert rules[0] == {
+        "name": "Disallowed K8s User",
+        "priority": "Warning",
+        "source": "k8s_audit",
+        "enabled": True,
+        "tags": ["k8s"],
+    }
+    assert "raw" not in results
+
+
+@pytest.mark.parametrize(
+    ("params", "names"),
+    [
+        ({"name": "pod"}, ["Create Privileged Pod", "Attach/Exec Pod", "Create HostNetwork Pod"]),
+        ({"tag": "mitre_execution"}, ["Attach/Exec Pod"]),
+        ({"minimum-priority": "error"}, ["K8s Secret Get Successfully"]),
+        (
+            {"name": "create", "minimum-priority": "warning"},
+            ["Create Privileged Pod", "Create HostNetwork Pod"],
+        ),
+    ],
+)
+def test_show_rules_filters(ctx, falco_fs, params, names):
+    out = deployed(ctx, falco_fs)
+
+    results = show_rules(ctx, out, **params)
+
+    assert [rule["name"] for rule in json.loads(results["rules"])] == names
+
+
+def test_show_rules_raw_returns_rule_files(ctx, falco_fs):
+    out = deployed(ctx, falco_fs)
+
+    results = show_rules(ctx, out, raw=True)
+
+    assert "# ---- /etc/falco/k8s_audit_rules.yaml ----" in results["raw"]
+    assert "Disallowed K8s User" in results["raw"]
+
+
+def test_show_rules_fails_cleanly_without_pebble(ctx, falco_fs):
+    container = falco_container(falco_fs, can_connect=False)
+
+    with pytest.raises(testing.ActionFailed, match="Falco is not reachable yet"):
+        ctx.run(ctx.on.action("show-rules"), testing.State(containers={container}))
+
+
+def test_show_rules_rejects_an_unknown_priority(ctx, falco_fs):
+    out = deployed(ctx, falco_fs)
+
+    with pytest.raises(testing.ActionFailed, match="unknown priority 'loud'"):
+        show_rules(ctx, out, **{"minimum-priority": "loud"})
+
+
+def test_show_rules_reports_falco_failure(ctx, falco_fs):
+    out = deployed(ctx, falco_fs)
+    failing = falco_container(
+        falco_fs,
+        extra_execs=(
+            testing.Exec(
+                LIST_PREFIX, return_code=1, stderr="Error: could not load plugin libk8saudit.so\n"
+            ),
+        ),
+    )
+    state = dataclasses.replace(
+        out, containers={dataclasses.replace(out.get_container("falco"), execs=failing.execs)}
+    )
+
+    with pytest.raises(
+        testing.ActionFailed, match="falco -L failed: Error: could not load plugin"
+    ):
+        show_rules(ctx, state)
+
+
+def test_action_hooks_leave_status_alone(ctx, falco_fs):
+    out = reconfigure(ctx, deployed(ctx, falco_fs), minimum_priority="loud")
+    assert isinstance(out.unit_status, testing.BlockedStatus)
+
+    after = ctx.run(ctx.on.action("show-rules"), out)
+
+    assert after.unit_status == out.unit_status
