@@ -9,24 +9,24 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 import ops
 import pydantic
 
 import rules_gate
+from bundle import Bundle, BundleMissingError, load_bundle
 from constants import (
     ALERT_LOG,
-    BUNDLE_DIR,
     FALCO_CONFIG,
     FALCO_CONTAINER,
     FALCO_CUSTOM_RULES,
     FALCO_SERVICE,
     K8S_AUDIT_RULES,
-    K8SAUDIT_PATH,
     K8SAUDIT_PORT,
-    PLUGIN_FILES,
     PLUGIN_MANIFEST,
-    STOCK_RULES_FILE,
+    WEBHOOK_CONFIG_FILE,
     WEBSERVER_PORT,
 )
 from custom_rules import first_error_line
@@ -35,14 +35,18 @@ from pebble_layers import FALCO_COMMAND, falco_layer
 from rules_listing import RulesListingError, filter_rules, parse_rules_listing
 from state import (
     CharmConfig,
-    FalcoState,
     InvalidStateError,
+    WebhookState,
     describe_validation_error,
     falco_state,
+    webhook_state,
 )
+from webhook_config import WebhookAddress, webhook_action_result, webhook_kubeconfig
 from workload import Workload, WorkloadError
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 MIB = 1024 * 1024
 
@@ -50,12 +54,18 @@ MIB = 1024 * 1024
 class FalcoK8sCharm(ops.CharmBase):
     """Runs Falco in audit-only mode and keeps it converged on config and relations."""
 
+    # The last candidate Falco accepted (JSON), kept by Juju so a rescheduled pod restarts on it.
+    _stored = ops.StoredState()
+
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
         # Filled by the reconcile. Hooks that do not reconcile (actions) leave the unit status
         # as the last reconcile set it.
         self._reconciled = False
         self._statuses: list[ops.StatusBase] = []
+        self._address: WebhookAddress | None = None
+        self._notes: list[str] = []  # worth a look, not worth blocking for
+        self._stored.set_default(last_good="")
         self.falco = Workload(self.unit.get_container(FALCO_CONTAINER), FALCO_SERVICE)
         for event in (
             self.on.install,
@@ -69,6 +79,8 @@ class FalcoK8sCharm(ops.CharmBase):
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
         framework.observe(self.on.show_rules_action, self._on_show_rules)
         framework.observe(self.on.validate_rules_action, self._on_validate_rules)
+        framework.observe(self.on.get_webhook_config_action, self._on_get_webhook_config)
+        framework.observe(self.on.remove, self._on_remove)
 
     # -- the one reconcile path ---------------------------------------------------------------
 
@@ -77,20 +89,42 @@ class FalcoK8sCharm(ops.CharmBase):
         self._reconciled = True
         self.unit.set_ports(WEBSERVER_PORT, K8SAUDIT_PORT)
         try:
+            bundle = load_bundle(self.charm_dir)
             config = self._config()
-            falco = falco_state(config)
-        except InvalidStateError as exc:
+        except (BundleMissingError, InvalidStateError) as exc:
             self._statuses.append(ops.BlockedStatus(str(exc)))
-            return
+            bundle, config = None, None
+        # Each part is checked on its own, so a bad webhook option does not hold back a rules
+        # change, and the reverse.
+        candidate, webhook = None, None
+        if bundle is not None and config is not None:
+            candidate = self._checked(lambda: self._falco_files(config, bundle))
+            webhook = self._checked(lambda: webhook_state(config))
+        self._address = self._converge_webhook(webhook)
         if not self.falco.can_connect():
             self._statuses.append(ops.WaitingStatus("waiting for Pebble in the falco container"))
             return
+        if bundle is None:
+            return
         try:
-            self._reconcile_falco(config, falco)
+            self.falco.sync_tree(bundle.plugins, manifest=PLUGIN_MANIFEST)
+            self._converge_falco(candidate, bundle)
+            if self._address is not None:
+                self.falco.push_if_changed(WEBHOOK_CONFIG_FILE, webhook_kubeconfig(self._address))
+            if config is not None:
+                self._rotate_alert_log(config.alert_log_max_mb * MIB)
         except (WorkloadError, ops.pebble.ConnectionError) as exc:
             # The container went away or stalled mid-change: the live files are untouched or
             # complete (each is swapped whole), and the next event converges again.
             self._statuses.append(ops.WaitingStatus(f"falco container: {exc}; will retry"))
+
+    def _checked(self, build: Callable[[], _T]) -> _T | None:
+        """Run a state builder; an operator-fixable problem becomes a Blocked reason."""
+        try:
+            return build()
+        except InvalidStateError as exc:
+            self._statuses.append(ops.BlockedStatus(str(exc)))
+            return None
 
     def _config(self) -> CharmConfig:
         try:
@@ -98,48 +132,79 @@ class FalcoK8sCharm(ops.CharmBase):
         except pydantic.ValidationError as exc:
             raise InvalidStateError(describe_validation_error(exc)) from None
 
-    def _reconcile_falco(self, config: CharmConfig, falco: FalcoState) -> None:
-        files = self._falco_files(config, falco)
-        if files is None:
-            return
-        try:
-            rules_gate.apply(self.falco, files)
-        except rules_gate.GateRejectedError as exc:
-            what = "custom_rules" if falco.custom_rules else "falco.yaml"
-            self._statuses.append(ops.BlockedStatus(f"{what} rejected by Falco: {exc}"))
-        # Whatever the gate said, the live files are a config Falco accepted (or none yet).
-        if self.falco.read(FALCO_CONFIG) is not None:
-            self.falco.ensure_service(falco_layer())
-            self._rotate_alert_log(config.alert_log_max_mb * MIB)
+    def _converge_webhook(self, webhook: WebhookState | None) -> WebhookAddress | None:
+        """Leader: apply the webhook objects. Any unit: read back where the apiserver sends to."""
+        from cluster import AuditWebhookCluster, ClusterError
 
-    def _falco_files(self, config: CharmConfig, falco: FalcoState) -> rules_gate.FalcoFiles | None:
-        """The candidate file set, after installing the plugins it needs."""
-        bundle = self.charm_dir / BUNDLE_DIR
-        missing = [
-            name for name in (*PLUGIN_FILES, STOCK_RULES_FILE) if not (bundle / name).is_file()
-        ]
-        if missing:
-            self._statuses.append(
-                ops.BlockedStatus(
-                    f"charm package lacks {', '.join(missing)}: rebuild it with charmcraft pack"
+        cluster = AuditWebhookCluster(self.app.name, self.model.name)
+        try:
+            if self.unit.is_leader() and webhook is not None:
+                return cluster.apply(
+                    webhook.spec,
+                    audit_policy=webhook.audit_policy,
+                    allowed_cidrs=webhook.allowed_cidrs,
                 )
-            )
+            address = cluster.read_address()
+        except ClusterError as exc:
+            # Falco keeps running meanwhile: only the cluster side waits for the fix.
+            if exc.retryable:
+                self._statuses.append(ops.WaitingStatus(f"{exc}; will retry"))
+            else:
+                self._statuses.append(ops.BlockedStatus(str(exc)))
             return None
-        self.falco.sync_tree(
-            {path: (bundle / name).read_bytes() for name, path in PLUGIN_FILES.items()},
-            manifest=PLUGIN_MANIFEST,
-        )
+        if address is None:
+            self._statuses.append(
+                ops.WaitingStatus("waiting for the leader to create the audit webhook Service")
+            )
+        return address
+
+    def _on_remove(self, _: ops.RemoveEvent) -> None:
+        """Delete the cluster objects the charm created; Juju removes its own."""
+        if not self.unit.is_leader():
+            return
+        from cluster import AuditWebhookCluster, ClusterError
+
+        try:
+            AuditWebhookCluster(self.app.name, self.model.name).remove()
+        except ClusterError as exc:
+            logger.error("could not delete the audit webhook objects: %s", exc)
+
+    def _falco_files(self, config: CharmConfig, bundle: Bundle) -> rules_gate.FalcoFiles:
+        """The candidate file set for the current config."""
+        falco = falco_state(config)
+        unmatched = falco.disabled.unmatched(bundle.stock_rules.decode(), falco.custom_rules)
+        if unmatched:
+            # Falco accepts these silently; still pass them on, as the rules may come later.
+            logger.warning("disabled_rules entries select no rule: %s", unmatched)
+            self._notes.append(f"disabled_rules matched nothing: {', '.join(unmatched)}")
         settings = FalcoSettings(
             rules_files=(),  # laid out per location by the gate
             priority=falco.priority,
             http_output_url=config.http_output or None,
             rules_selection=falco.disabled.falco_selection(),
         )
-        return rules_gate.FalcoFiles(
-            settings=settings,
-            stock_rules=(bundle / STOCK_RULES_FILE).read_bytes(),
-            custom_rules=falco.custom_rules,
-        )
+        return rules_gate.FalcoFiles(settings, bundle.stock_rules, falco.custom_rules)
+
+    def _converge_falco(self, candidate: rules_gate.FalcoFiles | None, bundle: Bundle) -> None:
+        """Swap in the candidate if Falco accepts it, and keep Falco running on the last good."""
+        if candidate is not None:
+            try:
+                rules_gate.apply(self.falco, candidate)
+                self._stored.last_good = candidate.to_json()
+            except rules_gate.GateRejectedError as exc:
+                what = "custom_rules" if candidate.custom_rules else "falco.yaml"
+                self._statuses.append(ops.BlockedStatus(f"{what} rejected by Falco: {exc}"))
+        last_good = str(self._stored.last_good)
+        if self.falco.read(FALCO_CONFIG) is None and last_good:
+            # A fresh container (pod rescheduled) while the current config is refused: bring
+            # back the last config Falco accepted rather than leave the cluster unwatched.
+            try:
+                rules_gate.apply(self.falco, rules_gate.FalcoFiles.from_json(last_good, bundle))
+            except rules_gate.GateRejectedError as exc:
+                logger.error("last good config no longer accepted by Falco: %s", exc.output)
+        # Whatever the gate said, the live files are a config Falco accepted (or none yet).
+        if self.falco.read(FALCO_CONFIG) is not None:
+            self.falco.ensure_service(falco_layer())
 
     def _rotate_alert_log(self, max_bytes: int) -> None:
         """Keep the alert log under its cap: rename it to .1, then have Falco reopen it."""
@@ -164,7 +229,10 @@ class FalcoK8sCharm(ops.CharmBase):
         if self._statuses:
             return
         if self.falco.is_running():
-            event.add_status(ops.ActiveStatus(f"audit webhook on :{K8SAUDIT_PORT}{K8SAUDIT_PATH}"))
+            where = self._address.server_url if self._address else "(no Service yet)"
+            event.add_status(
+                ops.ActiveStatus("; ".join([f"audit webhook at {where}", *self._notes]))
+            )
         else:
             event.add_status(ops.MaintenanceStatus("starting Falco"))
 
@@ -205,17 +273,33 @@ class FalcoK8sCharm(ops.CharmBase):
                 parts.append(f"# ---- {path} ----\n{content.decode(errors='replace')}")
         return "\n".join(parts)
 
+    def _on_get_webhook_config(self, event: ops.ActionEvent) -> None:
+        """Hand the cluster admin the apiserver side, right by construction."""
+        from cluster import AuditWebhookCluster, ClusterError
+
+        try:
+            webhook = webhook_state(self._config())
+            address = AuditWebhookCluster(self.app.name, self.model.name).read_address()
+        except (InvalidStateError, ClusterError) as exc:
+            event.fail(str(exc))
+            return
+        if address is None:
+            event.fail("the audit webhook Service does not exist yet: is the leader trusted?")
+            return
+        event.set_results(
+            webhook_action_result(
+                self.model.name, self.app.name, webhook_kubeconfig(address), webhook.audit_policy
+            )
+        )
+
     def _on_validate_rules(self, event: ops.ActionEvent) -> None:
         """Run the config-change gate on demand; apply nothing."""
         try:
-            config = self._config()
-            files = self._falco_files(config, falco_state(config))
-            if files is None:
-                event.fail(
-                    "charm package lacks the Falco plugins: rebuild it with charmcraft pack"
-                )
-                return
+            files = self._falco_files(self._config(), load_bundle(self.charm_dir))
             result = rules_gate.validate(self.falco, files)
+        except BundleMissingError as exc:
+            event.fail(str(exc))
+            return
         except InvalidStateError as exc:
             event.set_results({"valid": "false", "errors": str(exc)})
             event.fail(str(exc))

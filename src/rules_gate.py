@@ -8,9 +8,11 @@ hot-reloads on file changes) keeps its last good state.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 
+from bundle import Bundle
 from constants import (
     FALCO_BIN,
     FALCO_CONFIG,
@@ -43,6 +45,22 @@ class FalcoFiles:
     settings: FalcoSettings
     stock_rules: bytes
     custom_rules: str
+
+    def to_json(self) -> str:
+        """What to remember of an accepted candidate; the stock rules come with the charm."""
+        return json.dumps(
+            {
+                "settings": dataclasses.asdict(self.settings),
+                "custom_rules": self.custom_rules,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str, bundle: Bundle) -> FalcoFiles:
+        """Rebuild a remembered candidate on top of the charm's own stock rules."""
+        data = json.loads(text)
+        return cls(FalcoSettings(**data["settings"]), bundle.stock_rules, data["custom_rules"])
 
     def at(self, root: str) -> dict[str, str | bytes | None]:
         """The file set laid out under ``root``; None means the file must not exist."""

@@ -6,7 +6,6 @@ whose message is the Blocked status text; nothing downstream re-validates.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -14,8 +13,10 @@ from urllib.parse import urlsplit
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from audit_policy import AuditPolicyError, resolve_audit_policy
 from custom_rules import CustomRulesError, DisabledRules, check_custom_rules, parse_disabled_rules
 from falco_config import PRIORITIES
+from webhook_config import InvalidCidrError, WebhookServiceSpec, parse_allowed_cidrs
 
 Priority = Literal[
     "emergency", "alert", "critical", "error", "warning", "notice", "informational", "debug"
@@ -72,24 +73,6 @@ class CharmConfig(BaseModel):
             return value.strip().lower()
         raise ValueError(f"must be one of {', '.join(PRIORITIES)} (got {value!r})")
 
-    @field_validator("webhook_node_port")
-    @classmethod
-    def _node_port(cls, value: int) -> int:
-        if value and not 30000 <= value <= 32767:
-            raise ValueError(f"must be 0 (any) or within 30000-32767 (got {value})")
-        return value
-
-    @field_validator("webhook_cluster_ip")
-    @classmethod
-    def _cluster_ip(cls, value: str) -> str:
-        value = value.strip()
-        if value:
-            try:
-                ipaddress.ip_address(value)
-            except ValueError:
-                raise ValueError(f"{value!r} is not an IP address") from None
-        return value
-
 
 def describe_validation_error(error: pydantic.ValidationError) -> str:
     """One line naming each bad option and why, as operators need it in a status."""
@@ -123,3 +106,33 @@ def falco_state(config: CharmConfig) -> FalcoState:
         custom_rules=custom,
         disabled=parse_disabled_rules(config.disabled_rules),
     )
+
+
+@dataclass(frozen=True)
+class WebhookState:
+    """The audit webhook objects the leader keeps in the cluster."""
+
+    spec: WebhookServiceSpec
+    audit_policy: str
+    allowed_cidrs: tuple[str, ...]
+
+
+def webhook_state(config: CharmConfig) -> WebhookState:
+    """Check the webhook options; raise InvalidStateError with the reason."""
+    try:
+        spec = WebhookServiceSpec(
+            service_type=config.webhook_service_type,
+            node_port=config.webhook_node_port or None,
+            cluster_ip=config.webhook_cluster_ip.strip() or None,
+        )
+    except ValueError as exc:
+        raise InvalidStateError(f"webhook_{exc}") from None
+    try:
+        policy = resolve_audit_policy(config.audit_policy)
+    except AuditPolicyError as exc:
+        raise InvalidStateError(str(exc)) from None
+    try:
+        cidrs = parse_allowed_cidrs(config.webhook_allowed_cidrs)
+    except InvalidCidrError as exc:
+        raise InvalidStateError(f"webhook_{exc}") from None
+    return WebhookState(spec, policy, cidrs)

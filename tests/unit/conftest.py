@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import ops
 import pytest
+import yaml
+from kube_api import FakeApiServer, serve
 from ops import testing
 
 from charm import FalcoK8sCharm
@@ -60,8 +63,30 @@ def falco_list_json(enabled: bool = True) -> str:
     return json.dumps(doc)
 
 
+ACTIVE = testing.ActiveStatus("audit webhook at http://10.152.183.77:9765/k8s-audit")
+
 DRY_RUN_PREFIX = (FALCO_BIN, "-c", f"{FALCO_STAGING_DIR}/falco.yaml")
 LIST_PREFIX = (FALCO_BIN, "-c", FALCO_CONFIG, "--disable-source", "syscall", "-L")
+
+
+@pytest.fixture(autouse=True)
+def kube_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApiServer]:
+    """A fake Kubernetes API on 127.0.0.1 that the charm's lightkube client reaches."""
+    api = FakeApiServer()
+    with serve(api) as url:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "clusters": [{"name": "k8s", "cluster": {"server": url}}],
+                    "users": [{"name": "charm", "user": {"token": "service-account-token"}}],
+                    "contexts": [{"name": "c", "context": {"cluster": "k8s", "user": "charm"}}],
+                    "current-context": "c",
+                }
+            )
+        )
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        yield api
 
 
 @pytest.fixture
@@ -94,15 +119,14 @@ def falco_container(
     fs: Path,
     *,
     dry_run: testing.Exec | None = None,
-    extra_execs: tuple[testing.Exec, ...] = (),
+    listing: testing.Exec | None = None,
     **kwargs: Any,
 ) -> testing.Container:
     """The falco container with its filesystem mounted and Falco's answers simulated."""
     execs = {
         dry_run or testing.Exec(DRY_RUN_PREFIX, stdout="Falco initialized\n"),
-        testing.Exec(LIST_PREFIX, stdout=falco_list_json() + "\n"),
+        listing or testing.Exec(LIST_PREFIX, stdout=falco_list_json() + "\n"),
         testing.Exec(["mv"]),
-        *extra_execs,
     }
     mounts = {
         "etc": testing.Mount(location="/etc/falco", source=fs / "etc-falco"),

@@ -1,0 +1,271 @@
+"""The bad-input matrix for custom rules: each row ends in a clear status, live rules untouched."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import ops
+import pytest
+import scenario.mocking
+from conftest import ACTIVE, DRY_RUN_PREFIX, Calls, falco_container
+from ops import testing
+
+GOOD_RULES = """\
+- list: allowed_k8s_users
+  items: ["system:serviceaccount:ci:deployer"]
+  override:
+    items: append
+"""
+
+UNKNOWN_FIELD_RULES = """\
+- rule: Deployer touched kube-system
+  desc: The CI deployer must stay out of kube-system
+  condition: ka.verbb = create and ka.target.namespace = kube-system
+  output: CI deployer in kube-system (user=%ka.user.name)
+  priority: WARNING
+  source: k8s_audit
+"""
+
+OVERRIDE_MISSING_RULES = """\
+- rule: No Such Rule
+  condition: and ka.user.name != ci
+  override:
+    condition: append
+"""
+
+# What Falco 0.44 prints for the two rows only Falco itself can catch (stderr, exit code 1).
+FALCO_UNKNOWN_FIELD = """\
+Tue Nov 27 05:07:26 2026: Falco version: 0.44.1 (x86_64)
+Tue Nov 27 05:07:26 2026: Loading rules from: /etc/falco/staging/k8s_audit_rules.yaml
+Error: /etc/falco/staging/rules.d/custom_rules.yaml: Invalid
+1 Errors:
+In rules content: (/etc/falco/staging/rules.d/custom_rules.yaml:0:0)
+    rule 'Deployer touched kube-system': (/etc/falco/staging/rules.d/custom_rules.yaml:1:2)
+    condition expression: ("ka.verbb = create...":1:0)
+------
+  condition: ka.verbb = create and ka.target.namespace = kube-system
+             ^
+------
+LOAD_ERR_COMPILE_CONDITION (Error compiling condition): filter_check called with nonexistent \
+field ka.verbb
+"""
+
+FALCO_OVERRIDE_MISSING = """\
+Error: /etc/falco/staging/rules.d/custom_rules.yaml: Invalid
+1 Errors:
+In rules content: (/etc/falco/staging/rules.d/custom_rules.yaml:0:0)
+    rule 'No Such Rule': (/etc/falco/staging/rules.d/custom_rules.yaml:1:2)
+------
+- rule: No Such Rule
+  ^
+------
+LOAD_ERR_VALIDATE (Error validating rule/macro/list/exception objects): Rule uses 'append' or \
+'override.<key>: append' but no rule by that name already exists
+"""
+
+LIVE_CUSTOM = Path("etc-falco") / "rules.d" / "custom_rules.yaml"
+
+
+@pytest.fixture
+def good(ctx, falco_fs) -> testing.State:
+    """A unit running with GOOD_RULES live."""
+    container = falco_container(falco_fs)
+    state = testing.State(config={"custom_rules": GOOD_RULES}, containers={container}, leader=True)
+    out = ctx.run(ctx.on.pebble_ready(container), state)
+    assert (falco_fs / LIVE_CUSTOM).read_text() == GOOD_RULES
+    return out
+
+
+def change(
+    ctx, state: testing.State, fs: Path, dry_run: testing.Exec | None = None, **config: Any
+):
+    container = dataclasses.replace(
+        state.get_container("falco"), execs=falco_container(fs, dry_run=dry_run).execs
+    )
+    new = dataclasses.replace(state, config=config, containers={container})
+    return ctx.run(ctx.on.config_changed(), new)
+
+
+def assert_blocked_and_kept(out: testing.State, fs: Path, message: str) -> None:
+    assert isinstance(out.unit_status, testing.BlockedStatus), out.unit_status
+    assert out.unit_status.message.startswith(message), out.unit_status.message
+    assert (fs / LIVE_CUSTOM).read_text() == GOOD_RULES
+    assert out.get_container("falco").service_statuses["falco"].value == "active"
+
+
+def dry_runs(ctx) -> int:
+    return sum(1 for args in ctx.exec_history["falco"] if "--dry-run" in args.command)
+
+
+@pytest.mark.parametrize(
+    ("custom_rules", "message"),
+    [
+        ("- rule: x\n  desc: [unclosed\n", "custom_rules: YAML error at line"),
+        (
+            "- rule: Allow CI\n  desc: d\n  output: o\n  priority: NOTICE\n",
+            "custom_rules item 1 (rule 'Allow CI', line 1): missing 'condition'",
+        ),
+        ("- rule: " + "x" * (2 * 1024 * 1024), "custom_rules is"),
+        ("\x00\x01\x02binary\xff\xfe garbage", "custom_rules is not text"),
+    ],
+    ids=["unparsable-yaml", "rule-without-condition", "2MB", "binary-garbage"],
+)
+def test_python_gate_blocks_before_falco_sees_it(ctx, falco_fs, good, custom_rules, message):
+    before = dry_runs(ctx)
+
+    out = change(ctx, good, falco_fs, custom_rules=custom_rules)
+
+    assert_blocked_and_kept(out, falco_fs, message)
+    assert dry_runs(ctx) == before  # never staged for Falco
+
+
+@pytest.mark.parametrize(
+    ("custom_rules", "stderr", "message"),
+    [
+        (
+            UNKNOWN_FIELD_RULES,
+            FALCO_UNKNOWN_FIELD,
+            "custom_rules rejected by Falco: rule 'Deployer touched kube-system': "
+            "LOAD_ERR_COMPILE_CONDITION",
+        ),
+        (
+            OVERRIDE_MISSING_RULES,
+            FALCO_OVERRIDE_MISSING,
+            "custom_rules rejected by Falco: rule 'No Such Rule': LOAD_ERR_VALIDATE",
+        ),
+    ],
+    ids=["unknown-field", "override-of-missing-rule"],
+)
+def test_falco_dry_run_rejection_blocks_with_its_first_error(
+    ctx, falco_fs, good, custom_rules, stderr, message
+):
+    rejecting = testing.Exec(DRY_RUN_PREFIX, return_code=1, stderr=stderr)
+
+    out = change(ctx, good, falco_fs, dry_run=rejecting, custom_rules=custom_rules)
+
+    assert_blocked_and_kept(out, falco_fs, message)
+    staged = falco_fs / "etc-falco" / "staging" / "rules.d" / "custom_rules.yaml"
+    assert staged.read_text() == custom_rules  # Falco judged the candidate, not the live file
+
+
+def test_fixing_the_rules_recovers(ctx, falco_fs, good):
+    rejecting = testing.Exec(DRY_RUN_PREFIX, return_code=1, stderr=FALCO_UNKNOWN_FIELD)
+    blocked = change(ctx, good, falco_fs, dry_run=rejecting, custom_rules=UNKNOWN_FIELD_RULES)
+    fixed = UNKNOWN_FIELD_RULES.replace("ka.verbb", "ka.verb")
+
+    out = change(ctx, blocked, falco_fs, custom_rules=fixed)
+
+    assert out.unit_status == ACTIVE
+    assert (falco_fs / LIVE_CUSTOM).read_text() == fixed
+
+
+def test_clearing_the_rules_recovers_and_removes_the_file(ctx, falco_fs, good):
+    out = change(ctx, good, falco_fs, custom_rules="")
+
+    assert out.unit_status == ACTIVE
+    assert not (falco_fs / LIVE_CUSTOM).exists()
+    assert (falco_fs / "etc-falco" / "rules.d").is_dir()
+
+
+def test_disabled_rules_matching_nothing_warns_but_applies(ctx, falco_fs, good):
+    out = change(
+        ctx,
+        good,
+        falco_fs,
+        custom_rules=GOOD_RULES,
+        disabled_rules="Disallowed K8s User, No Such Rule, tag:nope",
+    )
+
+    assert out.unit_status == testing.ActiveStatus(
+        f"{ACTIVE.message}; disabled_rules matched nothing: No Such Rule, tag:nope"
+    )
+    live = (falco_fs / "etc-falco" / "falco.yaml").read_text()
+    assert "rule: Disallowed K8s User" in live
+    assert "rule: No Such Rule" in live  # Falco is told anyway: the rule may come later
+
+
+def _change_error(message: str) -> ops.pebble.ChangeError:
+    change = ops.pebble.Change.from_dict(
+        {
+            "id": "7",
+            "kind": "exec",
+            "summary": "falco --dry-run",
+            "status": "Error",
+            "tasks": [],
+            "ready": True,
+            "err": message,
+            "spawn-time": "2026-11-27T05:07:26Z",
+        }
+    )
+    return ops.pebble.ChangeError(message, change)
+
+
+def test_dry_run_timing_out_keeps_last_good_and_says_so(ctx, falco_fs, good, monkeypatch):
+    def timed_out(self: Any) -> None:
+        raise _change_error("timed out after 1m0s")
+
+    monkeypatch.setattr(scenario.mocking._MockExecProcess, "wait_output", timed_out)
+
+    out = change(ctx, good, falco_fs, custom_rules=UNKNOWN_FIELD_RULES)
+
+    assert out.unit_status == testing.WaitingStatus(
+        "falco container: falco failed: timed out after 1m0s; will retry"
+    )
+    assert (falco_fs / LIVE_CUSTOM).read_text() == GOOD_RULES
+
+
+def test_container_going_away_mid_gate_keeps_last_good(ctx, falco_fs, good, monkeypatch):
+    def gone(self: ops.Container, *args: Any, **kwargs: Any) -> None:
+        raise ops.pebble.ConnectionError(
+            "cannot connect to socket /charm/containers/falco/pebble.socket"
+        )
+
+    monkeypatch.setattr(ops.Container, "exec", gone)
+
+    out = change(ctx, good, falco_fs, custom_rules=UNKNOWN_FIELD_RULES)
+
+    assert isinstance(out.unit_status, testing.WaitingStatus)
+    assert "unreachable" in out.unit_status.message
+    assert (falco_fs / LIVE_CUSTOM).read_text() == GOOD_RULES
+
+
+def test_rescheduled_pod_comes_back_on_the_last_good_config(ctx, falco_fs, good, tmp_path):
+    blocked = change(ctx, good, falco_fs, custom_rules="- rule: x\n  desc: [unclosed\n")
+    fresh_fs = tmp_path / "new-pod"
+    for sub in ("etc-falco", "usr-share-falco", "var-log"):
+        (fresh_fs / sub).mkdir(parents=True)
+    fresh = falco_container(fresh_fs)
+
+    out = ctx.run(ctx.on.pebble_ready(fresh), dataclasses.replace(blocked, containers={fresh}))
+
+    assert (fresh_fs / LIVE_CUSTOM).read_text() == GOOD_RULES
+    assert out.get_container("falco").service_statuses["falco"].value == "active"
+    assert isinstance(out.unit_status, testing.BlockedStatus)  # the bad option is still named
+
+
+def test_ten_rule_priority_and_output_changes_restart_falco_zero_times(
+    ctx, falco_fs, good, calls: Calls
+):
+    changes: list[dict[str, Any]] = [
+        {"minimum_priority": "warning"},
+        {"minimum_priority": "notice", "custom_rules": GOOD_RULES},
+        {"http_output": "http://alerts.example.com:8080/falco"},
+        {"disabled_rules": "Disallowed K8s User"},
+        {"disabled_rules": "tag:k8s", "minimum_priority": "error"},
+        {"custom_rules": UNKNOWN_FIELD_RULES.replace("ka.verbb", "ka.verb")},
+        {"custom_rules": ""},
+        {"http_output": "https://siem.example.com/hook"},
+        {"minimum_priority": "debug"},
+        {"minimum_priority": "critical"},
+    ]
+    state = good
+    calls.reset()
+    for config in changes:
+        state = change(ctx, state, falco_fs, **config)
+        assert state.unit_status.name == "active", (config, state.unit_status)
+
+    assert calls.restarted == []
+    assert calls.started == []
+    assert dry_runs(ctx) == 1 + len(changes)  # every change was gated, none restarted Falco
