@@ -1,0 +1,264 @@
+"""The charm's only door to the Kubernetes API: the audit webhook's Service, ConfigMap and policy.
+
+Everything is written with server-side apply under the application's name as field manager, so
+re-running `AuditWebhookCluster.apply` converges on the wanted state and fields set by earlier
+runs but no longer wanted are dropped. The Service Juju creates for the application is never
+touched. Every API or transport failure leaves this module as `ClusterError` (or
+`ClusterForbiddenError` when the charm lacks RBAC), never as a lightkube or httpx2 exception.
+
+A fixed ``cluster_ip`` cannot be moved on an existing Service (Kubernetes makes it immutable).
+Rather than deleting and recreating the Service itself, which would leave no Service at all if
+the new address turned out to be taken or out of range, `apply` refuses with a `ClusterError`
+telling the operator to delete it; the next apply recreates it with the new address. The
+operator has to redeploy the kube-apiserver's webhook file for the new address anyway.
+"""
+
+import ipaddress
+from collections.abc import Generator
+from contextlib import contextmanager
+
+import httpx2
+from lightkube import ApiError, Client, ConfigError
+from lightkube.models.core_v1 import ServicePort, ServiceSpec
+from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
+from lightkube.models.networking_v1 import (
+    IPBlock,
+    NetworkPolicyIngressRule,
+    NetworkPolicyPeer,
+    NetworkPolicyPort,
+    NetworkPolicySpec,
+)
+from lightkube.resources.core_v1 import ConfigMap, Service
+from lightkube.resources.networking_v1 import NetworkPolicy
+
+from constants import K8SAUDIT_PORT, WEBSERVER_PORT
+from webhook_config import (
+    AUDIT_POLICY_KEY,
+    WEBHOOK_CONFIG_KEY,
+    WebhookAddress,
+    WebhookServiceSpec,
+    webhook_kubeconfig,
+    webhook_resource_name,
+)
+
+__all__ = [
+    "AuditWebhookCluster",
+    "ClusterError",
+    "ClusterForbiddenError",
+    "WebhookAddress",
+    "WebhookServiceSpec",
+]
+
+WEBHOOK_PORT_NAME = "k8s-audit"
+
+_NOT_FOUND = 404
+_FORBIDDEN = 403
+_TOO_MANY_REQUESTS = 429
+
+
+class ClusterError(Exception):
+    """A Kubernetes API call failed; the message is short enough for a unit status.
+
+    ``retryable`` is true for failures that may pass on their own (5xx, 429, unreachable API),
+    false for those an operator must fix (a conflict, an invalid object).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class ClusterForbiddenError(ClusterError):
+    """The charm's service account may not manage the webhook resources."""
+
+
+class AuditWebhookCluster:
+    """The webhook's Kubernetes objects for one application in its model's namespace."""
+
+    def __init__(self, app: str, namespace: str, client: Client | None = None):
+        """Bind to an application; the lightkube client is created on first use when not given."""
+        self.app = app
+        self.namespace = namespace
+        self.name = webhook_resource_name(app)
+        self._client = client
+
+    @property
+    def _api(self) -> Client:
+        if self._client is None:
+            try:
+                self._client = Client(field_manager=self.app)
+            except ConfigError as exc:
+                raise ClusterError(f"cannot load Kubernetes credentials: {exc}") from exc
+        return self._client
+
+    def apply(
+        self, spec: WebhookServiceSpec, *, audit_policy: str, allowed_cidrs: tuple[str, ...]
+    ) -> WebhookAddress:
+        """Leader only: converge the Service, ConfigMap and NetworkPolicy on the wanted state.
+
+        The webhook kubeconfig is rendered from the Service the API server returns, so it carries
+        the addresses Kubernetes actually allocated.
+
+        Returns:
+            The live webhook address.
+
+        Raises:
+            ClusterForbiddenError: the application is not trusted with cluster access.
+            ClusterError: any other API failure, or a change of a fixed cluster IP.
+        """
+        if spec.cluster_ip is not None:
+            self._refuse_cluster_ip_change(spec.cluster_ip)
+        with self._errors("apply Service"):
+            service = self._api.apply(self._service(spec), field_manager=self.app, force=True)
+        address = self._address(service)
+        config_map = ConfigMap(
+            metadata=self._metadata(),
+            data={WEBHOOK_CONFIG_KEY: webhook_kubeconfig(address), AUDIT_POLICY_KEY: audit_policy},
+        )
+        with self._errors("apply ConfigMap"):
+            self._api.apply(config_map, field_manager=self.app, force=True)
+        if allowed_cidrs:
+            with self._errors("apply NetworkPolicy"):
+                self._api.apply(
+                    self._network_policy(allowed_cidrs), field_manager=self.app, force=True
+                )
+        else:
+            self._delete(NetworkPolicy)
+        return address
+
+    def read_address(self) -> WebhookAddress | None:
+        """Read-only lookup for any unit: the live address, or None before the leader applied.
+
+        Raises:
+            ClusterError: the API failed, or the Service has no address yet.
+        """
+        service = self._read_service()
+        return None if service is None else self._address(service)
+
+    def remove(self) -> None:
+        """Delete everything `apply` created; objects already gone are fine.
+
+        Raises:
+            ClusterError: a deletion failed for another reason than the object being absent.
+        """
+        for resource in (NetworkPolicy, ConfigMap, Service):
+            self._delete(resource)
+
+    @contextmanager
+    def _errors(self, action: str) -> Generator[None]:
+        """Translate lightkube/httpx2 failures into ClusterError naming ``action``."""
+        try:
+            yield
+        except httpx2.HTTPStatusError as exc:
+            code = exc.response.status_code
+            if code == _FORBIDDEN:
+                raise ClusterForbiddenError(
+                    f"{action} forbidden: run: juju trust {self.app} --scope=cluster"
+                ) from exc
+            reason = exc.status.message if isinstance(exc, ApiError) else None
+            raise ClusterError(
+                f"{action} failed: HTTP {code}: {reason or exc.response.reason_phrase}",
+                retryable=code >= 500 or code == _TOO_MANY_REQUESTS,
+            ) from exc
+        except httpx2.HTTPError as exc:
+            raise ClusterError(
+                f"{action} failed: Kubernetes API unreachable: {type(exc).__name__}: {exc}",
+                retryable=True,
+            ) from exc
+
+    def _read_service(self) -> Service | None:
+        with self._errors("read Service"):
+            try:
+                return self._api.get(Service, self.name, namespace=self.namespace)
+            except ApiError as exc:
+                if exc.response.status_code == _NOT_FOUND:
+                    return None
+                raise
+
+    def _delete(self, resource: type[Service | ConfigMap | NetworkPolicy]) -> None:
+        with self._errors(f"delete {resource.__name__}"):
+            try:
+                self._api.delete(resource, self.name, namespace=self.namespace)
+            except ApiError as exc:
+                if exc.response.status_code != _NOT_FOUND:
+                    raise
+
+    def _refuse_cluster_ip_change(self, wanted: str) -> None:
+        """Fail early, with the way out, instead of on the API server's immutable-field 422."""
+        live = self._read_service()
+        current = live.spec.clusterIP if live is not None and live.spec is not None else None
+        if current and current != str(ipaddress.ip_address(wanted)):
+            raise ClusterError(
+                f"Service {self.name} has clusterIP {current}, which Kubernetes cannot change to"
+                f" {wanted}: run: kubectl -n {self.namespace} delete service {self.name}"
+                " (the charm recreates it), then update the kube-apiserver webhook file"
+            )
+
+    def _address(self, service: Service) -> WebhookAddress:
+        spec = service.spec or ServiceSpec()
+        if not spec.clusterIP:
+            raise ClusterError(f"Service {self.name} has no cluster IP")
+        service_type = spec.type or "ClusterIP"
+        node_port = None
+        if service_type == "NodePort":
+            ports = [p.nodePort for p in spec.ports or [] if p.name == WEBHOOK_PORT_NAME]
+            node_port = ports[0] if ports else None
+            if node_port is None:
+                raise ClusterError(f"Service {self.name} has no node port for {WEBHOOK_PORT_NAME}")
+        return WebhookAddress(service_type, spec.clusterIP, node_port)
+
+    @property
+    def _selector(self) -> dict[str, str]:
+        """How Juju labels this application's pods."""
+        return {"app.kubernetes.io/name": self.app}
+
+    def _metadata(self) -> ObjectMeta:
+        labels = {
+            **self._selector,
+            "app.kubernetes.io/managed-by": self.app,
+            "app.juju.is/created-by": self.app,
+        }
+        return ObjectMeta(name=self.name, namespace=self.namespace, labels=labels)
+
+    def _service(self, spec: WebhookServiceSpec) -> Service:
+        # Unset optionals are left out of the apply body: Kubernetes then allocates them, and a
+        # switch back to ClusterIP drops the node port this field manager owned.
+        port = ServicePort(
+            name=WEBHOOK_PORT_NAME,
+            port=K8SAUDIT_PORT,
+            targetPort=K8SAUDIT_PORT,
+            protocol="TCP",
+            nodePort=spec.node_port,
+        )
+        return Service(
+            metadata=self._metadata(),
+            spec=ServiceSpec(
+                type=spec.service_type,
+                selector=self._selector,
+                ports=[port],
+                clusterIP=spec.cluster_ip,
+            ),
+        )
+
+    def _network_policy(self, allowed_cidrs: tuple[str, ...]) -> NetworkPolicy:
+        """Webhook port from the allowed networks only; the metrics port stays open to all.
+
+        The pod sees the apiserver's traffic coming from a node address (kube-proxy masquerades
+        host traffic to a Service, often to the node's pod-network interface), so the networks
+        must cover the control-plane nodes as the pod network sees them.
+        """
+        webhook = NetworkPolicyIngressRule(
+            from_=[NetworkPolicyPeer(ipBlock=IPBlock(cidr=cidr)) for cidr in allowed_cidrs],
+            ports=[NetworkPolicyPort(port=K8SAUDIT_PORT, protocol="TCP")],
+        )
+        metrics = NetworkPolicyIngressRule(
+            ports=[NetworkPolicyPort(port=WEBSERVER_PORT, protocol="TCP")]
+        )
+        return NetworkPolicy(
+            metadata=self._metadata(),
+            spec=NetworkPolicySpec(
+                podSelector=LabelSelector(matchLabels=self._selector),
+                policyTypes=["Ingress"],
+                ingress=[webhook, metrics],
+            ),
+        )

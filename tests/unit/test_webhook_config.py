@@ -1,0 +1,228 @@
+"""The kube-apiserver side of the webhook: kubeconfig, flags, operator instructions, CIDRs."""
+
+import re
+import shlex
+import subprocess
+
+import pytest
+import yaml
+
+from webhook_config import (
+    AUDIT_POLICY_KEY,
+    MICROK8S_APISERVER_ARGS,
+    MICROK8S_AUDIT_POLICY,
+    MICROK8S_RESTART,
+    MICROK8S_WEBHOOK_CONFIG,
+    TRUNCATE_MAX_BATCH_BYTES,
+    TRUNCATE_MAX_EVENT_BYTES,
+    WEBHOOK_CONFIG_KEY,
+    InvalidCidrError,
+    WebhookAddress,
+    apiserver_flags,
+    kubectl_commands,
+    microk8s_instructions,
+    parse_allowed_cidrs,
+    render_webhook_kubeconfig,
+    webhook_action_result,
+    webhook_kubeconfig,
+    webhook_resource_name,
+    webhook_server_url,
+)
+
+# The k8saudit plugin's defaults the flags are sized against.
+PLUGIN_MAX_BATCH_BYTES = 12 * 1024 * 1024
+PLUGIN_MAX_EVENT_BYTES = 256 * 1024
+
+
+def server_of(kubeconfig: str) -> str:
+    document = yaml.safe_load(kubeconfig)
+    return document["clusters"][0]["cluster"]["server"]
+
+
+def test_kubeconfig_structure():
+    document = yaml.safe_load(render_webhook_kubeconfig("ClusterIP", "10.152.183.77", None))
+
+    assert document["apiVersion"] == "v1"
+    assert document["kind"] == "Config"
+    assert [c["name"] for c in document["clusters"]] == ["falco"]
+    assert [u["name"] for u in document["users"]] == ["falco"]
+    (context,) = document["contexts"]
+    assert context == {"name": "falco", "context": {"cluster": "falco", "user": "falco"}}
+    assert document["current-context"] == "falco"
+
+
+@pytest.mark.parametrize(
+    ("service_type", "cluster_ip", "node_port", "server"),
+    [
+        ("ClusterIP", "10.152.183.77", None, "http://10.152.183.77:9765/k8s-audit"),
+        ("NodePort", "10.152.183.77", 30765, "http://127.0.0.1:30765/k8s-audit"),
+        ("ClusterIP", "fd00:10:152::4d", None, "http://[fd00:10:152::4d]:9765/k8s-audit"),
+        ("ClusterIP", "fd00:10:152:0:0::4d", None, "http://[fd00:10:152::4d]:9765/k8s-audit"),
+        ("LoadBalancer", "10.152.183.9", 31000, "http://10.152.183.9:9765/k8s-audit"),
+    ],
+)
+def test_server_url(service_type: str, cluster_ip: str, node_port: int | None, server: str):
+    assert webhook_server_url(service_type, cluster_ip, node_port) == server
+    kubeconfig = render_webhook_kubeconfig(service_type, cluster_ip, node_port)
+    assert server_of(kubeconfig) == server
+
+
+@pytest.mark.parametrize(
+    ("service_type", "cluster_ip", "node_port"),
+    [
+        ("ClusterIP", "falco-audit-webhook.falco.svc", None),
+        ("ClusterIP", "None", None),
+        ("NodePort", "10.152.183.77", None),
+    ],
+)
+def test_server_url_refuses_what_the_apiserver_cannot_reach(
+    service_type: str, cluster_ip: str, node_port: int | None
+):
+    with pytest.raises(ValueError):  # noqa: PT011 - ipaddress' own message varies by version
+        webhook_server_url(service_type, cluster_ip, node_port)
+
+
+def test_address_renders_its_kubeconfig():
+    address = WebhookAddress("NodePort", "10.152.183.77", 30765)
+
+    assert address.server_url == "http://127.0.0.1:30765/k8s-audit"
+    assert webhook_kubeconfig(address) == render_webhook_kubeconfig(
+        "NodePort", "10.152.183.77", 30765
+    )
+
+
+def test_kubeconfig_survives_yaml_special_values():
+    # An IPv6 literal with colons must stay one scalar, not turn into a mapping or a number.
+    kubeconfig = render_webhook_kubeconfig("ClusterIP", "::1", None)
+    assert server_of(kubeconfig) == "http://[::1]:9765/k8s-audit"
+
+
+def flag_values(flags: list[str]) -> dict[str, str]:
+    return dict(flag.removeprefix("--").split("=", 1) for flag in flags)
+
+
+def test_apiserver_flags_defaults():
+    values = flag_values(apiserver_flags())
+
+    assert values["audit-webhook-config-file"] == "/etc/kubernetes/falco/webhook-config.yaml"
+    assert values["audit-policy-file"] == "/etc/kubernetes/falco/audit-policy.yaml"
+    assert values["audit-webhook-mode"] == "batch"
+    assert values["audit-webhook-truncate-enabled"] == "true"
+    assert int(values["audit-webhook-batch-max-size"]) > 0
+    assert re.fullmatch(r"\d+s", values["audit-webhook-batch-max-wait"])
+
+
+def test_apiserver_flags_fit_the_plugin_limits():
+    values = flag_values(apiserver_flags())
+    batch = int(values["audit-webhook-truncate-max-batch-size"])
+    event = int(values["audit-webhook-truncate-max-event-size"])
+
+    assert batch == TRUNCATE_MAX_BATCH_BYTES
+    assert event == TRUNCATE_MAX_EVENT_BYTES
+    # A batch may overshoot by a few hundred bytes: keep at least 1 MiB of headroom.
+    assert batch + 1024 * 1024 <= PLUGIN_MAX_BATCH_BYTES
+    assert event <= PLUGIN_MAX_EVENT_BYTES
+    assert event < batch
+
+
+def test_apiserver_flags_paths_are_parameters():
+    values = flag_values(apiserver_flags("/srv/a.yaml", "/srv/b.yaml"))
+
+    assert values["audit-webhook-config-file"] == "/srv/a.yaml"
+    assert values["audit-policy-file"] == "/srv/b.yaml"
+
+
+def test_kubectl_commands():
+    lines = kubectl_commands("falco-model", "falco").splitlines()
+
+    assert lines == [
+        "kubectl -n falco-model get configmap falco-audit-webhook"
+        " -o 'jsonpath={.data.webhook-config\\.yaml}' > webhook-config.yaml",
+        "kubectl -n falco-model get configmap falco-audit-webhook"
+        " -o 'jsonpath={.data.audit-policy\\.yaml}' > audit-policy.yaml",
+    ]
+
+
+def test_microk8s_instructions():
+    script = microk8s_instructions("falco-model", "falco")
+    lines = script.splitlines()
+
+    assert lines[0].startswith("microk8s kubectl -n falco-model get configmap falco-audit-webhook")
+    assert lines[0].endswith(f"| sudo tee {MICROK8S_WEBHOOK_CONFIG} >/dev/null")
+    assert "webhook-config\\.yaml" in lines[0]
+    assert "audit-policy\\.yaml" in lines[1]
+    assert lines[1].endswith(f"| sudo tee {MICROK8S_AUDIT_POLICY} >/dev/null")
+    # Earlier audit flags are removed before the current ones are appended: safe to re-run.
+    assert lines[2].startswith("sudo sed -i")
+    assert lines[2].endswith(MICROK8S_APISERVER_ARGS)
+    start = lines.index(f"sudo tee -a {MICROK8S_APISERVER_ARGS} >/dev/null <<'EOF'")
+    end = lines.index("EOF")
+    assert lines[start + 1 : end] == apiserver_flags(
+        MICROK8S_WEBHOOK_CONFIG, MICROK8S_AUDIT_POLICY
+    )
+    assert lines[-1] == MICROK8S_RESTART == "sudo snap restart microk8s.daemon-kubelite"
+    assert MICROK8S_WEBHOOK_CONFIG.startswith("/var/snap/microk8s/current/args/")
+
+
+def test_instructions_are_valid_shell():
+    for script in (microk8s_instructions("m", "a"), kubectl_commands("m", "a")):
+        subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    words = shlex.split(kubectl_commands("m", "a").splitlines()[0])
+    assert words[words.index("-o") + 1] == "jsonpath={.data.webhook-config\\.yaml}"
+
+
+def test_microk8s_sed_removes_only_audit_backend_flags():
+    sed_line = microk8s_instructions("m", "a").splitlines()[2]
+    basic_regex = sed_line.split("'")[1].strip("/").removesuffix("/d")
+    # Translate the GNU basic regex to Python's to check what it matches.
+    pattern = re.compile(basic_regex.replace("\\(", "(").replace("\\)", ")").replace("\\|", "|"))
+
+    assert pattern.match("--audit-webhook-config-file=/x")
+    assert pattern.match("--audit-policy-file=/x")
+    assert not pattern.match("--audit-log-path=/var/log/audit.log")
+    assert not pattern.match("--authorization-mode=Node,RBAC")
+
+
+def test_action_result_keys_and_values():
+    result = webhook_action_result("falco-model", "falco", "KUBECONFIG", "POLICY")
+
+    assert set(result) == {
+        "webhook-config",
+        "audit-policy",
+        "apiserver-flags",
+        "microk8s",
+        "kubectl",
+    }
+    assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", key) for key in result)
+    assert result["webhook-config"] == "KUBECONFIG"
+    assert result["audit-policy"] == "POLICY"
+    assert result["apiserver-flags"].splitlines() == apiserver_flags()
+    assert result["microk8s"] == microk8s_instructions("falco-model", "falco")
+    assert result["kubectl"] == kubectl_commands("falco-model", "falco")
+
+
+def test_resource_name_and_keys():
+    assert webhook_resource_name("falco") == "falco-audit-webhook"
+    assert (WEBHOOK_CONFIG_KEY, AUDIT_POLICY_KEY) == ("webhook-config.yaml", "audit-policy.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", ()),
+        (" , ,", ()),
+        ("10.0.0.0/8", ("10.0.0.0/8",)),
+        ("10.1.2.3/24, 192.168.1.10", ("10.1.2.0/24", "192.168.1.10/32")),
+        ("10.0.0.0/8,10.0.0.0/8", ("10.0.0.0/8",)),
+        ("fd00::1/64,::1", ("fd00::/64", "::1/128")),
+    ],
+)
+def test_parse_allowed_cidrs(text: str, expected: tuple[str, ...]):
+    assert parse_allowed_cidrs(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.0/33", "example.com", "10.0.0.0/8/1", "300.1.1.1"])
+def test_parse_allowed_cidrs_names_the_bad_entry(bad: str):
+    with pytest.raises(InvalidCidrError, match=re.escape(repr(bad))) as excinfo:
+        parse_allowed_cidrs(f"10.0.0.0/8, {bad}")
+    assert isinstance(excinfo.value, ValueError)
