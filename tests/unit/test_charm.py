@@ -11,7 +11,16 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ACTIVE, DRY_RUN_PREFIX, LIST_PREFIX, STOCK_RULES, Calls, falco_container
+from charm_pod import (
+    ACTIVE,
+    DRY_RUN_PREFIX,
+    LIST_PREFIX,
+    STOCK_RULES,
+    Calls,
+    falco_container,
+    pod,
+    with_container,
+)
 from ops import testing
 
 CHECKER = Path(__file__).resolve().parents[3] / "shared" / "tools" / "falco-config-check"
@@ -24,7 +33,7 @@ def falco_yaml(fs: Path) -> dict[str, Any]:
 def deployed(ctx: testing.Context[Any], fs: Path, **config: Any) -> testing.State:
     """A unit after its first pebble-ready with the given config."""
     container = falco_container(fs)
-    state = testing.State(config=config, containers={container}, leader=True)
+    state = testing.State(config=config, containers=pod(container), leader=True)
     return ctx.run(ctx.on.pebble_ready(container), state)
 
 
@@ -85,7 +94,7 @@ def test_ports_and_active_status(ctx, falco_fs):
 
 def test_waiting_while_pebble_is_not_ready(ctx, falco_fs):
     container = falco_container(falco_fs, can_connect=False)
-    out = ctx.run(ctx.on.config_changed(), testing.State(containers={container}, leader=True))
+    out = ctx.run(ctx.on.config_changed(), testing.State(containers=pod(container), leader=True))
 
     assert out.unit_status == testing.WaitingStatus("waiting for Pebble in the falco container")
 
@@ -123,7 +132,7 @@ def test_falco_down_is_started_again_without_a_new_definition(ctx, falco_fs, cal
     )
     calls.reset()
 
-    ctx.run(ctx.on.update_status(), dataclasses.replace(out, containers={stopped}))
+    ctx.run(ctx.on.update_status(), with_container(out, stopped))
 
     assert calls.started == ["falco:falco"]
     assert calls.restarted == []
@@ -248,7 +257,7 @@ def test_show_rules_fails_cleanly_without_pebble(ctx, falco_fs):
     container = falco_container(falco_fs, can_connect=False)
 
     with pytest.raises(testing.ActionFailed, match="Falco is not reachable yet"):
-        ctx.run(ctx.on.action("show-rules"), testing.State(containers={container}))
+        ctx.run(ctx.on.action("show-rules"), testing.State(containers=pod(container)))
 
 
 def test_show_rules_rejects_an_unknown_priority(ctx, falco_fs):
@@ -264,8 +273,8 @@ def test_show_rules_reports_falco_failure(ctx, falco_fs):
     failing = falco_container(
         falco_fs, listing=testing.Exec(LIST_PREFIX, return_code=1, stderr=error)
     )
-    state = dataclasses.replace(
-        out, containers={dataclasses.replace(out.get_container("falco"), execs=failing.execs)}
+    state = with_container(
+        out, dataclasses.replace(out.get_container("falco"), execs=failing.execs)
     )
 
     with pytest.raises(

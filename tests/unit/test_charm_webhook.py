@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ACTIVE, falco_container
+from charm_pod import ACTIVE, falco_container, pod
 from kube_api import FakeApiServer, status
 from ops import testing
 
@@ -22,7 +22,7 @@ WRITES = {"PATCH", "POST", "PUT", "DELETE"}
 def state(fs, *, leader: bool = True, **config: Any) -> testing.State:
     return testing.State(
         config=config,
-        containers={falco_container(fs)},
+        containers=pod(falco_container(fs)),
         leader=leader,
         model=testing.Model(name=NS),
     )

@@ -1,0 +1,129 @@
+"""The simulated falco-k8s pod for Scenario tests: containers, Falco's answers, spies."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from ops import testing
+
+from constants import FALCO_BIN, FALCO_CONFIG, FALCO_STAGING_DIR
+
+STOCK_RULES = """\
+- required_engine_version: 15
+- list: allowed_k8s_users
+  items: ["minikube", "kubelet", "kube-proxy"]
+- macro: kcreate
+  condition: ka.verb=create
+- rule: Disallowed K8s User
+  desc: Detect any k8s operation by users outside of an allowed set of users.
+  condition: kevt and non_system_user and not ka.user.name in (allowed_k8s_users)
+  output: K8s Operation performed by user not in allowed list of users
+  priority: WARNING
+  source: k8s_audit
+  tags: [k8s]
+"""
+
+LOADED_RULES = [
+    ("Disallowed K8s User", "Warning", ["k8s"]),
+    ("Create Privileged Pod", "Warning", ["k8s", "mitre_privilege_escalation"]),
+    ("Attach/Exec Pod", "Notice", ["k8s", "mitre_execution"]),
+    ("K8s Secret Get Successfully", "Error", ["k8s"]),
+    ("Create HostNetwork Pod", "Warning", ["k8s", "mitre_lateral_movement"]),
+]
+
+
+def falco_list_json(enabled: bool = True) -> str:
+    """What ``falco -L -o json_output=true`` prints: one JSON document on one line."""
+    rules = [
+        {
+            "info": {
+                "name": name,
+                "condition": "kevt and kcreate",
+                "priority": priority,
+                "output": "output text",
+                "description": "desc",
+                "enabled": enabled,
+                "source": "k8s_audit",
+                "tags": tags,
+            },
+            "details": {"plugins": ["k8saudit", "json"], "macros": ["kcreate"]},
+        }
+        for name, priority, tags in LOADED_RULES
+    ]
+    doc = {"required_engine_version": "0.x", "rules": rules, "macros": [], "lists": []}
+    return json.dumps(doc)
+
+
+ACTIVE = testing.ActiveStatus("audit webhook at http://10.152.183.77:9765/k8s-audit")
+
+
+DRY_RUN_PREFIX = (FALCO_BIN, "-c", f"{FALCO_STAGING_DIR}/falco.yaml")
+LIST_PREFIX = (FALCO_BIN, "-c", FALCO_CONFIG, "--disable-source", "syscall", "-L")
+
+
+def falco_container(
+    fs: Path,
+    *,
+    dry_run: testing.Exec | None = None,
+    listing: testing.Exec | None = None,
+    **kwargs: Any,
+) -> testing.Container:
+    """The falco container with its filesystem mounted and Falco's answers simulated."""
+    execs = {
+        dry_run or testing.Exec(DRY_RUN_PREFIX, stdout="Falco initialized\n"),
+        listing or testing.Exec(LIST_PREFIX, stdout=falco_list_json() + "\n"),
+        testing.Exec(["mv"]),
+    }
+    mounts = {
+        "etc": testing.Mount(location="/etc/falco", source=fs / "etc-falco"),
+        "plugins": testing.Mount(location="/usr/share/falco", source=fs / "usr-share-falco"),
+        "log": testing.Mount(location="/var/log", source=fs / "var-log"),
+    }
+    kwargs.setdefault("can_connect", True)
+    return testing.Container("falco", mounts=mounts, execs=execs, **kwargs)
+
+
+def forwarder_container(fs: Path, **kwargs: Any) -> testing.Container:
+    """The forwarder container, its code and config directories kept across runs."""
+    mounts = {
+        "code": testing.Mount(location="/opt/falco-forwarder", source=fs / "opt"),
+        "config": testing.Mount(location="/etc/falco-forwarder", source=fs / "etc"),
+    }
+    kwargs.setdefault("can_connect", True)
+    return testing.Container("forwarder", mounts=mounts, **kwargs)
+
+
+def pod(falco: testing.Container, forwarder: testing.Container | None = None) -> set[Any]:
+    """Both containers of the unit's pod, as Juju always has them.
+
+    The forwarder's filesystem sits next to the falco container's mounted one.
+    """
+    if forwarder is None:
+        falco_root = Path(falco.mounts["etc"].source).parent
+        fs = falco_root.parent / f"{falco_root.name}-forwarder"
+        for sub in ("opt", "etc"):
+            (fs / sub).mkdir(parents=True, exist_ok=True)
+        forwarder = forwarder_container(fs)
+    return {falco, forwarder}
+
+
+def with_container(state: testing.State, container: testing.Container) -> testing.State:
+    """``state`` with one container swapped, the other kept as it was."""
+    others = {c for c in state.containers if c.name != container.name}
+    return dataclasses.replace(state, containers={container, *others})
+
+
+class Calls:
+    """Counts the Pebble writes the charm makes, by spying on (not replacing) ops.Container."""
+
+    def __init__(self) -> None:
+        self.pushed: list[str] = []
+        self.restarted: list[str] = []
+        self.started: list[str] = []
+        self.signals: list[tuple[str, tuple[str, ...]]] = []
+
+    def reset(self) -> None:
+        self.__init__()
