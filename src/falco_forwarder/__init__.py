@@ -1,0 +1,5 @@
+"""Falco alert forwarder: receives Falco's http_output and fans each alert out to every sink.
+
+Standard library only (Python >= 3.11), so it runs in its own container without the
+charm's dependencies. The charm builds its configuration with `falco_forwarder.config`.
+"""

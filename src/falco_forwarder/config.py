@@ -1,0 +1,292 @@
+"""The forwarder's JSON configuration: the contract between the charm and the forwarder.
+
+The charm builds a plain dict, checks it with `config_from_dict` and writes
+`config_to_dict(...)` as JSON; the forwarder reads it back with `load_config`.
+Every section is required; a sink's ``headers``, ``ca_cert`` and
+``max_message_bytes`` may be omitted (they default to ``{}``, ``None``, ``None``).
+Unknown keys are rejected so that a typo in the charm fails loudly.
+"""
+
+import json
+import re
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+FORMAT_FALCO_JSON: Final = "falco-json"
+FORMAT_GELF: Final = "gelf"
+FORMATS: Final = (FORMAT_FALCO_JSON, FORMAT_GELF)
+
+# Sink names become spool directory names and metric label values.
+_SINK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# RFC 9110 token characters for header names.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    """Address the alert receiver binds to (Falco's http_output points here)."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class SpoolConfig:
+    """Where queued alerts are kept on disk, and the cap on their total size."""
+
+    dir: Path
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class JujuTopology:
+    """Juju identity of the unit, attached to every GELF message."""
+
+    model: str
+    model_uuid: str
+    application: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """Backoff bounds for failed deliveries and the per-request timeout, in seconds."""
+
+    initial_seconds: float
+    max_seconds: float
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """One destination; ``headers`` and ``ca_cert`` stay out of ``repr`` (they hold secrets)."""
+
+    name: str
+    format: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict[str, str], repr=False)
+    ca_cert: str | None = field(default=None, repr=False)
+    max_message_bytes: int | None = None
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without userinfo, query or fragment, fit for logs."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port is not None else ""
+        return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+@dataclass(frozen=True)
+class ForwarderConfig:
+    """The whole forwarder configuration."""
+
+    listen: ListenConfig
+    max_body_bytes: int
+    spool: SpoolConfig
+    juju: JujuTopology
+    retry: RetryConfig
+    sinks: tuple[SinkConfig, ...]
+
+
+def load_config(path: str | Path) -> ForwarderConfig:
+    """Read and validate the JSON configuration file at ``path``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8") from e
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}") from e
+    return config_from_dict(data)
+
+
+def config_from_dict(data: object) -> ForwarderConfig:
+    """Validate ``data`` (parsed JSON) and build the configuration, or raise `ConfigError`."""
+    top = _section(
+        data, "config", required={"listen", "max_body_bytes", "spool", "juju", "retry", "sinks"}
+    )
+    listen = _section(top["listen"], "listen", required={"host", "port"})
+    spool = _section(top["spool"], "spool", required={"dir", "max_bytes"})
+    juju = _section(top["juju"], "juju", required={"model", "model_uuid", "application", "unit"})
+    retry = _section(
+        top["retry"], "retry", required={"initial_seconds", "max_seconds", "timeout_seconds"}
+    )
+    retry_config = RetryConfig(
+        initial_seconds=_positive_number(retry, "initial_seconds", "retry"),
+        max_seconds=_positive_number(retry, "max_seconds", "retry"),
+        timeout_seconds=_positive_number(retry, "timeout_seconds", "retry"),
+    )
+    if retry_config.initial_seconds > retry_config.max_seconds:
+        raise ConfigError("retry.initial_seconds must not exceed retry.max_seconds")
+    port = _integer(listen, "port", "listen", minimum=0)
+    if port > 65535:
+        raise ConfigError("listen.port must be at most 65535")
+    sinks_data = top["sinks"]
+    if not isinstance(sinks_data, list):
+        raise ConfigError("sinks must be a list")
+    sinks = tuple(_sink(item, f"sinks[{i}]") for i, item in enumerate(sinks_data))  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+    names = [sink.name for sink in sinks]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"duplicate sink names: {', '.join(duplicates)}")
+    return ForwarderConfig(
+        listen=ListenConfig(host=_string(listen, "host", "listen"), port=port),
+        max_body_bytes=_integer(top, "max_body_bytes", "config", minimum=1),
+        spool=SpoolConfig(
+            dir=Path(_string(spool, "dir", "spool")),
+            max_bytes=_integer(spool, "max_bytes", "spool", minimum=1),
+        ),
+        juju=JujuTopology(
+            model=_string(juju, "model", "juju"),
+            model_uuid=_string(juju, "model_uuid", "juju"),
+            application=_string(juju, "application", "juju"),
+            unit=_string(juju, "unit", "juju"),
+        ),
+        retry=retry_config,
+        sinks=sinks,
+    )
+
+
+def config_to_dict(config: ForwarderConfig) -> dict[str, Any]:
+    """Serialise ``config`` to the JSON-ready dict that `config_from_dict` reads back."""
+    return {
+        "listen": {"host": config.listen.host, "port": config.listen.port},
+        "max_body_bytes": config.max_body_bytes,
+        "spool": {"dir": str(config.spool.dir), "max_bytes": config.spool.max_bytes},
+        "juju": {
+            "model": config.juju.model,
+            "model_uuid": config.juju.model_uuid,
+            "application": config.juju.application,
+            "unit": config.juju.unit,
+        },
+        "retry": {
+            "initial_seconds": config.retry.initial_seconds,
+            "max_seconds": config.retry.max_seconds,
+            "timeout_seconds": config.retry.timeout_seconds,
+        },
+        "sinks": [
+            {
+                "name": sink.name,
+                "format": sink.format,
+                "url": sink.url,
+                "headers": dict(sink.headers),
+                "ca_cert": sink.ca_cert,
+                "max_message_bytes": sink.max_message_bytes,
+            }
+            for sink in config.sinks
+        ],
+    }
+
+
+def _sink(data: object, where: str) -> SinkConfig:
+    item = _section(
+        data,
+        where,
+        required={"name", "format", "url"},
+        optional={"headers", "ca_cert", "max_message_bytes"},
+    )
+    name = _string(item, "name", where)
+    if not _SINK_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{where}.name {name!r} must be 1-63 characters of [A-Za-z0-9_.-], "
+            "starting with a letter or digit"
+        )
+    fmt = _string(item, "format", where)
+    if fmt not in FORMATS:
+        raise ConfigError(f"{where}.format must be one of {', '.join(FORMATS)}")
+    url = _string(item, "url", where)
+    try:
+        parts = urlsplit(url)
+        valid_url = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # raises ValueError on a malformed port
+    except ValueError:
+        valid_url = False
+    if not valid_url:
+        raise ConfigError(f"{where}.url must be an http:// or https:// URL with a host")
+    ca_cert = item.get("ca_cert")
+    if ca_cert is not None:
+        if not isinstance(ca_cert, str):
+            raise ConfigError(f"{where}.ca_cert must be a PEM string or null")
+        try:
+            ssl.create_default_context(cadata=ca_cert)
+        except (ssl.SSLError, ValueError) as e:
+            raise ConfigError(f"{where}.ca_cert is not a valid PEM certificate") from e
+    max_message_bytes = None
+    if item.get("max_message_bytes") is not None:
+        max_message_bytes = _integer(item, "max_message_bytes", where, minimum=1)
+    return SinkConfig(
+        name=name,
+        format=fmt,
+        url=url,
+        headers=_headers(item.get("headers", {}), f"{where}.headers"),
+        ca_cert=ca_cert,
+        max_message_bytes=max_message_bytes,
+    )
+
+
+def _headers(data: object, where: str) -> dict[str, str]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be an object")
+    headers: dict[str, str] = {}
+    for key, value in data.items():  # pyright: ignore[reportUnknownVariableType]
+        if not isinstance(key, str) or not _HEADER_NAME.fullmatch(key):
+            raise ConfigError(f"{where} has an invalid header name")
+        # The value is a secret: never echo it in the error.
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise ConfigError(f"{where}[{key!r}] must be a string without line breaks")
+        headers[key] = value
+    return headers
+
+
+def _section(
+    data: object,
+    where: str,
+    *,
+    required: set[str],
+    optional: frozenset[str] | set[str] = frozenset(),
+) -> dict[str, object]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be an object")
+    section: dict[str, object] = dict(data)  # pyright: ignore[reportUnknownArgumentType]
+    missing = sorted(required - section.keys())
+    if missing:
+        raise ConfigError(f"{where} is missing {', '.join(missing)}")
+    unknown = sorted(map(str, section.keys() - required - optional))
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys: {', '.join(unknown)}")
+    return section
+
+
+def _string(section: Mapping[str, object], key: str, where: str) -> str:
+    value = section[key]
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}.{key} must be a non-empty string")
+    return value
+
+
+def _integer(section: Mapping[str, object], key: str, where: str, *, minimum: int) -> int:
+    value = section[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where}.{key} must be an integer >= {minimum}")
+    return value
+
+
+def _positive_number(section: Mapping[str, object], key: str, where: str) -> float:
+    value = section[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
+        raise ConfigError(f"{where}.{key} must be a number > 0 and < 1e9")
+    return float(value)

@@ -1,0 +1,208 @@
+"""Map a Falco JSON alert to a GELF 1.1 message that Graylog always accepts.
+
+`to_gelf` never fails on a JSON object: missing keys fall back to defaults,
+every additional field name matches ``^_[A-Za-z0-9_]+$`` (never ``_id``), no
+value is a boolean or null, and a message over the size limit is trimmed,
+never rejected.
+"""
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Final, TypeAlias
+
+from falco_forwarder.config import JujuTopology
+
+GELF_VERSION: Final = "1.1"
+DEFAULT_LEVEL: Final = 6  # syslog "informational"
+# Falco priorities in syslog severity order.
+LEVELS: Final = {
+    "emergency": 0,
+    "alert": 1,
+    "critical": 2,
+    "error": 3,
+    "warning": 4,
+    "notice": 5,
+    "informational": 6,
+    "info": 6,
+    "debug": 7,
+}
+MAX_FIELD_NAME: Final = 100
+
+_RFC3339 = re.compile(
+    r"(?P<base>\d{4}-\d\d-\d\d)[Tt ](?P<clock>\d\d:\d\d:\d\d)(?:\.(?P<frac>\d{1,9}))?"
+    r"(?P<tz>[Zz]|[+-]\d\d:\d\d)"
+)
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
+
+GelfMessage: TypeAlias = dict[str, str | int | float]
+
+
+def to_gelf(
+    alert: Mapping[str, Any],
+    juju: JujuTopology,
+    max_message_bytes: int | None = None,
+    *,
+    now: Callable[[], float] = time.time,
+) -> GelfMessage:
+    """Build the GELF message for ``alert``, trimmed to ``max_message_bytes`` once encoded.
+
+    The size guarantee holds for any limit of at least 256 bytes; below that the
+    message is made as small as the required fields allow.
+    """
+    output = _text(alert.get("output"))
+    rule = _text(alert.get("rule"))
+    priority = _text(alert.get("priority"))
+    message: GelfMessage = {
+        "version": GELF_VERSION,
+        "host": _text(alert.get("hostname")) or juju.unit,
+        "short_message": _text(alert.get("message")) or output or rule or "falco alert",
+        "timestamp": _timestamp(alert.get("time"), now),
+        "level": LEVELS.get(priority.strip().lower(), DEFAULT_LEVEL),
+    }
+    fixed = {
+        "full_message": output,
+        "_falco_rule": rule,
+        "_falco_priority": priority,
+        "_falco_source": _text(alert.get("source")),
+        "_falco_tags": _tags(alert.get("tags")),
+        "_juju_model": juju.model,
+        "_juju_model_uuid": juju.model_uuid,
+        "_juju_application": juju.application,
+        "_juju_unit": juju.unit,
+    }
+    message.update((key, value) for key, value in fixed.items() if value)
+    fields = alert.get("output_fields")
+    if isinstance(fields, Mapping):
+        _add_output_fields(message, fields)  # pyright: ignore[reportUnknownArgumentType]
+    if max_message_bytes is not None:
+        _fit(message, max_message_bytes)
+    return message
+
+
+def encode_gelf(message: GelfMessage) -> bytes:
+    """Encode ``message`` as compact UTF-8 JSON, the form whose size `to_gelf` bounds."""
+    return _dumps(message)
+
+
+def field_name(key: str) -> str:
+    """Turn an ``output_fields`` key into a GELF additional field name (before de-duplication).
+
+    ``ka.user.name`` gives ``_ka_user_name`` and ``jevt.value[/requestObject/kind]``
+    gives ``_jevt_value_requestObject_kind``.
+    """
+    base = _NOT_ALNUM.sub("_", key).strip("_")[:MAX_FIELD_NAME].rstrip("_") or "field"
+    name = f"_{base}"
+    return "_field_id" if name == "_id" else name
+
+
+def _add_output_fields(message: GelfMessage, fields: Mapping[Any, Any]) -> None:
+    # Sorted so that which of two colliding keys gets the suffix does not depend on key order.
+    for key in sorted(fields, key=str):
+        value = _field_value(fields[key])
+        if value is None:
+            continue
+        name = base = field_name(str(key))
+        suffix = 2
+        while name in message:
+            name = f"{base}_{suffix}"
+            suffix += 1
+        message[name] = value
+
+
+def _field_value(value: object) -> str | int | float | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value if math.isfinite(value) else str(value)
+    return _text(value)
+
+
+def _text(value: object) -> str:
+    """Render any JSON value as a string; absent (None) becomes ""."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _tags(tags: object) -> str:
+    if isinstance(tags, list):
+        return ",".join(_text(tag) for tag in tags)  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+    return _text(tags)
+
+
+def _timestamp(value: object, now: Callable[[], float]) -> float:
+    """Epoch seconds with millisecond precision from an RFC 3339 time, else the current time."""
+    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return round(now(), 3)
+    tz = "+00:00" if match["tz"] in ("Z", "z") else match["tz"]
+    try:
+        seconds = datetime.fromisoformat(f"{match['base']}T{match['clock']}{tz}").timestamp()
+    except ValueError:  # e.g. month 13 or a leap second
+        return round(now(), 3)
+    nanos = int((match["frac"] or "0").ljust(9, "0"))
+    return (int(seconds) * 1000 + (nanos + 500_000) // 1_000_000) / 1000
+
+
+def _dumps(value: object) -> bytes:
+    # Lone surrogates (valid in JSON escapes, invalid in UTF-8) become "?".
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8", "replace")
+
+
+def _size(value: object) -> int:
+    return len(_dumps(value))
+
+
+def _fit(message: GelfMessage, limit: int) -> None:
+    """Trim full_message, then the largest additional fields, then short_message and host."""
+    over = _size(message) - limit
+    if over <= 0:
+        return
+    over = _shrink(message, "full_message", over, keep=0)
+    extras = sorted(
+        (key for key in message if key.startswith("_")),
+        key=lambda key: (-_size(message[key]), key),
+    )
+    for key in extras:
+        if over <= 0:
+            return
+        over = _shrink(message, key, over, keep=0)
+    for key in ("short_message", "host"):
+        if over > 0:
+            over = _shrink(message, key, over, keep=1)
+
+
+def _shrink(message: GelfMessage, key: str, over: int, *, keep: int) -> int:
+    """Cut ``message[key]`` by at least ``over`` encoded bytes if possible; return what is left.
+
+    With ``keep=0`` a field that would end up empty (or is not a string) is removed,
+    which also saves its name and a comma; otherwise ``keep`` characters are kept.
+    """
+    if key not in message:
+        return over
+    value = message[key]
+    old = _size(value)
+    target = old - over
+    if isinstance(value, str):
+        # Every character costs at least one byte, so the answer is below target - 1.
+        lo, hi = 0, min(len(value), max(target - 1, 0))
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if _size(value[:mid]) <= target:
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo > 0 or keep > 0:
+            message[key] = value[: max(lo, keep)]
+            return over - (old - _size(message[key]))
+    del message[key]
+    return over - (_size(key) + 1 + old + 1)  # name, colon, value and a comma

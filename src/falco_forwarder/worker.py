@@ -1,0 +1,136 @@
+"""The delivery loop of one sink: its spooled alerts, in order, each until delivered or dropped.
+
+An alert leaves the spool only after a 2xx (delivered) or a non-retryable status
+(dropped), so each one reaches the sink once in normal operation. Delivery is
+at-least-once otherwise: an alert is sent again if the sink took it but its answer
+was lost (timeout, reset), or after a hard crash between the 2xx and the removal.
+"""
+
+import json
+import logging
+import random
+import threading
+
+from falco_forwarder.burstlog import BurstLog
+from falco_forwarder.config import FORMAT_GELF, JujuTopology, RetryConfig, SinkConfig
+from falco_forwarder.gelf import encode_gelf, to_gelf
+from falco_forwarder.metrics import DELIVERED, DROPPED, RETRIED, Metrics
+from falco_forwarder.sinks import HttpSender, Outcome
+from falco_forwarder.spool import Entry, Spool
+
+logger = logging.getLogger(__name__)
+
+# 2**60 times any sane initial delay is past any cap; stops the float from overflowing.
+_MAX_DOUBLINGS = 60
+
+
+class SinkWorker:
+    """A thread delivering one sink's queue, with exponential backoff and full jitter."""
+
+    def __init__(
+        self,
+        sink: SinkConfig,
+        *,
+        spool: Spool,
+        metrics: Metrics,
+        retry: RetryConfig,
+        juju: JujuTopology,
+        stop: threading.Event,
+    ):
+        self._sink = sink
+        self._spool = spool
+        self._metrics = metrics
+        self._retry = retry
+        self._juju = juju
+        self._stop = stop
+        self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
+        self._sender = HttpSender(sink, retry.timeout_seconds)
+        self._outage = BurstLog(logger)
+        self._refusals = BurstLog(logger)
+        self._thread = threading.Thread(target=self._run, name=f"sink-{sink.name}")
+
+    def start(self) -> None:
+        """Start delivering."""
+        self._thread.start()
+
+    def join(self) -> None:
+        """Wait until the loop has exited (after the stop event is set and the spool closed)."""
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                entry = self._spool.head(self._sink.name)
+                if entry is None:
+                    return
+                self._deliver(entry)
+        finally:
+            self._sender.close()
+
+    def _deliver(self, entry: Entry) -> None:
+        body = self._render(entry)
+        attempts = 0
+        while body is not None:
+            attempt = self._sender.post(body)
+            if attempt.outcome is Outcome.DELIVERED:
+                self._spool.remove(entry)
+                self._metrics.inc(DELIVERED, sink=self._sink.name)
+                self._outage.end("sink %s: delivering again", self._sink.name)
+                self._refusals.end("sink %s: accepting alerts again", self._sink.name)
+                return
+            if attempt.outcome is Outcome.DROP:
+                self._drop(entry, attempt.drop_reason)
+                self._refusals.event(
+                    "sink %s (%s) refused an alert with %s; dropped it, not retrying",
+                    self._sink.name,
+                    self._sink.safe_url,
+                    attempt.detail,
+                )
+                return
+            self._metrics.inc(RETRIED, sink=self._sink.name)
+            self._outage.event(
+                "sink %s (%s) failed: %s; retrying with backoff",
+                self._sink.name,
+                self._sink.safe_url,
+                attempt.detail,
+            )
+            delay = backoff_delay(attempts, attempt.retry_after, self._retry, self._rng)
+            attempts += 1
+            if self._stop.wait(delay) or not self._spool.contains(entry):
+                return  # shutting down (the entry stays spooled), or dropped as too old
+
+    def _render(self, entry: Entry) -> bytes | None:
+        """The request body for this sink, or None if the entry is gone or unreadable."""
+        data = self._spool.read(entry)
+        if data is None:
+            return None
+        try:
+            alert = json.loads(data)
+        except (ValueError, RecursionError):
+            alert = None
+        if not isinstance(alert, dict):
+            logger.error("sink %s: dropping corrupt spool entry %s", self._sink.name, entry.path)
+            self._drop(entry, "corrupt")
+            return None
+        if self._sink.format == FORMAT_GELF:
+            message = to_gelf(alert, self._juju, self._sink.max_message_bytes)  # pyright: ignore[reportUnknownArgumentType]
+            return encode_gelf(message)
+        return data
+
+    def _drop(self, entry: Entry, reason: str) -> None:
+        self._spool.remove(entry)
+        self._metrics.inc(DROPPED, sink=self._sink.name, reason=reason)
+
+
+def backoff_delay(
+    attempts: int, retry_after: float | None, retry: RetryConfig, rng: random.Random
+) -> float:
+    """Seconds to wait after ``attempts`` failures: Retry-After if given, else full jitter.
+
+    Full jitter draws uniformly below ``initial * 2**attempts``; both are capped at
+    ``max_seconds``.
+    """
+    if retry_after is not None:
+        return min(retry_after, retry.max_seconds)
+    ceiling = retry.initial_seconds * 2 ** min(attempts, _MAX_DOUBLINGS)
+    return rng.uniform(0, min(ceiling, retry.max_seconds))

@@ -1,0 +1,320 @@
+"""GELF mapping: real-shaped Falco k8s_audit alerts, and properties over arbitrary input."""
+
+import json
+import re
+from typing import Any
+
+import pytest
+from forwarder_helpers import falco_alert
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from falco_forwarder.config import JujuTopology
+from falco_forwarder.gelf import encode_gelf, field_name, to_gelf
+
+JUJU = JujuTopology("cos", "f2c5e3a1-7b4d-4e2a-9c1d-0123456789ab", "falco-k8s", "falco-k8s/0")
+EXTRA = re.compile(r"_[A-Za-z0-9_]+")
+REQUIRED = {"version", "host", "short_message", "timestamp", "level"}
+
+
+def never_called() -> float:
+    raise AssertionError("the alert's own time must be used")
+
+
+def test_create_privileged_pod():
+    message = to_gelf(falco_alert(7), JUJU, 65536, now=never_called)
+
+    assert message == {
+        "version": "1.1",
+        "host": "falco-k8s-0",
+        "short_message": falco_alert(7)["output"],
+        "full_message": falco_alert(7)["output"],
+        "timestamp": 1795756046.123,
+        "level": 4,
+        "_falco_rule": "Create Privileged Pod",
+        "_falco_priority": "Warning",
+        "_falco_source": "k8s_audit",
+        "_falco_tags": "k8s,NIST_800-53_AC-6",
+        "_juju_model": "cos",
+        "_juju_model_uuid": "f2c5e3a1-7b4d-4e2a-9c1d-0123456789ab",
+        "_juju_application": "falco-k8s",
+        "_juju_unit": "falco-k8s/0",
+        "_evt_time": 1795756046123456789,
+        "_ka_user_name": "admin",
+        "_ka_target_namespace": "default",
+        "_ka_resp_name": "nginx-7",
+        "_jevt_value_requestObject_kind": "Pod",
+        "_ka_req_pod_containers_privileged": "true",
+        "_ka_req_pod_containers_image": '["nginx:1.27"]',
+    }
+
+
+def test_attach_exec_pod_prefers_the_message_property():
+    alert = {
+        "hostname": "falco-k8s-1",
+        "output": "05:10:00.000000001: Notice Attach/Exec to pod (user=dev pod=db-0 ns=prod "
+        'action=exec command=["sh","-c","id"])',
+        "message": "Attach/Exec to pod (user=dev pod=db-0)",
+        "priority": "Notice",
+        "rule": "Attach/Exec Pod",
+        "source": "k8s_audit",
+        "tags": ["k8s", "mitre_execution"],
+        "time": "2026-11-27T05:10:00.000000001Z",
+        "output_fields": {
+            "ka.user.name": "dev",
+            "ka.target.name": "db-0",
+            "ka.uri.param[command]": "sh",
+            "ka.target.subresource": "exec",
+        },
+    }
+    message = to_gelf(alert, JUJU, None)
+
+    assert message["short_message"] == "Attach/Exec to pod (user=dev pod=db-0)"
+    assert message["full_message"] == alert["output"]
+    assert message["level"] == 5
+    assert message["timestamp"] == 1795756200.0
+    assert message["_ka_uri_param_command"] == "sh"
+    assert message["_falco_tags"] == "k8s,mitre_execution"
+
+
+def test_secret_get_with_missing_and_odd_values():
+    alert = {
+        "output": "K8s Secret Get Successfully (user=system:serviceaccount:ns:sa secret=db)",
+        "priority": "error",
+        "rule": "K8s Secret Get Successfully",
+        "time": "2026-11-27T05:07:26.9996+01:00",
+        "tags": ["k8s", 3, None],
+        "output_fields": {
+            "ka.user.name": "system:serviceaccount:ns:sa",
+            "ka.response.code": 200,
+            "ka.auth.reason": None,
+            "ka.req.ratio": 0.5,
+            "id": "abc",
+            "_id": "def",
+            "falco.rule": "spoofed",
+        },
+    }
+    message = to_gelf(alert, JUJU, None)
+
+    assert message["host"] == "falco-k8s/0"  # no hostname: the unit
+    assert message["level"] == 3
+    assert message["timestamp"] == 1795752447.0  # .9996 s rounds up to the next second
+    assert message["_falco_tags"] == "k8s,3,"
+    assert message["_ka_response_code"] == 200
+    assert message["_ka_req_ratio"] == 0.5
+    assert "_ka_auth_reason" not in message
+    assert "_id" not in message
+    assert message["_field_id"] == "def"  # "_id" sorts before "id"
+    assert message["_field_id_2"] == "abc"
+    assert message["_falco_rule"] == "K8s Secret Get Successfully"
+    assert message["_falco_rule_2"] == "spoofed"
+    assert "_falco_source" not in message
+
+
+@pytest.mark.parametrize(
+    ("alert", "short_message"),
+    [
+        ({"rule": "Only a rule", "output": ""}, "Only a rule"),
+        ({"message": None, "output": None}, "falco alert"),
+        ({"output": {"odd": True}}, '{"odd":true}'),
+    ],
+)
+def test_short_message_is_never_empty(alert: dict[str, Any], short_message: str):
+    assert to_gelf(alert, JUJU)["short_message"] == short_message
+
+
+@pytest.mark.parametrize(
+    ("priority", "level"),
+    [
+        ("Emergency", 0),
+        ("ALERT", 1),
+        ("critical", 2),
+        ("Error", 3),
+        ("Warning", 4),
+        ("Notice", 5),
+        ("Informational", 6),
+        ("Info", 6),
+        ("Debug", 7),
+        ("Verbose", 6),
+        (None, 6),
+        (3, 6),
+    ],
+)
+def test_level_is_the_syslog_severity(priority: object, level: int):
+    assert to_gelf({"priority": priority}, JUJU)["level"] == level
+
+
+@pytest.mark.parametrize(
+    "time", [None, "yesterday", "2026-13-01T00:00:00Z", "2026-11-27T05:07:26", 1795756046]
+)
+def test_timestamp_falls_back_to_now(time: object):
+    assert (
+        to_gelf({"time": time}, JUJU, now=lambda: 1700000000.12345)["timestamp"] == 1700000000.123
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [
+        ("ka.user.name", "_ka_user_name"),
+        ("jevt.value[/requestObject/kind]", "_jevt_value_requestObject_kind"),
+        ("ka.req.pod.volumes.hostpath[/etc]", "_ka_req_pod_volumes_hostpath_etc"),
+        ("a__b..c", "_a_b_c"),
+        ("__lead", "_lead"),
+        ("id", "_field_id"),
+        ("...", "_field"),
+        ("ünïcode", "_n_code"),
+        ("x" * 300, "_" + "x" * 100),
+    ],
+)
+def test_field_names(key: str, name: str):
+    assert field_name(key) == name
+
+
+def test_trims_full_message_first():
+    alert = falco_alert(output="o" * 5000, message="Privileged pod")
+    untrimmed = to_gelf(alert, JUJU)
+    message = to_gelf(alert, JUJU, 1500)
+
+    assert len(encode_gelf(message)) <= 1500
+    assert message["full_message"] == "o" * len(message["full_message"])
+    assert len(encode_gelf(message)) > 1500 - 2  # cut no more than needed
+    assert {k: v for k, v in message.items() if k != "full_message"} == {
+        k: v for k, v in untrimmed.items() if k != "full_message"
+    }
+
+
+def test_then_the_largest_extra_fields():
+    alert = {
+        "output": "x" * 3000,
+        "message": "m" * 2000,
+        "output_fields": {"big": "b" * 2000, "bigger": "é" * 2000, "number": 12345},
+    }
+    message = to_gelf(alert, JUJU, 3000)
+    encoded = encode_gelf(message)
+
+    assert len(encoded) <= 3000
+    assert "full_message" not in message
+    assert "_bigger" not in message  # 4000 bytes of UTF-8: the largest, gone first
+    assert message["_big"] == "b" * len(message["_big"])  # then cut as much as needed
+    assert 0 < len(message["_big"]) < 2000
+    assert len(encoded) > 3000 - 2
+    assert message["_number"] == 12345
+    assert message["short_message"] == "m" * 2000
+
+
+def test_short_message_is_trimmed_last():
+    alert = {"message": "m" * 3000, "output_fields": {"number": 12345}}
+    message = to_gelf(alert, JUJU, 1024)
+
+    assert len(encode_gelf(message)) <= 1024
+    assert "_number" not in message
+    assert message["short_message"] == "m" * len(message["short_message"])
+    assert len(message["short_message"]) > 900
+
+
+def test_trims_multibyte_text_on_character_boundaries():
+    alert = {"output": "🦅" * 2000, "output_fields": {"note": 'ж\n"' * 500}}
+    message = to_gelf(alert, JUJU, 1024)
+    encoded = encode_gelf(message)
+
+    assert len(encoded) <= 1024
+    assert json.loads(encoded.decode("utf-8")) == message
+    assert set(message["short_message"]) == {"🦅"}
+
+
+def test_lone_surrogates_are_encoded_as_valid_utf8():
+    message = to_gelf({"output": "bad \ud800 text"}, JUJU, 1024)
+
+    assert json.loads(encode_gelf(message))["short_message"] == "bad ? text"
+
+
+def test_huge_host_and_topology_still_fit():
+    juju = JujuTopology("m" * 2000, "u", "a" * 2000, "n" * 2000)
+    message = to_gelf({"hostname": "h" * 5000, "rule": "r" * 5000}, juju, 256)
+
+    assert len(encode_gelf(message)) <= 256
+    assert message["host"].startswith("h")
+    assert message["short_message"].startswith("r")
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+big_values = json_values | st.text(min_size=200, max_size=3000)
+output_fields = st.dictionaries(st.text(max_size=40), big_values, max_size=25)
+
+
+def assert_valid_gelf(message: dict[str, Any], limit: int | None) -> None:
+    assert message.keys() >= REQUIRED
+    assert message["version"] == "1.1"
+    for key in ("host", "short_message"):
+        assert isinstance(message[key], str)
+        assert message[key]
+    assert isinstance(message["timestamp"], float)
+    assert message["level"] in range(8)
+    for key, value in message.items():
+        assert key in REQUIRED or key == "full_message" or EXTRA.fullmatch(key), key
+        assert key != "_id"
+        assert isinstance(value, str | int | float), (key, value)
+        assert not isinstance(value, bool), (key, value)
+    encoded = encode_gelf(message)
+    assert json.loads(encoded) == message
+    if limit is not None:
+        assert len(encoded) <= limit
+
+
+@settings(max_examples=150, deadline=None)
+@given(fields=output_fields, limit=st.none() | st.integers(min_value=1024, max_value=16384))
+@example(fields={"": True, "_": None, "id": 1, "ID": 2, "i.d": 3}, limit=1024)
+def test_output_fields_always_give_valid_gelf(fields: dict[str, Any], limit: int | None):
+    message = to_gelf(falco_alert(output_fields=fields), JUJU, limit)
+
+    assert_valid_gelf(message, limit)
+    if limit is None:  # nothing lost: one additional field per non-null value
+        fixed = to_gelf(falco_alert(output_fields={}), JUJU)
+        kept = sum(value is not None for value in fields.values())
+        assert len(message) == len(fixed) + kept
+
+
+@settings(max_examples=100, deadline=None)
+@given(fields=output_fields)
+def test_field_naming_does_not_depend_on_key_order(fields: dict[str, Any]):
+    reordered = dict(reversed(fields.items()))
+
+    def gelf(fields: dict[str, Any]) -> dict[str, Any]:
+        return to_gelf({"output_fields": fields}, JUJU, now=lambda: 1.0)
+
+    assert gelf(reordered) == gelf(fields)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    alert=st.dictionaries(
+        st.sampled_from(
+            [
+                "time",
+                "rule",
+                "priority",
+                "source",
+                "hostname",
+                "output",
+                "tags",
+                "message",
+                "output_fields",
+            ]
+        ),
+        json_values,
+    ),
+    limit=st.integers(min_value=256, max_value=4096),
+)
+def test_any_alert_object_gives_valid_gelf(alert: dict[str, Any], limit: int):
+    assert_valid_gelf(to_gelf(alert, JUJU, limit), limit)

@@ -1,0 +1,134 @@
+"""The disk spool: order, persistence, the shared byte cap and failure handling."""
+
+import threading
+from pathlib import Path
+
+import pytest
+from forwarder_helpers import wait_for
+
+from falco_forwarder.spool import Entry, Spool
+
+
+def make(root: Path, max_bytes: int = 1 << 20, sinks: tuple[str, ...] = ("a", "b")):
+    dropped: list[Entry] = []
+    return Spool(root, sinks, max_bytes, dropped.append), dropped
+
+
+def drain(spool: Spool, sink: str) -> list[bytes]:
+    out: list[bytes] = []
+    while spool.depths()[sink]:
+        entry = spool.head(sink)
+        assert entry is not None
+        data = spool.read(entry)
+        assert data is not None
+        out.append(data)
+        assert spool.remove(entry)
+    return out
+
+
+def test_every_sink_gets_every_alert_in_order(tmp_path: Path):
+    spool, _ = make(tmp_path)
+    for i in range(5):
+        spool.put(b"alert %d" % i)
+
+    assert spool.depths() == {"a": 5, "b": 5}
+    assert spool.total_bytes() == 2 * 5 * len(b"alert 0")
+    assert drain(spool, "a") == [b"alert %d" % i for i in range(5)]
+    assert spool.depths() == {"a": 0, "b": 5}
+    assert sorted(p.name for p in (tmp_path / "b").iterdir())[0] == f"{1:020d}.json"
+
+
+def test_reloads_in_order_and_numbers_after_existing_entries(tmp_path: Path):
+    first, _ = make(tmp_path)
+    for i in range(12):  # more than 9, so lexical and numeric order would differ if unpadded
+        first.put(b"%d" % i)
+    first.close()
+
+    second, _ = make(tmp_path)
+    second.put(b"new")
+    assert drain(second, "b") == [b"%d" % i for i in range(12)] + [b"new"]
+    assert (tmp_path / "a" / f"{13:020d}.json").read_bytes() == b"new"
+
+
+def test_cap_drops_the_oldest_across_sinks(tmp_path: Path):
+    spool, dropped = make(tmp_path, max_bytes=10)
+    spool.put(b"11")
+    assert drain(spool, "a") == [b"11"]
+    spool.put(b"22")
+    spool.put(b"33")  # 2 + 4 + 4 = 10 bytes: fits
+    assert dropped == []
+    spool.put(b"44")  # over by 4: "11" for b and then "22" for a go (lowest numbers first)
+
+    assert [(e.sink, e.seq) for e in dropped] == [("b", 1), ("a", 2)]
+    assert spool.total_bytes() == 10
+    assert drain(spool, "a") == [b"33", b"44"]
+    assert drain(spool, "b") == [b"22", b"33", b"44"]
+    assert not dropped[0].path.exists()
+
+
+def test_a_smaller_cap_applies_on_reload(tmp_path: Path):
+    big, _ = make(tmp_path, sinks=("a",))
+    for i in range(5):
+        big.put(b"%d" % i)
+    big.close()
+
+    small, dropped = make(tmp_path, max_bytes=2, sinks=("a",))
+    assert [e.seq for e in dropped] == [1, 2, 3]
+    assert drain(small, "a") == [b"3", b"4"]
+
+
+def test_a_dropped_head_is_no_longer_readable(tmp_path: Path):
+    spool, _ = make(tmp_path, max_bytes=2, sinks=("a",))
+    spool.put(b"1")
+    head = spool.head("a")
+    assert head is not None
+    spool.put(b"2")
+    spool.put(b"3")
+
+    assert not spool.contains(head)
+    assert spool.read(head) is None
+    assert not spool.remove(head)
+
+
+def test_read_tolerates_a_vanished_file(tmp_path: Path):
+    spool, _ = make(tmp_path, sinks=("a",))
+    spool.put(b"1")
+    head = spool.head("a")
+    assert head is not None
+    head.path.unlink()
+
+    assert spool.read(head) is None
+
+
+def test_failed_write_spools_nothing(tmp_path: Path):
+    spool, _ = make(tmp_path)
+    (tmp_path / "b").rmdir()
+    (tmp_path / "b").write_text("in the way")
+
+    with pytest.raises(NotADirectoryError):
+        spool.put(b"x")
+    assert spool.depths() == {"a": 0, "b": 0}
+    assert list((tmp_path / "a").iterdir()) == []
+
+
+def test_head_waits_for_an_entry_and_close_wakes_it(tmp_path: Path):
+    spool, _ = make(tmp_path, sinks=("a",))
+    results: list[Entry | None] = []
+
+    def consume() -> None:
+        results.append(spool.head("a"))
+        results.append(spool.head("a"))  # the same head until removed...
+        assert results[-1] is not None
+        spool.remove(results[-1])
+        results.append(spool.head("a"))  # ...then blocks until closed
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    spool.put(b"1")
+    wait_for(lambda: len(results) == 2)
+    spool.close()
+    consumer.join(timeout=5)
+
+    assert not consumer.is_alive()
+    assert results[0] == results[1]
+    assert results[2] is None
