@@ -1,11 +1,17 @@
-"""The Falco artefacts the charm carries, because the upstream image lacks them."""
+"""What the charm carries into its containers: Falco's plugins and rules, the forwarder's code.
+
+The upstream Falco image lacks the plugins and the k8s audit rules, and the forwarder image is a
+plain Python one, so both get their files from the charm package.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from constants import BUNDLE_DIR, PLUGIN_FILES, STOCK_RULES_FILE
+from constants import BUNDLE_DIR, FORWARDER_PKG_DIR, PLUGIN_FILES, STOCK_RULES_FILE
+
+FORWARDER_PACKAGE = "falco_forwarder"
 
 
 class BundleMissingError(Exception):
@@ -14,16 +20,20 @@ class BundleMissingError(Exception):
 
 @dataclass(frozen=True)
 class Bundle:
-    """Plugin binaries keyed by their path in the container, and the stock k8s audit rules."""
+    """Files keyed by their path in the container they go to, and the stock k8s audit rules."""
 
     plugins: dict[str, bytes]
     stock_rules: bytes
+    forwarder: dict[str, bytes]
 
 
 def load_bundle(charm_dir: Path) -> Bundle:
     """Read the bundle packed into ``charm_dir``; raise BundleMissingError naming what lacks."""
     root = charm_dir / BUNDLE_DIR
     missing = [name for name in (*PLUGIN_FILES, STOCK_RULES_FILE) if not (root / name).is_file()]
+    package = sorted((charm_dir / "src" / FORWARDER_PACKAGE).glob("*.py"))
+    if not package:
+        missing.append(f"src/{FORWARDER_PACKAGE}")
     if missing:
         raise BundleMissingError(
             f"charm package lacks {', '.join(missing)}: rebuild it with charmcraft pack"
@@ -31,4 +41,8 @@ def load_bundle(charm_dir: Path) -> Bundle:
     return Bundle(
         plugins={path: (root / name).read_bytes() for name, path in PLUGIN_FILES.items()},
         stock_rules=(root / STOCK_RULES_FILE).read_bytes(),
+        forwarder={
+            f"{FORWARDER_PKG_DIR}/{FORWARDER_PACKAGE}/{path.name}": path.read_bytes()
+            for path in package
+        },
     )

@@ -7,6 +7,7 @@ how to touch Pebble in ``workload``, how to gate Falco changes in ``rules_gate``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -17,12 +18,17 @@ import pydantic
 
 import rules_gate
 from bundle import Bundle, BundleMissingError, load_bundle
+from charms.falco_k8s.v0.gelf import GelfEndpointError, GelfEndpointRequirer
 from constants import (
     ALERT_LOG,
     FALCO_CONFIG,
     FALCO_CONTAINER,
     FALCO_CUSTOM_RULES,
     FALCO_SERVICE,
+    FORWARDER_CONFIG,
+    FORWARDER_CONTAINER,
+    FORWARDER_PKG_DIR,
+    FORWARDER_SERVICE,
     K8S_AUDIT_RULES,
     K8SAUDIT_PORT,
     PLUGIN_MANIFEST,
@@ -31,14 +37,27 @@ from constants import (
 )
 from custom_rules import first_error_line
 from falco_config import FalcoSettings
-from pebble_layers import FALCO_COMMAND, falco_layer
+from falco_forwarder.config import (
+    FORMAT_FALCO_JSON,
+    FORMAT_GELF,
+    ConfigError,
+    JujuTopology,
+    SinkConfig,
+    config_from_dict,
+    config_to_dict,
+)
+from falcosidekick import falcosidekick_endpoint
+from pebble_layers import FALCO_COMMAND, falco_layer, forwarder_layer
 from rules_listing import RulesListingError, filter_rules, parse_rules_listing
 from state import (
+    FORWARDER_URL,
     CharmConfig,
     InvalidStateError,
     WebhookState,
     describe_validation_error,
     falco_state,
+    forwarder_config,
+    http_output_sink,
     webhook_state,
 )
 from webhook_config import WebhookAddress, webhook_action_result, webhook_kubeconfig
@@ -66,7 +85,10 @@ class FalcoK8sCharm(ops.CharmBase):
         self._address: WebhookAddress | None = None
         self._notes: list[str] = []  # worth a look, not worth blocking for
         self._stored.set_default(last_good="")
+        self._sink_names: tuple[str, ...] = ()
         self.falco = Workload(self.unit.get_container(FALCO_CONTAINER), FALCO_SERVICE)
+        self.forwarder = Workload(self.unit.get_container(FORWARDER_CONTAINER), FORWARDER_SERVICE)
+        self.graylog = GelfEndpointRequirer(self, relation_name="graylog")
         for event in (
             self.on.install,
             self.on.upgrade_charm,
@@ -74,6 +96,12 @@ class FalcoK8sCharm(ops.CharmBase):
             self.on.update_status,
             self.on.leader_elected,
             self.on.falco_pebble_ready,
+            self.on.forwarder_pebble_ready,
+            self.on.alerts_spool_storage_attached,
+            self.graylog.on.endpoint_changed,
+            self.graylog.on.endpoint_removed,
+            self.on.falcosidekick_relation_changed,
+            self.on.falcosidekick_relation_broken,
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
@@ -96,11 +124,14 @@ class FalcoK8sCharm(ops.CharmBase):
             bundle, config = None, None
         # Each part is checked on its own, so a bad webhook option does not hold back a rules
         # change, and the reverse.
-        candidate, webhook = None, None
+        candidate, webhook, sinks = None, None, None
         if bundle is not None and config is not None:
-            candidate = self._checked(lambda: self._falco_files(config, bundle))
+            sinks = self._checked(lambda: self._sinks(config))
+            candidate = self._checked(lambda: self._falco_files(config, bundle, sinks != ()))
             webhook = self._checked(lambda: webhook_state(config))
         self._address = self._converge_webhook(webhook)
+        if bundle is not None and config is not None and sinks is not None:
+            self._converge_forwarder(config, sinks, bundle)
         if not self.falco.can_connect():
             self._statuses.append(ops.WaitingStatus("waiting for Pebble in the falco container"))
             return
@@ -169,8 +200,64 @@ class FalcoK8sCharm(ops.CharmBase):
         except ClusterError as exc:
             logger.error("could not delete the audit webhook objects: %s", exc)
 
-    def _falco_files(self, config: CharmConfig, bundle: Bundle) -> rules_gate.FalcoFiles:
-        """The candidate file set for the current config."""
+    def _sinks(self, config: CharmConfig) -> tuple[SinkConfig, ...]:
+        """Every destination alerts go to, from config and relations."""
+        sinks = list(http_output_sink(config))
+        try:
+            endpoints = self.graylog.endpoints()
+        except GelfEndpointError as exc:
+            raise InvalidStateError(str(exc)) from None
+        sinks += [
+            SinkConfig("graylog", FORMAT_GELF, e.url, e.headers, e.ca_cert, e.max_message_bytes)
+            for e in endpoints
+        ]
+        for relation in self.model.relations["falcosidekick"]:
+            if endpoint := falcosidekick_endpoint(relation):
+                sinks.append(
+                    SinkConfig(
+                        "falcosidekick", FORMAT_FALCO_JSON, endpoint.url, ca_cert=endpoint.ca_cert
+                    )
+                )
+        return tuple(sinks)
+
+    def _converge_forwarder(
+        self, config: CharmConfig, sinks: tuple[SinkConfig, ...], bundle: Bundle
+    ) -> None:
+        """Run the forwarder on the current sinks; a sink change restarts it, never Falco."""
+        self._sink_names = tuple(sink.name for sink in sinks)
+        if not self.forwarder.can_connect():
+            if sinks:
+                self._statuses.append(
+                    ops.WaitingStatus("waiting for Pebble in the forwarder container")
+                )
+            return
+        topology = JujuTopology(self.model.name, self.model.uuid, self.app.name, self.unit.name)
+        settings = config_to_dict(forwarder_config(sinks, topology, config.forwarder_spool_max_mb))
+        try:
+            config_from_dict(settings)  # the forwarder's own check, e.g. of a relation's CA
+        except ConfigError as exc:
+            self._statuses.append(ops.BlockedStatus(f"alert sinks: {exc}"))
+            return
+        text = json.dumps(settings, indent=1, sort_keys=True)
+        digest = hashlib.sha256(text.encode())
+        for content in bundle.forwarder.values():
+            digest.update(content)
+        try:
+            self.forwarder.sync_tree(bundle.forwarder, manifest=f"{FORWARDER_PKG_DIR}/.manifest")
+            # Mode 0600: the only file that may hold the sinks' auth headers.
+            self.forwarder.push_if_changed(FORWARDER_CONFIG, text, permissions=0o600)
+            self.forwarder.ensure_service(forwarder_layer(digest.hexdigest()))
+        except (WorkloadError, ops.pebble.ConnectionError) as exc:
+            self._statuses.append(ops.WaitingStatus(f"forwarder container: {exc}; will retry"))
+
+    def _falco_files(
+        self, config: CharmConfig, bundle: Bundle, forwarding: bool = True
+    ) -> rules_gate.FalcoFiles:
+        """The candidate file set for the current config.
+
+        Falco posts alerts to the forwarder whenever there is, or may be, a sink; the forwarder
+        keeps its last good sinks while a relation's data is invalid.
+        """
         falco = falco_state(config)
         unmatched = falco.disabled.unmatched(bundle.stock_rules.decode(), falco.custom_rules)
         if unmatched:
@@ -180,7 +267,7 @@ class FalcoK8sCharm(ops.CharmBase):
         settings = FalcoSettings(
             rules_files=(),  # laid out per location by the gate
             priority=falco.priority,
-            http_output_url=config.http_output or None,
+            http_output_url=FORWARDER_URL if forwarding else None,
             rules_selection=falco.disabled.falco_selection(),
         )
         return rules_gate.FalcoFiles(settings, bundle.stock_rules, falco.custom_rules)
@@ -230,9 +317,10 @@ class FalcoK8sCharm(ops.CharmBase):
             return
         if self.falco.is_running():
             where = self._address.server_url if self._address else "(no Service yet)"
-            event.add_status(
-                ops.ActiveStatus("; ".join([f"audit webhook at {where}", *self._notes]))
-            )
+            parts = [f"audit webhook at {where}", *self._notes]
+            if self._sink_names:
+                parts.append(f"alerts to {', '.join(self._sink_names)}")
+            event.add_status(ops.ActiveStatus("; ".join(parts)))
         else:
             event.add_status(ops.MaintenanceStatus("starting Falco"))
 

@@ -74,7 +74,7 @@ def forwarder_layer(config_digest: str) -> dict[str, Any]:
                 "level": "alive",
                 "period": "10s",
                 "threshold": 3,
-                "http": {"url": f"http://localhost:{FORWARDER_PORT}/healthz"},
+                "http": {"url": f"http://127.0.0.1:{FORWARDER_PORT}/healthz"},
             }
         },
     }

@@ -7,6 +7,7 @@ whose message is the Blocked status text; nothing downstream re-validates.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -14,8 +15,18 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from audit_policy import AuditPolicyError, resolve_audit_policy
+from constants import FORWARDER_PORT, SPOOL_DIR
 from custom_rules import CustomRulesError, DisabledRules, check_custom_rules, parse_disabled_rules
 from falco_config import PRIORITIES
+from falco_forwarder.config import (
+    FORMAT_FALCO_JSON,
+    ForwarderConfig,
+    JujuTopology,
+    ListenConfig,
+    RetryConfig,
+    SinkConfig,
+    SpoolConfig,
+)
 from webhook_config import InvalidCidrError, WebhookServiceSpec, parse_allowed_cidrs
 
 Priority = Literal[
@@ -136,3 +147,28 @@ def webhook_state(config: CharmConfig) -> WebhookState:
     except InvalidCidrError as exc:
         raise InvalidStateError(f"webhook_{exc}") from None
     return WebhookState(spec, policy, cidrs)
+
+
+# Falco posts to the forwarder over the pod's loopback only: nothing outside the pod can inject.
+FORWARDER_URL = f"http://127.0.0.1:{FORWARDER_PORT}/"
+
+
+def http_output_sink(config: CharmConfig) -> tuple[SinkConfig, ...]:
+    """The operator's own endpoint, fed Falco's JSON unchanged as before the forwarder existed."""
+    if not config.http_output:
+        return ()
+    return (SinkConfig("http_output", FORMAT_FALCO_JSON, config.http_output),)
+
+
+def forwarder_config(
+    sinks: tuple[SinkConfig, ...], topology: JujuTopology, spool_max_mb: int
+) -> ForwarderConfig:
+    """The forwarder's whole configuration: where it listens, spools, and delivers."""
+    return ForwarderConfig(
+        listen=ListenConfig(host="127.0.0.1", port=FORWARDER_PORT),
+        max_body_bytes=1024 * 1024,
+        spool=SpoolConfig(dir=Path(SPOOL_DIR), max_bytes=spool_max_mb * 1024 * 1024),
+        juju=topology,
+        retry=RetryConfig(initial_seconds=0.5, max_seconds=60.0, timeout_seconds=10.0),
+        sinks=sinks,
+    )
