@@ -396,7 +396,7 @@ class FalcoK8sCharm(ops.CharmBase):
             event.set_results({"valid": "false", "errors": exc.output})
             event.fail(f"rejected by Falco: {exc}")
             return
-        except WorkloadError as exc:
+        except (WorkloadError, ops.pebble.ConnectionError) as exc:
             event.fail(f"could not run the check: {exc}")
             return
         event.set_results({"valid": "true", "output": result.output})

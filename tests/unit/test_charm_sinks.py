@@ -248,3 +248,13 @@ def test_forwarder_pebble_ready_converges_it(ctx, falco_fs):
     out = ctx.run(ctx.on.pebble_ready(fresh), state)
 
     assert out.get_container("forwarder").service_statuses["alert-forwarder"].value == "active"
+
+
+def test_a_ca_the_forwarder_cannot_load_blocks(ctx, falco_fs):
+    bogus = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"
+    relation = sidekick_relation({"url": json.dumps(SIDEKICK_URL), "ca_cert": json.dumps(bogus)})
+
+    out = run(ctx, falco_fs, relations=[relation])
+
+    assert isinstance(out.unit_status, testing.BlockedStatus)
+    assert out.unit_status.message.startswith("alert sinks: sinks[0].ca_cert")

@@ -1,0 +1,108 @@
+"""Alert-log rotation and the validate-rules action, in Scenario."""
+
+from __future__ import annotations
+
+import pytest
+from charm_pod import DRY_RUN_PREFIX, Calls, falco_container, pod
+from ops import testing
+
+MIB = 1024 * 1024
+
+
+def log_file(fs, size: int) -> None:
+    with (fs / "var-log" / "falco.log").open("wb") as handle:
+        handle.truncate(size)
+
+
+def update_status(ctx, fs, **config) -> testing.State:
+    state = testing.State(config=config, containers=pod(falco_container(fs)), leader=True)
+    return ctx.run(ctx.on.update_status(), state)
+
+
+def test_alert_log_over_the_cap_is_rotated_and_falco_reopens_it(ctx, falco_fs, calls: Calls):
+    log_file(falco_fs, MIB + 1)
+
+    update_status(ctx, falco_fs, alert_log_max_mb=1)
+
+    moves = [a.command for a in ctx.exec_history["falco"] if a.command[0] == "mv"]
+    assert moves == [["mv", "-f", "/var/log/falco.log", "/var/log/falco.log.1"]]
+    assert calls.signals == [("SIGUSR1", ("falco",))]
+
+
+def test_alert_log_under_the_cap_is_left_alone(ctx, falco_fs, calls: Calls):
+    log_file(falco_fs, MIB)
+
+    update_status(ctx, falco_fs, alert_log_max_mb=1)
+
+    assert not [a for a in ctx.exec_history["falco"] if a.command[0] == "mv"]
+    assert calls.signals == []
+
+
+def test_failed_rotation_sends_no_signal(ctx, falco_fs, calls: Calls):
+    log_file(falco_fs, 2 * MIB)
+    container = falco_container(falco_fs)
+    failing_mv = testing.Exec(["mv"], return_code=1, stderr="mv: can't rename: Read-only\n")
+    container = testing.Container(
+        "falco",
+        mounts=container.mounts,
+        execs={*(e for e in container.execs if e.command_prefix != ("mv",)), failing_mv},
+        can_connect=True,
+    )
+
+    ctx.run(
+        ctx.on.update_status(),
+        testing.State(config={"alert_log_max_mb": 1}, containers=pod(container), leader=True),
+    )
+
+    assert calls.signals == []
+
+
+def validate(ctx, fs, dry_run: testing.Exec | None = None, **config) -> testing.State:
+    state = testing.State(
+        config=config, containers=pod(falco_container(fs, dry_run=dry_run)), leader=True
+    )
+    return ctx.run(ctx.on.action("validate-rules"), state)
+
+
+def test_validate_rules_reports_ok_and_applies_nothing(ctx, falco_fs):
+    validate(
+        ctx,
+        falco_fs,
+        custom_rules="- list: allowed_namespaces\n  items: [ci]\n  override:\n    items: append\n",
+    )
+
+    assert ctx.action_results == {"valid": "true", "output": "Falco initialized\n"}
+    assert not (falco_fs / "etc-falco" / "falco.yaml").exists()
+    assert (falco_fs / "etc-falco" / "staging" / "falco.yaml").exists()
+
+
+def test_validate_rules_returns_falco_errors(ctx, falco_fs):
+    stderr = "Error: rules.d/custom_rules.yaml: Invalid\nLOAD_ERR_VALIDATE (x): boom\n"
+    rejecting = testing.Exec(DRY_RUN_PREFIX, return_code=1, stderr=stderr)
+
+    with pytest.raises(testing.ActionFailed, match="rejected by Falco: LOAD_ERR_VALIDATE"):
+        validate(ctx, falco_fs, dry_run=rejecting)
+
+    assert ctx.action_results == {"valid": "false", "errors": stderr}
+
+
+def test_validate_rules_reports_python_check_errors(ctx, falco_fs):
+    with pytest.raises(testing.ActionFailed, match="custom_rules: YAML error at line 3"):
+        validate(ctx, falco_fs, custom_rules="- rule: x\n  desc: [\n")
+
+    assert ctx.action_results is not None
+    assert ctx.action_results["valid"] == "false"
+
+
+def test_validate_rules_without_the_plugin_bundle(ctx, falco_fs, charm_root):
+    (charm_root / "plugins" / "libk8saudit.so").unlink()
+
+    with pytest.raises(testing.ActionFailed, match=r"charm package lacks libk8saudit\.so"):
+        validate(ctx, falco_fs)
+
+
+def test_validate_rules_when_falco_cannot_run(ctx, falco_fs):
+    state = testing.State(containers=pod(falco_container(falco_fs, can_connect=False)))
+
+    with pytest.raises(testing.ActionFailed, match="could not run the check"):
+        ctx.run(ctx.on.action("validate-rules"), state)

@@ -1,0 +1,99 @@
+"""falco.yaml rendering: plain inputs, checked against Falco's own schema and audit-only traps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from falco_config import FalcoSettings, render_falco_yaml
+
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+SCHEMA = SHARED / "falco" / "falco-0.44.1-config.schema.json"
+CHECKER = SHARED / "tools" / "falco-config-check"
+RULES = ("/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d")
+
+SETTINGS = [
+    FalcoSettings(rules_files=RULES),
+    FalcoSettings(rules_files=RULES, priority="warning", http_output_url="http://127.0.0.1:9802/"),
+    FalcoSettings(
+        rules_files=RULES,
+        rules_selection=[
+            {"disable": {"rule": "Disallowed K8s User"}},
+            {"disable": {"tag": "k8s"}},
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_rendered_config_is_valid_for_falco_0_44(settings: FalcoSettings):
+    if not SCHEMA.exists():
+        pytest.skip("../shared is not present")
+    config = yaml.safe_load(render_falco_yaml(settings))
+
+    errors = list(jsonschema.Draft6Validator(json.loads(SCHEMA.read_text())).iter_errors(config))
+
+    assert errors == []
+
+
+@pytest.mark.skipif(not CHECKER.exists(), reason="../shared/tools/falco-config-check not present")
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_rendered_config_passes_the_audit_only_checker(settings: FalcoSettings, tmp_path: Path):
+    path = tmp_path / "falco.yaml"
+    path.write_text(render_falco_yaml(settings))
+
+    result = subprocess.run(
+        [sys.executable, str(CHECKER), str(path)], capture_output=True, text=True, check=False
+    )
+
+    assert result.returncode == 0, result.stdout
+
+
+def test_audit_only_essentials():
+    config = yaml.safe_load(render_falco_yaml(FalcoSettings(rules_files=RULES, priority="error")))
+
+    assert config["config_files"] == []
+    assert config["plugins_hostinfo"] is False
+    assert config["load_plugins"] == ["k8saudit", "json"]
+    assert config["rules_files"] == list(RULES)
+    assert config["priority"] == "error"
+    assert config["webserver"]["listen_port"] == 8765
+    assert config["webserver"]["k8s_healthz_endpoint"] == "/healthz"
+    assert config["webserver"]["prometheus_metrics_enabled"] is True
+    assert config["file_output"] == {
+        "enabled": True,
+        "keep_alive": True,
+        "filename": "/var/log/falco.log",
+    }
+    assert config["watch_config_files"] is True
+    assert 0 < config["outputs_queue"]["capacity"] <= 100_000
+    assert "rules" not in config
+
+
+def test_http_output_and_rule_selection():
+    settings = SETTINGS[1]
+    config = yaml.safe_load(render_falco_yaml(settings))
+    assert config["http_output"]["enabled"] is True
+    assert config["http_output"]["url"] == "http://127.0.0.1:9802/"
+
+    selection = yaml.safe_load(render_falco_yaml(SETTINGS[2]))["rules"]
+    assert selection == [{"disable": {"rule": "Disallowed K8s User"}}, {"disable": {"tag": "k8s"}}]
+
+
+def test_urls_that_look_like_yaml_stay_strings():
+    url = "http://h:8080/a#b: c - [d]"
+    config = yaml.safe_load(
+        render_falco_yaml(FalcoSettings(rules_files=RULES, http_output_url=url))
+    )
+
+    assert config["http_output"]["url"] == url
+
+
+def test_rendering_is_deterministic():
+    assert render_falco_yaml(SETTINGS[1]) == render_falco_yaml(SETTINGS[1])
