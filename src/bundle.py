@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from constants import BUNDLE_DIR, FORWARDER_PKG_DIR, PLUGIN_FILES, STOCK_RULES_FILE
+from state import InvalidStateError
 
 FORWARDER_PACKAGE = "falco_forwarder"
 
 
-class BundleMissingError(Exception):
+class BundleMissingError(InvalidStateError):
     """The charm was packed without its plugin part; the message says how to fix it."""
 
 

@@ -17,7 +17,7 @@ import ops
 import pydantic
 
 import rules_gate
-from bundle import Bundle, BundleMissingError, load_bundle
+from bundle import Bundle, load_bundle
 from charms.falco_k8s.v0.gelf import GelfEndpointError, GelfEndpointRequirer
 from constants import (
     ALERT_LOG,
@@ -116,14 +116,10 @@ class FalcoK8sCharm(ops.CharmBase):
         """Converge everything on the current config; record why not when it cannot."""
         self._reconciled = True
         self.unit.set_ports(WEBSERVER_PORT, K8SAUDIT_PORT)
-        try:
-            bundle = load_bundle(self.charm_dir)
-            config = self._config()
-        except (BundleMissingError, InvalidStateError) as exc:
-            self._statuses.append(ops.BlockedStatus(str(exc)))
-            bundle, config = None, None
         # Each part is checked on its own, so a bad webhook option does not hold back a rules
-        # change, and the reverse.
+        # change, and a bad option never stops the last good config from being restored.
+        bundle = self._checked(lambda: load_bundle(self.charm_dir))
+        config = self._checked(self._config)
         candidate, webhook, sinks = None, None, None
         if bundle is not None and config is not None:
             sinks = self._checked(lambda: self._sinks(config))
@@ -385,9 +381,6 @@ class FalcoK8sCharm(ops.CharmBase):
         try:
             files = self._falco_files(self._config(), load_bundle(self.charm_dir))
             result = rules_gate.validate(self.falco, files)
-        except BundleMissingError as exc:
-            event.fail(str(exc))
-            return
         except InvalidStateError as exc:
             event.set_results({"valid": "false", "errors": str(exc)})
             event.fail(str(exc))

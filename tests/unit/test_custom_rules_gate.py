@@ -233,8 +233,13 @@ def test_container_going_away_mid_gate_keeps_last_good(ctx, falco_fs, good, monk
     assert (falco_fs / LIVE_CUSTOM).read_text() == GOOD_RULES
 
 
-def test_rescheduled_pod_comes_back_on_the_last_good_config(ctx, falco_fs, good, tmp_path):
-    blocked = change(ctx, good, falco_fs, custom_rules="- rule: x\n  desc: [unclosed\n")
+@pytest.mark.parametrize(
+    "bad",
+    [{"custom_rules": "- rule: x\n  desc: [unclosed\n"}, {"minimum_priority": "loud"}],
+    ids=["bad-rules", "bad-option"],
+)
+def test_rescheduled_pod_comes_back_on_the_last_good_config(ctx, falco_fs, good, tmp_path, bad):
+    blocked = change(ctx, good, falco_fs, **bad)
     fresh_fs = tmp_path / "new-pod"
     for sub in ("etc-falco", "usr-share-falco", "var-log"):
         (fresh_fs / sub).mkdir(parents=True)
