@@ -10,6 +10,8 @@ import jubilant
 import pytest
 import yaml
 from conftest import APP
+from lightkube import Client
+from lightkube.resources.core_v1 import ConfigMap, Service
 
 pytestmark = pytest.mark.integration
 
@@ -109,6 +111,16 @@ def test_rejected_custom_rules_keep_falco_on_the_last_good_rules(deployed: jubil
 
 def test_webhook_config_matches_the_live_service(deployed: jubilant.Juju):
     results = deployed.run(UNIT, "get-webhook-config").results
+    client = Client()  # the test machine's kubeconfig
+    namespace = deployed.model
+    assert namespace is not None
+    configmap = client.get(ConfigMap, f"{APP}-audit-webhook", namespace=namespace)
+    service = client.get(Service, f"{APP}-audit-webhook", namespace=namespace)
+    assert configmap.data is not None
+    assert configmap.data["webhook-config.yaml"] == results["webhook-config"]
+    assert configmap.data["audit-policy.yaml"] == results["audit-policy"]
+    assert service.spec is not None
+    assert f"http://{service.spec.clusterIP}:9765/k8s-audit" in results["webhook-config"]
 
     kubeconfig = yaml.safe_load(results["webhook-config"])
     server = kubeconfig["clusters"][0]["cluster"]["server"]
