@@ -138,9 +138,10 @@ class FalcoK8sCharm(ops.CharmBase):
             self._converge_falco(candidate, bundle)
             if self._address is not None:
                 self.falco.push_if_changed(WEBHOOK_CONFIG_FILE, webhook_kubeconfig(self._address))
-            if config is not None:
-                self._rotate_alert_log(config.alert_log_max_mb * MIB)
-        except (WorkloadError, ops.pebble.ConnectionError) as exc:
+            # An unrelated bad option must not let the log grow unbounded: use the default cap.
+            cap = (config or CharmConfig()).alert_log_max_mb
+            self._rotate_alert_log(cap * MIB)
+        except WorkloadError as exc:
             # The container went away or stalled mid-change: the live files are untouched or
             # complete (each is swapped whole), and the next event converges again.
             self._statuses.append(ops.WaitingStatus(f"falco container: {exc}; will retry"))
@@ -243,7 +244,7 @@ class FalcoK8sCharm(ops.CharmBase):
             # Mode 0600: the only file that may hold the sinks' auth headers.
             self.forwarder.push_if_changed(FORWARDER_CONFIG, text, permissions=0o600)
             self.forwarder.ensure_service(forwarder_layer(digest.hexdigest()))
-        except (WorkloadError, ops.pebble.ConnectionError) as exc:
+        except WorkloadError as exc:
             self._statuses.append(ops.WaitingStatus(f"forwarder container: {exc}; will retry"))
 
     def _falco_files(
@@ -290,9 +291,13 @@ class FalcoK8sCharm(ops.CharmBase):
             self.falco.ensure_service(falco_layer())
 
     def _rotate_alert_log(self, max_bytes: int) -> None:
-        """Keep the alert log under its cap: rename it to .1, then have Falco reopen it."""
+        """Keep the alert log under its cap: rename it to .1, then have Falco reopen it.
+
+        Only while Falco runs: it must reopen its file right after the rename, or it would keep
+        writing to falco.log.1 with no cap at all.
+        """
         size = self.falco.file_size(ALERT_LOG)
-        if size is None or size <= max_bytes:
+        if size is None or size <= max_bytes or not self.falco.is_running():
             return
         result = self.falco.run(["mv", "-f", ALERT_LOG, f"{ALERT_LOG}.1"], timeout=30)
         if result.exit_code != 0:
@@ -389,7 +394,7 @@ class FalcoK8sCharm(ops.CharmBase):
             event.set_results({"valid": "false", "errors": exc.output})
             event.fail(f"rejected by Falco: {exc}")
             return
-        except (WorkloadError, ops.pebble.ConnectionError) as exc:
+        except WorkloadError as exc:
             event.fail(f"could not run the check: {exc}")
             return
         event.set_results({"valid": "true", "output": result.output})

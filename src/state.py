@@ -169,6 +169,7 @@ def forwarder_config(
         max_body_bytes=1024 * 1024,
         spool=SpoolConfig(dir=Path(SPOOL_DIR), max_bytes=spool_max_mb * 1024 * 1024),
         juju=topology,
-        retry=RetryConfig(initial_seconds=0.5, max_seconds=60.0, timeout_seconds=10.0),
+        # Backoff capped at 15 s: a sink that comes back is caught up within seconds.
+        retry=RetryConfig(initial_seconds=0.5, max_seconds=15.0, timeout_seconds=10.0),
         sinks=sinks,
     )

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -21,7 +22,11 @@ logger = logging.getLogger(__name__)
 
 
 class WorkloadError(Exception):
-    """The container could not do what was asked (gone away, timed out, refused)."""
+    """The container could not do what was asked (gone away, timed out, refused).
+
+    Every Pebble failure leaves this module as this one error, so callers handle one thing and
+    a hiccup in a container never becomes a hook traceback.
+    """
 
 
 @dataclass(frozen=True)
@@ -45,24 +50,37 @@ class Workload:
         self.container = container
         self.service = service
 
+    @contextmanager
+    def _pebble(self, doing: str) -> Generator[None]:
+        try:
+            yield
+        except ops.pebble.Error as exc:
+            raise WorkloadError(f"{doing} in {self.container.name} failed: {exc}") from exc
+
     def can_connect(self) -> bool:
         """Whether Pebble in the container answers."""
         return self.container.can_connect()
 
     def read(self, path: str) -> bytes | None:
         """Content of a file, or None when it does not exist."""
-        try:
-            with self.container.pull(path, encoding=None) as stream:
-                return stream.read()
-        except ops.pebble.PathError:
-            return None
+        with self._pebble(f"reading {path}"):
+            try:
+                with self.container.pull(path, encoding=None) as stream:
+                    return stream.read()
+            except ops.pebble.PathError as exc:
+                if exc.kind == "not-found":
+                    return None
+                raise
 
     def file_size(self, path: str) -> int | None:
         """Size of a file in bytes, or None when it does not exist."""
-        try:
-            return self.container.list_files(path)[0].size
-        except (ops.pebble.APIError, IndexError):
-            return None
+        with self._pebble(f"looking at {path}"):
+            try:
+                return self.container.list_files(path)[0].size
+            except ops.pebble.APIError as exc:
+                if exc.code == 404:
+                    return None
+                raise
 
     def push_if_changed(
         self, path: str, content: str | bytes, *, permissions: int = 0o644
@@ -71,76 +89,91 @@ class Workload:
         data = content.encode() if isinstance(content, str) else content
         if self.read(path) == data:
             return False
-        self.container.push(path, data, make_dirs=True, permissions=permissions)
+        with self._pebble(f"writing {path}"):
+            self.container.push(path, data, make_dirs=True, permissions=permissions)
         logger.info("wrote %s (%d bytes)", path, len(data))
         return True
 
     def remove_if_present(self, path: str) -> bool:
         """Delete a file if it exists; return whether it did."""
-        if not self.container.exists(path):
-            return False
-        self.container.remove_path(path)
+        with self._pebble(f"removing {path}"):
+            if not self.container.exists(path):
+                return False
+            self.container.remove_path(path)
         logger.info("removed %s", path)
         return True
 
     def ensure_dir(self, path: str) -> None:
         """Create a directory (and parents) unless it exists."""
-        if not self.container.exists(path):
-            self.container.make_dir(path, make_parents=True)
+        with self._pebble(f"creating {path}"):
+            if not self.container.exists(path):
+                self.container.make_dir(path, make_parents=True)
 
     def sync_tree(self, files: Mapping[str, bytes], *, manifest: str) -> bool:
-        """Push a set of large files unless the manifest says the same bytes are in place.
+        """Push a set of files unless the manifest says the same bytes are in place.
 
         The manifest (one ``sha256 path`` line per file) saves pulling megabytes of plugin
-        binaries on every hook just to compare them.
+        binaries on every hook just to compare them. Pebble writes each file atomically, so a
+        running process keeps the copy it opened.
         """
         lines = sorted(
             f"{hashlib.sha256(data).hexdigest()}  {path}" for path, data in files.items()
         )
         wanted = "\n".join(lines) + "\n"
-        present = all(self.container.exists(path) for path in files)
-        if present and self.read(manifest) == wanted.encode():
-            return False
-        for path, data in files.items():
-            self.container.push(path, data, make_dirs=True, permissions=0o644)
-        self.container.push(manifest, wanted, make_dirs=True)
+        with self._pebble("installing files"):
+            present = all(self.container.exists(path) for path in files)
+            if present and self.read(manifest) == wanted.encode():
+                return False
+            for path, data in files.items():
+                self.container.push(path, data, make_dirs=True, permissions=0o644)
+            self.container.push(manifest, wanted, make_dirs=True)
         logger.info("installed %s", ", ".join(sorted(files)))
         return True
 
     def ensure_service(self, layer: Mapping[str, Any]) -> bool:
-        """Converge the service to ``layer``; restart only when its definition changed.
+        """Converge the service and its checks on ``layer``; return whether it was (re)started.
 
-        Returns whether the service was (re)started. Pebble checks in the layer restart it on
-        their own when they fail, so a running, unchanged service is left alone.
+        The service restarts only when its own definition changed; new checks alone are applied
+        with a replan, which leaves an unchanged running service alone. Pebble checks restart
+        the service themselves when they fail.
         """
         wanted = ops.pebble.Layer(dict(layer))  # type: ignore[arg-type]
-        current = self.container.get_plan().services.get(self.service)
-        desired = wanted.services[self.service]
-        changed = current is None or current.to_dict() != desired.to_dict()
-        if changed:
-            self.container.add_layer(self.service, wanted, combine=True)
-            self.container.restart(self.service)
-            logger.info("service %s (re)started with a new definition", self.service)
-            return True
-        if not self.is_running():
-            self.container.start(self.service)
-            logger.info("service %s was down: started", self.service)
-            return True
+        with self._pebble(f"starting {self.service}"):
+            plan = self.container.get_plan()
+            current = plan.services.get(self.service)
+            desired = wanted.services[self.service]
+            if current is None or current.to_dict() != desired.to_dict():
+                self.container.add_layer(self.service, wanted, combine=True)
+                self.container.restart(self.service)
+                logger.info("service %s (re)started with a new definition", self.service)
+                return True
+            if any(
+                name not in plan.checks or plan.checks[name].to_dict() != check.to_dict()
+                for name, check in wanted.checks.items()
+            ):
+                self.container.add_layer(self.service, wanted, combine=True)
+                self.container.replan()
+            if not self.is_running():
+                self.container.start(self.service)
+                logger.info("service %s was down: started", self.service)
+                return True
         return False
 
     def is_running(self) -> bool:
         """Whether the service exists and is active."""
         try:
             return self.container.get_service(self.service).is_running()
-        except ops.ModelError:
+        except (ops.ModelError, ops.pebble.Error):
             return False
 
     def signal(self, signal: str) -> None:
         """Send a signal to the service's process."""
-        self.container.send_signal(signal, self.service)
+        with self._pebble(f"sending {signal} to {self.service}"):
+            self.container.send_signal(signal, self.service)
 
     def run(self, command: list[str], *, timeout: float) -> CommandResult:
         """Run a command to completion; a non-zero exit is a result, not an error."""
+        name = Path(command[0]).name
         try:
             process = self.container.exec(command, timeout=timeout)
             stdout, stderr = process.wait_output()
@@ -149,10 +182,10 @@ class Workload:
             failed = cast("ops.pebble.ExecError[str]", exc)
             return CommandResult(failed.exit_code, _text(failed.stdout), _text(failed.stderr))
         except ops.pebble.TimeoutError as exc:
-            raise WorkloadError(f"{Path(command[0]).name} timed out after {timeout:g}s") from exc
+            raise WorkloadError(f"{name} timed out after {timeout:g}s") from exc
         except ops.pebble.ChangeError as exc:
-            raise WorkloadError(f"{Path(command[0]).name} failed: {exc.err}") from exc
-        except (ops.pebble.ConnectionError, ops.pebble.APIError) as exc:
+            raise WorkloadError(f"{name} failed: {exc.err}") from exc
+        except ops.pebble.Error as exc:
             raise WorkloadError(f"container {self.container.name} unreachable: {exc}") from exc
 
 
