@@ -68,13 +68,23 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 MIB = 1024 * 1024
+PEER_RELATION = "falco-peers"
+LAST_GOOD_KEY = "last-good-falco"
+
+
+# Juju passes each action result as one command-line argument, which Linux caps at 128 KiB.
+ACTION_RESULT_MAX_CHARS = 100_000
+
+
+def _fit_result(key: str, text: str) -> dict[str, str]:
+    """One action result, cut to what Juju can carry and saying so rather than failing."""
+    if len(text) <= ACTION_RESULT_MAX_CHARS:
+        return {key: text}
+    return {key: text[:ACTION_RESULT_MAX_CHARS], f"{key}-truncated": f"{len(text)} characters"}
 
 
 class FalcoK8sCharm(ops.CharmBase):
     """Runs Falco in audit-only mode and keeps it converged on config and relations."""
-
-    # The last candidate Falco accepted (JSON), kept by Juju so a rescheduled pod restarts on it.
-    _stored = ops.StoredState()
 
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
@@ -84,7 +94,6 @@ class FalcoK8sCharm(ops.CharmBase):
         self._statuses: list[ops.StatusBase] = []
         self._address: WebhookAddress | None = None
         self._notes: list[str] = []  # worth a look, not worth blocking for
-        self._stored.set_default(last_good="")
         self._sink_names: tuple[str, ...] = ()
         self.falco = Workload(self.unit.get_container(FALCO_CONTAINER), FALCO_SERVICE)
         self.forwarder = Workload(self.unit.get_container(FORWARDER_CONTAINER), FORWARDER_SERVICE)
@@ -187,8 +196,12 @@ class FalcoK8sCharm(ops.CharmBase):
         return address
 
     def _on_remove(self, _: ops.RemoveEvent) -> None:
-        """Delete the cluster objects the charm created; Juju removes its own."""
-        if not self.unit.is_leader():
+        """When the application goes away, delete the cluster objects the charm created.
+
+        Not on a scale-down: the next leader would recreate the Service with a new address and
+        the kube-apiserver's webhook file would point nowhere.
+        """
+        if not self.unit.is_leader() or self.app.planned_units() > 0:
             return
         from cluster import AuditWebhookCluster, ClusterError
 
@@ -274,11 +287,11 @@ class FalcoK8sCharm(ops.CharmBase):
         if candidate is not None:
             try:
                 rules_gate.apply(self.falco, candidate)
-                self._stored.last_good = candidate.to_json()
+                self._remember_last_good(candidate.to_json())
             except rules_gate.GateRejectedError as exc:
                 what = "custom_rules" if candidate.custom_rules else "falco.yaml"
                 self._statuses.append(ops.BlockedStatus(f"{what} rejected by Falco: {exc}"))
-        last_good = str(self._stored.last_good)
+        last_good = self._last_good()
         if self.falco.read(FALCO_CONFIG) is None and last_good:
             # A fresh container (pod rescheduled) while the current config is refused: bring
             # back the last config Falco accepted rather than leave the cluster unwatched.
@@ -286,9 +299,22 @@ class FalcoK8sCharm(ops.CharmBase):
                 rules_gate.apply(self.falco, rules_gate.FalcoFiles.from_json(last_good, bundle))
             except rules_gate.GateRejectedError as exc:
                 logger.error("last good config no longer accepted by Falco: %s", exc.output)
+            except ValueError as exc:
+                logger.error("cannot restore the last good config: %s", exc)
         # Whatever the gate said, the live files are a config Falco accepted (or none yet).
         if self.falco.read(FALCO_CONFIG) is not None:
             self.falco.ensure_service(falco_layer())
+
+    def _last_good(self) -> str:
+        """The last candidate Falco accepted on this unit (JSON), or "" if none is known."""
+        peers = self.model.get_relation(PEER_RELATION)
+        return peers.data[self.unit].get(LAST_GOOD_KEY, "") if peers else ""
+
+    def _remember_last_good(self, text: str) -> None:
+        """Keep it in this unit's peer databag: the controller holds it across pod restarts."""
+        peers = self.model.get_relation(PEER_RELATION)
+        if peers is not None and peers.data[self.unit].get(LAST_GOOD_KEY) != text:
+            peers.data[self.unit][LAST_GOOD_KEY] = text
 
     def _rotate_alert_log(self, max_bytes: int) -> None:
         """Keep the alert log under its cap: rename it to .1, then have Falco reopen it.
@@ -329,10 +355,12 @@ class FalcoK8sCharm(ops.CharmBase):
 
     def _on_show_rules(self, event: ops.ActionEvent) -> None:
         """Ask Falco which rules it loaded; results, not stdout, so `juju run` shows them."""
-        if not self.falco.can_connect() or self.falco.read(FALCO_CONFIG) is None:
-            event.fail("Falco is not reachable yet (no Pebble or no config): retry when active")
-            return
         try:
+            if not self.falco.can_connect() or self.falco.read(FALCO_CONFIG) is None:
+                event.fail(
+                    "Falco is not reachable yet (no Pebble or no config): retry when active"
+                )
+                return
             result = self.falco.run([*FALCO_COMMAND, "-L", "-o", "json_output=true"], timeout=60)
             if result.exit_code != 0:
                 event.fail(f"falco -L failed: {first_error_line(result.output)}")
@@ -343,15 +371,15 @@ class FalcoK8sCharm(ops.CharmBase):
                 tag=str(event.params.get("tag", "")),
                 minimum_priority=str(event.params.get("minimum-priority", "")),
             )
+            results = {"count": str(len(rules))}
+            results.update(
+                _fit_result("rules", json.dumps([rule.as_result() for rule in rules], indent=1))
+            )
+            if event.params.get("raw"):
+                results.update(_fit_result("raw", self._rule_files_text()))
         except (WorkloadError, RulesListingError) as exc:
             event.fail(str(exc))
             return
-        results: dict[str, str] = {
-            "count": str(len(rules)),
-            "rules": json.dumps([rule.as_result() for rule in rules], indent=1),
-        }
-        if event.params.get("raw"):
-            results["raw"] = self._rule_files_text()
         event.set_results(results)
 
     def _rule_files_text(self) -> str:

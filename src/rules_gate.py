@@ -58,9 +58,16 @@ class FalcoFiles:
 
     @classmethod
     def from_json(cls, text: str, bundle: Bundle) -> FalcoFiles:
-        """Rebuild a remembered candidate on top of the charm's own stock rules."""
-        data = json.loads(text)
-        return cls(FalcoSettings(**data["settings"]), bundle.stock_rules, data["custom_rules"])
+        """Rebuild a remembered candidate on top of the charm's own stock rules.
+
+        Raises ValueError when the text is not one (e.g. written by an older charm revision).
+        """
+        try:
+            data = json.loads(text)
+            settings = FalcoSettings(**data["settings"])
+            return cls(settings, bundle.stock_rules, str(data["custom_rules"]))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"unreadable remembered config: {exc!r}") from None
 
     def at(self, root: str) -> dict[str, str | bytes | None]:
         """The file set laid out under ``root``; None means the file must not exist."""
@@ -103,7 +110,7 @@ def validate(workload: Workload, files: FalcoFiles) -> CommandResult:
         timeout=DRY_RUN_TIMEOUT,
     )
     if result.exit_code != 0:
-        logger.debug("falco dry-run rejected the candidate:\n%s", result.output)
+        logger.warning("falco dry-run rejected the candidate:\n%s", result.output)
         raise GateRejectedError(first_error_line(result.output), result.output)
     return result
 

@@ -290,3 +290,14 @@ def test_action_hooks_leave_status_alone(ctx, falco_fs):
     after = ctx.run(ctx.on.action("show-rules"), out)
 
     assert after.unit_status == out.unit_status
+
+
+def test_show_rules_raw_is_cut_to_what_juju_can_carry(ctx, falco_fs):
+    big = "- list: allowed_namespaces\n  items: [" + ", ".join(["ns"] * 70_000) + "]\n"
+    big += "  override:\n    items: append\n"
+    out = deployed(ctx, falco_fs, custom_rules=big)
+
+    results = show_rules(ctx, out, raw=True)
+
+    assert len(results["raw"]) == 100_000
+    assert int(results["raw-truncated"].split()[0]) > 100_000

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import ops
 import pytest
 from charm_pod import DRY_RUN_PREFIX, Calls, falco_container, pod
 from ops import testing
@@ -106,3 +109,54 @@ def test_validate_rules_when_falco_cannot_run(ctx, falco_fs):
 
     with pytest.raises(testing.ActionFailed, match="could not run the check"):
         ctx.run(ctx.on.action("validate-rules"), state)
+
+
+def test_no_rotation_while_falco_is_down(ctx, falco_fs, calls: Calls, monkeypatch):
+    log_file(falco_fs, 2 * MIB)
+    # Falco exits as soon as Pebble starts it (e.g. its plugins cannot load).
+    monkeypatch.setattr(ops.Container, "restart", lambda self, *names: None)
+    monkeypatch.setattr(ops.Container, "start", lambda self, *names: None)
+
+    update_status(ctx, falco_fs, alert_log_max_mb=1)
+
+    assert not [a for a in ctx.exec_history["falco"] if a.command[0] == "mv"]
+    assert calls.signals == []
+
+
+def test_a_service_that_fails_to_start_is_a_status_not_a_traceback(ctx, falco_fs, monkeypatch):
+    change = ops.pebble.Change.from_dict(
+        {
+            "id": "9",
+            "kind": "restart",
+            "summary": "Restart service falco",
+            "status": "Error",
+            "tasks": [],
+            "ready": True,
+            "err": "cannot start service: exited quickly with code 1",
+            "spawn-time": "2026-11-27T05:07:26Z",
+        }
+    )
+
+    def exits_at_once(self: ops.Container, *names: str) -> None:
+        raise ops.pebble.ChangeError(change.err or "", change)
+
+    monkeypatch.setattr(ops.Container, "restart", exits_at_once)
+    container = falco_container(falco_fs)
+
+    out = ctx.run(
+        ctx.on.pebble_ready(container), testing.State(containers=pod(container), leader=True)
+    )
+
+    assert isinstance(out.unit_status, testing.WaitingStatus)
+    assert "exited quickly with code 1" in out.unit_status.message
+
+
+def test_a_bad_option_does_not_stop_rotation_at_the_default_cap(ctx, falco_fs, calls: Calls):
+    running = update_status(ctx, falco_fs)
+    log_file(falco_fs, 100 * MIB + 1)
+    bad = dataclasses.replace(running, config={"alert_log_max_mb": 1000, "minimum_priority": "x"})
+
+    out = ctx.run(ctx.on.update_status(), bad)
+
+    assert isinstance(out.unit_status, testing.BlockedStatus)
+    assert calls.signals == [("SIGUSR1", ("falco",))]

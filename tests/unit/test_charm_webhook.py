@@ -163,7 +163,7 @@ def test_remove_deletes_what_the_charm_created(ctx, falco_fs, kube_api):
     out = configure(ctx, falco_fs, webhook_allowed_cidrs="10.0.0.0/8")
     kube_api.requests.clear()
 
-    ctx.run(ctx.on.remove(), out)
+    ctx.run(ctx.on.remove(), dataclasses.replace(out, planned_units=0))
 
     assert sorted(kube_api.sent()) == sorted(
         [("DELETE", NETWORKPOLICY), ("DELETE", CONFIGMAP), ("DELETE", SERVICE)]
@@ -171,11 +171,16 @@ def test_remove_deletes_what_the_charm_created(ctx, falco_fs, kube_api):
     assert not kube_api.objects
 
 
-def test_non_leader_remove_writes_nothing(ctx, falco_fs, kube_api):
+@pytest.mark.parametrize(
+    "removing",
+    [{"leader": False, "planned_units": 0}, {"leader": True, "planned_units": 2}],
+    ids=["non-leader", "leader-on-scale-down"],
+)
+def test_remove_keeps_the_objects_while_the_application_stays(ctx, falco_fs, kube_api, removing):
     out = configure(ctx, falco_fs)
     kube_api.requests.clear()
 
-    ctx.run(ctx.on.remove(), dataclasses.replace(out, leader=False))
+    ctx.run(ctx.on.remove(), dataclasses.replace(out, **removing))
 
     assert kube_api.requests == []
 

@@ -73,7 +73,10 @@ def good(ctx, falco_fs) -> testing.State:
     """A unit running with GOOD_RULES live."""
     container = falco_container(falco_fs)
     state = testing.State(
-        config={"custom_rules": GOOD_RULES}, containers=pod(container), leader=True
+        config={"custom_rules": GOOD_RULES},
+        containers=pod(container),
+        relations={testing.PeerRelation("falco-peers")},
+        leader=True,
     )
     out = ctx.run(ctx.on.pebble_ready(container), state)
     assert (falco_fs / LIVE_CUSTOM).read_text() == GOOD_RULES
@@ -244,8 +247,10 @@ def test_rescheduled_pod_comes_back_on_the_last_good_config(ctx, falco_fs, good,
     for sub in ("etc-falco", "usr-share-falco", "var-log"):
         (fresh_fs / sub).mkdir(parents=True)
     fresh = falco_container(fresh_fs)
+    # A new pod: a new charm container too, so nothing local survives; the peer data does.
+    new_pod = dataclasses.replace(with_container(blocked, fresh), stored_states=frozenset())
 
-    out = ctx.run(ctx.on.pebble_ready(fresh), with_container(blocked, fresh))
+    out = ctx.run(ctx.on.pebble_ready(fresh), new_pod)
 
     assert (fresh_fs / LIVE_CUSTOM).read_text() == GOOD_RULES
     assert out.get_container("falco").service_statuses["falco"].value == "active"
@@ -279,3 +284,19 @@ def test_ten_rule_priority_and_output_changes_restart_falco_zero_times(
     # The four sink changes (http_output set, dropped, set again, dropped) restart only the
     # forwarder.
     assert calls.restarted == ["forwarder:alert-forwarder"] * 4
+
+
+def test_an_unreadable_remembered_config_is_logged_not_fatal(ctx, falco_fs):
+    peers = testing.PeerRelation("falco-peers", local_unit_data={"last-good-falco": "{not json"})
+    state = testing.State(
+        config={"minimum_priority": "loud"},
+        containers=pod(falco_container(falco_fs)),
+        relations={peers},
+        leader=True,
+    )
+
+    out = ctx.run(ctx.on.config_changed(), state)
+
+    assert isinstance(out.unit_status, testing.BlockedStatus)
+    assert not (falco_fs / "etc-falco" / "falco.yaml").exists()
+    assert any("cannot restore the last good config" in r.message for r in ctx.juju_log)
