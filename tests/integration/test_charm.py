@@ -66,15 +66,17 @@ def test_show_rules_lists_what_falco_loaded(deployed: jubilant.Juju):
     assert all(rule["source"] == "k8s_audit" for rule in rules)
 
 
-def test_http_output_is_delivered_through_the_forwarder(deployed: jubilant.Juju):
+def test_http_output_is_routed_through_the_forwarder(deployed: jubilant.Juju):
     deployed.config(APP, {"http_output": "http://alerts.example.invalid:8080/falco"})
     deployed.wait(lambda s: jubilant.all_active(s, APP), error=jubilant.any_error)
 
     falco_yaml = yaml.safe_load(falco_file(deployed, "/etc/falco/falco.yaml"))
     assert falco_yaml["http_output"]["enabled"] is True
     assert falco_yaml["http_output"]["url"] == "http://127.0.0.1:9802/"
+    # The chiselled Python image has no cat, only python3.
+    read = "python3 -c 'import sys; sys.stdout.write(open(sys.argv[1]).read())'"
     forwarder = json.loads(
-        deployed.ssh(UNIT, "cat /etc/falco-forwarder/config.json", container="forwarder")
+        deployed.ssh(UNIT, f"{read} /etc/falco-forwarder/config.json", container="forwarder")
     )
     assert forwarder["sinks"][0]["url"] == "http://alerts.example.invalid:8080/falco"
 
@@ -94,7 +96,10 @@ def test_bad_http_output_blocks_and_keeps_the_running_config(deployed: jubilant.
 
 
 def test_rejected_custom_rules_keep_falco_on_the_last_good_rules(deployed: jubilant.Juju):
-    bad = "- rule: Broken\n  desc: d\n  condition: ka.verbb = get\n  output: o\n  priority: INFO\n"
+    bad = (
+        "- rule: Broken\n  desc: d\n  condition: ka.verbb = get\n  output: o\n"
+        "  priority: INFO\n  source: k8s_audit\n"
+    )
     deployed.config(APP, {"custom_rules": bad})
     deployed.wait(lambda s: jubilant.all_blocked(s, APP))
 

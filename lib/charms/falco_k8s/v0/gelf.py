@@ -453,9 +453,7 @@ class GelfEndpointRequirer(ops.Object):
         self.publish_topology()
 
     def _on_changed(self, event: ops.RelationChangedEvent) -> None:
-        if not event.relation.data[event.relation.app]:
-            logger.debug("%s: provider databag is empty", _where(event.relation))
-            return
+        # Also when the provider emptied its databag: the sender must stop using the endpoint.
         self.on.endpoint_changed.emit(event.relation, app=event.app, unit=event.unit)
 
     def _on_broken(self, event: ops.RelationBrokenEvent) -> None:
