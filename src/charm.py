@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import ops
@@ -29,8 +30,10 @@ from constants import (
     FORWARDER_CONTAINER,
     FORWARDER_PKG_DIR,
     FORWARDER_SERVICE,
+    FORWARDER_URL,
     K8S_AUDIT_RULES,
     K8SAUDIT_PORT,
+    MIB,
     PLUGIN_MANIFEST,
     WEBHOOK_CONFIG_FILE,
     WEBSERVER_PORT,
@@ -50,7 +53,6 @@ from falcosidekick import falcosidekick_endpoint
 from pebble_layers import FALCO_COMMAND, falco_layer, forwarder_layer
 from rules_listing import RulesListingError, filter_rules, parse_rules_listing
 from state import (
-    FORWARDER_URL,
     CharmConfig,
     InvalidStateError,
     WebhookState,
@@ -67,7 +69,6 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-MIB = 1024 * 1024
 PEER_RELATION = "falco-peers"
 LAST_GOOD_KEY = "last-good-falco"
 
@@ -81,6 +82,14 @@ def _fit_result(key: str, text: str) -> dict[str, str]:
     if len(text) <= ACTION_RESULT_MAX_CHARS:
         return {key: text}
     return {key: text[:ACTION_RESULT_MAX_CHARS], f"{key}-truncated": f"{len(text)} characters"}
+
+
+@dataclass(frozen=True)
+class FalcoCandidate:
+    """Falco's files for the current config, and disabled_rules entries that select nothing."""
+
+    files: rules_gate.FalcoFiles
+    unmatched: tuple[str, ...]
 
 
 class FalcoK8sCharm(ops.CharmBase):
@@ -132,7 +141,14 @@ class FalcoK8sCharm(ops.CharmBase):
         candidate, webhook, sinks = None, None, None
         if bundle is not None and config is not None:
             sinks = self._checked(lambda: self._sinks(config))
-            candidate = self._checked(lambda: self._falco_files(config, bundle, sinks != ()))
+            falco = self._checked(lambda: self._falco_files(config, bundle, sinks != ()))
+            if falco is not None:
+                candidate = falco.files
+                if falco.unmatched:
+                    logger.warning("disabled_rules entries select no rule: %s", falco.unmatched)
+                    self._notes.append(
+                        f"disabled_rules matched nothing: {', '.join(falco.unmatched)}"
+                    )
             webhook = self._checked(lambda: webhook_state(config))
         self._address = self._converge_webhook(webhook)
         if bundle is not None and config is not None and sinks is not None:
@@ -260,27 +276,24 @@ class FalcoK8sCharm(ops.CharmBase):
         except WorkloadError as exc:
             self._statuses.append(ops.WaitingStatus(f"forwarder container: {exc}; will retry"))
 
-    def _falco_files(
-        self, config: CharmConfig, bundle: Bundle, forwarding: bool = True
-    ) -> rules_gate.FalcoFiles:
+    @staticmethod
+    def _falco_files(config: CharmConfig, bundle: Bundle, forwarding: bool) -> FalcoCandidate:
         """The candidate file set for the current config.
 
         Falco posts alerts to the forwarder whenever there is, or may be, a sink; the forwarder
         keeps its last good sinks while a relation's data is invalid.
         """
         falco = falco_state(config)
-        unmatched = falco.disabled.unmatched(bundle.stock_rules.decode(), falco.custom_rules)
-        if unmatched:
-            # Falco accepts these silently; still pass them on, as the rules may come later.
-            logger.warning("disabled_rules entries select no rule: %s", unmatched)
-            self._notes.append(f"disabled_rules matched nothing: {', '.join(unmatched)}")
         settings = FalcoSettings(
-            rules_files=(),  # laid out per location by the gate
             priority=falco.priority,
             http_output_url=FORWARDER_URL if forwarding else None,
             rules_selection=falco.disabled.falco_selection(),
         )
-        return rules_gate.FalcoFiles(settings, bundle.stock_rules, falco.custom_rules)
+        files = rules_gate.FalcoFiles(settings, bundle.stock_rules, falco.custom_rules)
+        # Falco accepts selections that match nothing silently; pass them on anyway, since the
+        # rules may come later, but tell the operator.
+        unmatched = falco.disabled.unmatched(bundle.stock_rules.decode(), falco.custom_rules)
+        return FalcoCandidate(files, tuple(unmatched))
 
     def _converge_falco(self, candidate: rules_gate.FalcoFiles | None, bundle: Bundle) -> None:
         """Swap in the candidate if Falco accepts it, and keep Falco running on the last good."""
@@ -340,11 +353,10 @@ class FalcoK8sCharm(ops.CharmBase):
             return
         for status in self._statuses:
             event.add_status(status)
-        if self._statuses:
+        if self._statuses or self._address is None:  # no address always comes with a reason
             return
         if self.falco.is_running():
-            where = self._address.server_url if self._address else "(no Service yet)"
-            parts = [f"audit webhook at {where}", *self._notes]
+            parts = [f"audit webhook at {self._address.server_url}", *self._notes]
             if self._sink_names:
                 parts.append(f"alerts to {', '.join(self._sink_names)}")
             event.add_status(ops.ActiveStatus("; ".join(parts)))
@@ -412,7 +424,9 @@ class FalcoK8sCharm(ops.CharmBase):
     def _on_validate_rules(self, event: ops.ActionEvent) -> None:
         """Run the config-change gate on demand; apply nothing."""
         try:
-            files = self._falco_files(self._config(), load_bundle(self.charm_dir))
+            config = self._config()
+            forwarding = bool(self._sinks(config))
+            files = self._falco_files(config, load_bundle(self.charm_dir), forwarding).files
             result = rules_gate.validate(self.falco, files)
         except InvalidStateError as exc:
             event.set_results({"valid": "false", "errors": str(exc)})

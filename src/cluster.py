@@ -41,14 +41,6 @@ from webhook_config import (
     webhook_resource_name,
 )
 
-__all__ = [
-    "AuditWebhookCluster",
-    "ClusterError",
-    "ClusterForbiddenError",
-    "WebhookAddress",
-    "WebhookServiceSpec",
-]
-
 WEBHOOK_PORT_NAME = "k8s-audit"
 
 _NOT_FOUND = 404
@@ -96,11 +88,8 @@ class AuditWebhookCluster:
     ) -> WebhookAddress:
         """Leader only: converge the Service, ConfigMap and NetworkPolicy on the wanted state.
 
-        The webhook kubeconfig is rendered from the Service the API server returns, so it carries
-        the addresses Kubernetes actually allocated.
-
-        Returns:
-            The live webhook address.
+        Returns the live address: the kubeconfig is rendered from the Service the API server
+        returns, so it carries the addresses Kubernetes actually allocated.
 
         Raises:
             ClusterForbiddenError: the application is not trusted with cluster access.

@@ -31,6 +31,10 @@ K8SAUDIT_PORT = 9765
 K8SAUDIT_PATH = "/k8s-audit"
 
 FORWARDER_PORT = 9802
+# Falco posts to the forwarder over the pod's loopback only: nothing outside the pod can inject.
+FORWARDER_URL = f"http://127.0.0.1:{FORWARDER_PORT}/"
 FORWARDER_PKG_DIR = "/opt/falco-forwarder"
 FORWARDER_CONFIG = "/etc/falco-forwarder/config.json"
 SPOOL_DIR = "/var/lib/falco-forwarder/spool"
+
+MIB = 1024 * 1024

@@ -16,6 +16,8 @@ from typing import Any, cast
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from falco_config import PRIORITIES
+
 # Juju keeps config values in the controller database and sends the whole value to every unit on
 # each change, and Falco re-reads the file at every hot reload. Falco's complete stock k8s audit
 # ruleset is about 35 KiB, so 1 MiB is ample for real custom rules while bounding those costs
@@ -24,9 +26,7 @@ MAX_CUSTOM_RULES_BYTES = 1_048_576
 
 _KINDS = ("rule", "macro", "list", "required_engine_version", "required_plugin_versions")
 # Falco's parse_priority: case-insensitive, with "info" as a legacy alias of "informational".
-_PRIORITIES = frozenset(
-    ("emergency", "alert", "critical", "error", "warning", "notice", "informational", "debug")
-) | {"info"}
+_PRIORITIES = frozenset(PRIORITIES) | {"info"}
 _NEW_RULE_FIELDS = ("condition", "output", "desc", "priority")
 _AUDIT_SOURCE = "k8s_audit"
 # What each kind lets `override` append to and replace (Falco's overridable sets).

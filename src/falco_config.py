@@ -40,19 +40,18 @@ K8SAUDIT_MAX_BATCH_BYTES = 12_582_912
 class FalcoSettings:
     """Everything falco.yaml depends on, validated before it gets here."""
 
-    rules_files: Sequence[str]
     priority: str = "debug"
     http_output_url: str | None = None
     rules_selection: Sequence[dict[str, dict[str, str]]] = ()
 
 
-def render_falco_yaml(settings: FalcoSettings) -> str:
-    """Return falco.yaml text; identical settings always give identical bytes."""
+def render_falco_yaml(settings: FalcoSettings, rules_files: Sequence[str]) -> str:
+    """Return falco.yaml loading ``rules_files``; identical inputs give identical bytes."""
     config: dict[str, Any] = {
         # The image's /etc/falco/config.d would load the container plugin: read nothing else.
         "config_files": [],
         "watch_config_files": True,
-        "rules_files": list(settings.rules_files),
+        "rules_files": list(rules_files),
         "load_plugins": ["k8saudit", "json"],
         "plugins": [
             {

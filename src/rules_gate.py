@@ -74,12 +74,13 @@ class FalcoFiles:
         stock = K8S_AUDIT_RULES.replace(FALCO_CONFIG_DIR, root, 1)
         custom = FALCO_CUSTOM_RULES.replace(FALCO_CONFIG_DIR, root, 1)
         rules_dir = custom.rsplit("/", 1)[0]
-        settings = dataclasses.replace(self.settings, rules_files=(stock, rules_dir))
         return {
             # Rules first, falco.yaml last: Falco's file watcher reloads on falco.yaml too.
             stock: self.stock_rules,
             custom: self.custom_rules or None,
-            FALCO_CONFIG.replace(FALCO_CONFIG_DIR, root, 1): render_falco_yaml(settings),
+            FALCO_CONFIG.replace(FALCO_CONFIG_DIR, root, 1): render_falco_yaml(
+                self.settings, (stock, rules_dir)
+            ),
         }
 
 

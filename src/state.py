@@ -15,7 +15,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from audit_policy import AuditPolicyError, resolve_audit_policy
-from constants import FORWARDER_PORT, SPOOL_DIR
+from constants import FORWARDER_PORT, MIB, SPOOL_DIR
 from custom_rules import CustomRulesError, DisabledRules, check_custom_rules, parse_disabled_rules
 from falco_config import PRIORITIES
 from falco_forwarder.config import (
@@ -28,10 +28,6 @@ from falco_forwarder.config import (
     SpoolConfig,
 )
 from webhook_config import InvalidCidrError, WebhookServiceSpec, parse_allowed_cidrs
-
-Priority = Literal[
-    "emergency", "alert", "critical", "error", "warning", "notice", "informational", "debug"
-]
 
 
 class InvalidStateError(ValueError):
@@ -60,7 +56,7 @@ class CharmConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     http_output: str = ""
-    minimum_priority: Priority = "debug"
+    minimum_priority: str = "debug"
     custom_rules: str = ""
     disabled_rules: str = ""
     alert_log_max_mb: int = Field(default=100, ge=1, le=100_000)
@@ -149,10 +145,6 @@ def webhook_state(config: CharmConfig) -> WebhookState:
     return WebhookState(spec, policy, cidrs)
 
 
-# Falco posts to the forwarder over the pod's loopback only: nothing outside the pod can inject.
-FORWARDER_URL = f"http://127.0.0.1:{FORWARDER_PORT}/"
-
-
 def http_output_sink(config: CharmConfig) -> tuple[SinkConfig, ...]:
     """The operator's own endpoint, fed Falco's JSON unchanged as before the forwarder existed."""
     if not config.http_output:
@@ -166,8 +158,8 @@ def forwarder_config(
     """The forwarder's whole configuration: where it listens, spools, and delivers."""
     return ForwarderConfig(
         listen=ListenConfig(host="127.0.0.1", port=FORWARDER_PORT),
-        max_body_bytes=1024 * 1024,
-        spool=SpoolConfig(dir=Path(SPOOL_DIR), max_bytes=spool_max_mb * 1024 * 1024),
+        max_body_bytes=MIB,
+        spool=SpoolConfig(dir=Path(SPOOL_DIR), max_bytes=spool_max_mb * MIB),
         juju=topology,
         # Backoff capped at 15 s: a sink that comes back is caught up within seconds.
         retry=RetryConfig(initial_seconds=0.5, max_seconds=15.0, timeout_seconds=10.0),

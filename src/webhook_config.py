@@ -156,8 +156,8 @@ def webhook_server_url(service_type: str, cluster_ip: str, node_port: int | None
     return f"http://{host}:{port}{K8SAUDIT_PATH}"
 
 
-def render_webhook_kubeconfig(service_type: str, cluster_ip: str, node_port: int | None) -> str:
-    """The kubeconfig-format file named by ``--audit-webhook-config-file``.
+def webhook_kubeconfig(address: WebhookAddress) -> str:
+    """The kubeconfig-format file named by ``--audit-webhook-config-file``, for a live Service.
 
     The webhook speaks plain HTTP without authentication, so the user entry is empty; the file
     still needs a user and a context for the apiserver to load it.
@@ -169,7 +169,7 @@ def render_webhook_kubeconfig(service_type: str, cluster_ip: str, node_port: int
         "clusters": [
             {
                 "name": _KUBECONFIG_NAME,
-                "cluster": {"server": webhook_server_url(service_type, cluster_ip, node_port)},
+                "cluster": {"server": address.server_url},
             }
         ],
         "users": [{"name": _KUBECONFIG_NAME, "user": no_credentials}],
@@ -182,11 +182,6 @@ def render_webhook_kubeconfig(service_type: str, cluster_ip: str, node_port: int
         "current-context": _KUBECONFIG_NAME,
     }
     return yaml.safe_dump(document, sort_keys=False)
-
-
-def webhook_kubeconfig(address: WebhookAddress) -> str:
-    """The webhook kubeconfig for a live Service address (see `render_webhook_kubeconfig`)."""
-    return render_webhook_kubeconfig(address.service_type, address.cluster_ip, address.node_port)
 
 
 def apiserver_flags(

@@ -11,13 +11,8 @@ from kube_api import ALLOCATED_IP, ALLOCATED_NODE_PORT, FakeApiServer, status
 from lightkube import Client, KubeConfig
 from lightkube.config.models import Cluster, User
 
-from cluster import (
-    AuditWebhookCluster,
-    ClusterError,
-    ClusterForbiddenError,
-    WebhookAddress,
-    WebhookServiceSpec,
-)
+from cluster import AuditWebhookCluster, ClusterError, ClusterForbiddenError
+from webhook_config import WebhookAddress, WebhookServiceSpec
 
 APP = "falco"
 NS = "falco-model"

@@ -19,10 +19,9 @@ CHECKER = SHARED / "tools" / "falco-config-check"
 RULES = ("/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d")
 
 SETTINGS = [
-    FalcoSettings(rules_files=RULES),
-    FalcoSettings(rules_files=RULES, priority="warning", http_output_url="http://127.0.0.1:9802/"),
+    FalcoSettings(),
+    FalcoSettings(priority="warning", http_output_url="http://127.0.0.1:9802/"),
     FalcoSettings(
-        rules_files=RULES,
         rules_selection=[
             {"disable": {"rule": "Disallowed K8s User"}},
             {"disable": {"tag": "k8s"}},
@@ -35,7 +34,7 @@ SETTINGS = [
 def test_rendered_config_is_valid_for_falco_0_44(settings: FalcoSettings):
     if not SCHEMA.exists():
         pytest.skip("../shared is not present")
-    config = yaml.safe_load(render_falco_yaml(settings))
+    config = yaml.safe_load(render_falco_yaml(settings, RULES))
 
     errors = list(jsonschema.Draft6Validator(json.loads(SCHEMA.read_text())).iter_errors(config))
 
@@ -46,7 +45,7 @@ def test_rendered_config_is_valid_for_falco_0_44(settings: FalcoSettings):
 @pytest.mark.parametrize("settings", SETTINGS)
 def test_rendered_config_passes_the_audit_only_checker(settings: FalcoSettings, tmp_path: Path):
     path = tmp_path / "falco.yaml"
-    path.write_text(render_falco_yaml(settings))
+    path.write_text(render_falco_yaml(settings, RULES))
 
     result = subprocess.run(
         [sys.executable, str(CHECKER), str(path)], capture_output=True, text=True, check=False
@@ -56,7 +55,7 @@ def test_rendered_config_passes_the_audit_only_checker(settings: FalcoSettings, 
 
 
 def test_audit_only_essentials():
-    config = yaml.safe_load(render_falco_yaml(FalcoSettings(rules_files=RULES, priority="error")))
+    config = yaml.safe_load(render_falco_yaml(FalcoSettings(priority="error"), RULES))
 
     assert config["config_files"] == []
     assert config["plugins_hostinfo"] is False
@@ -78,22 +77,20 @@ def test_audit_only_essentials():
 
 def test_http_output_and_rule_selection():
     settings = SETTINGS[1]
-    config = yaml.safe_load(render_falco_yaml(settings))
+    config = yaml.safe_load(render_falco_yaml(settings, RULES))
     assert config["http_output"]["enabled"] is True
     assert config["http_output"]["url"] == "http://127.0.0.1:9802/"
 
-    selection = yaml.safe_load(render_falco_yaml(SETTINGS[2]))["rules"]
+    selection = yaml.safe_load(render_falco_yaml(SETTINGS[2], RULES))["rules"]
     assert selection == [{"disable": {"rule": "Disallowed K8s User"}}, {"disable": {"tag": "k8s"}}]
 
 
 def test_urls_that_look_like_yaml_stay_strings():
     url = "http://h:8080/a#b: c - [d]"
-    config = yaml.safe_load(
-        render_falco_yaml(FalcoSettings(rules_files=RULES, http_output_url=url))
-    )
+    config = yaml.safe_load(render_falco_yaml(FalcoSettings(http_output_url=url), RULES))
 
     assert config["http_output"]["url"] == url
 
 
 def test_rendering_is_deterministic():
-    assert render_falco_yaml(SETTINGS[1]) == render_falco_yaml(SETTINGS[1])
+    assert render_falco_yaml(SETTINGS[1], RULES) == render_falco_yaml(SETTINGS[1], RULES)

@@ -22,7 +22,6 @@ from webhook_config import (
     kubectl_commands,
     microk8s_instructions,
     parse_allowed_cidrs,
-    render_webhook_kubeconfig,
     webhook_action_result,
     webhook_kubeconfig,
     webhook_resource_name,
@@ -40,7 +39,9 @@ def server_of(kubeconfig: str) -> str:
 
 
 def test_kubeconfig_structure():
-    document = yaml.safe_load(render_webhook_kubeconfig("ClusterIP", "10.152.183.77", None))
+    document = yaml.safe_load(
+        webhook_kubeconfig(WebhookAddress("ClusterIP", "10.152.183.77", None))
+    )
 
     assert document["apiVersion"] == "v1"
     assert document["kind"] == "Config"
@@ -63,7 +64,7 @@ def test_kubeconfig_structure():
 )
 def test_server_url(service_type: str, cluster_ip: str, node_port: int | None, server: str):
     assert webhook_server_url(service_type, cluster_ip, node_port) == server
-    kubeconfig = render_webhook_kubeconfig(service_type, cluster_ip, node_port)
+    kubeconfig = webhook_kubeconfig(WebhookAddress(service_type, cluster_ip, node_port))
     assert server_of(kubeconfig) == server
 
 
@@ -86,14 +87,12 @@ def test_address_renders_its_kubeconfig():
     address = WebhookAddress("NodePort", "10.152.183.77", 30765)
 
     assert address.server_url == "http://127.0.0.1:30765/k8s-audit"
-    assert webhook_kubeconfig(address) == render_webhook_kubeconfig(
-        "NodePort", "10.152.183.77", 30765
-    )
+    assert server_of(webhook_kubeconfig(address)) == address.server_url
 
 
 def test_kubeconfig_survives_yaml_special_values():
     # An IPv6 literal with colons must stay one scalar, not turn into a mapping or a number.
-    kubeconfig = render_webhook_kubeconfig("ClusterIP", "::1", None)
+    kubeconfig = webhook_kubeconfig(WebhookAddress("ClusterIP", "::1", None))
     assert server_of(kubeconfig) == "http://[::1]:9765/k8s-audit"
 
 
