@@ -1,14 +1,16 @@
 """Command line entry point: ``python3 -m falco_forwarder --config PATH``.
 
-Exits 0 after SIGTERM or SIGINT (graceful stop), 2 on an invalid configuration and
-1 if the service cannot start (e.g. the port is taken).
+SIGHUP re-reads PATH and applies it without closing the listener (see
+`Forwarder.reload`); an invalid file is logged and the running configuration kept.
+Exits 0 after SIGTERM or SIGINT (graceful stop), 2 on an invalid configuration at
+start and 1 if the service cannot start (e.g. the port is taken).
 """
 
 import argparse
 import logging
+import queue
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -22,11 +24,15 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the forwarder until a stop signal; return the process exit status."""
+    """Run the forwarder until a stop signal, reloading on SIGHUP; return the exit status."""
     parser = argparse.ArgumentParser(
-        prog="falco_forwarder", description="Fan Falco http_output alerts out to sinks."
+        prog="falco_forwarder",
+        description="Fan Falco http_output alerts out to sinks. "
+        "SIGHUP reloads the configuration file live; SIGTERM or SIGINT stops.",
     )
-    parser.add_argument("--config", required=True, type=Path, help="JSON configuration file")
+    parser.add_argument(
+        "--config", required=True, type=Path, help="JSON configuration file, re-read on SIGHUP"
+    )
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
@@ -41,13 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         logger.error("invalid configuration: %s", e)
         return 2
-    stop = threading.Event()
+    # The handler only queues the signal (SimpleQueue.put is safe in a signal handler);
+    # the main thread acts on it, so a reload never runs inside a handler.
+    received: queue.SimpleQueue[signal.Signals] = queue.SimpleQueue()
 
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        logger.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
+    def enqueue(signum: int, _frame: FrameType | None) -> None:
+        received.put(signal.Signals(signum))
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in _STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, enqueue) for sig in (*_STOP_SIGNALS, signal.SIGHUP)}
     try:
         try:
             forwarder = Forwarder(config)
@@ -55,7 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.error("cannot start: %s", e)
             return 1
         with forwarder:
-            stop.wait()
+            while (signum := received.get()) is signal.SIGHUP:
+                logger.info("received SIGHUP, reloading %s", args.config)
+                forwarder.reload(args.config)
+            logger.info("received %s, stopping", signum.name)
         return 0
     finally:
         for sig, handler in previous.items():

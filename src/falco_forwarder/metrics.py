@@ -13,6 +13,8 @@ RETRIED: Final = "falco_forwarder_retried_total"
 DROPPED: Final = "falco_forwarder_dropped_total"
 QUEUE_DEPTH: Final = "falco_forwarder_queue_depth"
 SPOOL_BYTES: Final = "falco_forwarder_spool_bytes"
+CONFIG_RELOADS: Final = "falco_forwarder_config_reloads_total"
+RELOAD_RESULTS: Final = ("ok", "error")
 
 _HELP: Final = {
     RECEIVED: "Alerts accepted from Falco and spooled for every sink.",
@@ -22,29 +24,41 @@ _HELP: Final = {
     DROPPED: "Alerts given up for a sink, by reason.",
     QUEUE_DEPTH: "Alerts spooled and not yet delivered, per sink.",
     SPOOL_BYTES: "Bytes of alerts held in the spool, all sinks together.",
+    CONFIG_RELOADS: "Configuration reloads (SIGHUP), by result: applied or refused.",
 }
 
 Labels = tuple[tuple[str, str], ...]
 
 
 class Metrics:
-    """Counters keyed by name and labels; series listed in ``__init__`` are exported at 0."""
+    """Counters keyed by name and labels; known series are exported at 0 before they count.
+
+    The series of a sink removed by a reload stay: counters never go back.
+    """
 
     def __init__(
         self, sinks: Iterable[str], rejected_reasons: Iterable[str], drop_reasons: Iterable[str]
     ):
         self._lock = threading.Lock()
+        self._drop_reasons = tuple(drop_reasons)
         self._counters: dict[str, dict[Labels, int]] = {
-            name: {} for name in (RECEIVED, REJECTED, DELIVERED, RETRIED, DROPPED)
+            name: {} for name in (RECEIVED, REJECTED, DELIVERED, RETRIED, DROPPED, CONFIG_RELOADS)
         }
         self._counters[RECEIVED][()] = 0
         for reason in rejected_reasons:
             self._counters[REJECTED][_key(reason=reason)] = 0
-        for sink in sinks:
-            for name in (DELIVERED, RETRIED):
-                self._counters[name][_key(sink=sink)] = 0
-            for reason in drop_reasons:
-                self._counters[DROPPED][_key(sink=sink, reason=reason)] = 0
+        for result in RELOAD_RESULTS:
+            self._counters[CONFIG_RELOADS][_key(result=result)] = 0
+        self.add_sinks(sinks)
+
+    def add_sinks(self, sinks: Iterable[str]) -> None:
+        """Export the per-sink series of ``sinks`` at 0 (a reload may add sinks)."""
+        with self._lock:
+            for sink in sinks:
+                for name in (DELIVERED, RETRIED):
+                    self._counters[name].setdefault(_key(sink=sink), 0)
+                for reason in self._drop_reasons:
+                    self._counters[DROPPED].setdefault(_key(sink=sink, reason=reason), 0)
 
     def inc(self, name: str, **labels: str) -> None:
         """Add one to counter ``name`` with ``labels``."""

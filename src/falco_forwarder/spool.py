@@ -9,7 +9,8 @@ Sequence numbers are shared by all sinks, so the lowest one anywhere is the olde
 alert; while the spool is over ``max_bytes`` (counting each sink's copy, although
 the links share one copy on disk) the oldest entries are dropped. Directories of
 sinks no longer configured are left alone (not loaded, not counted) in case the sink
-comes back; delete them by hand if it will not.
+comes back; delete them by hand if it will not. A reload changes the sink set live the
+same way: a removed sink's directory stays as it is, an added one's is loaded first.
 """
 
 import logging
@@ -17,7 +18,7 @@ import os
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,8 @@ class Spool:
 
     Writers call `put`; each sink's single consumer takes `head`, then `remove`s it
     once delivered or given up. ``on_drop`` is called (outside the lock) for every
-    entry dropped because the spool is full.
+    entry dropped because the spool is full. The sink set and the cap may change while
+    alerts are written: `put` spools for exactly the sinks present when it runs.
     """
 
     def __init__(
@@ -53,39 +55,65 @@ class Spool:
         on_drop: Callable[[Entry], None],
     ):
         self._root = root
-        self._sinks = tuple(sinks)
         self._max_bytes = max_bytes
         self._on_drop = on_drop
         self._lock = threading.Lock()
-        self._write_lock = threading.Lock()  # keeps queue order equal to sequence order
+        # Held by `put` from number to queue: keeps queue order equal to sequence order,
+        # and the sink set steady while an alert is linked into every sink's directory.
+        self._write_lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
-        self._queues: dict[str, deque[Entry]] = {sink: deque() for sink in self._sinks}
+        self._queues: dict[str, deque[Entry]] = {}
         self._bytes = 0
-        self._closed = False
         self._next_seq = 1
-        self._load()
-
-    def _load(self) -> None:
         self._root.mkdir(parents=True, exist_ok=True)
         for path in sorted(self._root.iterdir()):
             if path.name.startswith(_TMP_PREFIX):
                 path.unlink()  # an interrupted write: the alert was never acknowledged
-            elif path.name not in self._queues:
+            elif path.name not in sinks:
                 logger.warning("leaving %s alone: not a configured sink", path)
-        for sink in self._sinks:
-            directory = self._root / sink
-            directory.mkdir(exist_ok=True)
-            entries: list[Entry] = []
-            for path in directory.iterdir():
-                if match := _ENTRY.fullmatch(path.name):
-                    entries.append(Entry(sink, int(match[1]), path, path.stat().st_size))
-            entries.sort(key=lambda entry: entry.seq)
-            self._queues[sink].extend(entries)
-            self._bytes += sum(entry.size for entry in entries)
+        self.add_sinks(sinks)
+
+    def add_sinks(self, sinks: Iterable[str]) -> None:
+        """Queue alerts for ``sinks`` too, after the entries their directories already hold.
+
+        Raise `OSError`, adding none of them, if a directory cannot be made or read.
+        """
+        loaded = {sink: self._scan(sink) for sink in sinks}
+        with self._write_lock, self._lock:
+            for sink, entries in loaded.items():
+                self._queues[sink] = deque(entries)
+                self._bytes += sum(entry.size for entry in entries)
+                if entries:  # left by an earlier run: number new alerts after them
+                    self._next_seq = max(self._next_seq, entries[-1].seq + 1)
+            dropped = self._enforce_cap()
+        for sink, entries in loaded.items():
             if entries:
                 logger.info("sink %s: %d spooled alerts to deliver", sink, len(entries))
-                self._next_seq = max(self._next_seq, entries[-1].seq + 1)
+        self._report(dropped)
+
+    def _scan(self, sink: str) -> list[Entry]:
+        directory = self._root / sink
+        directory.mkdir(exist_ok=True)
+        entries: list[Entry] = []
+        for path in directory.iterdir():
+            if match := _ENTRY.fullmatch(path.name):
+                entries.append(Entry(sink, int(match[1]), path, path.stat().st_size))
+        entries.sort(key=lambda entry: entry.seq)
+        return entries
+
+    def remove_sinks(self, sinks: Iterable[str]) -> None:
+        """Stop queueing alerts for ``sinks``, whose consumers must have stopped.
+
+        Their entries stay on disk (and out of the byte count) until the sink is added again.
+        """
+        with self._write_lock, self._lock:
+            for sink in sinks:
+                self._bytes -= sum(entry.size for entry in self._queues.pop(sink))
+
+    def set_max_bytes(self, max_bytes: int) -> None:
+        """Change the cap, dropping the oldest entries at once if the spool is now over it."""
         with self._lock:
+            self._max_bytes = max_bytes
             dropped = self._enforce_cap()
         self._report(dropped)
 
@@ -98,7 +126,7 @@ class Spool:
             tmp = self._root / f"{_TMP_PREFIX}{seq:020d}"
             try:
                 tmp.write_bytes(data)
-                for sink in self._sinks:
+                for sink in self._queues:
                     path = self._root / sink / f"{seq:020d}.json"
                     os.link(tmp, path)
                     written.append(Entry(sink, seq, path, len(data)))
@@ -137,13 +165,16 @@ class Spool:
         for entry in dropped:
             self._on_drop(entry)
 
-    def head(self, sink: str) -> Entry | None:
-        """Block until ``sink`` has an entry and return the oldest; None once closed."""
+    def head(self, sink: str, stop: threading.Event) -> Entry | None:
+        """Block until ``sink`` has an entry and return the oldest; None once ``stop`` is set.
+
+        Whoever sets ``stop`` calls `wake` next, so that a blocked consumer sees it.
+        """
         with self._ready:
             queue = self._queues[sink]
-            while not queue and not self._closed:
+            while not queue and not stop.is_set():
                 self._ready.wait()
-            return None if self._closed else queue[0]
+            return None if stop.is_set() else queue[0]
 
     def read(self, entry: Entry) -> bytes | None:
         """The entry's bytes, or None if it was dropped meanwhile."""
@@ -181,8 +212,7 @@ class Spool:
         with self._lock:
             return self._bytes
 
-    def close(self) -> None:
-        """Wake every consumer blocked in `head`; they get None from now on."""
+    def wake(self) -> None:
+        """Wake every consumer blocked in `head`, to check its ``stop`` event."""
         with self._ready:
-            self._closed = True
             self._ready.notify_all()

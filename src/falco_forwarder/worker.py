@@ -25,7 +25,10 @@ _MAX_DOUBLINGS = 60
 
 
 class SinkWorker:
-    """A thread delivering one sink's queue, with exponential backoff and full jitter."""
+    """A thread delivering one sink's queue, with exponential backoff and full jitter.
+
+    Its settings are fixed: a reload replaces the worker, which hands over the queue.
+    """
 
     def __init__(
         self,
@@ -35,14 +38,13 @@ class SinkWorker:
         metrics: Metrics,
         retry: RetryConfig,
         juju: JujuTopology,
-        stop: threading.Event,
     ):
         self._sink = sink
         self._spool = spool
         self._metrics = metrics
         self._retry = retry
         self._juju = juju
-        self._stop = stop
+        self._stop = threading.Event()
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self._sender = HttpSender(sink, retry.timeout_seconds)
         self._outage = BurstLog(logger)
@@ -53,16 +55,18 @@ class SinkWorker:
         """Start delivering."""
         self._thread.start()
 
+    def stop(self) -> None:
+        """Ask the loop to exit: a POST in flight completes, a backoff wait is cut short."""
+        self._stop.set()
+        self._spool.wake()
+
     def join(self) -> None:
-        """Wait until the loop has exited (after the stop event is set and the spool closed)."""
+        """Wait until the loop has exited (after `stop`); undelivered alerts stay spooled."""
         self._thread.join()
 
     def _run(self) -> None:
         try:
-            while not self._stop.is_set():
-                entry = self._spool.head(self._sink.name)
-                if entry is None:
-                    return
+            while (entry := self._spool.head(self._sink.name, self._stop)) is not None:
                 self._deliver(entry)
         finally:
             self._sender.close()

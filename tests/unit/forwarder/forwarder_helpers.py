@@ -41,6 +41,24 @@ def config_dict(spool_dir: Path, sinks: list[dict[str, Any]], **overrides: Any) 
     return data
 
 
+def write_config(
+    directory: Path, sinks: list[dict[str, Any]], port: int = 0, **overrides: Any
+) -> Path:
+    """Write ``directory/config.json``, spooling in ``directory/spool`` like the fixtures."""
+    data = config_dict(directory / "spool", sinks, **overrides)
+    data["listen"]["port"] = port
+    path = directory / "config.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on (until a test starts something there)."""
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
 def sink_dict(name: str, url: str, fmt: str = "falco-json", **extra: Any) -> dict[str, Any]:
     return {"name": name, "format": fmt, "url": url, **extra}
 

@@ -1,6 +1,5 @@
-"""The ``python3 -m falco_forwarder`` entry point: start, serve, stop on SIGTERM with status 0."""
+"""The ``python3 -m falco_forwarder`` entry point: serve, reload on SIGHUP, stop on SIGTERM."""
 
-import json
 import logging
 import os
 import re
@@ -16,45 +15,35 @@ import pytest
 from forwarder_helpers import (
     LOOPBACK,
     SinkFactory,
-    config_dict,
     encode,
     falco_alert,
+    free_port,
+    metric,
     post_alert,
     request,
     sink_dict,
     wait_for,
+    write_config,
 )
 
 from falco_forwarder.cli import main
+from falco_forwarder.metrics import CONFIG_RELOADS as RELOADS
 
 SRC = Path(__file__).parents[3] / "src"
 
 
-def write_config(tmp_path: Path, port: int = 0, sinks: list | None = None) -> Path:
-    path = tmp_path / "config.json"
-    data = config_dict(tmp_path / "spool", sinks or [])
-    data["listen"]["port"] = port
-    path.write_text(json.dumps(data))
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def test_runs_until_sigterm(
+def test_reloads_on_sighup_and_runs_until_sigterm(
     tmp_path: Path,
     make_sink: SinkFactory,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ):
     caplog.set_level(logging.INFO, logger="falco_forwarder")
-    sink = make_sink()
-    config = write_config(tmp_path, sinks=[sink_dict("s", sink.url())])
+    first, second = make_sink(), make_sink()
+    sinks = [sink_dict("first", first.url())]
+    config = write_config(tmp_path, sinks)
     monkeypatch.setattr(sys, "argv", ["falco_forwarder", "--config", str(config)])
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
     failures: list[BaseException] = []
 
     def drive() -> None:
@@ -62,8 +51,13 @@ def test_runs_until_sigterm(
             wait_for(lambda: "listening on" in caplog.text)
             port = int(re.findall(r"listening on 127\.0\.0\.1:(\d+)", caplog.text)[0])
             assert request(port, "GET", "/healthz")[0] == 200
-            assert post_alert(port, encode(falco_alert())) == 200
-            wait_for(lambda: len(sink.received) == 1)
+            assert post_alert(port, encode(falco_alert(0))) == 200
+            wait_for(lambda: len(first.received) == 1)
+            write_config(tmp_path, [*sinks, sink_dict("second", second.url())])
+            os.kill(os.getpid(), signal.SIGHUP)
+            wait_for(lambda: metric(port, RELOADS, result="ok") == 1)
+            assert post_alert(port, encode(falco_alert(1))) == 200
+            wait_for(lambda: len(first.received) == 2 and len(second.received) == 1)
         except BaseException as e:  # reported in the main thread
             failures.append(e)
         finally:
@@ -77,8 +71,9 @@ def test_runs_until_sigterm(
 
     assert failures == []
     assert stopped.value.code == 0
+    assert f"received SIGHUP, reloading {config}" in caplog.text
     assert "received SIGTERM, stopping" in caplog.text
-    assert signal.getsignal(signal.SIGTERM) is previous  # handlers restored
+    assert {sig: signal.getsignal(sig) for sig in previous} == previous  # handlers restored
 
 
 def test_invalid_config_exits_2(tmp_path: Path, caplog: pytest.LogCaptureFixture):
@@ -93,20 +88,36 @@ def test_port_in_use_exits_1(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     with socket.socket() as taken:
         taken.bind((LOOPBACK, 0))
         taken.listen()
-        assert main(["--config", str(write_config(tmp_path, taken.getsockname()[1]))]) == 1
+        config = write_config(tmp_path, [], port=taken.getsockname()[1])
+        assert main(["--config", str(config)]) == 1
     assert "cannot start" in caplog.text
 
 
-def test_python_m_entry_point(tmp_path: Path):
+def test_python_m_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path, make_sink: SinkFactory):
     port = free_port()
+    first, second = make_sink(), make_sink()
+    sinks = [sink_dict("first", first.url())]
     process = subprocess.Popen(
-        [sys.executable, "-m", "falco_forwarder", "--config", str(write_config(tmp_path, port))],
+        [
+            sys.executable,
+            "-m",
+            "falco_forwarder",
+            "--config",
+            str(write_config(tmp_path, sinks, port)),
+        ],
         env={**os.environ, "PYTHONPATH": str(SRC)},
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         wait_for(lambda: _healthy(port) or process.poll() is not None)
+        write_config(tmp_path, [*sinks, sink_dict("second", second.url())], port)
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: process.poll() is not None or metric(port, RELOADS, result="ok") == 1)
+        body = encode(falco_alert())
+        assert post_alert(port, body) == 200
+        wait_for(lambda: first.bodies == [body] and second.bodies == [body])
+        assert process.poll() is None
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=10)
     finally:
@@ -115,6 +126,8 @@ def test_python_m_entry_point(tmp_path: Path):
             process.communicate()
     assert process.returncode == 0, stderr
     assert f"listening on 127.0.0.1:{port}" in stderr
+    assert "received SIGHUP, reloading" in stderr
+    assert "sink second added" in stderr
 
 
 def _healthy(port: int) -> bool:

@@ -2,7 +2,6 @@
 
 import json
 import logging
-import socket
 import ssl
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from forwarder_helpers import (
     SinkFactory,
     encode,
     falco_alert,
+    free_port,
     metric,
     post_alert,
     sink_dict,
@@ -21,13 +21,6 @@ from forwarder_helpers import (
 )
 
 from falco_forwarder.gelf import LEVELS
-
-
-def reserve_port() -> int:
-    """A port that nothing listens on (until a test starts a sink there)."""
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
 
 
 def test_fans_out_to_every_sink(make_sink: SinkFactory, make_forwarder: ForwarderFactory):
@@ -83,7 +76,7 @@ def test_fans_out_to_every_sink(make_sink: SinkFactory, make_forwarder: Forwarde
 def test_sink_outage_delays_only_that_sink_and_loses_nothing(
     make_sink: SinkFactory, make_forwarder: ForwarderFactory
 ):
-    port = reserve_port()
+    port = free_port()
     healthy = make_sink()
     forwarder = make_forwarder(
         [
@@ -159,7 +152,7 @@ def test_4xx_drops_without_retry_and_logs_once_per_burst(
 def test_spooled_alerts_survive_a_restart(
     make_sink: SinkFactory, make_forwarder: ForwarderFactory, spool_dir: Path
 ):
-    port = reserve_port()
+    port = free_port()
     sinks = [sink_dict("later", f"http://{LOOPBACK}:{port}/")]
     first = make_forwarder(sinks)
     bodies = [encode(falco_alert(i)) for i in range(10)]
@@ -178,7 +171,7 @@ def test_spooled_alerts_survive_a_restart(
 def test_full_spool_drops_the_oldest(
     make_sink: SinkFactory, make_forwarder: ForwarderFactory, spool_dir: Path
 ):
-    port = reserve_port()
+    port = free_port()
     bodies = [encode(falco_alert(i)) for i in range(10)]  # same length each
     forwarder = make_forwarder(
         [sink_dict("s", f"http://{LOOPBACK}:{port}/")],

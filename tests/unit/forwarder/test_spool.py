@@ -8,6 +8,8 @@ from forwarder_helpers import wait_for
 
 from falco_forwarder.spool import Entry, Spool
 
+RUNNING = threading.Event()  # a consumer's stop event that is never set
+
 
 def make(root: Path, max_bytes: int = 1 << 20, sinks: tuple[str, ...] = ("a", "b")):
     dropped: list[Entry] = []
@@ -17,7 +19,7 @@ def make(root: Path, max_bytes: int = 1 << 20, sinks: tuple[str, ...] = ("a", "b
 def drain(spool: Spool, sink: str) -> list[bytes]:
     out: list[bytes] = []
     while spool.depths()[sink]:
-        entry = spool.head(sink)
+        entry = spool.head(sink, RUNNING)
         assert entry is not None
         data = spool.read(entry)
         assert data is not None
@@ -42,7 +44,6 @@ def test_reloads_in_order_and_numbers_after_existing_entries(tmp_path: Path):
     first, _ = make(tmp_path)
     for i in range(12):  # more than 9, so lexical and numeric order would differ if unpadded
         first.put(b"%d" % i)
-    first.close()
 
     second, _ = make(tmp_path)
     second.put(b"new")
@@ -70,7 +71,6 @@ def test_a_smaller_cap_applies_on_reload(tmp_path: Path):
     big, _ = make(tmp_path, sinks=("a",))
     for i in range(5):
         big.put(b"%d" % i)
-    big.close()
 
     small, dropped = make(tmp_path, max_bytes=2, sinks=("a",))
     assert [e.seq for e in dropped] == [1, 2, 3]
@@ -80,7 +80,7 @@ def test_a_smaller_cap_applies_on_reload(tmp_path: Path):
 def test_a_dropped_head_is_no_longer_readable(tmp_path: Path):
     spool, _ = make(tmp_path, max_bytes=2, sinks=("a",))
     spool.put(b"1")
-    head = spool.head("a")
+    head = spool.head("a", RUNNING)
     assert head is not None
     spool.put(b"2")
     spool.put(b"3")
@@ -93,7 +93,7 @@ def test_a_dropped_head_is_no_longer_readable(tmp_path: Path):
 def test_read_tolerates_a_vanished_file(tmp_path: Path):
     spool, _ = make(tmp_path, sinks=("a",))
     spool.put(b"1")
-    head = spool.head("a")
+    head = spool.head("a", RUNNING)
     assert head is not None
     head.path.unlink()
 
@@ -111,24 +111,75 @@ def test_failed_write_spools_nothing(tmp_path: Path):
     assert list((tmp_path / "a").iterdir()) == []
 
 
-def test_head_waits_for_an_entry_and_close_wakes_it(tmp_path: Path):
+def test_head_waits_for_an_entry_and_stop_wakes_it(tmp_path: Path):
     spool, _ = make(tmp_path, sinks=("a",))
+    stop = threading.Event()
     results: list[Entry | None] = []
 
     def consume() -> None:
-        results.append(spool.head("a"))
-        results.append(spool.head("a"))  # the same head until removed...
+        results.append(spool.head("a", stop))
+        results.append(spool.head("a", stop))  # the same head until removed...
         assert results[-1] is not None
         spool.remove(results[-1])
-        results.append(spool.head("a"))  # ...then blocks until closed
+        results.append(spool.head("a", stop))  # ...then blocks until stopped
 
     consumer = threading.Thread(target=consume)
     consumer.start()
     spool.put(b"1")
     wait_for(lambda: len(results) == 2)
-    spool.close()
+    stop.set()
+    spool.wake()
     consumer.join(timeout=5)
 
     assert not consumer.is_alive()
     assert results[0] == results[1]
     assert results[2] is None
+
+
+def test_added_sink_loads_its_leftovers_and_numbers_after_them(tmp_path: Path):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / f"{7:020d}.json").write_bytes(b"old")  # from an earlier run
+    spool, _ = make(tmp_path, sinks=("a",))
+    spool.put(b"1")
+
+    spool.add_sinks(["b"])
+    spool.put(b"2")
+
+    assert spool.depths() == {"a": 2, "b": 2}
+    assert spool.total_bytes() == 3 + 3 * len(b"1")
+    assert drain(spool, "b") == [b"old", b"2"]
+    assert (tmp_path / "a" / f"{8:020d}.json").read_bytes() == b"2"
+
+
+def test_removed_sink_keeps_its_files_out_of_the_count(tmp_path: Path):
+    spool, _ = make(tmp_path)
+    spool.put(b"1")
+
+    spool.remove_sinks(["b"])
+    spool.put(b"2")
+
+    assert spool.depths() == {"a": 2}
+    assert spool.total_bytes() == 2
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [f"{1:020d}.json"]
+
+
+def test_failed_add_adds_no_sink(tmp_path: Path):
+    spool, _ = make(tmp_path, sinks=("a",))
+    (tmp_path / "c").write_text("in the way")
+
+    with pytest.raises(FileExistsError):
+        spool.add_sinks(["b", "c"])
+    spool.put(b"1")
+
+    assert spool.depths() == {"a": 1}
+
+
+def test_a_lower_cap_drops_the_oldest_at_once(tmp_path: Path):
+    spool, dropped = make(tmp_path, sinks=("a",))
+    for i in range(5):
+        spool.put(b"%d" % i)
+
+    spool.set_max_bytes(2)
+
+    assert [e.seq for e in dropped] == [1, 2, 3]
+    assert drain(spool, "a") == [b"3", b"4"]
