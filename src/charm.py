@@ -249,7 +249,7 @@ class FalcoK8sCharm(ops.CharmBase):
     def _converge_forwarder(
         self, config: CharmConfig, sinks: tuple[SinkConfig, ...], bundle: Bundle
     ) -> None:
-        """Run the forwarder on the current sinks; a sink change restarts it, never Falco."""
+        """Run the forwarder on the current sinks; a sink change reloads it and spares Falco."""
         self._sink_names = tuple(sink.name for sink in sinks)
         if not self.forwarder.can_connect():
             if sinks:
@@ -265,14 +265,19 @@ class FalcoK8sCharm(ops.CharmBase):
             self._statuses.append(ops.BlockedStatus(f"alert sinks: {exc}"))
             return
         text = json.dumps(settings, indent=1, sort_keys=True)
-        digest = hashlib.sha256(text.encode())
+        code = hashlib.sha256()
         for content in bundle.forwarder.values():
-            digest.update(content)
+            code.update(content)
         try:
             self.forwarder.sync_tree(bundle.forwarder, manifest=f"{FORWARDER_PKG_DIR}/.manifest")
             # Mode 0600: the only file that may hold the sinks' auth headers.
-            self.forwarder.push_if_changed(FORWARDER_CONFIG, text, permissions=0o600)
-            self.forwarder.ensure_service(forwarder_layer(digest.hexdigest()))
+            reconfigured = self.forwarder.push_if_changed(
+                FORWARDER_CONFIG, text, permissions=0o600
+            )
+            started = self.forwarder.ensure_service(forwarder_layer(code.hexdigest()))
+            if reconfigured and not started:
+                # Reload in place: Falco does not retry, so a restart would lose alerts.
+                self.forwarder.signal("SIGHUP")
         except WorkloadError as exc:
             self._statuses.append(ops.WaitingStatus(f"forwarder container: {exc}; will retry"))
 

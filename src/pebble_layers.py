@@ -51,8 +51,11 @@ def falco_layer() -> dict[str, Any]:
     }
 
 
-def forwarder_layer(config_digest: str) -> dict[str, Any]:
-    """The alert forwarder; a config digest in its environment ties restarts to config changes."""
+def forwarder_layer(code_digest: str) -> dict[str, Any]:
+    """The alert forwarder; its code digest in the environment restarts it on a charm upgrade.
+
+    Config changes do not restart it: the charm sends SIGHUP and it reloads in place.
+    """
     return {
         "summary": "Falco alert forwarder",
         "services": {
@@ -63,7 +66,7 @@ def forwarder_layer(config_digest: str) -> dict[str, Any]:
                 "startup": "enabled",
                 "environment": {
                     "PYTHONPATH": FORWARDER_PKG_DIR,
-                    "FORWARDER_CONFIG_SHA256": config_digest,
+                    "FORWARDER_CODE_SHA256": code_digest,
                 },
                 "on-check-failure": {"forwarder-healthz": "restart"},
             }
