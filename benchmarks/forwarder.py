@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from sample_alert import ID_FIELD, alert
+
 HOST = "127.0.0.1"
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -56,7 +58,7 @@ class _ReceiverHandler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         now = time.perf_counter()
         server: Receiver = self.server  # type: ignore[assignment]
-        alert_id = body["_bench_id"] if server.gelf else body["output_fields"]["bench.id"]
+        alert_id = body["_bench_id"] if server.gelf else body["output_fields"][ID_FIELD]
         with server.run.lock:
             server.run.received[alert_id] = now
         self.send_response(202)
@@ -65,30 +67,6 @@ class _ReceiverHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
-
-
-def alert(i: int) -> bytes:
-    return json.dumps(
-        {
-            "hostname": "falco-k8s-0",
-            "output": f"05:07:26.123456789: Warning Pod started with privileged container "
-            f"(user=admin pod=nginx-{i} ns=default images=nginx:1.27)",
-            "priority": "Warning",
-            "rule": "Create Privileged Pod",
-            "source": "k8s_audit",
-            "tags": ["k8s", "mitre_privilege_escalation"],
-            "time": "2026-11-27T05:07:26.123456789Z",
-            "output_fields": {
-                "bench.id": i,
-                "evt.time": 1795756046123456789,
-                "ka.user.name": "admin",
-                "ka.target.namespace": "default",
-                "ka.resp.name": f"nginx-{i}",
-                "jevt.value[/requestObject/kind]": "Pod",
-                "ka.req.pod.containers.privileged": True,
-            },
-        }
-    ).encode()
 
 
 def post_all(port: int, alerts: int, clients: int, rate: float, run: Run) -> None:

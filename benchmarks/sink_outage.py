@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from sample_alert import ID_FIELD, alert
+
 from falco_forwarder.config import config_from_dict
 from falco_forwarder.forwarder import Forwarder
 
 HOST = "127.0.0.1"
-ID_FIELD = "bench.id"  # in output_fields; the GELF mapping turns it into "_bench_id"
 GELF_SINK = "gelf"
 JSON_SINK = "falco-json"
 SAMPLE_SECONDS = 0.02  # queue depth sampling period
@@ -146,32 +147,6 @@ class _SinkHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
-
-
-def alert(i: int) -> bytes:
-    """A Falco-shaped alert whose output_fields carry the unique id ``i``."""
-    return json.dumps(
-        {
-            "hostname": "falco-k8s-0",
-            "output": f"05:07:26.123456789: Warning Pod started with privileged container "
-            f"(user=admin pod=nginx-{i} ns=default images=nginx:1.27)",
-            "priority": "Warning",
-            "rule": "Create Privileged Pod",
-            "source": "k8s_audit",
-            "tags": ["k8s", "mitre_privilege_escalation"],
-            "time": "2026-11-27T05:07:26.123456789Z",
-            "output_fields": {
-                ID_FIELD: i,
-                "evt.time": 1795756046123456789,
-                "ka.user.name": "admin",
-                "ka.target.namespace": "default",
-                "ka.resp.name": f"nginx-{i}",
-                "jevt.value[/requestObject/kind]": "Pod",
-                "ka.req.pod.containers.privileged": True,
-            },
-        },
-        separators=(", ", ": "),
-    ).encode()
 
 
 @dataclass
