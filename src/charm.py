@@ -302,25 +302,28 @@ class FalcoK8sCharm(ops.CharmBase):
 
     def _converge_falco(self, candidate: rules_gate.FalcoFiles | None, bundle: Bundle) -> None:
         """Swap in the candidate if Falco accepts it, and keep Falco running on the last good."""
+        live = False
         if candidate is not None:
             try:
                 rules_gate.apply(self.falco, candidate)
                 self._remember_last_good(candidate.to_json())
+                live = True
             except rules_gate.GateRejectedError as exc:
                 what = "custom_rules" if candidate.custom_rules else "falco.yaml"
                 self._statuses.append(ops.BlockedStatus(f"{what} rejected by Falco: {exc}"))
-        last_good = self._last_good()
-        if self.falco.read(FALCO_CONFIG) is None and last_good:
+        # Otherwise the live files are the last config Falco accepted, if there is one here.
+        live = live or self.falco.read(FALCO_CONFIG) is not None
+        if not live and (last_good := self._last_good()):
             # A fresh container (pod rescheduled) while the current config is refused: bring
             # back the last config Falco accepted rather than leave the cluster unwatched.
             try:
                 rules_gate.apply(self.falco, rules_gate.FalcoFiles.from_json(last_good, bundle))
+                live = True
             except rules_gate.GateRejectedError as exc:
                 logger.error("last good config no longer accepted by Falco: %s", exc.output)
             except ValueError as exc:
                 logger.error("cannot restore the last good config: %s", exc)
-        # Whatever the gate said, the live files are a config Falco accepted (or none yet).
-        if self.falco.read(FALCO_CONFIG) is not None:
+        if live:
             self.falco.ensure_service(falco_layer())
 
     def _last_good(self) -> str:
