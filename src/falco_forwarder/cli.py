@@ -25,6 +25,23 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the forwarder until a stop signal, reloading on SIGHUP; return the exit status."""
+    # Handlers first: a SIGHUP sent while the process is still starting must not kill it (the
+    # default action). They only queue the signal (SimpleQueue.put is safe in a handler); the
+    # main thread acts on it, so a reload never runs inside a handler.
+    received: queue.SimpleQueue[signal.Signals] = queue.SimpleQueue()
+
+    def enqueue(signum: int, _frame: FrameType | None) -> None:
+        received.put(signal.Signals(signum))
+
+    previous = {sig: signal.signal(sig, enqueue) for sig in (*_STOP_SIGNALS, signal.SIGHUP)}
+    try:
+        return _serve(argv, received)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _serve(argv: Sequence[str] | None, received: queue.SimpleQueue[signal.Signals]) -> int:
     parser = argparse.ArgumentParser(
         prog="falco_forwarder",
         description="Fan Falco http_output alerts out to sinks. "
@@ -47,26 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         logger.error("invalid configuration: %s", e)
         return 2
-    # The handler only queues the signal (SimpleQueue.put is safe in a signal handler);
-    # the main thread acts on it, so a reload never runs inside a handler.
-    received: queue.SimpleQueue[signal.Signals] = queue.SimpleQueue()
-
-    def enqueue(signum: int, _frame: FrameType | None) -> None:
-        received.put(signal.Signals(signum))
-
-    previous = {sig: signal.signal(sig, enqueue) for sig in (*_STOP_SIGNALS, signal.SIGHUP)}
     try:
-        try:
-            forwarder = Forwarder(config)
-        except OSError as e:
-            logger.error("cannot start: %s", e)
-            return 1
-        with forwarder:
-            while (signum := received.get()) is signal.SIGHUP:
-                logger.info("received SIGHUP, reloading %s", args.config)
-                forwarder.reload(args.config)
-            logger.info("received %s, stopping", signum.name)
-        return 0
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        forwarder = Forwarder(config)
+    except OSError as e:
+        logger.error("cannot start: %s", e)
+        return 1
+    with forwarder:
+        while (signum := received.get()) is signal.SIGHUP:
+            logger.info("received SIGHUP, reloading %s", args.config)
+            forwarder.reload(args.config)
+        logger.info("received %s, stopping", signum.name)
+    return 0

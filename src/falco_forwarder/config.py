@@ -22,8 +22,13 @@ FORMATS: Final = (FORMAT_FALCO_JSON, FORMAT_GELF)
 
 # Sink names become spool directory names and metric label values.
 _SINK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-# RFC 9110 token characters for header names.
+# RFC 9110 token characters for header names; field values: visible Latin-1, spaces, tabs.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\xa0-\xff]*")
+# Headers that frame the request: a sink's extra headers must never override them.
+_FRAMING_HEADERS = frozenset(
+    {"host", "content-length", "content-type", "transfer-encoding", "connection", "expect"}
+)
 
 
 class ConfigError(ValueError):
@@ -211,12 +216,12 @@ def _sink(data: object, where: str) -> SinkConfig:
     url = _string(item, "url", where)
     try:
         parts = urlsplit(url)
-        valid_url = parts.scheme in ("http", "https") and bool(parts.hostname)
+        valid_url = parts.scheme in ("http", "https") and bool(parts.hostname) and url.isascii()
         _ = parts.port  # raises ValueError on a malformed port
     except ValueError:
         valid_url = False
     if not valid_url:
-        raise ConfigError(f"{where}.url must be an http:// or https:// URL with a host")
+        raise ConfigError(f"{where}.url must be an ASCII http:// or https:// URL with a host")
     ca_cert = item.get("ca_cert")
     if ca_cert is not None:
         if not isinstance(ca_cert, str):
@@ -245,9 +250,11 @@ def _headers(data: object, where: str) -> dict[str, str]:
     for key, value in data.items():  # pyright: ignore[reportUnknownVariableType]
         if not isinstance(key, str) or not _HEADER_NAME.fullmatch(key):
             raise ConfigError(f"{where} has an invalid header name")
-        # The value is a secret: never echo it in the error.
-        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-            raise ConfigError(f"{where}[{key!r}] must be a string without line breaks")
+        if key.lower() in _FRAMING_HEADERS:
+            raise ConfigError(f"{where}[{key!r}] is set by the forwarder itself")
+        # The value is a secret: never echo it in the error. HTTP sends it as Latin-1.
+        if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+            raise ConfigError(f"{where}[{key!r}] must be visible Latin-1 text on one line")
         headers[key] = value
     return headers
 

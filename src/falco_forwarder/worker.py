@@ -67,7 +67,14 @@ class SinkWorker:
     def _run(self) -> None:
         try:
             while (entry := self._spool.head(self._sink.name, self._stop)) is not None:
-                self._deliver(entry)
+                try:
+                    self._deliver(entry)
+                except Exception:
+                    # A bug or an OS error must not silently end this sink's deliveries: log,
+                    # count, wait, and try the same alert again.
+                    logger.exception("sink %s: delivery failed unexpectedly", self._sink.name)
+                    self._metrics.inc(RETRIED, sink=self._sink.name)
+                    self._stop.wait(self._retry.max_seconds)
         finally:
             self._sender.close()
 
@@ -107,6 +114,9 @@ class SinkWorker:
         """The request body for this sink, or None if the entry is gone or unreadable."""
         data = self._spool.read(entry)
         if data is None:
+            if self._spool.contains(entry):  # its file vanished: do not spin on it
+                logger.error("sink %s: spool entry %s is gone", self._sink.name, entry.path)
+                self._drop(entry, "missing")
             return None
         try:
             alert = json.loads(data)
@@ -129,12 +139,13 @@ class SinkWorker:
 def backoff_delay(
     attempts: int, retry_after: float | None, retry: RetryConfig, rng: random.Random
 ) -> float:
-    """Seconds to wait after ``attempts`` failures: Retry-After if given, else full jitter.
+    """Seconds to wait after ``attempts`` failures: full jitter, stretched to any Retry-After.
 
-    Full jitter draws uniformly below ``initial * 2**attempts``; both are capped at
-    ``max_seconds``.
+    Full jitter draws uniformly below ``initial * 2**attempts``; a ``Retry-After: 0`` therefore
+    never turns into a tight loop. Both are capped at ``max_seconds``.
     """
-    if retry_after is not None:
-        return min(retry_after, retry.max_seconds)
     ceiling = retry.initial_seconds * 2 ** min(attempts, _MAX_DOUBLINGS)
-    return rng.uniform(0, min(ceiling, retry.max_seconds))
+    delay = rng.uniform(0, min(ceiling, retry.max_seconds))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, retry.max_seconds))
+    return delay

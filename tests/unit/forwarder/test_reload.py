@@ -111,6 +111,7 @@ def test_removed_sink_gets_nothing_more(
     for body in bodies[:5]:
         assert post_alert(forwarder.port, body) == 200
     wait_for(lambda: len(kept.received) == len(gone.received) == 5)
+    wait_for(lambda: not list((spool_dir / "gone").iterdir()))  # removed once the 2xx is read
 
     forwarder.reload(write_config(tmp_path, [sink_dict("kept", kept.url())]))
     for body in bodies[5:]:
@@ -120,7 +121,7 @@ def test_removed_sink_gets_nothing_more(
     assert workers("gone") == []
     assert kept.bodies == bodies
     assert gone.bodies == bodies[:5]
-    assert forwarder.spool.depths() == {"kept": 0}
+    wait_for(lambda: forwarder.spool.depths() == {"kept": 0})
     assert list((spool_dir / "gone").iterdir()) == []
     assert 'queue_depth{sink="gone"}' not in request(forwarder.port, "GET", "/metrics")[1].decode()
 
@@ -223,7 +224,7 @@ def test_unusable_new_sink_changes_nothing(
 
     wait_for(lambda: sink.bodies == [body])
     assert "X-Rotated" not in sink.received[0].headers  # the running worker was kept
-    assert forwarder.spool.depths() == {"s": 0}
+    wait_for(lambda: forwarder.spool.depths() == {"s": 0})  # removed once the 2xx is read
     assert metric(forwarder.port, RELOADS, result="error") == 1
     assert "configuration not reloaded" in caplog.text
 

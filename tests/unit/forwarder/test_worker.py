@@ -22,6 +22,13 @@ def test_full_jitter_stays_below_the_doubling_ceiling(attempts: int, ceiling: fl
     assert min(delays) < 0.1 * ceiling
 
 
-@pytest.mark.parametrize(("retry_after", "delay"), [(0.0, 0.0), (7.5, 7.5), (3600.0, 60.0)])
+@pytest.mark.parametrize(("retry_after", "delay"), [(7.5, 7.5), (3600.0, 60.0)])
 def test_retry_after_is_honoured_up_to_the_cap(retry_after: float, delay: float):
     assert backoff_delay(0, retry_after, RETRY, random.Random()) == delay
+
+
+def test_retry_after_zero_still_backs_off():
+    assert backoff_delay(3, 0.0, RETRY, random.Random(7)) == backoff_delay(
+        3, None, RETRY, random.Random(7)
+    )
+    assert backoff_delay(3, 0.0, RETRY, random.Random(7)) > 0
