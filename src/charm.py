@@ -141,7 +141,7 @@ class FalcoK8sCharm(ops.CharmBase):
         candidate, webhook, sinks = None, None, None
         if bundle is not None and config is not None:
             sinks = self._checked(lambda: self._sinks(config))
-            falco = self._checked(lambda: self._falco_files(config, bundle, sinks != ()))
+            falco = self._checked(lambda: self._falco_files(config, bundle))
             if falco is not None:
                 candidate = falco.files
                 if falco.unmatched:
@@ -282,16 +282,16 @@ class FalcoK8sCharm(ops.CharmBase):
             self._statuses.append(ops.WaitingStatus(f"forwarder container: {exc}; will retry"))
 
     @staticmethod
-    def _falco_files(config: CharmConfig, bundle: Bundle, forwarding: bool) -> FalcoCandidate:
+    def _falco_files(config: CharmConfig, bundle: Bundle) -> FalcoCandidate:
         """The candidate file set for the current config.
 
-        Falco posts alerts to the forwarder whenever there is, or may be, a sink; the forwarder
-        keeps its last good sinks while a relation's data is invalid.
+        Falco always posts its alerts to the forwarder, sinks or none: adding the first sink or
+        removing the last then only reloads the forwarder, and never touches Falco.
         """
         falco = falco_state(config)
         settings = FalcoSettings(
             priority=falco.priority,
-            http_output_url=FORWARDER_URL if forwarding else None,
+            http_output_url=FORWARDER_URL,
             rules_selection=falco.disabled.falco_selection(),
         )
         files = rules_gate.FalcoFiles(settings, bundle.stock_rules, falco.custom_rules)
@@ -432,9 +432,7 @@ class FalcoK8sCharm(ops.CharmBase):
     def _on_validate_rules(self, event: ops.ActionEvent) -> None:
         """Run the config-change gate on demand; apply nothing."""
         try:
-            config = self._config()
-            forwarding = bool(self._sinks(config))
-            files = self._falco_files(config, load_bundle(self.charm_dir), forwarding).files
+            files = self._falco_files(self._config(), load_bundle(self.charm_dir)).files
             result = rules_gate.validate(self.falco, files)
         except InvalidStateError as exc:
             event.set_results({"valid": "false", "errors": str(exc)})

@@ -55,7 +55,7 @@ def test_pebble_ready_installs_plugins_rules_and_config(ctx, falco_fs, charm_roo
     assert config["rules_files"] == ["/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d"]
     assert config["load_plugins"] == ["k8saudit", "json"]
     assert config["plugins"][0]["open_params"] == "http://:9765/k8s-audit"
-    assert config["http_output"] == {"enabled": False}
+    assert config["http_output"]["url"] == "http://127.0.0.1:9802/"  # the forwarder, always
     assert (falco_fs / "etc-falco" / "rules.d").is_dir()
 
 

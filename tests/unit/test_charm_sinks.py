@@ -95,10 +95,10 @@ def test_forwarder_runs_the_pushed_package_under_pebble(ctx, falco_fs):
     assert (package / "gelf.py").is_file()
 
 
-def test_no_sink_means_no_http_output(ctx, falco_fs):
+def test_without_sinks_falco_still_posts_to_the_forwarder(ctx, falco_fs):
     out = run(ctx, falco_fs)
 
-    assert falco_yaml(falco_fs)["http_output"] == {"enabled": False}
+    assert falco_yaml(falco_fs)["http_output"]["url"] == FORWARDER_URL
     assert forwarder_config(out)["sinks"] == []
     assert out.unit_status == ACTIVE
 
@@ -165,7 +165,7 @@ def test_graylog_relation_broken_removes_the_sink(ctx, falco_fs):
     out = ctx.run(ctx.on.relation_broken(relation), out)
 
     assert forwarder_config(out)["sinks"] == []
-    assert falco_yaml(falco_fs)["http_output"] == {"enabled": False}
+    assert falco_yaml(falco_fs)["http_output"]["url"] == FORWARDER_URL
 
 
 @pytest.mark.parametrize(
