@@ -6,6 +6,7 @@ whose message is the Blocked status text; nothing downstream re-validates.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,17 +36,21 @@ class InvalidStateError(ValueError):
 
 
 def check_http_url(value: str) -> str:
-    """Accept only http(s) URLs with a host: Falco and the forwarder speak nothing else."""
+    """Accept only ASCII http(s) URLs with a host: what the forwarder can send to.
+
+    Messages end up in the unit status, so credentials in the URL are never echoed.
+    """
+    shown = re.sub(r"//[^/@]*@", "//***@", value)
     try:
         parts = urlsplit(value)
         port = parts.port  # raises on a malformed port
     except ValueError as exc:
-        raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
+        raise ValueError(f"{shown!r} is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https"):
         got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
         raise ValueError(f"only http:// and https:// URLs are accepted (got {got})")
-    if not parts.hostname or " " in value:
-        raise ValueError(f"{value!r} is not a URL with a host")
+    if not parts.hostname or " " in value or not value.isascii():
+        raise ValueError(f"{shown!r} is not an ASCII URL with a host")
     del port
     return value
 
