@@ -8,10 +8,10 @@ start and 1 if the service cannot start (e.g. the port is taken).
 
 import argparse
 import logging
-import queue
 import signal
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -21,27 +21,44 @@ from falco_forwarder.forwarder import Forwarder
 logger = logging.getLogger("falco_forwarder")
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_HANDLED = frozenset(int(sig) for sig in (*_STOP_SIGNALS, signal.SIGHUP))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the forwarder until a stop signal, reloading on SIGHUP; return the exit status."""
     # Handlers first: a SIGHUP sent while the process is still starting must not kill it (the
-    # default action). They only queue the signal (SimpleQueue.put is safe in a handler); the
-    # main thread acts on it, so a reload never runs inside a handler.
-    received: queue.SimpleQueue[signal.Signals] = queue.SimpleQueue()
+    # default action). The kernel may deliver a signal to any thread, and a Python handler only
+    # runs once the main thread executes bytecode, so a main thread blocked on a queue could
+    # sleep through it. Instead the C-level handler writes the signal number to a socket the
+    # main thread reads (set_wakeup_fd), which wakes it whichever thread took the signal; the
+    # reload then runs in the main thread, never inside a handler.
+    reader, writer = socket.socketpair()
+    with reader, writer:
+        writer.setblocking(False)  # set_wakeup_fd requires it
+        handled = (*_STOP_SIGNALS, signal.SIGHUP)
+        previous = {sig: signal.signal(sig, _ignore) for sig in handled}
+        previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        try:
+            return _serve(argv, lambda: _next_signal(reader))
+        finally:
+            signal.set_wakeup_fd(previous_fd)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
-    def enqueue(signum: int, _frame: FrameType | None) -> None:
-        received.put(signal.Signals(signum))
 
-    previous = {sig: signal.signal(sig, enqueue) for sig in (*_STOP_SIGNALS, signal.SIGHUP)}
-    try:
-        return _serve(argv, received)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+def _ignore(_signum: int, _frame: FrameType | None) -> None:
+    """Installed so the C handler runs and writes to the wakeup socket; the work is elsewhere."""
 
 
-def _serve(argv: Sequence[str] | None, received: queue.SimpleQueue[signal.Signals]) -> int:
+def _next_signal(reader: socket.socket) -> signal.Signals:
+    """Block until one of the handled signals arrives (other numbers on the socket are skipped)."""
+    while True:
+        for number in reader.recv(1):
+            if number in _HANDLED:
+                return signal.Signals(number)
+
+
+def _serve(argv: Sequence[str] | None, next_signal: Callable[[], signal.Signals]) -> int:
     parser = argparse.ArgumentParser(
         prog="falco_forwarder",
         description="Fan Falco http_output alerts out to sinks. "
@@ -70,7 +87,7 @@ def _serve(argv: Sequence[str] | None, received: queue.SimpleQueue[signal.Signal
         logger.error("cannot start: %s", e)
         return 1
     with forwarder:
-        while (signum := received.get()) is signal.SIGHUP:
+        while (signum := next_signal()) is signal.SIGHUP:
             logger.info("received SIGHUP, reloading %s", args.config)
             forwarder.reload(args.config)
         logger.info("received %s, stopping", signum.name)

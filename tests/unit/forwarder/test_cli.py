@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,18 @@ from falco_forwarder.metrics import CONFIG_RELOADS as RELOADS
 SRC = Path(__file__).parents[3] / "src"
 
 
+def _to_process(sig: signal.Signals) -> None:
+    os.kill(os.getpid(), sig)
+
+
+def _to_this_thread(sig: signal.Signals) -> None:
+    """The kernel may give a process signal to any thread: force a thread other than main."""
+    signal.pthread_kill(threading.get_ident(), sig)
+
+
+@pytest.mark.parametrize("send", [_to_process, _to_this_thread], ids=["process", "other-thread"])
 def test_reloads_on_sighup_and_runs_until_sigterm(
+    send: Callable[[signal.Signals], None],
     tmp_path: Path,
     make_sink: SinkFactory,
     monkeypatch: pytest.MonkeyPatch,
@@ -44,6 +56,9 @@ def test_reloads_on_sighup_and_runs_until_sigterm(
     config = write_config(tmp_path, sinks)
     monkeypatch.setattr(sys, "argv", ["falco_forwarder", "--config", str(config)])
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # Any Python-handled signal reaches the wakeup socket; one the forwarder does not handle
+    # must neither stop nor reload it.
+    stray = signal.signal(signal.SIGUSR1, lambda _signum, _frame: None)
     failures: list[BaseException] = []
 
     def drive() -> None:
@@ -54,23 +69,28 @@ def test_reloads_on_sighup_and_runs_until_sigterm(
             assert post_alert(port, encode(falco_alert(0))) == 200
             wait_for(lambda: len(first.received) == 1)
             write_config(tmp_path, [*sinks, sink_dict("second", second.url())])
-            os.kill(os.getpid(), signal.SIGHUP)
+            send(signal.SIGUSR1)
+            send(signal.SIGHUP)
             wait_for(lambda: metric(port, RELOADS, result="ok") == 1)
             assert post_alert(port, encode(falco_alert(1))) == 200
             wait_for(lambda: len(first.received) == 2 and len(second.received) == 1)
         except BaseException as e:  # reported in the main thread
             failures.append(e)
         finally:
-            os.kill(os.getpid(), signal.SIGTERM)
+            send(signal.SIGTERM)
 
     driver = threading.Thread(target=drive)
     driver.start()
-    with pytest.raises(SystemExit) as stopped:
-        runpy.run_module("falco_forwarder", run_name="__main__")
-    driver.join()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            runpy.run_module("falco_forwarder", run_name="__main__")
+    finally:
+        driver.join()
+        signal.signal(signal.SIGUSR1, stray)
 
     assert failures == []
     assert stopped.value.code == 0
+    assert caplog.text.count("received SIGHUP, reloading") == 1
     assert f"received SIGHUP, reloading {config}" in caplog.text
     assert "received SIGTERM, stopping" in caplog.text
     assert {sig: signal.getsignal(sig) for sig in previous} == previous  # handlers restored
