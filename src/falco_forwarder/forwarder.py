@@ -16,12 +16,12 @@ from falco_forwarder.burstlog import BurstLog
 from falco_forwarder.config import ConfigError, ForwarderConfig, SinkConfig, load_config
 from falco_forwarder.metrics import CONFIG_RELOADS, DROPPED, Metrics
 from falco_forwarder.server import REJECT_REASONS, AlertServer
-from falco_forwarder.spool import Entry, Spool
+from falco_forwarder.spool import DISK_FULL, OVER_CAP, Entry, Spool
 from falco_forwarder.worker import SinkWorker
 
 logger = logging.getLogger(__name__)
 
-DROP_REASONS = ("spool_full", "http_4xx", "http_other", "corrupt")
+DROP_REASONS = (OVER_CAP, DISK_FULL, "http_4xx", "http_other", "corrupt")
 # How often the receiver loop checks for shutdown: bounds the stop latency.
 _POLL_SECONDS = 0.1
 
@@ -38,8 +38,8 @@ class Forwarder:
         self._config = config
         names = [sink.name for sink in config.sinks]
         self.metrics = Metrics(names, REJECT_REASONS, DROP_REASONS)
-        self._spool_full = BurstLog(logger)
-        self.spool = Spool(config.spool.dir, names, config.spool.max_bytes, self._on_spool_full)
+        self._spool_drops = {reason: BurstLog(logger) for reason in _SPOOL_DROP_MESSAGES}
+        self.spool = Spool(config.spool.dir, names, config.spool.max_bytes, self._on_spool_drop)
         self._lock = threading.Lock()  # serialises `reload` and `close`: both change workers
         self._workers = {sink.name: self._worker(sink, config) for sink in config.sinks}
         self._server = AlertServer(
@@ -144,13 +144,18 @@ class Forwarder:
             sink, spool=self.spool, metrics=self.metrics, retry=config.retry, juju=config.juju
         )
 
-    def _on_spool_full(self, entry: Entry) -> None:
-        self.metrics.inc(DROPPED, sink=entry.sink, reason="spool_full")
-        self._spool_full.event(
-            "spool over %d bytes: dropped the oldest alert for sink %s",
-            self._config.spool.max_bytes,
-            entry.sink,
+    def _on_spool_drop(self, entry: Entry, reason: str) -> None:
+        self.metrics.inc(DROPPED, sink=entry.sink, reason=reason)
+        self._spool_drops[reason].event(
+            _SPOOL_DROP_MESSAGES[reason], self._config.spool.max_bytes, entry.sink
         )
+
+
+_SPOOL_DROP_MESSAGES = {
+    OVER_CAP: "spool over %d bytes: dropped the oldest alert for sink %s",
+    DISK_FULL: "spool volume full before the %d-byte cap: dropped the oldest alert for sink %s"
+    " (give storage alerts-spool more room, or lower forwarder_spool_max_mb)",
+}
 
 
 def _changed_sinks(

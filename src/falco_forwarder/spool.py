@@ -7,12 +7,16 @@ behind was never acknowledged to Falco and is removed at start. There is no fsyn
 after a kernel crash an entry may be empty, and the worker drops it as corrupt.
 Sequence numbers are shared by all sinks, so the lowest one anywhere is the oldest
 alert; while the spool is over ``max_bytes`` (counting each sink's copy, although
-the links share one copy on disk) the oldest entries are dropped. Directories of
+the links share one copy on disk) the oldest entries are dropped. The volume can fill
+up first (small alerts still take a whole block and an inode each): then the oldest
+alert is dropped for every sink, which frees its file, and the write retried, so new
+alerts keep displacing old ones as the cap promises. Directories of
 sinks no longer configured are left alone (not loaded, not counted) in case the sink
 comes back; delete them by hand if it will not. A reload changes the sink set live the
 same way: a removed sink's directory stays as it is, an added one's is loaded first.
 """
 
+import errno
 import logging
 import os
 import re
@@ -26,6 +30,12 @@ logger = logging.getLogger(__name__)
 
 _ENTRY = re.compile(r"(\d{20})\.json")
 _TMP_PREFIX = ".tmp-"
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+OVER_CAP = "spool_full"
+"""Drop reason: the queued bytes went over ``max_bytes``."""
+DISK_FULL = "disk_full"
+"""Drop reason: the volume ran out of space or inodes before the cap was reached."""
 
 
 @dataclass(frozen=True)
@@ -43,8 +53,9 @@ class Spool:
 
     Writers call `put`; each sink's single consumer takes `head`, then `remove`s it
     once delivered or given up. ``on_drop`` is called (outside the lock) for every
-    entry dropped because the spool is full. The sink set and the cap may change while
-    alerts are written: `put` spools for exactly the sinks present when it runs.
+    entry dropped because the spool is full, with `OVER_CAP` or `DISK_FULL`. The sink
+    set and the cap may change while alerts are written: `put` spools for exactly the
+    sinks present when it runs.
     """
 
     def __init__(
@@ -52,7 +63,7 @@ class Spool:
         root: Path,
         sinks: Sequence[str],
         max_bytes: int,
-        on_drop: Callable[[Entry], None],
+        on_drop: Callable[[Entry, str], None],
     ):
         self._root = root
         self._max_bytes = max_bytes
@@ -89,7 +100,7 @@ class Spool:
         for sink, entries in loaded.items():
             if entries:
                 logger.info("sink %s: %d spooled alerts to deliver", sink, len(entries))
-        self._report(dropped)
+        self._report(dropped, OVER_CAP)
 
     def _scan(self, sink: str) -> list[Entry]:
         directory = self._root / sink
@@ -115,34 +126,65 @@ class Spool:
         with self._lock:
             self._max_bytes = max_bytes
             dropped = self._enforce_cap()
-        self._report(dropped)
+        self._report(dropped, OVER_CAP)
 
     def put(self, data: bytes) -> None:
-        """Persist ``data`` for every sink; raise `OSError` (spooling nothing) if that fails."""
+        """Persist ``data`` for every sink; raise `OSError` (spooling nothing) if that fails.
+
+        A full volume first costs the oldest queued alerts, one at a time; the error is
+        raised only once nothing is left to drop, or for any other cause.
+        """
         with self._write_lock:
             seq = self._next_seq
             self._next_seq += 1
-            written: list[Entry] = []
-            tmp = self._root / f"{_TMP_PREFIX}{seq:020d}"
-            try:
-                tmp.write_bytes(data)
-                for sink in self._queues:
-                    path = self._root / sink / f"{seq:020d}.json"
-                    os.link(tmp, path)
-                    written.append(Entry(sink, seq, path, len(data)))
-            except OSError:
-                for entry in written:
-                    entry.path.unlink(missing_ok=True)
-                raise
-            finally:
-                tmp.unlink(missing_ok=True)
+            while True:
+                try:
+                    written = self._write(seq, data)
+                    break
+                except OSError as e:
+                    if e.errno not in _FULL:
+                        raise
+                    with self._lock:
+                        freed = self._drop_oldest_alert()
+                    if not freed:
+                        raise
+                    self._report(freed, DISK_FULL)
             with self._lock:
                 for entry in written:
                     self._queues[entry.sink].append(entry)
                     self._bytes += entry.size
                 self._ready.notify_all()
                 dropped = self._enforce_cap()
-        self._report(dropped)
+        self._report(dropped, OVER_CAP)
+
+    def _write(self, seq: int, data: bytes) -> list[Entry]:
+        """Link ``data`` as entry ``seq`` of every sink, or leave no trace and raise."""
+        written: list[Entry] = []
+        tmp = self._root / f"{_TMP_PREFIX}{seq:020d}"
+        try:
+            tmp.write_bytes(data)
+            for sink in self._queues:
+                path = self._root / sink / f"{seq:020d}.json"
+                os.link(tmp, path)
+                written.append(Entry(sink, seq, path, len(data)))
+        except OSError:
+            for entry in written:
+                entry.path.unlink(missing_ok=True)
+            raise
+        finally:
+            tmp.unlink(missing_ok=True)
+        return written
+
+    def _drop_oldest_alert(self) -> list[Entry]:
+        """Drop every sink's link to the oldest queued alert, so that its file is freed."""
+        heads = [queue[0] for queue in self._queues.values() if queue]
+        if not heads:
+            return []
+        oldest = min(entry.seq for entry in heads)
+        dropped = [entry for entry in heads if entry.seq == oldest]
+        for entry in dropped:
+            self._pop(entry)
+        return dropped
 
     def _enforce_cap(self) -> list[Entry]:
         dropped: list[Entry] = []
@@ -161,9 +203,9 @@ class Spool:
         self._bytes -= entry.size
         entry.path.unlink(missing_ok=True)
 
-    def _report(self, dropped: list[Entry]) -> None:
+    def _report(self, dropped: list[Entry], reason: str) -> None:
         for entry in dropped:
-            self._on_drop(entry)
+            self._on_drop(entry, reason)
 
     def head(self, sink: str, stop: threading.Event) -> Entry | None:
         """Block until ``sink`` has an entry and return the oldest; None once ``stop`` is set.

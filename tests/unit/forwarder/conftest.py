@@ -20,6 +20,23 @@ def spool_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def small_spool_volume(spool_dir: Path) -> Iterator[Path]:
+    """``spool_dir`` on a real tmpfs with 40 inodes; skipped where mounting is not allowed.
+
+    Request it before ``make_forwarder``, so that forwarders close before it is unmounted.
+    """
+    spool_dir.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command here")
+    mount = ["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=40", "tmpfs", str(spool_dir)]
+    mounted = subprocess.run(mount, check=False, capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    yield spool_dir
+    subprocess.run(["umount", str(spool_dir)], check=True)
+
+
+@pytest.fixture
 def make_sink() -> Iterator[SinkFactory]:
     started: list[SinkServer] = []
 

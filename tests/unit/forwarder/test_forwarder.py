@@ -190,6 +190,29 @@ def test_full_spool_drops_the_oldest(
     assert sink.bodies == bodies[4:]
 
 
+def test_a_full_volume_still_accepts_alerts_and_counts_what_it_displaces(
+    small_spool_volume: Path,
+    make_sink: SinkFactory,
+    make_forwarder: ForwarderFactory,
+    caplog: pytest.LogCaptureFixture,
+):
+    port = free_port()
+    bodies = [encode(falco_alert(i)) for i in range(100)]
+    forwarder = make_forwarder([sink_dict("s", f"http://{LOOPBACK}:{port}/")])  # sink down
+    for body in bodies:
+        assert post_alert(forwarder.port, body) == 200
+    queued = int(metric(forwarder.port, "falco_forwarder_queue_depth", sink="s"))
+    dropped = metric(forwarder.port, "falco_forwarder_dropped_total", sink="s", reason="disk_full")
+    assert queued > 10
+    assert dropped == 100 - queued
+    assert metric(forwarder.port, "falco_forwarder_rejected_total", reason="spool_error") == 0
+    assert "spool volume full before the 10485760-byte cap" in caplog.text
+
+    sink = make_sink(port=port)
+    wait_for(lambda: metric(forwarder.port, "falco_forwarder_queue_depth", sink="s") == 0)
+    assert sink.bodies == bodies[100 - queued :]
+
+
 def test_corrupt_and_half_written_entries_are_dropped_at_start(
     make_sink: SinkFactory,
     make_forwarder: ForwarderFactory,

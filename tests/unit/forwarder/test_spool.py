@@ -1,30 +1,49 @@
 """The disk spool: order, persistence, the shared byte cap and failure handling."""
 
+import errno
+import os
 import threading
 from pathlib import Path
 
 import pytest
 from forwarder_helpers import wait_for
 
-from falco_forwarder.spool import Entry, Spool
+from falco_forwarder.spool import DISK_FULL, OVER_CAP, Entry, Spool
 
 RUNNING = threading.Event()  # a consumer's stop event that is never set
 
 
+class Drops(list[Entry]):
+    """The spool's ``on_drop``: entries in drop order, and each one's reason in `reasons`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reasons: list[str] = []
+
+    def __call__(self, entry: Entry, reason: str) -> None:
+        self.append(entry)
+        self.reasons.append(reason)
+
+
 def make(root: Path, max_bytes: int = 1 << 20, sinks: tuple[str, ...] = ("a", "b")):
-    dropped: list[Entry] = []
-    return Spool(root, sinks, max_bytes, dropped.append), dropped
+    dropped = Drops()
+    return Spool(root, sinks, max_bytes, dropped), dropped
+
+
+def take(spool: Spool, sink: str) -> bytes:
+    """Consume ``sink``'s oldest entry as its worker would after delivering it."""
+    entry = spool.head(sink, RUNNING)
+    assert entry is not None
+    data = spool.read(entry)
+    assert data is not None
+    assert spool.remove(entry)
+    return data
 
 
 def drain(spool: Spool, sink: str) -> list[bytes]:
     out: list[bytes] = []
     while spool.depths()[sink]:
-        entry = spool.head(sink, RUNNING)
-        assert entry is not None
-        data = spool.read(entry)
-        assert data is not None
-        out.append(data)
-        assert spool.remove(entry)
+        out.append(take(spool, sink))
     return out
 
 
@@ -61,6 +80,7 @@ def test_cap_drops_the_oldest_across_sinks(tmp_path: Path):
     spool.put(b"44")  # over by 4: "11" for b and then "22" for a go (lowest numbers first)
 
     assert [(e.sink, e.seq) for e in dropped] == [("b", 1), ("a", 2)]
+    assert dropped.reasons == [OVER_CAP, OVER_CAP]
     assert spool.total_bytes() == 10
     assert drain(spool, "a") == [b"33", b"44"]
     assert drain(spool, "b") == [b"22", b"33", b"44"]
@@ -109,6 +129,65 @@ def test_failed_write_spools_nothing(tmp_path: Path):
         spool.put(b"x")
     assert spool.depths() == {"a": 0, "b": 0}
     assert list((tmp_path / "a").iterdir()) == []
+
+
+def _volume_holding(monkeypatch: pytest.MonkeyPatch, root: Path, links: int) -> None:
+    """Make ``root`` behave like a volume with room for ``links`` spool entries, then ENOSPC."""
+    real_link = os.link
+
+    def link(src: Path, dst: Path) -> None:
+        if len(list(root.glob("*/*.json"))) >= links:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        real_link(src, dst)
+
+    monkeypatch.setattr(os, "link", link)
+
+
+def test_full_volume_drops_the_oldest_alert_for_every_sink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    spool, dropped = make(tmp_path)  # a byte cap the volume never lets it reach
+    _volume_holding(monkeypatch, tmp_path, links=7)
+    for i in range(3):
+        spool.put(b"%d" % i)
+    assert take(spool, "a") == b"0"  # "0" is now linked for b only: 5 links
+
+    spool.put(b"3")  # 7 links: fits
+    assert dropped == []
+    # 9 would not fit: "0" (b only) goes first, which is not enough, then "1" for both sinks.
+    spool.put(b"4")
+
+    assert [(e.sink, e.seq) for e in dropped] == [("b", 1), ("a", 2), ("b", 2)]
+    assert dropped.reasons == [DISK_FULL] * 3
+    assert drain(spool, "a") == [b"2", b"3", b"4"]
+    assert drain(spool, "b") == [b"2", b"3", b"4"]
+    assert spool.total_bytes() == 0
+
+
+def test_full_volume_with_nothing_to_drop_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    spool, dropped = make(tmp_path)
+    _volume_holding(monkeypatch, tmp_path, links=0)
+
+    with pytest.raises(OSError, match="No space left") as raised:
+        spool.put(b"x")
+    assert raised.value.errno == errno.ENOSPC
+    assert dropped == []
+    assert spool.depths() == {"a": 0, "b": 0}
+    assert list(tmp_path.glob("**/*.json")) == []
+
+
+def test_a_real_volume_out_of_inodes_keeps_the_newest_alerts(small_spool_volume: Path):
+    """Real ENOSPC, far below the byte cap."""
+    spool, dropped = make(small_spool_volume, max_bytes=1 << 20)
+    for i in range(200):
+        spool.put(b"alert %d" % i)
+
+    kept = drain(spool, "a")
+    assert len(kept) > 10
+    assert kept == [b"alert %d" % i for i in range(200 - len(kept), 200)]
+    assert drain(spool, "b") == kept
+    assert set(dropped.reasons) == {DISK_FULL}
+    assert len(dropped) == 2 * (200 - len(kept))
 
 
 def test_head_waits_for_an_entry_and_stop_wakes_it(tmp_path: Path):
