@@ -21,7 +21,7 @@ from falco_forwarder.worker import SinkWorker
 
 logger = logging.getLogger(__name__)
 
-DROP_REASONS = (OVER_CAP, DISK_FULL, "http_4xx", "http_other", "corrupt")
+DROP_REASONS = (OVER_CAP, DISK_FULL, "http_4xx", "http_other", "corrupt", "missing")
 # How often the receiver loop checks for shutdown: bounds the stop latency.
 _POLL_SECONDS = 0.1
 
@@ -39,15 +39,29 @@ class Forwarder:
         names = [sink.name for sink in config.sinks]
         self.metrics = Metrics(names, REJECT_REASONS, DROP_REASONS)
         self._spool_drops = {reason: BurstLog(logger) for reason in _SPOOL_DROP_MESSAGES}
-        self.spool = Spool(config.spool.dir, names, config.spool.max_bytes, self._on_spool_drop)
+        self.spool = Spool(config.spool.dir, config.spool.max_bytes, self._on_spool_drop)
         self._lock = threading.Lock()  # serialises `reload` and `close`: both change workers
-        self._workers = {sink.name: self._worker(sink, config) for sink in config.sinks}
         self._server = AlertServer(
             (config.listen.host, config.listen.port),
             self.spool,
             self.metrics,
             config.max_body_bytes,
         )
+        # Bound and listening before the spool is loaded, which takes seconds when a long
+        # outage left it full: Falco's post waits in the backlog rather than being refused
+        # (Falco does not retry, so a refused alert is lost).
+        try:
+            self.spool.add_sinks(names)
+        except OSError:
+            self._server.server_close()
+            raise
+        for name, entries in self.spool.unqueued().items():
+            logger.warning(
+                "leaving %s alone: not a configured sink (%d alerts)",
+                config.spool.dir / name,
+                entries,
+            )
+        self._workers = {sink.name: self._worker(sink, config) for sink in config.sinks}
         self._serving = threading.Thread(
             target=self._server.serve_forever, args=(_POLL_SECONDS,), name="receiver"
         )

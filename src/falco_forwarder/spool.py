@@ -22,7 +22,7 @@ import os
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,13 +58,12 @@ class Spool:
     sinks present when it runs.
     """
 
-    def __init__(
-        self,
-        root: Path,
-        sinks: Sequence[str],
-        max_bytes: int,
-        on_drop: Callable[[Entry, str], None],
-    ):
+    def __init__(self, root: Path, max_bytes: int, on_drop: Callable[[Entry, str], None]):
+        """Start with no sink: `add_sinks` loads each one's queue, which can take seconds.
+
+        Only the spool's top directory is read here, so a caller can bind its listener
+        first and let clients wait in the listen backlog instead of being refused.
+        """
         self._root = root
         self._max_bytes = max_bytes
         self._on_drop = on_drop
@@ -77,12 +76,8 @@ class Spool:
         self._bytes = 0
         self._next_seq = 1
         self._root.mkdir(parents=True, exist_ok=True)
-        for path in sorted(self._root.iterdir()):
-            if path.name.startswith(_TMP_PREFIX):
-                path.unlink()  # an interrupted write: the alert was never acknowledged
-            elif path.name not in sinks:
-                logger.warning("leaving %s alone: not a configured sink", path)
-        self.add_sinks(sinks)
+        for path in self._root.glob(f"{_TMP_PREFIX}*"):
+            path.unlink()  # an interrupted write: the alert was never acknowledged
 
     def add_sinks(self, sinks: Iterable[str]) -> None:
         """Queue alerts for ``sinks`` too, after the entries their directories already hold.
@@ -111,6 +106,16 @@ class Spool:
                 entries.append(Entry(sink, int(match[1]), path, path.stat().st_size))
         entries.sort(key=lambda entry: entry.seq)
         return entries
+
+    def unqueued(self) -> dict[str, int]:
+        """Directories of sinks not queued (removed from the configuration): entries in each."""
+        with self._lock:
+            queued = set(self._queues)
+        return {
+            path.name: sum(1 for entry in path.iterdir() if _ENTRY.fullmatch(entry.name))
+            for path in sorted(self._root.iterdir())
+            if path.is_dir() and path.name not in queued
+        }
 
     def remove_sinks(self, sinks: Iterable[str]) -> None:
         """Stop queueing alerts for ``sinks``, whose consumers must have stopped.

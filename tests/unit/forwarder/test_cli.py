@@ -113,6 +113,21 @@ def test_port_in_use_exits_1(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     assert "cannot start" in caplog.text
 
 
+def test_unloadable_spool_exits_1_and_frees_the_port(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    port = free_port()
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "first").write_text("a file where the sink's queue directory belongs")
+    config = write_config(tmp_path, [sink_dict("first", "http://127.0.0.1:9/")], port=port)
+
+    assert main(["--config", str(config)]) == 1
+    assert "cannot start" in caplog.text
+    with socket.socket() as again:  # the listener bound before the spool load was closed
+        again.bind((LOOPBACK, port))
+
+
 def test_python_m_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path, make_sink: SinkFactory):
     port = free_port()
     first, second = make_sink(), make_sink()

@@ -1,8 +1,10 @@
 """End to end: Falco-like POSTs to a real forwarder delivering to real sinks on loopback."""
 
+import http.client
 import json
 import logging
 import ssl
+import threading
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,9 @@ from forwarder_helpers import (
     wait_for,
 )
 
+from falco_forwarder.forwarder import Forwarder
 from falco_forwarder.gelf import LEVELS
+from falco_forwarder.spool import Entry, Spool
 
 
 def test_fans_out_to_every_sink(make_sink: SinkFactory, make_forwarder: ForwarderFactory):
@@ -213,6 +217,96 @@ def test_a_full_volume_still_accepts_alerts_and_counts_what_it_displaces(
     assert sink.bodies == bodies[100 - queued :]
 
 
+def test_a_post_during_a_long_spool_load_waits_instead_of_being_refused(
+    make_sink: SinkFactory,
+    make_forwarder: ForwarderFactory,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    loading, loaded = threading.Event(), threading.Event()
+    scan = Spool._scan  # pyright: ignore[reportPrivateUsage]
+
+    def slow_scan(spool: Spool, sink: str) -> list[Entry]:
+        loading.set()  # as after a long outage: many thousands of entries to read
+        assert loaded.wait(10)
+        return scan(spool, sink)
+
+    monkeypatch.setattr(Spool, "_scan", slow_scan)
+    sink, port = make_sink(), free_port()
+    started: list[Forwarder] = []
+    starting = threading.Thread(
+        target=lambda: started.append(
+            make_forwarder([sink_dict("s", sink.url())], listen={"host": LOOPBACK, "port": port})
+        )
+    )
+    starting.start()
+    try:
+        assert loading.wait(10)
+        falco = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+        falco.connect()  # refused if the listener were bound after the load
+        body = encode(falco_alert())
+        falco.request("POST", "/", body, {"Content-Type": "application/json"})
+    finally:
+        loaded.set()
+        starting.join()
+    assert falco.getresponse().status == 200
+    falco.close()
+    wait_for(lambda: sink.bodies == [body])
+    assert metric(started[0].port, "falco_forwarder_received_total") == 1
+
+
+def _queued_behind_a_down_sink(
+    make_forwarder: ForwarderFactory, spool_dir: Path, count: int
+) -> tuple[Forwarder, int, list[bytes]]:
+    """A forwarder whose only sink is unreachable, with ``count`` alerts queued for it."""
+    port = free_port()
+    forwarder = make_forwarder([sink_dict("s", f"http://{LOOPBACK}:{port}/")])
+    bodies = [encode(falco_alert(i)) for i in range(count)]
+    for body in bodies:
+        assert post_alert(forwarder.port, body) == 200
+    assert sorted(p.name for p in (spool_dir / "s").iterdir()) == [
+        f"{seq:020d}.json" for seq in range(1, count + 1)
+    ]
+    return forwarder, port, bodies
+
+
+def test_an_entry_gone_from_disk_is_dropped_and_counted_not_retried(
+    make_sink: SinkFactory,
+    make_forwarder: ForwarderFactory,
+    spool_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+):
+    forwarder, port, bodies = _queued_behind_a_down_sink(make_forwarder, spool_dir, 3)
+    (spool_dir / "s" / f"{2:020d}.json").unlink()  # e.g. removed by hand
+
+    sink = make_sink(port=port)
+    wait_for(lambda: metric(forwarder.port, "falco_forwarder_queue_depth", sink="s") == 0)
+    assert sink.bodies == [bodies[0], bodies[2]]
+    assert metric(forwarder.port, "falco_forwarder_dropped_total", sink="s", reason="missing") == 1
+    assert f"spool entry {spool_dir / 's' / f'{2:020d}.json'} is gone" in caplog.text
+
+
+def test_an_unreadable_entry_is_retried_in_order_never_skipped(
+    make_sink: SinkFactory,
+    make_forwarder: ForwarderFactory,
+    spool_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+):
+    forwarder, port, bodies = _queued_behind_a_down_sink(make_forwarder, spool_dir, 3)
+    second = spool_dir / "s" / f"{2:020d}.json"
+    second.unlink()
+    second.mkdir()  # reading it fails with an OSError other than "not found"
+
+    sink = make_sink(port=port)
+    wait_for(lambda: caplog.text.count("sink s: delivery failed unexpectedly") >= 2)
+    assert sink.bodies == [bodies[0]]  # the third waits behind the second
+    second.rmdir()
+    second.write_bytes(bodies[1])
+
+    wait_for(lambda: sink.bodies == bodies)
+    assert metric(forwarder.port, "falco_forwarder_delivered_total", sink="s") == 3
+    assert "IsADirectoryError" in caplog.text
+
+
 def test_corrupt_and_half_written_entries_are_dropped_at_start(
     make_sink: SinkFactory,
     make_forwarder: ForwarderFactory,
@@ -237,7 +331,7 @@ def test_corrupt_and_half_written_entries_are_dropped_at_start(
     assert list(queue.iterdir()) == []
     assert sorted(p.name for p in spool_dir.iterdir()) == ["removed-sink", "s"]
     assert (spool_dir / "removed-sink" / f"{9:020d}.json").exists()
-    assert "removed-sink alone: not a configured sink" in caplog.text
+    assert "removed-sink alone: not a configured sink (1 alerts)" in caplog.text
 
 
 def test_https_sink_is_verified_against_its_ca_cert(

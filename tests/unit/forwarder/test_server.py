@@ -184,7 +184,8 @@ def test_answers_503_when_the_spool_cannot_be_written(
 
 @pytest.fixture
 def receiver(tmp_path: Path) -> Iterator[AlertServer]:
-    spool = Spool(tmp_path, ["s"], 1 << 20, on_drop=lambda entry: None)
+    spool = Spool(tmp_path, 1 << 20, on_drop=lambda entry, reason: None)
+    spool.add_sinks(["s"])
     server = AlertServer((LOOPBACK, 0), spool, Metrics(["s"], REJECT_REASONS, []), MAX_BODY)
     thread = threading.Thread(target=server.serve_forever, args=(0.02,))
     thread.start()

@@ -27,7 +27,9 @@ class Drops(list[Entry]):
 
 def make(root: Path, max_bytes: int = 1 << 20, sinks: tuple[str, ...] = ("a", "b")):
     dropped = Drops()
-    return Spool(root, sinks, max_bytes, dropped), dropped
+    spool = Spool(root, max_bytes, dropped)
+    spool.add_sinks(sinks)
+    return spool, dropped
 
 
 def take(spool: Spool, sink: str) -> bytes:
