@@ -1,9 +1,10 @@
 """Map a Falco JSON alert to a GELF 1.1 message that Graylog always accepts.
 
 `to_gelf` never fails on a JSON object: missing keys fall back to defaults,
-every additional field name matches ``^_[A-Za-z0-9_]+$`` (never ``_id``), no
-value is a boolean or null, and a message over the size limit is trimmed,
-never rejected.
+``host`` and ``short_message`` are never blank, every additional field name matches
+``^_[A-Za-z0-9_]+$`` and is none that Graylog drops or keeps for itself (``_id``,
+``_source``, ``_gl2_*``...), no value is a boolean, null or an integer Graylog would
+wrap, and a message over the size limit is trimmed, never rejected.
 """
 
 import json
@@ -11,6 +12,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, TypeAlias
 
@@ -31,10 +33,31 @@ LEVELS: Final = {
     "debug": 7,
 }
 MAX_FIELD_NAME: Final = 100
+# Graylog strips the leading "_" of an additional field and then ignores the names it
+# sets itself (or forbids, like id), and keeps gl2_* for its own bookkeeping: an output
+# field with such a name is renamed field_<name> rather than lost.
+_GRAYLOG_NAMES: Final = frozenset(
+    {
+        "id",
+        "message",
+        "full_message",
+        "short_message",
+        "source",
+        "host",
+        "timestamp",
+        "level",
+        "facility",
+        "file",
+        "line",
+        "streams",
+    }
+)
+# Graylog reads whole numbers as a signed 64-bit long, wrapping anything larger.
+_LONG_RANGE: Final = range(-(2**63), 2**63)
 
 _RFC3339 = re.compile(
-    r"(?P<base>\d{4}-\d\d-\d\d)[Tt ](?P<clock>\d\d:\d\d:\d\d)(?:\.(?P<frac>\d{1,9}))?"
-    r"(?P<tz>[Zz]|[+-]\d\d:\d\d)"
+    r"(?P<base>[0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ](?P<clock>[0-9]{2}:[0-9]{2}:[0-9]{2})"
+    r"(?:\.(?P<frac>[0-9]{1,9}))?(?P<tz>[Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
 
@@ -58,13 +81,13 @@ def to_gelf(
     priority = _text(alert.get("priority"))
     message: GelfMessage = {
         "version": GELF_VERSION,
-        "host": _text(alert.get("hostname")) or juju.unit,
-        "short_message": _text(alert.get("message")) or output or rule or "falco alert",
+        # Graylog refuses a blank host or short_message, not only an empty one.
+        "host": _first_visible(_text(alert.get("hostname")), juju.unit, "falco"),
+        "short_message": _first_visible(_text(alert.get("message")), output, rule, "falco alert"),
         "timestamp": _timestamp(alert.get("time"), now),
         "level": LEVELS.get(priority.strip().lower(), DEFAULT_LEVEL),
     }
-    fixed = {
-        "full_message": output,
+    identity = {
         "_falco_rule": rule,
         "_falco_priority": priority,
         "_falco_source": _text(alert.get("source")),
@@ -74,12 +97,17 @@ def to_gelf(
         "_juju_application": juju.application,
         "_juju_unit": juju.unit,
     }
-    message.update((key, value) for key, value in fixed.items() if value)
+    if output:
+        message["full_message"] = output
+    message.update((key, value) for key, value in identity.items() if value)
     fields = alert.get("output_fields")
-    if isinstance(fields, Mapping):
-        _add_output_fields(message, fields)  # pyright: ignore[reportUnknownArgumentType]
+    added = (
+        _add_output_fields(message, fields, taken={"full_message", *identity})  # pyright: ignore[reportUnknownArgumentType]
+        if isinstance(fields, Mapping)
+        else _AddedFields()
+    )
     if max_message_bytes is not None:
-        _fit(message, max_message_bytes)
+        _fit(message, max_message_bytes, added, list(identity))
     return message
 
 
@@ -92,33 +120,61 @@ def field_name(key: str) -> str:
     """Turn an ``output_fields`` key into a GELF additional field name (before de-duplication).
 
     ``ka.user.name`` gives ``_ka_user_name`` and ``jevt.value[/requestObject/kind]``
-    gives ``_jevt_value_requestObject_kind``.
+    gives ``_jevt_value_requestObject_kind``; a name Graylog would drop or keep for
+    itself gets a ``field_`` prefix (``source`` gives ``_field_source``).
     """
     base = _NOT_ALNUM.sub("_", key).strip("_")[:MAX_FIELD_NAME].rstrip("_") or "field"
-    name = f"_{base}"
-    return "_field_id" if name == "_id" else name
+    if base in _GRAYLOG_NAMES or base.startswith("gl2_"):
+        base = f"field_{base}"
+    return f"_{base}"
 
 
-def _add_output_fields(message: GelfMessage, fields: Mapping[Any, Any]) -> None:
+@dataclass
+class _AddedFields:
+    """Names of the output fields added, split by how they may be trimmed."""
+
+    cuttable: list[str] = field(default_factory=list[str])
+    """Plain text, which stays meaningful when cut short."""
+    whole: list[str] = field(default_factory=list[str])
+    """Numbers and JSON-encoded lists or objects: cutting would make them wrong or invalid."""
+
+
+def _add_output_fields(
+    message: GelfMessage, fields: Mapping[Any, Any], taken: set[str]
+) -> _AddedFields:
+    """Add one field per output field, never over a name in ``message`` or ``taken``."""
+    added = _AddedFields()
     # Sorted so that which of two colliding keys gets the suffix does not depend on key order.
     for key in sorted(fields, key=str):
-        value = _field_value(fields[key])
+        raw = fields[key]
+        value = _field_value(raw)
         if value is None:
             continue
         name = base = field_name(str(key))
         suffix = 2
-        while name in message:
+        while name in message or name in taken:
             name = f"{base}_{suffix}"
             suffix += 1
         message[name] = value
+        (added.cuttable if isinstance(raw, str) else added.whole).append(name)
+    return added
 
 
 def _field_value(value: object) -> str | int | float | None:
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, bool):
+        return _text(value)
+    if isinstance(value, int):
+        return value if value in _LONG_RANGE else str(value)
+    if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     return _text(value)
+
+
+def _first_visible(*candidates: str) -> str:
+    """The first candidate that is not blank, without surrounding whitespace."""
+    return next(text for candidate in candidates if (text := candidate.strip()))
 
 
 def _text(value: object) -> str:
@@ -162,37 +218,43 @@ def _size(value: object) -> int:
     return len(_dumps(value))
 
 
-def _fit(message: GelfMessage, limit: int) -> None:
-    """Trim full_message, then the largest additional fields, then short_message and host."""
+def _fit(message: GelfMessage, limit: int, added: _AddedFields, identity: list[str]) -> None:
+    """Trim what matters least first, until the encoded message fits in ``limit`` bytes.
+
+    Order: full_message; output fields, largest first (text cut short, numbers and JSON
+    removed whole); short_message; the rule and Juju identity fields, removed whole (a
+    cut rule name or model UUID would mislead stream rules); last, the host.
+    """
     over = _size(message) - limit
     if over <= 0:
         return
     over = _shrink(message, "full_message", over, keep=0)
-    extras = sorted(
-        (key for key in message if key.startswith("_")),
-        key=lambda key: (-_size(message[key]), key),
-    )
-    for key in extras:
+    by_size = sorted(added.cuttable + added.whole, key=lambda key: (-_size(message[key]), key))
+    whole = set(added.whole)
+    for key in by_size:
         if over <= 0:
             return
-        over = _shrink(message, key, over, keep=0)
-    for key in ("short_message", "host"):
-        if over > 0:
-            over = _shrink(message, key, over, keep=1)
+        over = _shrink(message, key, over, keep=0, whole=key in whole)
+    over = _shrink(message, "short_message", over, keep=1)
+    for key in reversed(identity):  # the rule, first in the list, goes last
+        if over <= 0:
+            return
+        over = _shrink(message, key, over, keep=0, whole=True)
+    _shrink(message, "host", over, keep=1)
 
 
-def _shrink(message: GelfMessage, key: str, over: int, *, keep: int) -> int:
+def _shrink(message: GelfMessage, key: str, over: int, *, keep: int, whole: bool = False) -> int:
     """Cut ``message[key]`` by at least ``over`` encoded bytes if possible; return what is left.
 
-    With ``keep=0`` a field that would end up empty (or is not a string) is removed,
-    which also saves its name and a comma; otherwise ``keep`` characters are kept.
+    With ``keep=0`` a field that would end up empty, is not a string or is ``whole`` is
+    removed, which also saves its name and a comma; otherwise ``keep`` characters are kept.
     """
-    if key not in message:
+    if over <= 0 or key not in message:
         return over
     value = message[key]
     old = _size(value)
     target = old - over
-    if isinstance(value, str):
+    if isinstance(value, str) and not whole:
         # Every character costs at least one byte, so the answer is below target - 1.
         lo, hi = 0, min(len(value), max(target - 1, 0))
         while lo < hi:

@@ -15,6 +15,9 @@ from falco_forwarder.gelf import encode_gelf, field_name, to_gelf
 JUJU = JujuTopology("cos", "f2c5e3a1-7b4d-4e2a-9c1d-0123456789ab", "falco-k8s", "falco-k8s/0")
 EXTRA = re.compile(r"_[A-Za-z0-9_]+")
 REQUIRED = {"version", "host", "short_message", "timestamp", "level"}
+# Additional field names Graylog drops or keeps for itself once it strips the "_".
+GRAYLOG_OWN = {f"_{name}" for name in ("id", "message", "source", "timestamp", "level", "host")}
+GRAYLOG_OWN |= {"_short_message", "_full_message", "_streams", "_facility", "_file", "_line"}
 
 
 def never_called() -> float:
@@ -92,6 +95,10 @@ def test_secret_get_with_missing_and_odd_values():
             "id": "abc",
             "_id": "def",
             "falco.rule": "spoofed",
+            "falco.source": "spoofed too",  # the alert has no source: the name stays reserved
+            "big": 2**64 - 1,  # Graylog would wrap it to -1 as a long
+            "huge": 10**400,  # too large even for a float
+            "long": -(2**63),
         },
     }
     message = to_gelf(alert, JUJU, None)
@@ -109,6 +116,10 @@ def test_secret_get_with_missing_and_odd_values():
     assert message["_falco_rule"] == "K8s Secret Get Successfully"
     assert message["_falco_rule_2"] == "spoofed"
     assert "_falco_source" not in message
+    assert message["_falco_source_2"] == "spoofed too"
+    assert message["_big"] == "18446744073709551615"
+    assert message["_huge"] == "1" + "0" * 400
+    assert message["_long"] == -(2**63)
 
 
 @pytest.mark.parametrize(
@@ -117,10 +128,17 @@ def test_secret_get_with_missing_and_odd_values():
         ({"rule": "Only a rule", "output": ""}, "Only a rule"),
         ({"message": None, "output": None}, "falco alert"),
         ({"output": {"odd": True}}, '{"odd":true}'),
+        ({"message": " ", "output": "Real alert text\n"}, "Real alert text"),
+        ({"output": "\n", "rule": "\t"}, "falco alert"),
     ],
 )
-def test_short_message_is_never_empty(alert: dict[str, Any], short_message: str):
+def test_short_message_is_never_blank(alert: dict[str, Any], short_message: str):
     assert to_gelf(alert, JUJU)["short_message"] == short_message
+
+
+@pytest.mark.parametrize(("hostname", "host"), [(" ", "falco-k8s/0"), (" node-1\n", "node-1")])
+def test_host_is_never_blank(hostname: str, host: str):
+    assert to_gelf({"hostname": hostname}, JUJU)["host"] == host
 
 
 @pytest.mark.parametrize(
@@ -162,6 +180,12 @@ def test_timestamp_falls_back_to_now(time: object):
         ("a__b..c", "_a_b_c"),
         ("__lead", "_lead"),
         ("id", "_field_id"),
+        ("source", "_field_source"),
+        ("message", "_field_message"),
+        ("timestamp", "_field_timestamp"),
+        ("streams", "_field_streams"),
+        ("gl2_remote_ip", "_field_gl2_remote_ip"),
+        ("Source", "_Source"),
         ("...", "_field"),
         ("ünïcode", "_n_code"),
         ("x" * 300, "_" + "x" * 100),
@@ -203,14 +227,42 @@ def test_then_the_largest_extra_fields():
     assert message["short_message"] == "m" * 2000
 
 
-def test_short_message_is_trimmed_last():
-    alert = {"message": "m" * 3000, "output_fields": {"number": 12345}}
+def test_short_message_is_trimmed_before_the_identity_fields():
+    alert = {"message": "m" * 3000, "rule": "Create Privileged Pod", "output_fields": {"n": 1}}
     message = to_gelf(alert, JUJU, 1024)
 
     assert len(encode_gelf(message)) <= 1024
-    assert "_number" not in message
+    assert "_n" not in message
     assert message["short_message"] == "m" * len(message["short_message"])
-    assert len(message["short_message"]) > 900
+    assert len(message["short_message"]) > 600
+    assert message["_falco_rule"] == "Create Privileged Pod"
+    assert message["_juju_model_uuid"] == JUJU.model_uuid
+
+
+@pytest.mark.parametrize("limit", range(256, 700, 16))
+def test_identity_fields_are_whole_or_absent_and_the_rule_goes_last(limit: int):
+    alert = falco_alert(
+        rule="Create Privileged Pod In Namespace kube-system",
+        output="o" * 400,
+        output_fields={f"field.{i}": "v" * 20 for i in range(8)},
+    )
+    full = to_gelf(alert, JUJU)
+    message = to_gelf(alert, JUJU, limit)
+
+    assert len(encode_gelf(message)) <= limit
+    identity = [key for key in full if key.startswith(("_falco_", "_juju_"))]
+    assert all(message[key] == full[key] for key in identity if key in message)
+    if any(key in message for key in identity):
+        assert "_falco_rule" in message
+
+
+def test_json_encoded_values_are_removed_whole_never_cut():
+    containers = [{"image": f"registry.example/app-{i}:1.0", "privileged": True} for i in range(9)]
+    alert = falco_alert(output="", output_fields={"ka.req.pod.containers": containers})
+    for limit in range(400, 1200, 7):
+        message = to_gelf(alert, JUJU, limit)
+        if "_ka_req_pod_containers" in message:
+            assert json.loads(message["_ka_req_pod_containers"]) == containers
 
 
 def test_trims_multibyte_text_on_character_boundaries():
@@ -258,14 +310,18 @@ def assert_valid_gelf(message: dict[str, Any], limit: int | None) -> None:
     assert message["version"] == "1.1"
     for key in ("host", "short_message"):
         assert isinstance(message[key], str)
-        assert message[key]
+        assert message[key].strip()  # Graylog refuses blank ones
     assert isinstance(message["timestamp"], float)
     assert message["level"] in range(8)
     for key, value in message.items():
         assert key in REQUIRED or key == "full_message" or EXTRA.fullmatch(key), key
         assert key != "_id"
+        assert key not in GRAYLOG_OWN, key
+        assert not key.startswith("_gl2_"), key
         assert isinstance(value, str | int | float), (key, value)
         assert not isinstance(value, bool), (key, value)
+        if isinstance(value, int):
+            assert -(2**63) <= value < 2**63, (key, value)
     encoded = encode_gelf(message)
     assert json.loads(encoded) == message
     if limit is not None:
@@ -275,6 +331,7 @@ def assert_valid_gelf(message: dict[str, Any], limit: int | None) -> None:
 @settings(max_examples=150, deadline=None)
 @given(fields=output_fields, limit=st.none() | st.integers(min_value=1024, max_value=16384))
 @example(fields={"": True, "_": None, "id": 1, "ID": 2, "i.d": 3}, limit=1024)
+@example(fields={"n": 10**400, "source": " ", "gl2.x": 1, "falco_tags": "x"}, limit=1024)
 def test_output_fields_always_give_valid_gelf(fields: dict[str, Any], limit: int | None):
     message = to_gelf(falco_alert(output_fields=fields), JUJU, limit)
 
