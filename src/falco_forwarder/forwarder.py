@@ -21,7 +21,15 @@ from falco_forwarder.worker import SinkWorker
 
 logger = logging.getLogger(__name__)
 
-DROP_REASONS = (OVER_CAP, DISK_FULL, "http_4xx", "http_other", "corrupt", "missing")
+DROP_REASONS = (
+    OVER_CAP,
+    DISK_FULL,
+    "http_4xx",
+    "http_other",
+    "corrupt",
+    "missing",
+    "unmappable",
+)
 # How often the receiver loop checks for shutdown: bounds the stop latency.
 _POLL_SECONDS = 0.1
 

@@ -126,10 +126,20 @@ class SinkWorker:
             logger.error("sink %s: dropping corrupt spool entry %s", self._sink.name, entry.path)
             self._drop(entry, "corrupt")
             return None
-        if self._sink.format == FORMAT_GELF:
+        if self._sink.format != FORMAT_GELF:
+            return data
+        try:
             message = to_gelf(alert, self._juju, self._sink.max_message_bytes)  # pyright: ignore[reportUnknownArgumentType]
             return encode_gelf(message)
-        return data
+        except Exception:
+            # Retrying cannot help a mapping bug, and would hold back every later alert.
+            logger.exception(
+                "sink %s: cannot map spool entry %s to GELF; dropping it",
+                self._sink.name,
+                entry.path,
+            )
+            self._drop(entry, "unmappable")
+            return None
 
     def _drop(self, entry: Entry, reason: str) -> None:
         self._spool.remove(entry)

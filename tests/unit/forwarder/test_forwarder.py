@@ -6,6 +6,7 @@ import logging
 import ssl
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from forwarder_helpers import (
@@ -22,8 +23,9 @@ from forwarder_helpers import (
     wait_for,
 )
 
+from falco_forwarder import worker
 from falco_forwarder.forwarder import Forwarder
-from falco_forwarder.gelf import LEVELS
+from falco_forwarder.gelf import LEVELS, GelfMessage
 from falco_forwarder.spool import Entry, Spool
 
 
@@ -305,6 +307,45 @@ def test_an_unreadable_entry_is_retried_in_order_never_skipped(
     wait_for(lambda: sink.bodies == bodies)
     assert metric(forwarder.port, "falco_forwarder_delivered_total", sink="s") == 3
     assert "IsADirectoryError" in caplog.text
+
+
+def test_an_alert_the_gelf_mapping_fails_on_is_dropped_and_the_rest_delivered(
+    make_sink: SinkFactory,
+    make_forwarder: ForwarderFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    real_to_gelf = worker.to_gelf
+
+    def buggy_to_gelf(alert: dict[str, Any], *args: Any) -> GelfMessage:
+        if alert["rule"] == "poison":
+            raise OverflowError("a bug in the mapping")
+        return real_to_gelf(alert, *args)
+
+    monkeypatch.setattr(worker, "to_gelf", buggy_to_gelf)
+    graylog, http_output = make_sink(), make_sink()
+    forwarder = make_forwarder(
+        [sink_dict("graylog", graylog.url(), "gelf"), sink_dict("http_output", http_output.url())]
+    )
+    bodies = [
+        encode(falco_alert(0)),
+        encode(falco_alert(1, rule="poison")),
+        encode(falco_alert(2)),
+    ]
+    for body in bodies:
+        assert post_alert(forwarder.port, body) == 200
+
+    wait_for(lambda: len(graylog.bodies) == 2 and len(http_output.bodies) == 3)
+    assert [json.loads(b)["_falco_rule"] for b in graylog.bodies] == ["Create Privileged Pod"] * 2
+    assert (
+        metric(
+            forwarder.port, "falco_forwarder_dropped_total", sink="graylog", reason="unmappable"
+        )
+        == 1
+    )
+    assert metric(forwarder.port, "falco_forwarder_queue_depth", sink="graylog") == 0
+    assert "sink graylog: cannot map spool entry" in caplog.text
+    assert "OverflowError: a bug in the mapping" in caplog.text
 
 
 def test_corrupt_and_half_written_entries_are_dropped_at_start(
