@@ -39,7 +39,7 @@ from constants import (
     WEBSERVER_PORT,
 )
 from custom_rules import first_error_line
-from falco_config import FalcoSettings
+from falco_config import FalcoSettings, is_managed
 from falco_forwarder.config import (
     FORMAT_FALCO_JSON,
     FORMAT_GELF,
@@ -311,8 +311,8 @@ class FalcoK8sCharm(ops.CharmBase):
             except rules_gate.GateRejectedError as exc:
                 what = "custom_rules" if candidate.custom_rules else "falco.yaml"
                 self._statuses.append(ops.BlockedStatus(f"{what} rejected by Falco: {exc}"))
-        # Otherwise the live files are the last config Falco accepted, if there is one here.
-        live = live or self.falco.read(FALCO_CONFIG) is not None
+        # Otherwise the live files are the last config Falco accepted, if the charm wrote them.
+        live = live or self._falco_config_is_ours()
         if not live and (last_good := self._last_good()):
             # A fresh container (pod rescheduled) while the current config is refused: bring
             # back the last config Falco accepted rather than leave the cluster unwatched.
@@ -325,6 +325,11 @@ class FalcoK8sCharm(ops.CharmBase):
                 logger.error("cannot restore the last good config: %s", exc)
         if live:
             self.falco.ensure_service(falco_layer())
+
+    def _falco_config_is_ours(self) -> bool:
+        """Whether the live falco.yaml is one the charm wrote, not the image's own default."""
+        live = self.falco.read(FALCO_CONFIG)
+        return live is not None and is_managed(live)
 
     def _last_good(self) -> str:
         """The last candidate Falco accepted on this unit (JSON), or "" if none is known."""
@@ -376,7 +381,7 @@ class FalcoK8sCharm(ops.CharmBase):
     def _on_show_rules(self, event: ops.ActionEvent) -> None:
         """Ask Falco which rules it loaded; results, not stdout, so `juju run` shows them."""
         try:
-            if not self.falco.can_connect() or self.falco.read(FALCO_CONFIG) is None:
+            if not self.falco.can_connect() or not self._falco_config_is_ours():
                 event.fail(
                     "Falco is not reachable yet (no Pebble or no config): retry when active"
                 )

@@ -36,6 +36,17 @@ K8SAUDIT_MAX_EVENT_BYTES = 262_144
 K8SAUDIT_MAX_BATCH_BYTES = 12_582_912
 
 
+# First line of every falco.yaml the charm writes. The image ships a falco.yaml of its own
+# (syscall source, container plugin) that would not start here: only a file with this
+# line is one Falco accepted from the charm.
+MANAGED_HEADER = "# Written by the falco-k8s charm once Falco accepted it; local edits are lost.\n"
+
+
+def is_managed(text: bytes) -> bool:
+    """Whether ``text`` is a falco.yaml the charm wrote, rather than the image's own."""
+    return text.startswith(MANAGED_HEADER.encode())
+
+
 @dataclass(frozen=True)
 class FalcoSettings:
     """Everything falco.yaml depends on, validated before it gets here."""
@@ -107,7 +118,7 @@ def render_falco_yaml(settings: FalcoSettings, rules_files: Sequence[str]) -> st
     }
     if settings.rules_selection:
         config["rules"] = list(settings.rules_selection)
-    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+    return MANAGED_HEADER + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
 
 
 def _http_output(url: str | None) -> dict[str, Any]:

@@ -64,6 +64,24 @@ DRY_RUN_PREFIX = (FALCO_BIN, "-c", f"{FALCO_STAGING_DIR}/falco.yaml")
 LIST_PREFIX = (FALCO_BIN, "-c", FALCO_CONFIG, "--disable-source", "syscall", "-L")
 
 
+# Stand-in for the falco.yaml the upstream image ships: the syscall source and the container
+# plugin, which cannot start in this pod. The charm must never take it for its own config.
+IMAGE_FALCO_YAML = """\
+engine:
+  kind: modern_ebpf
+load_plugins: [container]
+rules_files: [/etc/falco/falco_rules.yaml]
+"""
+
+
+def new_falco_fs(root: Path) -> Path:
+    """A fresh falco container's filesystem, as the image provides it."""
+    for sub in ("etc-falco", "usr-share-falco", "var-log"):
+        (root / sub).mkdir(parents=True)
+    (root / "etc-falco" / "falco.yaml").write_text(IMAGE_FALCO_YAML)
+    return root
+
+
 def falco_container(
     fs: Path,
     *,

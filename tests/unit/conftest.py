@@ -10,7 +10,7 @@ from typing import Any
 import ops
 import pytest
 import yaml
-from charm_pod import STOCK_RULES, Calls
+from charm_pod import STOCK_RULES, Calls, new_falco_fs
 from kube_api import FakeApiServer, serve
 from ops import testing
 
@@ -61,10 +61,7 @@ def ctx(charm_root: Path, kube_api: FakeApiServer) -> testing.Context[FalcoK8sCh
 @pytest.fixture
 def falco_fs(tmp_path: Path) -> Path:
     """The falco container's filesystem, kept across runs so a test can chain hooks."""
-    root = tmp_path / "falco-fs"
-    for sub in ("etc-falco", "usr-share-falco", "var-log"):
-        (root / sub).mkdir(parents=True)
-    return root
+    return new_falco_fs(tmp_path / "falco-fs")
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import yaml
 from charm_pod import (
     ACTIVE,
     DRY_RUN_PREFIX,
+    IMAGE_FALCO_YAML,
     LIST_PREFIX,
     STOCK_RULES,
     Calls,
@@ -107,7 +108,7 @@ def test_missing_plugin_bundle_blocks_with_rebuild_hint(ctx, falco_fs, charm_roo
     assert out.unit_status == testing.BlockedStatus(
         "charm package lacks libjson.so: rebuild it with charmcraft pack"
     )
-    assert not (falco_fs / "etc-falco" / "falco.yaml").exists()
+    assert (falco_fs / "etc-falco" / "falco.yaml").read_text() == IMAGE_FALCO_YAML  # untouched
 
 
 def test_identical_config_changed_pushes_and_restarts_nothing(ctx, falco_fs, calls: Calls):
@@ -262,6 +263,18 @@ def test_show_rules_fails_cleanly_without_pebble(ctx, falco_fs):
 
     with pytest.raises(testing.ActionFailed, match="Falco is not reachable yet"):
         ctx.run(ctx.on.action("show-rules"), testing.State(containers=pod(container)))
+
+
+def test_first_deploy_with_a_bad_option_never_starts_falco_on_the_image_config(ctx, falco_fs):
+    out = deployed(ctx, falco_fs, minimum_priority="loud")
+
+    assert out.unit_status.name == "blocked"
+    assert out.unit_status.message.startswith("minimum_priority: must be one of")
+    assert "falco" not in out.get_container("falco").layers
+    assert (falco_fs / "etc-falco" / "falco.yaml").read_text() == IMAGE_FALCO_YAML  # untouched
+    with pytest.raises(testing.ActionFailed, match="Falco is not reachable yet"):
+        show_rules(ctx, out)
+    assert not any(LIST_PREFIX[-1] in e.command for e in ctx.exec_history.get("falco", []))
 
 
 def test_show_rules_rejects_an_unknown_priority(ctx, falco_fs):

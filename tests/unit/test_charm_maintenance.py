@@ -6,7 +6,7 @@ import dataclasses
 
 import ops
 import pytest
-from charm_pod import DRY_RUN_PREFIX, Calls, falco_container, pod
+from charm_pod import DRY_RUN_PREFIX, IMAGE_FALCO_YAML, Calls, falco_container, pod
 from ops import testing
 
 MIB = 1024 * 1024
@@ -75,7 +75,7 @@ def test_validate_rules_reports_ok_and_applies_nothing(ctx, falco_fs):
     )
 
     assert ctx.action_results == {"valid": "true", "output": "Falco initialized\n"}
-    assert not (falco_fs / "etc-falco" / "falco.yaml").exists()
+    assert (falco_fs / "etc-falco" / "falco.yaml").read_text() == IMAGE_FALCO_YAML  # untouched
     assert (falco_fs / "etc-falco" / "staging" / "falco.yaml").exists()
 
 

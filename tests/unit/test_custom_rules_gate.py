@@ -8,7 +8,16 @@ from typing import Any
 
 import ops
 import pytest
-from charm_pod import ACTIVE, DRY_RUN_PREFIX, Calls, falco_container, pod, with_container
+from charm_pod import (
+    ACTIVE,
+    DRY_RUN_PREFIX,
+    IMAGE_FALCO_YAML,
+    Calls,
+    falco_container,
+    new_falco_fs,
+    pod,
+    with_container,
+)
 from ops import testing
 
 GOOD_RULES = """\
@@ -250,9 +259,7 @@ def test_container_going_away_mid_gate_keeps_last_good(ctx, falco_fs, good, monk
 )
 def test_rescheduled_pod_comes_back_on_the_last_good_config(ctx, falco_fs, good, tmp_path, bad):
     blocked = change(ctx, good, falco_fs, **bad)
-    fresh_fs = tmp_path / "new-pod"
-    for sub in ("etc-falco", "usr-share-falco", "var-log"):
-        (fresh_fs / sub).mkdir(parents=True)
+    fresh_fs = new_falco_fs(tmp_path / "new-pod")  # with the image's own falco.yaml
     fresh = falco_container(fresh_fs)
     # A new pod: a new charm container too, so nothing local survives; the peer data does.
     new_pod = dataclasses.replace(with_container(blocked, fresh), stored_states=frozenset())
@@ -311,5 +318,5 @@ def test_an_unreadable_remembered_config_is_logged_not_fatal(ctx, falco_fs):
     out = ctx.run(ctx.on.config_changed(), state)
 
     assert isinstance(out.unit_status, testing.BlockedStatus)
-    assert not (falco_fs / "etc-falco" / "falco.yaml").exists()
+    assert (falco_fs / "etc-falco" / "falco.yaml").read_text() == IMAGE_FALCO_YAML  # untouched
     assert any("cannot restore the last good config" in r.message for r in ctx.juju_log)
