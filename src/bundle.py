@@ -6,7 +6,10 @@ plain Python one, so both get their files from the charm package.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from constants import BUNDLE_DIR, FORWARDER_PKG_DIR, PLUGIN_FILES, STOCK_RULES_FILE
@@ -26,6 +29,27 @@ class Bundle:
     plugins: dict[str, bytes]
     stock_rules: bytes
     forwarder: dict[str, bytes]
+
+    @cached_property
+    def plugins_manifest(self) -> str:
+        """`tree_manifest` of the plugins, computed once per hook."""
+        return tree_manifest(self.plugins)
+
+    @cached_property
+    def forwarder_manifest(self) -> str:
+        """`tree_manifest` of the forwarder's code, computed once per hook."""
+        return tree_manifest(self.forwarder)
+
+
+def tree_manifest(files: Mapping[str, bytes]) -> str:
+    """One ``sha256  path`` line per file, sorted: equal exactly when the files are equal."""
+    lines = sorted(f"{hashlib.sha256(data).hexdigest()}  {path}" for path, data in files.items())
+    return "\n".join(lines) + "\n"
+
+
+def manifest_digest(manifest: str) -> str:
+    """A short fingerprint of a manifest, for a service environment that must follow it."""
+    return hashlib.sha256(manifest.encode()).hexdigest()
 
 
 def load_bundle(charm_dir: Path) -> Bundle:

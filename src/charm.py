@@ -7,7 +7,6 @@ how to touch Pebble in ``workload``, how to gate Falco changes in ``rules_gate``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -18,7 +17,7 @@ import ops
 import pydantic
 
 import rules_gate
-from bundle import Bundle, load_bundle
+from bundle import Bundle, load_bundle, manifest_digest
 from charms.falco_k8s.v0.gelf import GelfEndpointError, GelfEndpointRequirer
 from constants import (
     ALERT_LOG,
@@ -159,7 +158,9 @@ class FalcoK8sCharm(ops.CharmBase):
         if bundle is None:
             return
         try:
-            self.falco.sync_tree(bundle.plugins, manifest=PLUGIN_MANIFEST)
+            self.falco.sync_tree(
+                bundle.plugins, bundle.plugins_manifest, manifest_path=PLUGIN_MANIFEST
+            )
             self._converge_falco(candidate, bundle)
             if self._address is not None:
                 self.falco.push_if_changed(WEBHOOK_CONFIG_FILE, webhook_kubeconfig(self._address))
@@ -265,16 +266,19 @@ class FalcoK8sCharm(ops.CharmBase):
             self._statuses.append(ops.BlockedStatus(f"alert sinks: {exc}"))
             return
         text = json.dumps(settings, indent=1, sort_keys=True)
-        code = hashlib.sha256()
-        for content in bundle.forwarder.values():
-            code.update(content)
         try:
-            self.forwarder.sync_tree(bundle.forwarder, manifest=f"{FORWARDER_PKG_DIR}/.manifest")
+            self.forwarder.sync_tree(
+                bundle.forwarder,
+                bundle.forwarder_manifest,
+                manifest_path=f"{FORWARDER_PKG_DIR}/.manifest",
+            )
             # Mode 0600: the only file that may hold the sinks' auth headers.
             reconfigured = self.forwarder.push_if_changed(
                 FORWARDER_CONFIG, text, permissions=0o600
             )
-            started = self.forwarder.ensure_service(forwarder_layer(code.hexdigest()))
+            started = self.forwarder.ensure_service(
+                forwarder_layer(manifest_digest(bundle.forwarder_manifest))
+            )
             if reconfigured and not started:
                 # Reload in place: Falco does not retry, so a restart would lose alerts.
                 self.forwarder.signal("SIGHUP")
@@ -324,7 +328,7 @@ class FalcoK8sCharm(ops.CharmBase):
             except ValueError as exc:
                 logger.error("cannot restore the last good config: %s", exc)
         if live:
-            self.falco.ensure_service(falco_layer())
+            self.falco.ensure_service(falco_layer(manifest_digest(bundle.plugins_manifest)))
 
     def _falco_config_is_ours(self) -> bool:
         """Whether the live falco.yaml is one the charm wrote, not the image's own default."""

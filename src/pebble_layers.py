@@ -19,8 +19,12 @@ from constants import (
 FALCO_COMMAND = (FALCO_BIN, "-c", FALCO_CONFIG, "--disable-source", "syscall")
 
 
-def falco_layer() -> dict[str, Any]:
-    """Falco in audit-only mode, restarted by Pebble when its health or listener checks fail."""
+def falco_layer(plugins_digest: str) -> dict[str, Any]:
+    """Falco in audit-only mode, restarted by Pebble when its health or listener checks fail.
+
+    The plugins' digest in the environment restarts it when a charm upgrade brings new
+    plugins: Falco loads them only at start (its hot reload re-reads config and rules).
+    """
     return {
         "summary": "Falco on Kubernetes audit events",
         "services": {
@@ -29,6 +33,7 @@ def falco_layer() -> dict[str, Any]:
                 "summary": "Falco (k8saudit source only)",
                 "command": " ".join(FALCO_COMMAND),
                 "startup": "enabled",
+                "environment": {"FALCO_K8S_PLUGINS_SHA256": plugins_digest},
                 "on-check-failure": {"falco-healthz": "restart", "falco-webhook": "restart"},
             }
         },

@@ -8,7 +8,6 @@ nothing.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Generator, Mapping
 from contextlib import contextmanager
@@ -109,24 +108,20 @@ class Workload:
             if not self.container.exists(path):
                 self.container.make_dir(path, make_parents=True)
 
-    def sync_tree(self, files: Mapping[str, bytes], *, manifest: str) -> bool:
-        """Push a set of files unless the manifest says the same bytes are in place.
+    def sync_tree(self, files: Mapping[str, bytes], manifest: str, *, manifest_path: str) -> bool:
+        """Push a set of files unless the manifest at ``manifest_path`` says they are in place.
 
-        The manifest (one ``sha256 path`` line per file) saves pulling megabytes of plugin
-        binaries on every hook just to compare them. Pebble writes each file atomically, so a
-        running process keeps the copy it opened.
+        ``manifest`` describes ``files`` (`bundle.tree_manifest`); keeping it next to them
+        saves pulling megabytes of plugin binaries on every hook just to compare them. Pebble
+        writes each file atomically, so a running process keeps the copy it opened.
         """
-        lines = sorted(
-            f"{hashlib.sha256(data).hexdigest()}  {path}" for path, data in files.items()
-        )
-        wanted = "\n".join(lines) + "\n"
         with self._pebble("installing files"):
             present = all(self.container.exists(path) for path in files)
-            if present and self.read(manifest) == wanted.encode():
+            if present and self.read(manifest_path) == manifest.encode():
                 return False
             for path, data in files.items():
                 self.container.push(path, data, make_dirs=True, permissions=0o644)
-            self.container.push(manifest, wanted, make_dirs=True)
+            self.container.push(manifest_path, manifest, make_dirs=True)
         logger.info("installed %s", ", ".join(sorted(files)))
         return True
 

@@ -125,6 +125,29 @@ def test_identical_config_changed_pushes_and_restarts_nothing(ctx, falco_fs, cal
     assert again.unit_status == ACTIVE
 
 
+def test_an_upgrade_restarts_only_the_service_whose_shipped_files_changed(
+    ctx, falco_fs, charm_root: Path, calls: Calls
+):
+    out = deployed(ctx, falco_fs)
+    calls.reset()
+    out = ctx.run(ctx.on.upgrade_charm(), out)
+    assert calls.restarted == []  # same plugins, same forwarder code
+    assert calls.pushed == []
+
+    new_plugin = b"\x7fELF k8saudit 0.18.1 stand-in"
+    (charm_root / "plugins" / "libk8saudit.so").write_bytes(new_plugin)
+    out = ctx.run(ctx.on.upgrade_charm(), out)
+    # Falco loads plugins only when it starts: a hot reload would keep the old one.
+    assert calls.restarted == ["falco:falco"]
+    assert (falco_fs / "usr-share-falco" / "plugins" / "libk8saudit.so").read_bytes() == new_plugin
+
+    calls.reset()
+    module = charm_root / "src" / "falco_forwarder" / "gelf.py"
+    module.write_text(module.read_text() + "\n# a fix\n")
+    ctx.run(ctx.on.upgrade_charm(), out)
+    assert calls.restarted == ["forwarder:alert-forwarder"]
+
+
 def test_falco_down_is_started_again_without_a_new_definition(ctx, falco_fs, calls: Calls):
     out = deployed(ctx, falco_fs)
     container = out.get_container("falco")
