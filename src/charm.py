@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import ops
@@ -52,14 +51,18 @@ from falcosidekick import falcosidekick_endpoint
 from pebble_layers import FALCO_COMMAND, falco_layer, forwarder_layer
 from rules_listing import RulesListingError, filter_rules, parse_rules_listing
 from state import (
+    FALCO_OPTIONS,
+    SINK_OPTIONS,
+    WEBHOOK_OPTIONS,
     CharmConfig,
     InvalidStateError,
+    LoadedConfig,
     WebhookState,
-    describe_validation_error,
     falco_state,
     forwarder_config,
     http_output_sink,
     webhook_state,
+    without_invalid,
 )
 from webhook_config import WebhookAddress, webhook_action_result, webhook_kubeconfig
 from workload import Workload, WorkloadError
@@ -81,14 +84,6 @@ def _fit_result(key: str, text: str) -> dict[str, str]:
     if len(text) <= ACTION_RESULT_MAX_CHARS:
         return {key: text}
     return {key: text[:ACTION_RESULT_MAX_CHARS], f"{key}-truncated": f"{len(text)} characters"}
-
-
-@dataclass(frozen=True)
-class FalcoCandidate:
-    """Falco's files for the current config, and disabled_rules entries that select nothing."""
-
-    files: rules_gate.FalcoFiles
-    unmatched: tuple[str, ...]
 
 
 class FalcoK8sCharm(ops.CharmBase):
@@ -136,21 +131,19 @@ class FalcoK8sCharm(ops.CharmBase):
         # Each part is checked on its own, so a bad webhook option does not hold back a rules
         # change, and a bad option never stops the last good config from being restored.
         bundle = self._checked(lambda: load_bundle(self.charm_dir))
-        config = self._checked(self._config)
+        loaded = self._config()
+        if loaded.reason:
+            self._statuses.append(ops.BlockedStatus(loaded.reason))
+        config = loaded.values
         candidate, webhook, sinks = None, None, None
-        if bundle is not None and config is not None:
+        if bundle is not None and loaded.usable_for(SINK_OPTIONS):
             sinks = self._checked(lambda: self._sinks(config))
-            falco = self._checked(lambda: self._falco_files(config, bundle))
-            if falco is not None:
-                candidate = falco.files
-                if falco.unmatched:
-                    logger.warning("disabled_rules entries select no rule: %s", falco.unmatched)
-                    self._notes.append(
-                        f"disabled_rules matched nothing: {', '.join(falco.unmatched)}"
-                    )
+        if bundle is not None and loaded.usable_for(FALCO_OPTIONS):
+            candidate = self._checked(lambda: self._falco_files(config, bundle))
+        if loaded.usable_for(WEBHOOK_OPTIONS):
             webhook = self._checked(lambda: webhook_state(config))
         self._address = self._converge_webhook(webhook)
-        if bundle is not None and config is not None and sinks is not None:
+        if bundle is not None and sinks is not None:
             self._converge_forwarder(config, sinks, bundle)
         if not self.falco.can_connect():
             self._statuses.append(ops.WaitingStatus("waiting for Pebble in the falco container"))
@@ -164,9 +157,8 @@ class FalcoK8sCharm(ops.CharmBase):
             self._converge_falco(candidate, bundle)
             if self._address is not None:
                 self.falco.push_if_changed(WEBHOOK_CONFIG_FILE, webhook_kubeconfig(self._address))
-            # An unrelated bad option must not let the log grow unbounded: use the default cap.
-            cap = (config or CharmConfig()).alert_log_max_mb
-            self._rotate_alert_log(cap * MIB)
+            # A bad alert_log_max_mb is at its default here: the log is never left uncapped.
+            self._rotate_alert_log(config.alert_log_max_mb * MIB)
         except WorkloadError as exc:
             # The container went away or stalled mid-change: the live files are untouched or
             # complete (each is swapped whole), and the next event converges again.
@@ -180,11 +172,13 @@ class FalcoK8sCharm(ops.CharmBase):
             self._statuses.append(ops.BlockedStatus(str(exc)))
             return None
 
-    def _config(self) -> CharmConfig:
+    def _config(self) -> LoadedConfig:
+        """The config; invalid options are left at their defaults and named in ``reason``."""
         try:
-            return self.load_config(CharmConfig)
+            return LoadedConfig(self.load_config(CharmConfig))
         except pydantic.ValidationError as exc:
-            raise InvalidStateError(describe_validation_error(exc)) from None
+            raw = {key.replace("-", "_"): value for key, value in self.config.items()}
+            return without_invalid(raw, exc)
 
     def _converge_webhook(self, webhook: WebhookState | None) -> WebhookAddress | None:
         """Leader: apply the webhook objects. Any unit: read back where the apiserver sends to."""
@@ -206,7 +200,8 @@ class FalcoK8sCharm(ops.CharmBase):
             else:
                 self._statuses.append(ops.BlockedStatus(str(exc)))
             return None
-        if address is None:
+        if address is None and not self.unit.is_leader():
+            # A leader gets here only with invalid webhook options, already named as Blocked.
             self._statuses.append(
                 ops.WaitingStatus("waiting for the leader to create the audit webhook Service")
             )
@@ -285,8 +280,7 @@ class FalcoK8sCharm(ops.CharmBase):
         except WorkloadError as exc:
             self._statuses.append(ops.WaitingStatus(f"forwarder container: {exc}; will retry"))
 
-    @staticmethod
-    def _falco_files(config: CharmConfig, bundle: Bundle) -> FalcoCandidate:
+    def _falco_files(self, config: CharmConfig, bundle: Bundle) -> rules_gate.FalcoFiles:
         """The candidate file set for the current config.
 
         Falco always posts its alerts to the forwarder, sinks or none: adding the first sink or
@@ -298,11 +292,12 @@ class FalcoK8sCharm(ops.CharmBase):
             http_output_url=FORWARDER_URL,
             rules_selection=falco.disabled.falco_selection(),
         )
-        files = rules_gate.FalcoFiles(settings, bundle.stock_rules, falco.custom_rules)
         # Falco accepts selections that match nothing silently; pass them on anyway, since the
         # rules may come later, but tell the operator.
-        unmatched = falco.disabled.unmatched(bundle.stock_rules.decode(), falco.custom_rules)
-        return FalcoCandidate(files, tuple(unmatched))
+        if unmatched := falco.disabled.unmatched(bundle.stock_rules.decode(), falco.custom_rules):
+            logger.warning("disabled_rules entries select no rule: %s", unmatched)
+            self._notes.append(f"disabled_rules matched nothing: {', '.join(unmatched)}")
+        return rules_gate.FalcoFiles(settings, bundle.stock_rules, falco.custom_rules)
 
     def _converge_falco(self, candidate: rules_gate.FalcoFiles | None, bundle: Bundle) -> None:
         """Swap in the candidate if Falco accepts it, and keep Falco running on the last good."""
@@ -424,7 +419,7 @@ class FalcoK8sCharm(ops.CharmBase):
         from cluster import AuditWebhookCluster, ClusterError
 
         try:
-            webhook = webhook_state(self._config())
+            webhook = webhook_state(self._config().require(WEBHOOK_OPTIONS))
             address = AuditWebhookCluster(self.app.name, self.model.name).read_address()
         except (InvalidStateError, ClusterError) as exc:
             event.fail(str(exc))
@@ -441,7 +436,8 @@ class FalcoK8sCharm(ops.CharmBase):
     def _on_validate_rules(self, event: ops.ActionEvent) -> None:
         """Run the config-change gate on demand; apply nothing."""
         try:
-            files = self._falco_files(self._config(), load_bundle(self.charm_dir)).files
+            config = self._config().require(FALCO_OPTIONS)
+            files = self._falco_files(config, load_bundle(self.charm_dir))
             result = rules_gate.validate(self.falco, files)
         except InvalidStateError as exc:
             event.set_results({"valid": "false", "errors": str(exc)})

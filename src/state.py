@@ -7,6 +7,7 @@ whose message is the Blocked status text; nothing downstream re-validates.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -84,6 +85,51 @@ class CharmConfig(BaseModel):
         if isinstance(value, str) and value.strip().lower() in PRIORITIES:
             return value.strip().lower()
         raise ValueError(f"must be one of {', '.join(PRIORITIES)} (got {value!r})")
+
+
+# Which part of the reconcile each option feeds. A bad option holds back its own part only;
+# the others converge on their options as usual. alert_log_max_mb is in none: a bad value
+# falls back to its default, so the log never goes uncapped.
+FALCO_OPTIONS = frozenset({"minimum_priority", "custom_rules", "disabled_rules"})
+SINK_OPTIONS = frozenset({"http_output", "forwarder_spool_max_mb"})
+WEBHOOK_OPTIONS = frozenset(
+    {
+        "webhook_service_type",
+        "webhook_node_port",
+        "webhook_cluster_ip",
+        "webhook_allowed_cidrs",
+        "audit_policy",
+    }
+)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """The config with any invalid options at their defaults, which those are, and why."""
+
+    values: CharmConfig
+    invalid: frozenset[str] = frozenset()
+    reason: str = ""
+    """The Blocked status text naming each invalid option; empty when all are valid."""
+
+    def usable_for(self, options: frozenset[str]) -> bool:
+        """Whether every option in ``options`` is valid, so the part they feed can converge."""
+        return not self.invalid & options
+
+    def require(self, options: frozenset[str]) -> CharmConfig:
+        """The config for work that needs ``options``; raise InvalidStateError if any is bad."""
+        if not self.usable_for(options):
+            raise InvalidStateError(self.reason)
+        return self.values
+
+
+def without_invalid(raw: Mapping[str, object], error: pydantic.ValidationError) -> LoadedConfig:
+    """Load ``raw`` again leaving out the options ``error`` names (they take their defaults)."""
+    invalid = frozenset(str(item["loc"][0]) for item in error.errors())  # all field errors
+    valid = {key: value for key, value in raw.items() if key not in invalid}
+    return LoadedConfig(
+        CharmConfig.model_validate(valid), invalid, describe_validation_error(error)
+    )
 
 
 def describe_validation_error(error: pydantic.ValidationError) -> str:

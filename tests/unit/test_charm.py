@@ -24,6 +24,8 @@ from charm_pod import (
 )
 from ops import testing
 
+from state import FALCO_OPTIONS, SINK_OPTIONS, WEBHOOK_OPTIONS, CharmConfig
+
 CHECKER = Path(__file__).resolve().parents[3] / "shared" / "tools" / "falco-config-check"
 
 
@@ -163,6 +165,14 @@ def test_falco_down_is_started_again_without_a_new_definition(ctx, falco_fs, cal
 
 
 # -- config ----------------------------------------------------------------------------------
+
+
+def test_every_option_feeds_exactly_one_part_of_the_reconcile():
+    groups = [FALCO_OPTIONS, SINK_OPTIONS, WEBHOOK_OPTIONS, {"alert_log_max_mb"}]
+    assert sum(len(group) for group in groups) == len(CharmConfig.model_fields)
+    assert set().union(*groups) == set(CharmConfig.model_fields)
+    options = yaml.safe_load((Path(__file__).parents[2] / "config.yaml").read_text())["options"]
+    assert set(options) == set(CharmConfig.model_fields)
 
 
 def test_minimum_priority_becomes_falco_priority(ctx, falco_fs):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import ops
 import pytest
@@ -151,12 +152,24 @@ def test_a_service_that_fails_to_start_is_a_status_not_a_traceback(ctx, falco_fs
     assert "exited quickly with code 1" in out.unit_status.message
 
 
-def test_a_bad_option_does_not_stop_rotation_at_the_default_cap(ctx, falco_fs, calls: Calls):
+@pytest.mark.parametrize(
+    ("config", "rotated"),
+    [
+        # A bad cap falls back to the default (100 MiB), never to no cap at all.
+        ({"alert_log_max_mb": 0}, True),
+        # A bad unrelated option leaves the operator's valid cap in force.
+        ({"alert_log_max_mb": 1000, "minimum_priority": "x"}, False),
+    ],
+    ids=["bad-cap", "bad-other-option"],
+)
+def test_a_bad_option_never_leaves_the_log_uncapped(
+    ctx, falco_fs, calls: Calls, config: dict[str, Any], rotated: bool
+):
     running = update_status(ctx, falco_fs)
     log_file(falco_fs, 100 * MIB + 1)
-    bad = dataclasses.replace(running, config={"alert_log_max_mb": 1000, "minimum_priority": "x"})
+    bad = dataclasses.replace(running, config=config)
 
     out = ctx.run(ctx.on.update_status(), bad)
 
     assert isinstance(out.unit_status, testing.BlockedStatus)
-    assert calls.signals == [("SIGUSR1", ("falco",))]
+    assert calls.signals == ([("SIGUSR1", ("falco",))] if rotated else [])

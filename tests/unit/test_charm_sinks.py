@@ -205,6 +205,33 @@ def test_falcosidekick_relation_adds_a_json_sink(ctx, falco_fs):
     assert out.unit_status == testing.ActiveStatus(f"{ACTIVE.message}; alerts to falcosidekick")
 
 
+def test_a_bad_falco_option_does_not_hold_back_a_new_sink(ctx, falco_fs):
+    relation = sidekick_relation({"url": json.dumps(SIDEKICK_URL)})
+
+    out = run(ctx, falco_fs, relations=[relation], minimum_priority="loud")
+
+    assert [sink["url"] for sink in forwarder_config(out)["sinks"]] == [SIDEKICK_URL]
+    assert out.unit_status.name == "blocked"
+    assert out.unit_status.message.startswith("minimum_priority: must be one of")
+
+
+def test_a_bad_sink_option_keeps_the_sinks_as_they_were(ctx, falco_fs):
+    sidekick = sidekick_relation({"url": json.dumps(SIDEKICK_URL)})
+    before = run(ctx, falco_fs, relations=[sidekick])
+    graylog = graylog_relation(url=GRAYLOG_URL)
+
+    out = ctx.run(
+        ctx.on.relation_changed(graylog),
+        dataclasses.replace(
+            before, config={"http_output": "ftp://x"}, relations={sidekick, graylog}
+        ),
+    )
+
+    # The old http_output sink stays (none here) and no new sink sneaks in half-configured.
+    assert [sink["url"] for sink in forwarder_config(out)["sinks"]] == [SIDEKICK_URL]
+    assert out.unit_status.message.startswith("http_output: only http:// and https://")
+
+
 def test_falcosidekick_not_ready_yet_is_no_sink(ctx, falco_fs):
     out = run(ctx, falco_fs, relations=[sidekick_relation({})])
 

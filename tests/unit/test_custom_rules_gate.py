@@ -252,6 +252,19 @@ def test_container_going_away_mid_gate_keeps_last_good(ctx, falco_fs, good, monk
     assert (falco_fs / LIVE_CUSTOM).read_text() == GOOD_RULES
 
 
+def test_a_bad_webhook_option_does_not_hold_back_a_rules_change(ctx, falco_fs, good, kube_api):
+    rules = GOOD_RULES.replace("ci:deployer", "ci:releaser")
+    requests = len(kube_api.requests)
+
+    out = change(ctx, good, falco_fs, custom_rules=rules, webhook_service_type="LoadBalancer")
+
+    assert (falco_fs / LIVE_CUSTOM).read_text() == rules
+    assert out.unit_status.name == "blocked"
+    assert out.unit_status.message.startswith("webhook_service_type: Input should be")
+    # The Service is left as it was: read back, never re-applied.
+    assert "PATCH" not in {method for method, _ in kube_api.sent()[requests:]}
+
+
 @pytest.mark.parametrize(
     "bad",
     [{"custom_rules": "- rule: x\n  desc: [unclosed\n"}, {"minimum_priority": "loud"}],

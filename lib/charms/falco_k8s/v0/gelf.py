@@ -86,7 +86,7 @@ LIBAPI = 0
 
 # Increment this PATCH version before using `charmcraft publish-lib` or reset
 # to 0 if you are raising the major API version.
-LIBPATCH = 1
+LIBPATCH = 2
 
 PYDEPS = ["pydantic>=2"]
 
@@ -387,16 +387,17 @@ class GelfEndpointRequirer(ops.Object):
             target.save(topology, self._charm.app)
 
     def endpoints(self) -> list[GelfEndpoint]:
-        """Return one resolved endpoint per related provider that is ready.
+        """Return one resolved endpoint per related provider that is ready, by relation id.
 
-        Relations whose provider has not published a ``url`` yet are skipped.
+        Relations whose provider has not published a ``url`` yet are skipped. The order
+        is stable, so a sender's configuration does not change between identical hooks.
 
         Raises:
             GelfEndpointError: on the first relation with invalid data or an
                 unreadable auth secret; the message names the relation.
         """
         endpoints: list[GelfEndpoint] = []
-        for relation in self.model.relations[self._relation_name]:
+        for relation in sorted(self.model.relations[self._relation_name], key=lambda r: r.id):
             endpoint = self._endpoint(relation)
             if endpoint is not None:
                 endpoints.append(endpoint)
