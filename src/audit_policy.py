@@ -46,8 +46,8 @@ def recommended_policy() -> dict[str, Any]:
        reviews, exec/attach/port-forward), placed before any body-level rule so that no secret
        value ever leaves the apiserver in an audit event.
     3. ``Metadata`` for ConfigMaps in kube-system (a Policy cannot negate a namespace, so this
-       rule shadows the next one there), then ``RequestResponse`` for changes to pods, workload
-       controllers, RBAC and ConfigMaps, which the k8s_audit rules inspect.
+       rule shadows the next one there), then ``RequestResponse`` for changes to pods, Services,
+       workload controllers, RBAC and ConfigMaps, whose bodies the k8s_audit rules inspect.
     4. ``Metadata`` for everything else.
     """
     rules: list[dict[str, Any]] = [
@@ -111,7 +111,8 @@ def recommended_policy() -> dict[str, Any]:
             "level": "RequestResponse",
             "verbs": list(WRITE_VERBS),
             "resources": [
-                _resources("", "pods", "configmaps"),
+                # Services: "Create NodePort Service" reads the requested type.
+                _resources("", "pods", "configmaps", "services"),
                 _resources("apps", "deployments", "daemonsets", "statefulsets", "replicasets"),
                 _resources(
                     "rbac.authorization.k8s.io",

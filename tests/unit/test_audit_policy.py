@@ -116,6 +116,9 @@ POLICY = yaml.safe_load(RECOMMENDED)
             "RequestResponse",
         ),
         (Request("create", "configmaps", namespace="default"), "RequestResponse"),
+        (Request("create", "services", namespace="default"), "RequestResponse"),
+        (Request("patch", "services", namespace="kube-system"), "RequestResponse"),
+        (Request("get", "services", namespace="default"), "Metadata"),
         (Request("update", "configmaps", namespace="kube-system"), "Metadata"),
         (Request("watch", "endpoints", user="system:kube-proxy"), "None"),
         (
