@@ -308,7 +308,7 @@ class FalcoK8sCharm(ops.CharmBase):
                 self._remember_last_good(candidate.to_json())
                 live = True
             except rules_gate.GateRejectedError as exc:
-                what = "custom_rules" if candidate.custom_rules else "falco.yaml"
+                what = "custom_rules" if exc.about_custom_rules else "falco.yaml"
                 self._statuses.append(ops.BlockedStatus(f"{what} rejected by Falco: {exc}"))
         # Otherwise the live files are the last config Falco accepted, if the charm wrote them.
         live = live or self._falco_config_is_ours()

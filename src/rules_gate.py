@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from bundle import Bundle
 from constants import (
@@ -36,6 +37,11 @@ class GateRejectedError(Exception):
     def __init__(self, summary: str, output: str):
         super().__init__(summary)
         self.output = output
+
+    @property
+    def about_custom_rules(self) -> bool:
+        """Whether Falco's complaint names the custom rules file (else: plugins, stock rules)."""
+        return PurePosixPath(FALCO_CUSTOM_RULES).name in self.output
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ class WebhookServiceSpec:
             )
         if self.node_port is not None:
             if self.service_type != "NodePort":
-                raise ValueError("node_port can only be set with service_type NodePort")
+                raise ValueError("node_port can only be set with webhook_service_type NodePort")
             if self.node_port not in NODE_PORT_RANGE:
                 raise ValueError(f"node_port {self.node_port} is outside 30000-32767")
         if self.cluster_ip is not None:

@@ -54,7 +54,13 @@ class Workload:
         try:
             yield
         except ops.pebble.Error as exc:
-            raise WorkloadError(f"{doing} in {self.container.name} failed: {exc}") from exc
+            # A ChangeError's text carries every task's log: keep that for the debug log and
+            # give the status one line.
+            logger.error("%s in %s failed: %s", doing, self.container.name, exc)
+            reason = exc.err if isinstance(exc, ops.pebble.ChangeError) else str(exc)
+            raise WorkloadError(
+                f"{doing} in {self.container.name} failed: {' '.join(reason.split())}"
+            ) from exc
 
     def can_connect(self) -> bool:
         """Whether Pebble in the container answers."""

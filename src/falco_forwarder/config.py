@@ -210,6 +210,7 @@ def _sink(data: object, where: str) -> SinkConfig:
             f"{where}.name {name!r} must be 1-63 characters of [A-Za-z0-9_.-], "
             "starting with a letter or digit"
         )
+    where = name  # from here on, errors name the sink (the relation or option it comes from)
     fmt = _string(item, "format", where)
     if fmt not in FORMATS:
         raise ConfigError(f"{where}.format must be one of {', '.join(FORMATS)}")

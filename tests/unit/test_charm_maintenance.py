@@ -124,32 +124,53 @@ def test_no_rotation_while_falco_is_down(ctx, falco_fs, calls: Calls, monkeypatc
     assert calls.signals == []
 
 
-def test_a_service_that_fails_to_start_is_a_status_not_a_traceback(ctx, falco_fs, monkeypatch):
+def test_a_service_that_fails_to_start_is_a_status_not_a_traceback(
+    ctx, falco_fs, monkeypatch, caplog
+):
+    task_log = "2026-11-27T05:07:27Z [falco] Error: could not load plugin libk8saudit.so"
     change = ops.pebble.Change.from_dict(
         {
             "id": "9",
             "kind": "restart",
             "summary": "Restart service falco",
             "status": "Error",
-            "tasks": [],
+            "tasks": [
+                {
+                    "id": "10",
+                    "kind": "start",
+                    "summary": "Start service falco",
+                    "status": "Error",
+                    "log": [task_log],
+                    "progress": {"label": "", "done": 1, "total": 1},
+                    "spawn-time": "2026-11-27T05:07:26Z",
+                }
+            ],
             "ready": True,
-            "err": "cannot start service: exited quickly with code 1",
+            "err": "cannot perform the following tasks:\n- Start service falco (exited quickly)",
             "spawn-time": "2026-11-27T05:07:26Z",
         }
     )
 
-    def exits_at_once(self: ops.Container, *names: str) -> None:
-        raise ops.pebble.ChangeError(change.err or "", change)
+    restart = ops.Container.restart
 
-    monkeypatch.setattr(ops.Container, "restart", exits_at_once)
+    def falco_exits_at_once(self: ops.Container, *names: str) -> None:
+        if self.name == "falco":
+            raise ops.pebble.ChangeError(change.err or "", change)
+        restart(self, *names)
+
+    monkeypatch.setattr(ops.Container, "restart", falco_exits_at_once)
     container = falco_container(falco_fs)
 
     out = ctx.run(
         ctx.on.pebble_ready(container), testing.State(containers=pod(container), leader=True)
     )
 
-    assert isinstance(out.unit_status, testing.WaitingStatus)
-    assert "exited quickly with code 1" in out.unit_status.message
+    # One line in the status; the whole change, with Falco's own words, in the debug log.
+    assert out.unit_status == testing.WaitingStatus(
+        "falco container: starting falco in falco failed: cannot perform the following tasks:"
+        " - Start service falco (exited quickly); will retry"
+    )
+    assert task_log in caplog.text
 
 
 @pytest.mark.parametrize(

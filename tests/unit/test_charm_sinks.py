@@ -285,4 +285,4 @@ def test_a_ca_the_forwarder_cannot_load_blocks(ctx, falco_fs):
     out = run(ctx, falco_fs, relations=[relation])
 
     assert isinstance(out.unit_status, testing.BlockedStatus)
-    assert out.unit_status.message.startswith("alert sinks: sinks[0].ca_cert")
+    assert out.unit_status.message.startswith("alert sinks: falcosidekick.ca_cert")

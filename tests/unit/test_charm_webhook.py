@@ -144,7 +144,10 @@ def test_conflict_blocks_with_the_api_message(ctx, falco_fs, kube_api: FakeApiSe
             {"webhook_allowed_cidrs": "10.0.0.0/8, nope"},
             "webhook_allowed_cidrs: 'nope' is not a CIDR",
         ),
-        ({"webhook_node_port": 30765}, "webhook_node_port can only be set with service_type"),
+        (
+            {"webhook_node_port": 30765},
+            "webhook_node_port can only be set with webhook_service_type NodePort",
+        ),
     ],
 )
 def test_bad_webhook_options_block_but_falco_changes_still_apply(

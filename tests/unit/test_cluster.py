@@ -377,7 +377,7 @@ def test_read_address_forbidden(api: FakeApiServer, cluster: AuditWebhookCluster
     ("kwargs", "message"),
     [
         ({"service_type": "LoadBalancer"}, "service_type must be ClusterIP or NodePort"),
-        ({"node_port": 30765}, "node_port can only be set with service_type NodePort"),
+        ({"node_port": 30765}, "node_port can only be set with webhook_service_type NodePort"),
         ({"service_type": "NodePort", "node_port": 8080}, "node_port 8080 is outside"),
         ({"service_type": "NodePort", "node_port": 32768}, "outside 30000-32767"),
         ({"cluster_ip": "falco.svc"}, "cluster_ip 'falco.svc' is not an IP address"),

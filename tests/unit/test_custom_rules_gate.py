@@ -153,8 +153,15 @@ def test_python_gate_blocks_before_falco_sees_it(ctx, falco_fs, good, custom_rul
             FALCO_OVERRIDE_MISSING,
             "custom_rules rejected by Falco: rule 'No Such Rule': LOAD_ERR_VALIDATE",
         ),
+        (
+            # Valid custom rules, but the candidate fails elsewhere: do not blame the rules.
+            GOOD_RULES.replace("ci:deployer", "ci:releaser"),
+            "Error: could not load plugin /usr/share/falco/plugins/libk8saudit.so: "
+            "plugin API version mismatch\n",
+            "falco.yaml rejected by Falco: Error: could not load plugin",
+        ),
     ],
-    ids=["unknown-field", "override-of-missing-rule"],
+    ids=["unknown-field", "override-of-missing-rule", "plugin-error"],
 )
 def test_falco_dry_run_rejection_blocks_with_its_first_error(
     ctx, falco_fs, good, custom_rules, stderr, message
