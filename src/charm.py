@@ -27,6 +27,7 @@ from constants import (
     FORWARDER_CONFIG,
     FORWARDER_CONTAINER,
     FORWARDER_PKG_DIR,
+    FORWARDER_PORT,
     FORWARDER_SERVICE,
     FORWARDER_URL,
     K8S_AUDIT_RULES,
@@ -279,6 +280,20 @@ class FalcoK8sCharm(ops.CharmBase):
                 self.forwarder.signal("SIGHUP")
         except WorkloadError as exc:
             self._statuses.append(ops.WaitingStatus(f"forwarder container: {exc}; will retry"))
+            return
+        if sinks and not started:  # a forwarder started just now has nothing to tell yet
+            self._notes.extend(self._delivery_notes())
+
+    @staticmethod
+    def _delivery_notes() -> list[str]:
+        """Failing sinks and lost alerts, from the forwarder's own counts."""
+        from delivery_status import delivery_notes, read_delivery
+
+        delivery = read_delivery(FORWARDER_PORT)
+        if delivery is None:
+            logger.warning("the forwarder's metrics did not answer; delivery state unknown")
+            return []
+        return delivery_notes(delivery)
 
     def _falco_files(self, config: CharmConfig, bundle: Bundle) -> rules_gate.FalcoFiles:
         """The candidate file set for the current config.

@@ -1,7 +1,9 @@
 """Thread-safe counters rendered in the Prometheus text exposition format (version 0.0.4)."""
 
+import re
 import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -12,6 +14,7 @@ DELIVERED: Final = "falco_forwarder_delivered_total"
 RETRIED: Final = "falco_forwarder_retried_total"
 DROPPED: Final = "falco_forwarder_dropped_total"
 QUEUE_DEPTH: Final = "falco_forwarder_queue_depth"
+SINK_UP: Final = "falco_forwarder_sink_up"
 SPOOL_BYTES: Final = "falco_forwarder_spool_bytes"
 CONFIG_RELOADS: Final = "falco_forwarder_config_reloads_total"
 RELOAD_RESULTS: Final = ("ok", "error")
@@ -23,6 +26,7 @@ _HELP: Final = {
     RETRIED: "Failed delivery attempts that were retried.",
     DROPPED: "Alerts given up for a sink, by reason.",
     QUEUE_DEPTH: "Alerts spooled and not yet delivered, per sink.",
+    SINK_UP: "0 while a sink's last delivery attempt failed and is being retried, else 1.",
     SPOOL_BYTES: "Bytes of alerts held in the spool, all sinks together.",
     CONFIG_RELOADS: "Configuration reloads (SIGHUP), by result: applied or refused.",
 }
@@ -44,6 +48,7 @@ class Metrics:
         self._counters: dict[str, dict[Labels, int]] = {
             name: {} for name in (RECEIVED, REJECTED, DELIVERED, RETRIED, DROPPED, CONFIG_RELOADS)
         }
+        self._up: dict[str, int] = {}
         self._counters[RECEIVED][()] = 0
         for reason in rejected_reasons:
             self._counters[REJECTED][_key(reason=reason)] = 0
@@ -55,6 +60,7 @@ class Metrics:
         """Export the per-sink series of ``sinks`` at 0 (a reload may add sinks)."""
         with self._lock:
             for sink in sinks:
+                self._up[sink] = 1  # until an attempt fails
                 for name in (DELIVERED, RETRIED):
                     self._counters[name].setdefault(_key(sink=sink), 0)
                 for reason in self._drop_reasons:
@@ -67,6 +73,11 @@ class Metrics:
             series = self._counters[name]
             series[key] = series.get(key, 0) + 1
 
+    def set_up(self, sink: str, up: bool) -> None:
+        """Record whether ``sink``'s last delivery attempt got an answer (a refusal counts)."""
+        with self._lock:
+            self._up[sink] = int(up)
+
     def value(self, name: str, **labels: str) -> int:
         """Current value of one counter series (0 if never incremented)."""
         with self._lock:
@@ -76,10 +87,12 @@ class Metrics:
         """The exposition text: every counter plus the gauges passed in."""
         with self._lock:
             counters = {name: dict(series) for name, series in self._counters.items()}
+            up = {_key(sink=s): value for s, value in self._up.items() if s in queue_depths}
         lines: list[str] = []
         for name, series in counters.items():
             _family(lines, name, "counter", series)
         _family(lines, QUEUE_DEPTH, "gauge", {_key(sink=s): d for s, d in queue_depths.items()})
+        _family(lines, SINK_UP, "gauge", up)
         _family(lines, SPOOL_BYTES, "gauge", {(): spool_bytes})
         return "\n".join(lines) + "\n"
 
@@ -104,3 +117,42 @@ def _labels(labels: Labels) -> str:
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@dataclass(frozen=True)
+class DeliveryState:
+    """What a reader of ``/metrics`` needs to judge delivery: backlog and losses."""
+
+    queued: dict[str, int] = field(default_factory=dict[str, int])
+    """Alerts waiting, per sink."""
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict[str, dict[str, int]])
+    """Alerts given up, per sink and reason (only non-zero counts)."""
+    rejected: dict[str, int] = field(default_factory=dict[str, int])
+    """Posts from Falco refused, per reason (only non-zero counts)."""
+    down: set[str] = field(default_factory=set[str])
+    """Sinks whose last attempt failed: their alerts wait for a retry."""
+
+
+_SAMPLE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>\d+)$", re.MULTILINE)
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_delivery(text: str) -> DeliveryState:
+    """Read the delivery series back from `Metrics.render` output; other lines are ignored."""
+    state = DeliveryState()
+    for sample in _SAMPLE.finditer(text):
+        labels = {key: _unescape(value) for key, value in _LABEL.findall(sample["labels"] or "")}
+        value = int(sample["value"])
+        if sample["name"] == QUEUE_DEPTH and "sink" in labels:
+            state.queued[labels["sink"]] = value
+        elif value and sample["name"] == DROPPED and {"sink", "reason"} <= labels.keys():
+            state.dropped.setdefault(labels["sink"], {})[labels["reason"]] = value
+        elif value and sample["name"] == REJECTED and "reason" in labels:
+            state.rejected[labels["reason"]] = value
+        elif not value and sample["name"] == SINK_UP and "sink" in labels:
+            state.down.add(labels["sink"])
+    return state
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], value)

@@ -83,6 +83,7 @@ class SinkWorker:
         attempts = 0
         while body is not None:
             attempt = self._sender.post(body)
+            self._metrics.set_up(self._sink.name, attempt.outcome is not Outcome.RETRY)
             if attempt.outcome is Outcome.DELIVERED:
                 self._spool.remove(entry)
                 self._metrics.inc(DELIVERED, sink=self._sink.name)

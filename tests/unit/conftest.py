@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from charm_pod import STOCK_RULES, Calls, new_falco_fs
 from kube_api import FakeApiServer, serve
 from ops import testing
 
+import charm
 from charm import FalcoK8sCharm
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -37,6 +39,19 @@ def kube_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAp
         )
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         yield api
+
+
+@pytest.fixture(autouse=True)
+def _forwarder_metrics_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the charm's /metrics reads at a closed port, not at 9802.
+
+    Tests must not depend on what this machine runs on 9802; no forwarder answers unless a
+    test starts one.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(charm, "FORWARDER_PORT", port)
 
 
 @pytest.fixture

@@ -271,6 +271,18 @@ def _queued_behind_a_down_sink(
     return forwarder, port, bodies
 
 
+def test_sink_up_is_0_while_a_sink_fails_and_1_once_it_answers_again(
+    make_sink: SinkFactory, make_forwarder: ForwarderFactory, spool_dir: Path
+):
+    forwarder, port, bodies = _queued_behind_a_down_sink(make_forwarder, spool_dir, 2)
+    wait_for(lambda: metric(forwarder.port, "falco_forwarder_sink_up", sink="s") == 0)
+
+    sink = make_sink(port=port, script=[400])  # refused, but answering: up
+    wait_for(lambda: metric(forwarder.port, "falco_forwarder_queue_depth", sink="s") == 0)
+    assert metric(forwarder.port, "falco_forwarder_sink_up", sink="s") == 1
+    assert sink.bodies == bodies
+
+
 def test_an_entry_gone_from_disk_is_dropped_and_counted_not_retried(
     make_sink: SinkFactory,
     make_forwarder: ForwarderFactory,

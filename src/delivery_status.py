@@ -1,0 +1,53 @@
+"""How alert delivery is going, in a few words for the unit status.
+
+The forwarder counts every alert it queues, drops or refuses on its ``/metrics`` (pod loopback).
+Reading them on each hook puts a failing sink or a lost alert in ``juju status``, where
+operators look, and not only in the forwarder's log.
+"""
+
+from __future__ import annotations
+
+import http.client
+
+from falco_forwarder.metrics import DeliveryState, parse_delivery
+
+METRICS_TIMEOUT_SECONDS = 2.0
+
+
+def read_delivery(port: int) -> DeliveryState | None:
+    """The forwarder's delivery counts, or None while it does not answer (starting, or down)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=METRICS_TIMEOUT_SECONDS)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+    if response.status != 200:
+        return None
+    return parse_delivery(body.decode("utf-8", "replace"))
+
+
+def delivery_notes(state: DeliveryState) -> list[str]:
+    """Notes for the status: failing sinks, lost alerts; none when all is well.
+
+    One note per sink in trouble, one for posts from Falco the forwarder refused. Counts run
+    from the forwarder's start, so a past loss stays visible until then.
+    """
+    notes: list[str] = []
+    for sink in sorted(state.down | state.dropped.keys()):
+        parts: list[str] = []
+        if sink in state.down:
+            parts.append(f"failing, {state.queued.get(sink, 0)} queued")
+        if dropped := state.dropped.get(sink):
+            parts.append(f"{sum(dropped.values())} dropped ({_by_reason(dropped)})")
+        notes.append(f"{sink} {'; '.join(parts)}")
+    if state.rejected:
+        notes.append(f"{sum(state.rejected.values())} refused ({_by_reason(state.rejected)})")
+    return notes
+
+
+def _by_reason(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {count}" for reason, count in sorted(counts.items()))
