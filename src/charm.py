@@ -281,19 +281,19 @@ class FalcoK8sCharm(ops.CharmBase):
         except WorkloadError as exc:
             self._statuses.append(ops.WaitingStatus(f"forwarder container: {exc}; will retry"))
             return
-        if sinks and not started:  # a forwarder started just now has nothing to tell yet
+        # A forwarder started or reloading just now has nothing to tell about these sinks yet.
+        if sinks and not started and not reconfigured:
             self._notes.extend(self._delivery_notes())
 
-    @staticmethod
-    def _delivery_notes() -> list[str]:
+    def _delivery_notes(self) -> list[str]:
         """Failing sinks and lost alerts, from the forwarder's own counts."""
         from delivery_status import delivery_notes, read_delivery
 
         delivery = read_delivery(FORWARDER_PORT)
         if delivery is None:
             logger.warning("the forwarder's metrics did not answer; delivery state unknown")
-            return []
-        return delivery_notes(delivery)
+            return ["forwarder not answering"]
+        return delivery_notes(delivery, self._sink_names)
 
     def _falco_files(self, config: CharmConfig, bundle: Bundle) -> rules_gate.FalcoFiles:
         """The candidate file set for the current config.

@@ -8,6 +8,7 @@ operators look, and not only in the forwarder's log.
 from __future__ import annotations
 
 import http.client
+from collections.abc import Collection
 
 from falco_forwarder.metrics import DeliveryState, parse_delivery
 
@@ -30,20 +31,23 @@ def read_delivery(port: int) -> DeliveryState | None:
     return parse_delivery(body.decode("utf-8", "replace"))
 
 
-def delivery_notes(state: DeliveryState) -> list[str]:
+def delivery_notes(state: DeliveryState, sinks: Collection[str]) -> list[str]:
     """Notes for the status: failing sinks, lost alerts; none when all is well.
 
-    One note per sink in trouble, one for posts from Falco the forwarder refused. Counts run
-    from the forwarder's start, so a past loss stays visible until then.
+    One note per configured sink in trouble (a removed sink's counters linger in the forwarder
+    until it restarts), one for posts from Falco the forwarder refused. Counts run from the
+    forwarder's start, so a past loss stays visible until then.
     """
     notes: list[str] = []
-    for sink in sorted(state.down | state.dropped.keys()):
+    for sink in sorted(set(sinks) & (state.down | state.dropped.keys())):
         parts: list[str] = []
-        if sink in state.down:
-            parts.append(f"failing, {state.queued.get(sink, 0)} queued")
+        # Failing with nothing queued: the alert it was retrying was dropped, nothing waits.
+        if sink in state.down and (queued := state.queued.get(sink, 0)):
+            parts.append(f"failing, {queued} queued")
         if dropped := state.dropped.get(sink):
             parts.append(f"{sum(dropped.values())} dropped ({_by_reason(dropped)})")
-        notes.append(f"{sink} {'; '.join(parts)}")
+        if parts:
+            notes.append(f"{sink} {'; '.join(parts)}")
     if state.rejected:
         notes.append(f"{sum(state.rejected.values())} refused ({_by_reason(state.rejected)})")
     return notes

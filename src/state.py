@@ -1,7 +1,9 @@
 """The charm's desired state, validated once per hook.
 
-Every operator-fixable problem in config or relation data becomes one ``InvalidStateError``
-whose message is the Blocked status text; nothing downstream re-validates.
+An invalid option is named in `LoadedConfig.reason` and holds back only the part of the
+reconcile it feeds; any other operator-fixable problem in config or relation data becomes an
+``InvalidStateError`` whose message is the Blocked status text. Nothing downstream
+re-validates.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ from falco_forwarder.forwarder import Forwarder
 logger = logging.getLogger("falco_forwarder")
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_HANDLED = frozenset(int(sig) for sig in (*_STOP_SIGNALS, signal.SIGHUP))
+_SIGNALS = (*_STOP_SIGNALS, signal.SIGHUP)
+_HANDLED = frozenset(int(sig) for sig in _SIGNALS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,15 +36,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     reader, writer = socket.socketpair()
     with reader, writer:
         writer.setblocking(False)  # set_wakeup_fd requires it
-        handled = (*_STOP_SIGNALS, signal.SIGHUP)
-        previous = {sig: signal.signal(sig, _ignore) for sig in handled}
+        # The socket first, then the handlers (and the reverse at the end): a signal never
+        # meets a handler without the socket to record it.
         previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        previous = {sig: signal.signal(sig, _ignore) for sig in _SIGNALS}
         try:
             return _serve(argv, lambda: _next_signal(reader))
         finally:
-            signal.set_wakeup_fd(previous_fd)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            signal.set_wakeup_fd(previous_fd)
 
 
 def _ignore(_signum: int, _frame: FrameType | None) -> None:

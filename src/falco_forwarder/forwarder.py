@@ -60,16 +60,16 @@ class Forwarder:
         # (Falco does not retry, so a refused alert is lost).
         try:
             self.spool.add_sinks(names)
-        except OSError:
+            for name, entries in self.spool.unqueued().items():
+                logger.warning(
+                    "leaving %s alone: not a configured sink (%d alerts)",
+                    config.spool.dir / name,
+                    entries,
+                )
+            self._workers = {sink.name: self._worker(sink, config) for sink in config.sinks}
+        except BaseException:
             self._server.server_close()
             raise
-        for name, entries in self.spool.unqueued().items():
-            logger.warning(
-                "leaving %s alone: not a configured sink (%d alerts)",
-                config.spool.dir / name,
-                entries,
-            )
-        self._workers = {sink.name: self._worker(sink, config) for sink in config.sinks}
         self._serving = threading.Thread(
             target=self._server.serve_forever, args=(_POLL_SECONDS,), name="receiver"
         )

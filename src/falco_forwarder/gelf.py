@@ -102,7 +102,7 @@ def to_gelf(
     message.update((key, value) for key, value in identity.items() if value)
     fields = alert.get("output_fields")
     added = (
-        _add_output_fields(message, fields, taken={"full_message", *identity})  # pyright: ignore[reportUnknownArgumentType]
+        _add_output_fields(message, fields, taken=set(identity))  # pyright: ignore[reportUnknownArgumentType]
         if isinstance(fields, Mapping)
         else _AddedFields()
     )

@@ -7,13 +7,15 @@ behind was never acknowledged to Falco and is removed at start. There is no fsyn
 after a kernel crash an entry may be empty, and the worker drops it as corrupt.
 Sequence numbers are shared by all sinks, so the lowest one anywhere is the oldest
 alert; while the spool is over ``max_bytes`` (counting each sink's copy, although
-the links share one copy on disk) the oldest entries are dropped. The volume can fill
-up first (small alerts still take a whole block and an inode each): then the oldest
-alert is dropped for every sink, which frees its file, and the write retried, so new
-alerts keep displacing old ones as the cap promises. Directories of
-sinks no longer configured are left alone (not loaded, not counted) in case the sink
-comes back; delete them by hand if it will not. A reload changes the sink set live the
-same way: a removed sink's directory stays as it is, an added one's is loaded first.
+the links share one copy on disk) the oldest entries are dropped. Directories of sinks
+no longer configured are left alone (not loaded, not in the byte count) in case the sink
+comes back. A reload changes the sink set live the same way: a removed sink's directory
+stays as it is, an added one's is loaded first.
+
+The volume can fill up before the cap (small alerts still take a whole block and an
+inode each). Then the entries of removed sinks go first, since their links would keep
+files in use; after that the oldest alert is dropped for every sink, which frees its
+file. The write is retried each time, so new alerts keep displacing old ones.
 """
 
 import errno
@@ -100,22 +102,21 @@ class Spool:
     def _scan(self, sink: str) -> list[Entry]:
         directory = self._root / sink
         directory.mkdir(exist_ok=True)
-        entries: list[Entry] = []
-        for path in directory.iterdir():
-            if match := _ENTRY.fullmatch(path.name):
-                entries.append(Entry(sink, int(match[1]), path, path.stat().st_size))
-        entries.sort(key=lambda entry: entry.seq)
-        return entries
+        found = (Entry(sink, seq, path, path.stat().st_size) for path, seq in _entries(directory))
+        return sorted(found, key=lambda entry: entry.seq)
 
     def unqueued(self) -> dict[str, int]:
         """Directories of sinks not queued (removed from the configuration): entries in each."""
         with self._lock:
-            queued = set(self._queues)
-        return {
-            path.name: sum(1 for entry in path.iterdir() if _ENTRY.fullmatch(entry.name))
+            directories = self._unqueued_dirs()
+        return {path.name: len(_entries(path)) for path in directories}
+
+    def _unqueued_dirs(self) -> list[Path]:
+        return [
+            path
             for path in sorted(self._root.iterdir())
-            if path.is_dir() and path.name not in queued
-        }
+            if path.is_dir() and path.name not in self._queues
+        ]
 
     def remove_sinks(self, sinks: Iterable[str]) -> None:
         """Stop queueing alerts for ``sinks``, whose consumers must have stopped.
@@ -150,7 +151,7 @@ class Spool:
                     if e.errno not in _FULL:
                         raise
                     with self._lock:
-                        freed = self._drop_oldest_alert()
+                        freed = self._drop_unqueued() or self._drop_oldest_alert()
                     if not freed:
                         raise
                     self._report(freed, DISK_FULL)
@@ -179,6 +180,16 @@ class Spool:
         finally:
             tmp.unlink(missing_ok=True)
         return written
+
+    def _drop_unqueued(self) -> list[Entry]:
+        """Delete what removed sinks left behind: their links pin files that nothing sends."""
+        dropped: list[Entry] = []
+        for directory in self._unqueued_dirs():
+            for path, seq in _entries(directory):
+                size = path.stat().st_size
+                path.unlink()
+                dropped.append(Entry(directory.name, seq, path, size))
+        return dropped
 
     def _drop_oldest_alert(self) -> list[Entry]:
         """Drop every sink's link to the oldest queued alert, so that its file is freed."""
@@ -263,3 +274,12 @@ class Spool:
         """Wake every consumer blocked in `head`, to check its ``stop`` event."""
         with self._ready:
             self._ready.notify_all()
+
+
+def _entries(directory: Path) -> list[tuple[Path, int]]:
+    """The spool entries in ``directory`` with their sequence numbers, in no set order."""
+    return [
+        (path, int(match[1]))
+        for path in directory.iterdir()
+        if (match := _ENTRY.fullmatch(path.name))
+    ]

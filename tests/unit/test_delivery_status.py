@@ -106,6 +106,9 @@ def test_read_delivery_is_none_on_an_error_answer():
         thread.join()
 
 
+SINKS = ("graylog", "http_output", "falcosidekick")
+
+
 @pytest.mark.parametrize(
     ("state", "notes"),
     [
@@ -115,6 +118,10 @@ def test_read_delivery_is_none_on_an_error_answer():
             DeliveryState(queued={"graylog": 1523, "http_output": 0}, down={"graylog"}),
             ["graylog failing, 1523 queued"],
         ),
+        # Its last attempt failed, but that alert was dropped since: nothing waits.
+        (DeliveryState(queued={"graylog": 0}, down={"graylog"}), []),
+        # A sink removed by a reload: its counters linger in the forwarder, not in the status.
+        (DeliveryState(queued={}, down={"old"}, dropped={"old": {"http_4xx": 3}}), []),
         (
             DeliveryState(
                 queued={"graylog": 9, "falcosidekick": 0},
@@ -132,10 +139,10 @@ def test_read_delivery_is_none_on_an_error_answer():
             ],
         ),
     ],
-    ids=["idle", "in-flight", "failing", "failing-and-lossy"],
+    ids=["idle", "in-flight", "failing", "failed-then-dropped", "removed", "failing-and-lossy"],
 )
 def test_delivery_notes(state: DeliveryState, notes: list[str]):
-    assert delivery_notes(state) == notes
+    assert delivery_notes(state, SINKS) == notes
 
 
 def test_a_failing_sink_shows_in_the_unit_status(
@@ -156,4 +163,23 @@ def test_a_failing_sink_shows_in_the_unit_status(
 
     assert out.unit_status == testing.ActiveStatus(
         f"{ACTIVE.message}; http_output failing, 2 queued; alerts to http_output"
+    )
+
+
+def test_a_forwarder_that_does_not_answer_is_noted(ctx, falco_fs):
+    container = falco_container(falco_fs)
+    state = testing.State(
+        config={"http_output": "https://siem.example.com/falco"},
+        containers=pod(container),
+        leader=True,
+    )
+    deployed = ctx.run(ctx.on.pebble_ready(container), state)
+    assert deployed.unit_status == testing.ActiveStatus(
+        f"{ACTIVE.message}; alerts to http_output"  # just started: nothing to ask yet
+    )
+
+    out = ctx.run(ctx.on.update_status(), deployed)  # nothing listens on the metrics port
+
+    assert out.unit_status == testing.ActiveStatus(
+        f"{ACTIVE.message}; forwarder not answering; alerts to http_output"
     )

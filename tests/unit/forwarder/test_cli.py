@@ -9,8 +9,10 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from forwarder_helpers import (
@@ -94,6 +96,34 @@ def test_reloads_on_sighup_and_runs_until_sigterm(
     assert f"received SIGHUP, reloading {config}" in caplog.text
     assert "received SIGTERM, stopping" in caplog.text
     assert {sig: signal.getsignal(sig) for sig in previous} == previous  # handlers restored
+
+
+def test_a_stop_signal_right_at_startup_is_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO, logger="falco_forwarder")
+    config = write_config(tmp_path, [])
+    install = signal.signal
+    sent: list[signal.Signals] = []
+
+    def install_then_signal(sig: signal.Signals, handler: Any) -> Any:
+        previous = install(sig, handler)
+        if sig is signal.SIGTERM and not sent:  # at once, before main() does anything else
+            sent.append(sig)
+            os.kill(os.getpid(), sig)
+        return previous
+
+    monkeypatch.setattr(signal, "signal", install_then_signal)
+    # Were it lost, main() would serve on: end it after 5 s rather than hang the suite.
+    watchdog = threading.Timer(5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    watchdog.start()
+    started = time.monotonic()
+    try:
+        assert main(["--config", str(config)]) == 0
+    finally:
+        watchdog.cancel()
+    assert time.monotonic() - started < 5
+    assert "received SIGTERM, stopping" in caplog.text
 
 
 def test_invalid_config_exits_2(tmp_path: Path, caplog: pytest.LogCaptureFixture):

@@ -166,6 +166,27 @@ def test_full_volume_drops_the_oldest_alert_for_every_sink(
     assert spool.total_bytes() == 0
 
 
+def test_full_volume_drops_a_removed_sinks_leftovers_before_any_live_alert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    spool, dropped = make(tmp_path)
+    for i in range(3):
+        spool.put(b"%d" % i)
+    spool.remove_sinks(["b"])  # b's three links stay on disk and keep the files in use
+    _volume_holding(monkeypatch, tmp_path, links=6)
+
+    spool.put(b"3")  # 7 links would not fit: b's leftovers go, a's queue is untouched
+
+    assert [(e.sink, e.seq) for e in sorted(dropped, key=lambda e: e.seq)] == [
+        ("b", 1),
+        ("b", 2),
+        ("b", 3),
+    ]
+    assert dropped.reasons == [DISK_FULL] * 3
+    assert list((tmp_path / "b").iterdir()) == []
+    assert drain(spool, "a") == [b"0", b"1", b"2", b"3"]
+
+
 def test_full_volume_with_nothing_to_drop_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     spool, dropped = make(tmp_path)
     _volume_holding(monkeypatch, tmp_path, links=0)
