@@ -193,11 +193,7 @@ class Spool:
 
     def _drop_oldest_alert(self) -> list[Entry]:
         """Drop every sink's link to the oldest queued alert, so that its file is freed."""
-        heads = [queue[0] for queue in self._queues.values() if queue]
-        if not heads:
-            return []
-        oldest = min(entry.seq for entry in heads)
-        dropped = [entry for entry in heads if entry.seq == oldest]
+        dropped = self._oldest_heads()
         for entry in dropped:
             self._pop(entry)
         return dropped
@@ -205,14 +201,16 @@ class Spool:
     def _enforce_cap(self) -> list[Entry]:
         dropped: list[Entry] = []
         while self._bytes > self._max_bytes:
-            # The oldest entry is the lowest sequence number at the head of any queue.
-            oldest = min(
-                (queue[0] for queue in self._queues.values() if queue),
-                key=lambda entry: entry.seq,
-            )
+            oldest = self._oldest_heads()[0]  # one sink's copy: the cap counts each copy
             self._pop(oldest)
             dropped.append(oldest)
         return dropped
+
+    def _oldest_heads(self) -> list[Entry]:
+        """The queued links to the oldest alert: the lowest sequence number at a queue's head."""
+        heads = [queue[0] for queue in self._queues.values() if queue]
+        oldest = min((entry.seq for entry in heads), default=None)
+        return [entry for entry in heads if entry.seq == oldest]
 
     def _pop(self, entry: Entry) -> None:
         self._queues[entry.sink].popleft()
