@@ -78,7 +78,7 @@ class K8sAuditListener:
         return batch
 
     def read_events(self, count: int) -> list[Event]:
-        """Call next_batch until ``count`` events came (or a bound passed), as Falco's loop does."""
+        """Call next_batch until ``count`` events came (or a bound passed), as Falco does."""
         events, self._pending = self._pending, []
         deadline = time.monotonic() + WAIT_SECONDS
         while len(events) < count and time.monotonic() < deadline:
@@ -107,7 +107,10 @@ def open_k8saudit(
 ) -> Iterator[K8sAuditListener]:
     """Init k8saudit with ``init_config`` and open ``open_params``; close and destroy after."""
     url = urlsplit(open_params)
-    with plugin.initialized(falco_init_config(init_config)) as state, state.opened(open_params) as instance:
+    with (
+        plugin.initialized(falco_init_config(init_config)) as state,
+        state.opened(open_params) as instance,
+    ):
         yield K8sAuditListener(state, instance, url.port or 80, url.scheme)
 
 

@@ -87,9 +87,7 @@ def extract(
     return values | json_state.extract(event, json_fields, "k8s_audit")
 
 
-def post_and_read(
-    listener: K8sAuditListener, path: str, *events: dict[str, Any]
-) -> list[Event]:
+def post_and_read(listener: K8sAuditListener, path: str, *events: dict[str, Any]) -> list[Event]:
     reply = listener.post(path, event_list(*events))
     assert reply.status == 200, reply
     return listener.read_events(len(events))
@@ -233,9 +231,7 @@ def padded_batch(size: int, event: dict[str, Any]) -> bytes:
     return body[:-1] + b" " * (size - len(body)) + body[-1:]
 
 
-def test_a_batch_over_webhook_max_batch_size_is_refused(
-    listener, rendered_plugins, webhook_path
-):
+def test_a_batch_over_webhook_max_batch_size_is_refused(listener, rendered_plugins, webhook_path):
     limit = rendered_plugins["k8saudit"]["init_config"]["webhookMaxBatchSize"]
     over, at_limit = marker(), marker()
 

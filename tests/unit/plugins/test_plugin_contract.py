@@ -10,7 +10,8 @@ import jsonschema
 import pytest
 from falco_plugin_api import (
     FRAMEWORK_API_VERSION,
-    PLUGIN_EVENT_TYPE,     Plugin,
+    PLUGIN_EVENT_TYPE,
+    Plugin,
     PluginError,
     api_version_compatible,
 )
@@ -72,15 +73,14 @@ def test_stock_rules_required_plugin_versions_are_met(k8saudit, json_plugin, sto
         # Falco: same major, and at least the required minor.patch.
         have = [int(part) for part in loaded[requirement["name"]].split(".")]
         need = [int(part) for part in requirement["version"].split(".")]
-        assert have[0] == need[0] and have >= need, (requirement, loaded)
+        assert have[0] == need[0], (requirement, loaded)
+        assert have >= need, (requirement, loaded)
 
 
 def test_every_field_the_stock_rules_use_exists(k8saudit, json_plugin, stock_rules):
     used = fields_used_by(stock_rules)
 
-    assert {"ka.req.pod.containers.privileged", "ka.target.subresource", "jevt.value"} <= set(
-        used
-    )
+    assert {"ka.req.pod.containers.privileged", "ka.target.subresource", "jevt.value"} <= set(used)
     for name, args in sorted(used.items()):
         field = owner(name, k8saudit, json_plugin).field(name)
         assert field is not None, f"{name} is not a field of the built plugins"
@@ -90,9 +90,7 @@ def test_every_field_the_stock_rules_use_exists(k8saudit, json_plugin, stock_rul
             assert "" not in args, f"{name} needs an argument"
 
 
-def test_rendered_init_config_matches_each_plugins_schema(
-    k8saudit, json_plugin, rendered_plugins
-):
+def test_rendered_init_config_matches_each_plugins_schema(k8saudit, json_plugin, rendered_plugins):
     for plugin in (k8saudit, json_plugin):
         entry = rendered_plugins[plugin.name]
         assert entry["library_path"] == f"lib{plugin.name}.so"
@@ -113,9 +111,11 @@ def test_init_refuses_a_mistyped_init_config(k8saudit, rendered_plugins):
     config = dict(rendered_plugins["k8saudit"]["init_config"])
     config["maxEventSize"] = str(config["maxEventSize"])
 
-    with pytest.raises(PluginError, match="maxEventSize"):
-        with k8saudit.initialized(falco_init_config(config)):
-            pass
+    with (
+        pytest.raises(PluginError, match="maxEventSize"),
+        k8saudit.initialized(falco_init_config(config)),
+    ):
+        pass
 
 
 @pytest.mark.usefixtures("rendered_port_lock")
