@@ -14,6 +14,7 @@ import pytest
 from falco_plugin_api import Event, Plugin, PluginState
 from k8saudit_listener import (
     K8sAuditListener,
+    Reply,
     audit_event,
     event_list,
     loopback_params,
@@ -97,6 +98,34 @@ def audit_ids(events: list[Event]) -> list[str]:
     return [json.loads(event.data)["auditID"] for event in events]
 
 
+def read_back(
+    listener: K8sAuditListener,
+    json_state: PluginState,
+    path: str,
+    sent: dict[str, Any],
+    fields: Sequence[str],
+) -> tuple[Event, dict[str, list[Any]]]:
+    """Post ``sent`` alone, read it back, and extract ``fields`` from it."""
+    [event] = post_and_read(listener, path, sent)
+    assert audit_ids([event]) == [sent["auditID"]]
+    return event, extract(listener, json_state, event, fields)
+
+
+def marker() -> dict[str, Any]:
+    """An ordinary event posted after a refused request: the next one read must be it."""
+    return audit_event(level="Metadata", verb="get", resource="pods", namespace="n", name="p")
+
+
+def post_then_marker(
+    listener: K8sAuditListener, path: str, body: bytes, *, at: str = "", **kwargs: Any
+) -> Reply:
+    """Post ``body`` (to ``at`` if given), then a marker to ``path``, which must come next."""
+    reply = listener.post(at or path, body, **kwargs)
+    good = marker()
+    assert audit_ids(post_and_read(listener, path, good)) == [good["auditID"]]
+    return reply
+
+
 def test_privileged_pod_create_at_request_response(listener, json_state, webhook_path):
     level = policy_level(verb="create", resource="pods", namespace="default")
     sent = audit_event(
@@ -108,28 +137,7 @@ def test_privileged_pod_create_at_request_response(listener, json_state, webhook
         code=201,
         body=PRIVILEGED_POD,
     )
-
-    [event] = post_and_read(listener, webhook_path, sent)
-    values = extract(
-        listener,
-        json_state,
-        event,
-        [
-            "jevt.value[/stage]",
-            "ka.verb",
-            "ka.target.resource",
-            "ka.target.subresource",
-            "ka.target.namespace",
-            "ka.user.name",
-            "ka.req.pod.containers.privileged",
-            "ka.req.pod.containers.image.repository",
-            "ka.resp.name",
-        ],
-    )
-
-    assert level == "RequestResponse"
-    assert audit_ids([event]) == [sent["auditID"]]
-    assert values == {
+    expected = {
         "jevt.value[/stage]": ["ResponseComplete"],
         "ka.verb": ["create"],
         "ka.target.resource": ["pods"],
@@ -140,6 +148,11 @@ def test_privileged_pod_create_at_request_response(listener, json_state, webhook
         "ka.req.pod.containers.image.repository": ["busybox"],
         "ka.resp.name": ["privtest"],
     }
+
+    _, values = read_back(listener, json_state, webhook_path, sent, list(expected))
+
+    assert level == "RequestResponse"
+    assert values == expected
 
 
 def test_secret_get_at_metadata_carries_no_secret(listener, json_state, webhook_path):
@@ -152,25 +165,7 @@ def test_secret_get_at_metadata_carries_no_secret(listener, json_state, webhook_
         name="db-password",
         body={"kind": "Secret", "data": {"password": "aHVudGVyMg=="}},
     )
-
-    [event] = post_and_read(listener, webhook_path, sent)
-    values = extract(
-        listener,
-        json_state,
-        event,
-        [
-            "ka.verb",
-            "ka.target.resource",
-            "ka.target.name",
-            "ka.response.code",
-            "ka.auth.decision",
-            "jevt.value[/requestObject]",
-        ],
-    )
-
-    assert level == "Metadata"
-    assert b"aHVudGVyMg" not in event.data
-    assert values == {
+    expected = {
         "ka.verb": ["get"],
         "ka.target.resource": ["secrets"],
         "ka.target.name": ["db-password"],
@@ -178,6 +173,12 @@ def test_secret_get_at_metadata_carries_no_secret(listener, json_state, webhook_
         "ka.auth.decision": ["allow"],
         "jevt.value[/requestObject]": [],
     }
+
+    event, values = read_back(listener, json_state, webhook_path, sent, list(expected))
+
+    assert level == "Metadata"
+    assert b"aHVudGVyMg" not in event.data
+    assert values == expected
 
 
 def test_pods_exec_create_names_the_subresource_and_command(listener, json_state, webhook_path):
@@ -193,24 +194,7 @@ def test_pods_exec_create_names_the_subresource_and_command(listener, json_state
         stage="ResponseStarted",
         code=101,
     )
-
-    [event] = post_and_read(listener, webhook_path, sent)
-    values = extract(
-        listener,
-        json_state,
-        event,
-        [
-            "jevt.value[/stage]",
-            "ka.verb",
-            "ka.target.resource",
-            "ka.target.subresource",
-            "ka.target.name",
-            "ka.uri.param[command]",
-        ],
-    )
-
-    assert level == "Metadata"
-    assert values == {
+    expected = {
         "jevt.value[/stage]": ["ResponseStarted"],
         "ka.verb": ["create"],
         "ka.target.resource": ["pods"],
@@ -219,10 +203,10 @@ def test_pods_exec_create_names_the_subresource_and_command(listener, json_state
         "ka.uri.param[command]": ["id"],
     }
 
+    _, values = read_back(listener, json_state, webhook_path, sent, list(expected))
 
-def marker() -> dict[str, Any]:
-    """An ordinary event posted after a refused request: the next one read must be it."""
-    return audit_event(level="Metadata", verb="get", resource="pods", namespace="n", name="p")
+    assert level == "Metadata"
+    assert values == expected
 
 
 def padded_batch(size: int, event: dict[str, Any]) -> bytes:
@@ -249,43 +233,31 @@ def test_a_batch_over_webhook_max_batch_size_is_refused(listener, rendered_plugi
     [b"not json", b'{"kind":"EventList","items":[}', b'{"kind":"EventList","items":[{"kind":'],
 )
 def test_malformed_json_is_dropped_and_logged(listener, webhook_path, capfd, body):
-    good = marker()
-
-    reply = listener.post(webhook_path, body)
-    events = post_and_read(listener, webhook_path, good)
+    reply = post_then_marker(listener, webhook_path, body)
 
     # The listener answers before it parses: the batch is dropped with a log line, not an error.
     assert reply.status == 200
-    assert audit_ids(events) == [good["auditID"]]
     assert "[k8saudit]" in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT"])
 def test_a_request_other_than_post_is_refused(listener, webhook_path, method):
-    good = marker()
-
-    reply = listener.post(webhook_path, event_list(marker()), method=method)
-    events = post_and_read(listener, webhook_path, good)
+    reply = post_then_marker(listener, webhook_path, event_list(marker()), method=method)
 
     assert (reply.status, reply.body.strip()) == (405, f"{method} method not allowed")
-    assert audit_ids(events) == [good["auditID"]]
 
 
 def test_a_body_that_is_not_json_typed_is_refused(listener, webhook_path):
-    good = marker()
+    body = event_list(marker())
 
-    reply = listener.post(webhook_path, event_list(marker()), content_type="text/plain")
-    events = post_and_read(listener, webhook_path, good)
+    reply = post_then_marker(listener, webhook_path, body, content_type="text/plain")
 
     assert (reply.status, reply.body.strip()) == (400, "wrong Content Type")
-    assert audit_ids(events) == [good["auditID"]]
 
 
 def test_another_path_than_the_kubeconfigs_is_not_served(listener, webhook_path):
-    good = marker()
+    other = webhook_path + "-other"
 
-    reply = listener.post(webhook_path + "-other", event_list(marker()))
-    events = post_and_read(listener, webhook_path, good)
+    reply = post_then_marker(listener, webhook_path, event_list(marker()), at=other)
 
     assert reply.status == 404
-    assert audit_ids(events) == [good["auditID"]]
