@@ -11,7 +11,7 @@ from __future__ import annotations
 import ctypes
 import json
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,13 +128,13 @@ class Plugin:
 
     def __init__(self, path: Path):
         self.path = path
-        self._lib = ctypes.CDLL(str(path))
+        self.lib = ctypes.CDLL(str(path))
         self._declare()
-        self.fields: list[dict[str, Any]] = json.loads(self._lib.plugin_get_fields())
+        self.fields: list[dict[str, Any]] = json.loads(self.lib.plugin_get_fields())
         self._field_ids = {field["name"]: index for index, field in enumerate(self.fields)}
 
     def _declare(self) -> None:
-        lib = self._lib
+        lib = self.lib
         for name in ("required_api_version", "version", "name", "fields", "event_source"):
             getattr(lib, f"plugin_get_{name}").restype = ctypes.c_char_p
         lib.plugin_get_init_schema.restype = ctypes.c_char_p
@@ -168,53 +168,57 @@ class Plugin:
     @property
     def has_source(self) -> bool:
         """Whether the plugin has the event sourcing capability (open/next_batch/close)."""
-        return hasattr(self._lib, "plugin_open")
+        return hasattr(self.lib, "plugin_open")
 
     @property
     def name(self) -> str:
-        return self._lib.plugin_get_name().decode()
+        return self.lib.plugin_get_name().decode()
 
     @property
     def version(self) -> str:
-        return self._lib.plugin_get_version().decode()
+        return self.lib.plugin_get_version().decode()
 
     @property
     def required_api_version(self) -> str:
-        return self._lib.plugin_get_required_api_version().decode()
+        return self.lib.plugin_get_required_api_version().decode()
 
     @property
     def event_source(self) -> str:
-        return self._lib.plugin_get_event_source().decode() if self.has_source else ""
+        return self.lib.plugin_get_event_source().decode() if self.has_source else ""
 
     @property
     def plugin_id(self) -> int:
-        return self._lib.plugin_get_id()
+        return self.lib.plugin_get_id()
 
     def init_schema(self) -> dict[str, Any]:
         """The JSON schema Falco validates init_config against before calling init."""
         schema_type = ctypes.c_int(0)
-        text = self._lib.plugin_get_init_schema(ctypes.byref(schema_type))
+        text = self.lib.plugin_get_init_schema(ctypes.byref(schema_type))
         return json.loads(text) if schema_type.value == 1 and text else {}
 
     @contextmanager
-    def initialized(self, config: str) -> Iterator[PluginState]:
+    def initialized(self, config: str) -> Generator[PluginState]:
         """Init the plugin with ``config`` (JSON text, as Falco passes it); destroy it after."""
         rc = ctypes.c_int32(FAILURE)
         init_input = _InitInput(config=config.encode())
-        handle = self._lib.plugin_init(ctypes.byref(init_input), ctypes.byref(rc))
+        handle = self.lib.plugin_init(ctypes.byref(init_input), ctypes.byref(rc))
         if rc.value != SUCCESS:
             # Falco would destroy this state, but plugin-sdk-go 0.8.3's before-destroy hook
             # stops async extraction that a failed init never started, and panics when no
             # other state is live. One leaked handle (of 255) per refused init is the cost.
-            raise PluginError(self._last_error(handle) if handle else "init returned NULL")
+            raise PluginError(self.last_error_of(handle) if handle else "init returned NULL")
         try:
             yield PluginState(self, handle)
         finally:
-            self._lib.plugin_destroy(handle)
+            self.lib.plugin_destroy(handle)
 
-    def _last_error(self, handle: int) -> str:
-        message = self._lib.plugin_get_last_error(handle)
+    def last_error_of(self, handle: int) -> str:
+        message = self.lib.plugin_get_last_error(handle)
         return message.decode() if message else ""
+
+    def field_id(self, name: str) -> int:
+        """The index of ``name`` in get_fields(), which Falco passes as field_id."""
+        return self._field_ids[name]
 
     def field(self, name: str) -> dict[str, Any] | None:
         """The get_fields() entry of ``name``, without any ``[arg]``."""
@@ -227,25 +231,25 @@ class PluginState:
 
     def __init__(self, plugin: Plugin, handle: int):
         self.plugin = plugin
-        self._lib = plugin._lib
-        self._handle = handle
+        self.lib = plugin.lib
+        self.handle = handle
 
     @property
     def last_error(self) -> str:
         """The plugin's message for the call that just failed (the SDK crashes if none did)."""
-        return self.plugin._last_error(self._handle)
+        return self.plugin.last_error_of(self.handle)
 
     @contextmanager
-    def opened(self, params: str) -> Iterator[Instance]:
+    def opened(self, params: str) -> Generator[Instance]:
         """Open an event source instance with ``params``; close it after."""
         rc = ctypes.c_int32(FAILURE)
-        handle = self._lib.plugin_open(self._handle, params.encode(), ctypes.byref(rc))
+        handle = self.lib.plugin_open(self.handle, params.encode(), ctypes.byref(rc))
         if rc.value != SUCCESS:
             raise PluginError(self.last_error)
         try:
             yield Instance(self, handle)
         finally:
-            self._lib.plugin_close(self._handle, handle)
+            self.lib.plugin_close(self.handle, handle)
 
     def extract(self, event: Event, fields: Sequence[str], source: str) -> dict[str, list[Any]]:
         """Extract ``fields`` (``name`` or ``name[arg]``) from ``event``, each as a value list."""
@@ -257,7 +261,7 @@ class PluginState:
             if spec is None:
                 raise PluginError(f"{self.plugin.name} has no field {name}")
             keep.append(name.encode())
-            request.field_id = self.plugin._field_ids[name]
+            request.field_id = self.plugin.field_id(name)
             request.field = keep[-1]
             request.ftype = _FIELD_TYPES[spec["type"]]
             request.flist = bool(spec.get("isList"))
@@ -272,8 +276,8 @@ class PluginState:
         buffer = ctypes.create_string_buffer(event.raw, len(event.raw))
         event_input = _EventInput(ctypes.addressof(buffer), event.number, source.encode())
         extract_input = _FieldExtractInput(num_fields=len(fields), fields=requests)
-        rc = self._lib.plugin_extract_fields(
-            self._handle, ctypes.byref(event_input), ctypes.byref(extract_input)
+        rc = self.lib.plugin_extract_fields(
+            self.handle, ctypes.byref(event_input), ctypes.byref(extract_input)
         )
         if rc != SUCCESS:
             raise PluginError(self.last_error)
@@ -294,16 +298,16 @@ class Instance:
 
     def __init__(self, state: PluginState, handle: int):
         self._state = state
-        self._lib = state._lib
-        self._handle = handle
+        self.lib = state.lib
+        self.handle = handle
         self._count = 0
 
     def next_batch(self) -> tuple[int, list[Event]]:
         """One next_batch call: its return code and the events, copied out."""
         count = ctypes.c_uint32(0)
         events = ctypes.POINTER(ctypes.c_void_p)()
-        rc = self._lib.plugin_next_batch(
-            self._state._handle, self._handle, ctypes.byref(count), ctypes.byref(events)
+        rc = self.lib.plugin_next_batch(
+            self._state.handle, self.handle, ctypes.byref(count), ctypes.byref(events)
         )
         batch: list[Event] = []
         for index in range(count.value):

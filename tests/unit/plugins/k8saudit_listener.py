@@ -12,7 +12,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,7 +104,7 @@ def falco_init_config(value: str | dict[str, Any] | None) -> str:
 @contextmanager
 def open_k8saudit(
     plugin: Plugin, init_config: str | dict[str, Any] | None, open_params: str
-) -> Iterator[K8sAuditListener]:
+) -> Generator[K8sAuditListener]:
     """Init k8saudit with ``init_config`` and open ``open_params``; close and destroy after."""
     url = urlsplit(open_params)
     with (
