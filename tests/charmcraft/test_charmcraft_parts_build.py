@@ -81,7 +81,7 @@ def _plugin_parts(upstream: Path, commit: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The parts' prime directory, and tools/fetch_falco_plugins.py's output, side by side."""
+    """The parts' prime directory, and tools/fetch_falco_plugins.py's build/plugins."""
     tmp = tmp_path_factory.mktemp("parts")
     commits, _ = fetcher.charmcraft_pins(ROOT / "charmcraft.yaml")
     upstream = tmp / "upstream"
@@ -100,8 +100,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             executor.execute(lifecycle.plan(Step.PRIME))
         del lifecycle, executor
         gc.collect()
-    fetcher.build(tmp / "ci")
-    return tmp / "work" / "prime", tmp / "ci"
+    ci = ROOT / "build" / "plugins"
+    fetcher.build(ci)  # a no-op when tox's unit env built it already
+    return tmp / "work" / "prime", ci
 
 
 def _digests(directory: Path) -> dict[str, str]:
