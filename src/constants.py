@@ -16,7 +16,7 @@ WEBHOOK_CONFIG_FILE = f"{FALCO_CONFIG_DIR}/webhook-config.yaml"
 PLUGINS_DIR = "/usr/share/falco/plugins"
 ALERT_LOG = "/var/log/falco.log"
 
-# Artefacts the charm carries (fetched at pack time into its plugins/ directory), because the
+# Artefacts the charm carries (built at pack time into its plugins/ directory), because the
 # upstream image lacks them: file name there -> path in the container.
 BUNDLE_DIR = "plugins"
 PLUGIN_FILES = {

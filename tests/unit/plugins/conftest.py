@@ -1,0 +1,77 @@
+"""Fixtures for the tests against the real plugins, built by tools/fetch_falco_plugins.py.
+
+The plugins and their settings come from the build and the charm's own renderers; a missing build
+fails the tests, it never skips them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from falco_plugin_api import Plugin
+
+from constants import FALCO_RULES_D, K8S_AUDIT_RULES
+from falco_config import FalcoSettings, render_falco_yaml
+from webhook_config import WebhookAddress, webhook_kubeconfig
+
+BUILD = Path(__file__).resolve().parents[3] / "build" / "plugins"
+
+
+def _built(name: str) -> Path:
+    path = BUILD / name
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run tox, or python tools/fetch_falco_plugins.py")
+    return path
+
+
+@pytest.fixture(scope="session")
+def k8saudit() -> Plugin:
+    """libk8saudit.so, loaded once: a Go runtime cannot be unloaded."""
+    return Plugin(_built("libk8saudit.so"))
+
+
+@pytest.fixture(scope="session")
+def json_plugin() -> Plugin:
+    """libjson.so, loaded once, in the same process as k8saudit as in Falco."""
+    return Plugin(_built("libjson.so"))
+
+
+@pytest.fixture(scope="session")
+def stock_rules() -> list[dict[str, Any]]:
+    """The k8s_audit_rules.yaml the build checked and the charm ships."""
+    return yaml.safe_load(_built("k8s_audit_rules.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def rendered_plugins() -> dict[str, dict[str, Any]]:
+    """The ``plugins`` entries of the falco.yaml the charm renders, by name."""
+    config = yaml.safe_load(render_falco_yaml(FalcoSettings(), (K8S_AUDIT_RULES, FALCO_RULES_D)))
+    return {entry["name"]: entry for entry in config["plugins"]}
+
+
+@pytest.fixture(scope="session")
+def webhook_path() -> str:
+    """The path kube-apiserver posts to, read from the kubeconfig the charm hands out."""
+    kubeconfig = yaml.safe_load(webhook_kubeconfig(WebhookAddress("ClusterIP", "10.152.183.77")))
+    return urlsplit(kubeconfig["clusters"][0]["cluster"]["server"]).path
+
+
+@pytest.fixture
+def rendered_port_lock(rendered_plugins: dict[str, dict[str, Any]]) -> Iterator[None]:
+    """Serialise tests on this machine that listen on the rendered port itself (9765).
+
+    Worktrees of this repo may run the suite at once; any other holder of the port fails the
+    test through the plugin's own listen error.
+    """
+    port = urlsplit(rendered_plugins["k8saudit"]["open_params"]).port
+    lock_path = Path(tempfile.gettempdir()) / f"falco-k8s-test-port-{port}.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
