@@ -175,6 +175,9 @@ class Workload:
         except ops.pebble.TimeoutError as exc:
             raise WorkloadError(f"{name} timed out after {timeout:g}s") from exc
         except ops.pebble.ChangeError as exc:
+            # Pebble 1.19 (Juju 3.6) reports an exec past its timeout as a failed change.
+            if "timed out after" in exc.err:
+                raise WorkloadError(f"{name} timed out after {timeout:g}s") from exc
             raise WorkloadError(f"{name} failed: {exc.err}") from exc
         except ops.pebble.Error as exc:
             raise WorkloadError(f"container {self.container.name} unreachable: {exc}") from exc
