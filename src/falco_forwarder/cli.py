@@ -1,6 +1,7 @@
 """Command line entry point: ``python3 -m falco_forwarder --config PATH``.
 
-SIGHUP re-reads PATH and applies it in place (see `Forwarder.reload`); an invalid file is logged and the running configuration kept.
+SIGHUP re-reads PATH and applies it in place (see `Forwarder.reload`); an invalid file is
+logged and the running configuration kept.
 Exits 0 after SIGTERM or SIGINT (graceful stop), 2 on an invalid configuration at
 start and 1 if the service cannot start (e.g. the port is taken).
 """

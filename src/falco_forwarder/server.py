@@ -44,12 +44,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.close_connection = True  # the body is not read
         if urlsplit(self.path).path in (HEALTH_PATH, METRICS_PATH):
-            self._reply(405, b"use GET\n", {"Allow": "GET"})
+            self._reply(405, b"use GET\n", extra={"Allow": "GET"})
         else:
             self._reply(404, b"not found\n")
 
     def _reply(
-        self, status: int, body: bytes, content_type: str = _TEXT, extra: dict[str, str] | None = None
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = _TEXT,
+        extra: dict[str, str] | None = None,
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)

@@ -136,8 +136,10 @@ class SinkWorker:
         """Move the checkpoint past ``line`` and count it, unless retention got there first."""
         if not self._log.commit(self._sink.name, generation, line.end):
             return False  # already counted as dropped by retention
-        labels = {"reason": reason} if reason else {}
-        self._metrics.inc(counter, sink=self._sink.name, **labels)
+        if reason:
+            self._metrics.inc(counter, sink=self._sink.name, reason=reason)
+        else:
+            self._metrics.inc(counter, sink=self._sink.name)
         return True
 
     def _render(self, data: bytes) -> bytes | str:

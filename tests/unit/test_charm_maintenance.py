@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
 import ops
 import pytest
 from charm_pod import DRY_RUN_PREFIX, IMAGE_FALCO_YAML, Calls, falco_container, pod
@@ -38,6 +35,7 @@ def test_the_charm_never_rotates_or_signals_falco(ctx, falco_fs, calls: Calls):
     assert calls.signals == []
     assert not [a for a in ctx.exec_history.get("falco", []) if a.command[0] != "/usr/bin/falco"]
     assert log.stat().st_size == 2048 * MIB
+
 
 def validate(ctx, fs, dry_run: testing.Exec | None = None, **config) -> testing.State:
     state = testing.State(
@@ -88,6 +86,7 @@ def test_validate_rules_when_falco_cannot_run(ctx, falco_fs):
 
     with pytest.raises(testing.ActionFailed, match="could not run the check"):
         ctx.run(ctx.on.action("validate-rules"), state)
+
 
 def test_a_service_that_fails_to_start_is_a_status_not_a_traceback(
     ctx, falco_fs, monkeypatch, caplog

@@ -18,11 +18,11 @@ import pytest
 from forwarder_helpers import (
     LOOPBACK,
     SinkFactory,
+    append_line,
     encode,
     falco_alert,
     free_port,
     metric,
-    append_line,
     request,
     sink_dict,
     wait_for,

@@ -1,10 +1,8 @@
 """End to end: Falco-like appends to the alert log, a real forwarder, real sinks on loopback."""
 
-import http.client
 import json
 import logging
 import ssl
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +70,9 @@ def test_fans_out_to_every_sink(make_sink: SinkFactory, make_forwarder: Forwarde
 
     for name in ("http_output", "graylog", "falcosidekick"):
         wait_for(
-            lambda name=name: metric(forwarder.port, "falco_forwarder_backlog_bytes", sink=name)
-            == 0
+            lambda name=name: (
+                metric(forwarder.port, "falco_forwarder_backlog_bytes", sink=name) == 0
+            )
         )
         assert metric(forwarder.port, "falco_forwarder_delivered_total", sink=name) == 25
     assert metric(forwarder.port, "falco_forwarder_alert_log_bytes") == sum(
@@ -254,7 +253,10 @@ def test_alerts_survive_a_restart_and_resume_at_the_checkpoint(
     for body in bodies:
         append_alert(first, body)
     first.close()
-    assert (alerts_dir / "state" / "later.checkpoint").read_text().split() == ["1".zfill(20), "0".zfill(20)]
+    assert (alerts_dir / "state" / "later.checkpoint").read_text().split() == [
+        "1".zfill(20),
+        "0".zfill(20),
+    ]
 
     sink = make_sink(port=port)
     second = make_forwarder(sinks)
@@ -329,7 +331,9 @@ def test_a_rotated_segment_is_read_to_its_end_before_the_next(
     sink = make_sink(port=port)
     wait_for(lambda: metric(forwarder.port, "falco_forwarder_backlog_bytes", sink="s") == 0)
     assert sink.bodies == bodies
-    assert metric(forwarder.port, "falco_forwarder_dropped_total", sink="s", reason="malformed") == 1
+    assert (
+        metric(forwarder.port, "falco_forwarder_dropped_total", sink="s", reason="malformed") == 1
+    )
 
 
 def test_retention_drops_whole_segments_counting_exactly_what_each_sink_missed(
@@ -357,12 +361,16 @@ def test_retention_drops_whole_segments_counting_exactly_what_each_sink_missed(
             assert on_disk <= retention + segment
     wait_for(lambda: len(up.bodies) == 200)
     assert up.bodies == bodies
-    assert metric(forwarder.port, "falco_forwarder_dropped_total", sink="up", reason="retention") == 0
+    assert (
+        metric(forwarder.port, "falco_forwarder_dropped_total", sink="up", reason="retention") == 0
+    )
     assert len(list((alerts_dir / "log").iterdir())) == 4  # 40 lines: exactly the retention
 
     down = make_sink(port=port)
     wait_for(lambda: metric(forwarder.port, "falco_forwarder_backlog_bytes", sink="down") == 0)
-    dropped = metric(forwarder.port, "falco_forwarder_dropped_total", sink="down", reason="retention")
+    dropped = metric(
+        forwarder.port, "falco_forwarder_dropped_total", sink="down", reason="retention"
+    )
     delivered = metric(forwarder.port, "falco_forwarder_delivered_total", sink="down")
     assert dropped == 160  # all but the 4 segments kept, the alert being retried included
     assert delivered == 40

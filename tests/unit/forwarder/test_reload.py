@@ -10,12 +10,12 @@ from forwarder_helpers import (
     LOOPBACK,
     ForwarderFactory,
     SinkFactory,
+    append_alert,
     config_dict,
     encode,
     falco_alert,
     free_port,
     metric,
-    append_alert,
     request,
     sink_dict,
     wait_for,
@@ -111,7 +111,9 @@ def test_removed_sink_gets_nothing_more(
     assert kept.bodies == bodies
     assert gone.bodies == bodies[:5]
     wait_for(lambda: forwarder.log.backlog_bytes() == {"kept": 0})
-    assert 'backlog_bytes{sink="gone"}' not in request(forwarder.port, "GET", "/metrics")[1].decode()
+    assert (
+        'backlog_bytes{sink="gone"}' not in request(forwarder.port, "GET", "/metrics")[1].decode()
+    )
 
 
 def test_removed_sink_resumes_at_its_checkpoint_when_it_returns(

@@ -29,7 +29,10 @@ def test_healthz_answers_ok(forwarder: Forwarder):
 def test_nothing_but_health_and_metrics_is_served(
     forwarder: Forwarder, method: str, path: str, status: int
 ):
-    assert request(forwarder.port, method, path, b"{}")[0] == status
+    answer, _, headers = request(forwarder.port, method, path, b"{}")
+    assert answer == status
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert headers.get("Allow") == ("GET" if status == 405 else None)
     assert not forwarder.log.file.exists()  # nothing posted became an alert
 
 

@@ -8,10 +8,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "forwarder"))  # the loopback sinks
 
-from forwarder_helpers import SinkFactory, SinkServer, free_port  # noqa: E402
-from real_pebble import PEBBLE, Root  # noqa: E402
+from forwarder_helpers import SinkFactory, SinkServer, free_port
+from real_pebble import PEBBLE, Root
 
-from constants import FORWARDER_PORT, K8SAUDIT_PORT, WEBSERVER_PORT  # noqa: E402
+from constants import FORWARDER_PORT, K8SAUDIT_PORT, WEBSERVER_PORT
 
 
 @pytest.fixture

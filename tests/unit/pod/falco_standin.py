@@ -103,7 +103,9 @@ def _run(config: dict[str, Any]) -> int:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    servers = [ThreadingHTTPServer(("127.0.0.1", port), Handler) for port in (health_port, audit_port)]
+    servers = [
+        ThreadingHTTPServer(("127.0.0.1", port), Handler) for port in (health_port, audit_port)
+    ]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     stop = threading.Event()

@@ -74,8 +74,8 @@ class Root:
             env = {key: self(value) for key, value in service.get("environment", {}).items()}
             services[name] = {**service, "command": shlex.join(words), "environment": env}
         checks = {}
-        for name, check in layer.get("checks", {}).items():
-            check = dict(check)
+        for name, original in layer.get("checks", {}).items():
+            check = dict(original)
             if "http" in check:
                 url = check["http"]["url"]
                 for port, mapped in self.ports.items():
