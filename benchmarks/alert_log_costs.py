@@ -141,9 +141,10 @@ def delivery(count: int) -> tuple[float, float]:
 
     sinks = [Sink(), Sink()]
     port = free_port()
-    config = after_config(tmp, sinks, port)
+    ready = log.rename(log.with_name("ready"))  # the forwarder finds it once it is running
+    forwarder = Forwarder(SRC, after_config(tmp, sinks, port), port)
     started = time.perf_counter()
-    forwarder = Forwarder(SRC, config, port)
+    ready.rename(log)
     wait(lambda: all(len(sink.ids) >= count for sink in sinks), 600, "delivery")
     forwarder_rate = count / (time.perf_counter() - started)
     forwarder.stop()

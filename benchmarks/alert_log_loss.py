@@ -18,6 +18,7 @@ main's forwarder, which spools it. Same schedule for both, run side by side:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import random
 import tempfile
@@ -54,6 +55,7 @@ class Falco:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
+        """Emit at RATE until stopped."""
         start = time.monotonic()
         while not self.stop.is_set():
             if not self.emit(self.sent):
@@ -86,6 +88,8 @@ def http_emitter(port: int) -> Callable[[int], bool]:
 
 @dataclass
 class Setup:
+    """One Falco, forwarder and sink, after or before."""
+
     name: str
     tmp: Path
     sink: Sink
@@ -97,6 +101,7 @@ class Setup:
 
     @classmethod
     def make(cls, name: str, after: bool) -> Setup:
+        """A setup with its own directory, sink and port."""
         tmp = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
         sink, port = Sink(), free_port()
         if after:
@@ -108,15 +113,14 @@ class Setup:
         return cls(name, tmp, sink, port, SRC if after else MAIN_SRC, config, Falco(emit))
 
     def start(self) -> None:
+        """Start (or restart) the forwarder."""
         self.forwarder = Forwarder(self.src, self.config, self.port)
 
-    def result(self, kills: int) -> tuple[int, int]:
-        """(lost, duplicates) once the sink has caught up (or 30 s passed)."""
+    def result(self) -> tuple[int, int]:
+        """(lost, duplicates) once the sink has caught up (or 120 s passed)."""
         wanted = set(range(self.falco.sent)) - set(self.falco.failed)
-        try:
+        with contextlib.suppress(RuntimeError):
             wait(lambda: wanted <= set(self.sink.ids), 120, f"{self.name} to catch up")
-        except RuntimeError:
-            pass
         lost = self.falco.sent - len(set(self.sink.ids) & set(range(self.falco.sent)))
         duplicates = sum(count - 1 for count in self.sink.ids.values())
         return lost, duplicates
@@ -144,7 +148,7 @@ def run_kills(kills: int) -> None:
     for setup, thread in zip(setups, threads, strict=True):
         setup.falco.stop.set()
         thread.join()
-    results = {setup.name: setup.result(kills) for setup in setups}
+    results = {setup.name: setup.result() for setup in setups}
     for setup in setups:
         assert setup.forwarder is not None
         setup.forwarder.stop()
@@ -188,7 +192,7 @@ def outage(seconds: float) -> None:
         setup.falco.stop.set()
         thread.join()
     for (kind, after), setup in setups.items():
-        lost, duplicates = setup.result(0)
+        lost, duplicates = setup.result()
         what = "forwarder stopped" if kind == "stop" else "sink down"
         side = "after " if after else "before"
         print(

@@ -43,12 +43,15 @@ class Sink(ThreadingHTTPServer):
 
     @property
     def port(self) -> int:
+        """The bound port."""
         return self.server_address[1]
 
     def url(self) -> str:
+        """Where the forwarder posts."""
         return f"http://{HOST}:{self.port}/"
 
     def stop(self) -> None:
+        """Stop serving."""
         self.shutdown()
         self.server_close()
 
@@ -154,6 +157,7 @@ class Forwarder:
             time.sleep(0.02)
 
     def healthy(self) -> bool:
+        """Whether /healthz answers 200."""
         try:
             connection = http.client.HTTPConnection(HOST, self.port, timeout=2)
             connection.request("GET", "/healthz")
@@ -162,16 +166,19 @@ class Forwarder:
             return False
 
     def rss_bytes(self) -> int:
+        """The process's resident memory."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         raise RuntimeError("no VmRSS")
 
     def kill(self) -> None:
+        """SIGKILL, and reap it."""
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
 
     def stop(self) -> None:
+        """SIGTERM, and wait for the graceful stop."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=30)
