@@ -93,7 +93,8 @@ class Forwarder:
                 if since_sync >= SYNC_SECONDS:
                     self.log.sync()
                     since_sync = 0.0
-            except OSError:
+            except Exception:
+                # Rotation and retention must outlive any error: log it and try again.
                 logger.exception("alert log upkeep failed; trying again")
 
     def _render(self) -> str:
