@@ -96,7 +96,7 @@ class SinkWorker:
                     return
                 self._stop.wait(POLL_SECONDS)
             for line in lines:
-                if not self._deliver(line, generation):
+                if self._stop.is_set() or not self._deliver(line, generation):
                     return
 
     def _deliver(self, line: Line, generation: int) -> bool:
