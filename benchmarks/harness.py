@@ -7,6 +7,7 @@ POSTs and spools them. Both run as their own ``python -m falco_forwarder`` proce
 
 from __future__ import annotations
 
+import atexit
 import http.client
 import json
 import os
@@ -150,6 +151,7 @@ class Forwarder:
             env={**os.environ, "PYTHONPATH": str(src)},
             stderr=subprocess.DEVNULL,
         )
+        atexit.register(self._reap)  # a benchmark that fails leaves no forwarder behind
         deadline = time.monotonic() + 30
         while not self.healthy():
             if time.monotonic() > deadline or self.process.poll() is not None:
@@ -176,6 +178,11 @@ class Forwarder:
         """SIGKILL, and reap it."""
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
+
+    def _reap(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def stop(self) -> None:
         """SIGTERM, and wait for the graceful stop."""
