@@ -6,6 +6,7 @@ change keep running, and a replaced one resumes exactly at its sink's checkpoint
 
 import logging
 import threading
+import time
 from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
@@ -85,14 +86,13 @@ class Forwarder:
 
     def _keep(self) -> None:
         """Rotate and apply retention often, sync checkpoints every second."""
-        since_sync = 0.0
+        synced = time.monotonic()
         while not self._stopping.wait(UPKEEP_SECONDS):
             try:
                 self.log.maintain()
-                since_sync += UPKEEP_SECONDS
-                if since_sync >= SYNC_SECONDS:
+                if time.monotonic() - synced >= SYNC_SECONDS - UPKEEP_SECONDS:
                     self.log.sync()
-                    since_sync = 0.0
+                    synced = time.monotonic()
             except Exception:
                 # Rotation and retention must outlive any error: log it and try again.
                 logger.exception("alert log upkeep failed; trying again")
