@@ -19,7 +19,7 @@ import rules_gate
 from bundle import Bundle, load_bundle, manifest_digest
 from charms.falco_k8s.v0.gelf import GelfEndpointError, GelfEndpointRequirer
 from constants import (
-    ALERT_LOG,
+    ALERT_LOG_DIR,
     FALCO_CONFIG,
     FALCO_CONTAINER,
     FALCO_CUSTOM_RULES,
@@ -29,10 +29,8 @@ from constants import (
     FORWARDER_PKG_DIR,
     FORWARDER_PORT,
     FORWARDER_SERVICE,
-    FORWARDER_URL,
     K8S_AUDIT_RULES,
     K8SAUDIT_PORT,
-    MIB,
     PLUGIN_MANIFEST,
     WEBHOOK_CONFIG_FILE,
     WEBSERVER_PORT,
@@ -110,7 +108,7 @@ class FalcoK8sCharm(ops.CharmBase):
             self.on.leader_elected,
             self.on.falco_pebble_ready,
             self.on.forwarder_pebble_ready,
-            self.on.alerts_spool_storage_attached,
+            self.on.alert_log_storage_attached,
             self.graylog.on.endpoint_changed,
             self.graylog.on.endpoint_removed,
             self.on.falcosidekick_relation_changed,
@@ -155,11 +153,11 @@ class FalcoK8sCharm(ops.CharmBase):
             self.falco.sync_tree(
                 bundle.plugins, bundle.plugins_manifest, manifest_path=PLUGIN_MANIFEST
             )
+            # Falco creates the log file, not its directory: private to the pod's root users.
+            self.falco.ensure_dir(ALERT_LOG_DIR, permissions=0o700)
             self._converge_falco(candidate, bundle)
             if self._address is not None:
                 self.falco.push_if_changed(WEBHOOK_CONFIG_FILE, webhook_kubeconfig(self._address))
-            # A bad alert_log_max_mb is at its default here: the log is never left uncapped.
-            self._rotate_alert_log(config.alert_log_max_mb * MIB)
         except WorkloadError as exc:
             # The container went away or stalled mid-change: the live files are untouched or
             # complete (each is swapped whole), and the next event converges again.
@@ -255,7 +253,7 @@ class FalcoK8sCharm(ops.CharmBase):
                 )
             return
         topology = JujuTopology(self.model.name, self.model.uuid, self.app.name, self.unit.name)
-        settings = config_to_dict(forwarder_config(sinks, topology, config.forwarder_spool_max_mb))
+        settings = config_to_dict(forwarder_config(sinks, topology, config.alert_log_retention_mb))
         try:
             config_from_dict(settings)  # the forwarder's own check, e.g. of a relation's CA
         except ConfigError as exc:
@@ -276,7 +274,7 @@ class FalcoK8sCharm(ops.CharmBase):
                 forwarder_layer(manifest_digest(bundle.forwarder_manifest))
             )
             if reconfigured and not started:
-                # Reload in place: Falco does not retry, so a restart would lose alerts.
+                # Reload in place: sinks that did not change keep delivering undisturbed.
                 self.forwarder.signal("SIGHUP")
         except WorkloadError as exc:
             self._statuses.append(ops.WaitingStatus(f"forwarder container: {exc}; will retry"))
@@ -298,14 +296,12 @@ class FalcoK8sCharm(ops.CharmBase):
     def _falco_files(self, config: CharmConfig, bundle: Bundle) -> rules_gate.FalcoFiles:
         """The candidate file set for the current config.
 
-        Falco always posts its alerts to the forwarder, sinks or none: adding the first sink or
-        removing the last then only reloads the forwarder, and never touches Falco.
+        Falco always writes its alerts to the alert log, sinks or none: adding the first sink
+        or removing the last then only reloads the forwarder, and never touches Falco.
         """
         falco = falco_state(config)
         settings = FalcoSettings(
-            priority=falco.priority,
-            http_output_url=FORWARDER_URL,
-            rules_selection=falco.disabled.falco_selection(),
+            priority=falco.priority, rules_selection=falco.disabled.falco_selection()
         )
         # Falco accepts selections that match nothing silently; pass them on anyway, since the
         # rules may come later, but tell the operator.
@@ -355,23 +351,6 @@ class FalcoK8sCharm(ops.CharmBase):
         peers = self.model.get_relation(PEER_RELATION)
         if peers is not None and peers.data[self.unit].get(LAST_GOOD_KEY) != text:
             peers.data[self.unit][LAST_GOOD_KEY] = text
-
-    def _rotate_alert_log(self, max_bytes: int) -> None:
-        """Keep the alert log under its cap: rename it to .1, then have Falco reopen it.
-
-        Only while Falco runs: it must reopen its file right after the rename, or it would keep
-        writing to falco.log.1 with no cap at all.
-        """
-        size = self.falco.file_size(ALERT_LOG)
-        if size is None or size <= max_bytes or not self.falco.is_running():
-            return
-        result = self.falco.run(["mv", "-f", ALERT_LOG, f"{ALERT_LOG}.1"], timeout=30)
-        if result.exit_code != 0:
-            logger.warning("could not rotate %s: %s", ALERT_LOG, result.output)
-            return
-        # Falco keeps writing to the renamed file (never a deleted one) until SIGUSR1 reopens.
-        self.falco.signal("SIGUSR1")
-        logger.info("rotated %s at %d bytes", ALERT_LOG, size)
 
     # -- status ---------------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ FALCO_STAGING_DIR = f"{FALCO_CONFIG_DIR}/staging"
 K8S_AUDIT_RULES = f"{FALCO_CONFIG_DIR}/k8s_audit_rules.yaml"
 WEBHOOK_CONFIG_FILE = f"{FALCO_CONFIG_DIR}/webhook-config.yaml"
 PLUGINS_DIR = "/usr/share/falco/plugins"
-ALERT_LOG = "/var/log/falco.log"
 
 # Artefacts the charm carries (built at pack time into its plugins/ directory), because the
 # upstream image lacks them: file name there -> path in the container.
@@ -31,10 +30,15 @@ K8SAUDIT_PORT = 9765
 K8SAUDIT_PATH = "/k8s-audit"
 
 FORWARDER_PORT = 9802
-# Falco posts to the forwarder over the pod's loopback only: nothing outside the pod can inject.
-FORWARDER_URL = f"http://127.0.0.1:{FORWARDER_PORT}/"
 FORWARDER_PKG_DIR = "/opt/falco-forwarder"
 FORWARDER_CONFIG = "/etc/falco-forwarder/config.json"
-SPOOL_DIR = "/var/lib/falco-forwarder/spool"
+
+# One storage mounted at the same place in both containers: Falco appends its JSON alerts to
+# ALERT_LOG, the forwarder reads, rotates and retains it and keeps its checkpoints beside it.
+ALERT_STORAGE = "alert-log"
+ALERTS_DIR = "/var/lib/falco-alerts"
+ALERT_LOG_DIR = f"{ALERTS_DIR}/log"
+ALERT_LOG = f"{ALERT_LOG_DIR}/falco.log"
+ALERT_STATE_DIR = f"{ALERTS_DIR}/state"
 
 MIB = 1024 * 1024

@@ -1,6 +1,7 @@
 """How alert delivery is going, in a few words for the unit status.
 
-The forwarder counts every alert it queues, drops or refuses on its ``/metrics`` (pod loopback).
+The forwarder counts every alert it delivers or drops, and each sink's backlog, on its
+``/metrics`` (pod loopback).
 Reading them on each hook puts a failing sink or a lost alert in ``juju status``, where
 operators look, and not only in the forwarder's log.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import http.client
 from collections.abc import Collection
 
+from constants import MIB
 from falco_forwarder.metrics import DeliveryState, parse_delivery
 
 METRICS_TIMEOUT_SECONDS = 2.0
@@ -35,22 +37,29 @@ def delivery_notes(state: DeliveryState, sinks: Collection[str]) -> list[str]:
     """Notes for the status: failing sinks, lost alerts; none when all is well.
 
     One note per configured sink in trouble (a removed sink's counters linger in the forwarder
-    until it restarts), one for posts from Falco the forwarder refused. Counts run from the
-    forwarder's start, so a past loss stays visible until then.
+    until it restarts). Counts run from the forwarder's start, so a past loss stays visible
+    until then.
     """
     notes: list[str] = []
     for sink in sorted(set(sinks) & (state.down | state.dropped.keys())):
         parts: list[str] = []
         # Failing with nothing queued: the alert it was retrying was dropped, nothing waits.
-        if sink in state.down and (queued := state.queued.get(sink, 0)):
-            parts.append(f"failing, {queued} queued")
+        if sink in state.down and (backlog := state.backlog.get(sink, 0)):
+            parts.append(f"failing, {_size(backlog)} queued")
         if dropped := state.dropped.get(sink):
             parts.append(f"{sum(dropped.values())} dropped ({_by_reason(dropped)})")
         if parts:
             notes.append(f"{sink} {'; '.join(parts)}")
-    if state.rejected:
-        notes.append(f"{sum(state.rejected.values())} refused ({_by_reason(state.rejected)})")
     return notes
+
+
+def _size(count: int) -> str:
+    """Bytes in the unit an operator reads at a glance: ``812 B``, ``3.4 KiB``, ``1.2 MiB``."""
+    if count < 1024:
+        return f"{count} B"
+    if count < MIB:
+        return f"{count / 1024:.1f} KiB"
+    return f"{count / MIB:.1f} MiB"
 
 
 def _by_reason(counts: dict[str, int]) -> str:

@@ -52,7 +52,6 @@ class FalcoSettings:
     """Everything falco.yaml depends on, validated before it gets here."""
 
     priority: str = "debug"
-    http_output_url: str | None = None
     rules_selection: Sequence[dict[str, dict[str, str]]] = ()
 
 
@@ -89,9 +88,11 @@ def render_falco_yaml(settings: FalcoSettings, rules_files: Sequence[str]) -> st
         "outputs_queue": {"capacity": OUTPUTS_QUEUE_CAPACITY},
         "stdout_output": {"enabled": True},
         "syslog_output": {"enabled": False},
-        # keep_alive holds the file open; rotation renames it and sends SIGUSR1 to reopen.
-        "file_output": {"enabled": True, "keep_alive": True, "filename": ALERT_LOG},
-        "http_output": _http_output(settings.http_output_url),
+        # The alert log is the forwarder's queue. Without keep_alive Falco opens, appends one
+        # line and closes for every alert, so the forwarder rotates it by rename, no signal.
+        "file_output": {"enabled": True, "keep_alive": False, "filename": ALERT_LOG},
+        # Nothing in Falco waits on the network: the forwarder delivers from the log.
+        "http_output": {"enabled": False},
         "webserver": {
             "enabled": True,
             "listen_address": "0.0.0.0",  # noqa: S104 - Pebble checks and Prometheus scrape it
@@ -119,15 +120,3 @@ def render_falco_yaml(settings: FalcoSettings, rules_files: Sequence[str]) -> st
     if settings.rules_selection:
         config["rules"] = list(settings.rules_selection)
     return MANAGED_HEADER + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
-
-
-def _http_output(url: str | None) -> dict[str, Any]:
-    if not url:
-        return {"enabled": False}
-    return {
-        "enabled": True,
-        "url": url,
-        "user_agent": "falcosecurity/falco (falco-k8s charm)",
-        "keep_alive": True,
-        "insecure": False,
-    }

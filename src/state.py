@@ -19,17 +19,17 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from audit_policy import AuditPolicyError, resolve_audit_policy
-from constants import FORWARDER_PORT, MIB, SPOOL_DIR
+from constants import ALERT_LOG, ALERT_STATE_DIR, FORWARDER_PORT, MIB
 from custom_rules import CustomRulesError, DisabledRules, check_custom_rules, parse_disabled_rules
 from falco_config import PRIORITIES
 from falco_forwarder.config import (
     FORMAT_FALCO_JSON,
+    AlertLogConfig,
     ForwarderConfig,
     JujuTopology,
     ListenConfig,
     RetryConfig,
     SinkConfig,
-    SpoolConfig,
 )
 from webhook_config import InvalidCidrError, WebhookServiceSpec, parse_allowed_cidrs
 
@@ -67,8 +67,7 @@ class CharmConfig(BaseModel):
     minimum_priority: str = "debug"
     custom_rules: str = ""
     disabled_rules: str = ""
-    alert_log_max_mb: int = Field(default=100, ge=1, le=100_000)
-    forwarder_spool_max_mb: int = Field(default=512, ge=1, le=1_000_000)
+    alert_log_retention_mb: int = Field(default=512, ge=16, le=1_000_000)
     webhook_service_type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
     webhook_node_port: int = 0
     webhook_cluster_ip: str = ""
@@ -90,10 +89,9 @@ class CharmConfig(BaseModel):
 
 
 # Which part of the reconcile each option feeds. A bad option holds back its own part only;
-# the others converge on their options as usual. alert_log_max_mb is in none: a bad value
-# falls back to its default, so the log never goes uncapped.
+# the others converge on their options as usual; a running forwarder keeps its retention.
 FALCO_OPTIONS = frozenset({"minimum_priority", "custom_rules", "disabled_rules"})
-SINK_OPTIONS = frozenset({"http_output", "forwarder_spool_max_mb"})
+SINK_OPTIONS = frozenset({"http_output", "alert_log_retention_mb"})
 WEBHOOK_OPTIONS = frozenset(
     {
         "webhook_service_type",
@@ -205,14 +203,24 @@ def http_output_sink(config: CharmConfig) -> tuple[SinkConfig, ...]:
     return (SinkConfig("http_output", FORMAT_FALCO_JSON, config.http_output),)
 
 
+def segment_bytes(retention_bytes: int) -> int:
+    """Rotation size: 1/16 of retention (the log stays within 17/16 of it), 1 to 64 MiB."""
+    return min(max(retention_bytes // 16, MIB), 64 * MIB)
+
+
 def forwarder_config(
-    sinks: tuple[SinkConfig, ...], topology: JujuTopology, spool_max_mb: int
+    sinks: tuple[SinkConfig, ...], topology: JujuTopology, retention_mb: int
 ) -> ForwarderConfig:
-    """The forwarder's whole configuration: where it listens, spools, and delivers."""
+    """The forwarder's whole configuration: what it reads, where it keeps state, and sinks."""
+    retention = retention_mb * MIB
     return ForwarderConfig(
         listen=ListenConfig(host="127.0.0.1", port=FORWARDER_PORT),
-        max_body_bytes=MIB,
-        spool=SpoolConfig(dir=Path(SPOOL_DIR), max_bytes=spool_max_mb * MIB),
+        alert_log=AlertLogConfig(
+            file=Path(ALERT_LOG),
+            state_dir=Path(ALERT_STATE_DIR),
+            retention_bytes=retention,
+            segment_bytes=segment_bytes(retention),
+        ),
         juju=topology,
         # Backoff capped at 15 s: a sink that comes back is caught up within seconds.
         retry=RetryConfig(initial_seconds=0.5, max_seconds=15.0, timeout_seconds=10.0),

@@ -77,16 +77,6 @@ class Workload:
                     return None
                 raise
 
-    def file_size(self, path: str) -> int | None:
-        """Size of a file in bytes, or None when it does not exist."""
-        with self._pebble(f"looking at {path}"):
-            try:
-                return self.container.list_files(path)[0].size
-            except ops.pebble.APIError as exc:
-                if exc.code == 404:
-                    return None
-                raise
-
     def push_if_changed(
         self, path: str, content: str | bytes, *, permissions: int = 0o644
     ) -> bool:
@@ -108,11 +98,11 @@ class Workload:
         logger.info("removed %s", path)
         return True
 
-    def ensure_dir(self, path: str) -> None:
-        """Create a directory (and parents) unless it exists."""
+    def ensure_dir(self, path: str, *, permissions: int | None = None) -> None:
+        """Create a directory (and parents) unless it exists, with ``permissions`` if given."""
         with self._pebble(f"creating {path}"):
             if not self.container.exists(path):
-                self.container.make_dir(path, make_parents=True)
+                self.container.make_dir(path, make_parents=True, permissions=permissions)
 
     def sync_tree(self, files: Mapping[str, bytes], manifest: str, *, manifest_path: str) -> bool:
         """Push a set of files unless the manifest at ``manifest_path`` says they are in place.
@@ -185,6 +175,9 @@ class Workload:
         except ops.pebble.TimeoutError as exc:
             raise WorkloadError(f"{name} timed out after {timeout:g}s") from exc
         except ops.pebble.ChangeError as exc:
+            # Pebble 1.19 (Juju 3.6) reports an exec past its timeout as a failed change.
+            if "timed out after" in exc.err:
+                raise WorkloadError(f"{name} timed out after {timeout:g}s") from exc
             raise WorkloadError(f"{name} failed: {exc.err}") from exc
         except ops.pebble.Error as exc:
             raise WorkloadError(f"container {self.container.name} unreachable: {exc}") from exc

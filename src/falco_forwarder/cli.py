@@ -1,7 +1,7 @@
 """Command line entry point: ``python3 -m falco_forwarder --config PATH``.
 
-SIGHUP re-reads PATH and applies it without closing the listener (see
-`Forwarder.reload`); an invalid file is logged and the running configuration kept.
+SIGHUP re-reads PATH and applies it in place (see `Forwarder.reload`); an invalid file is
+logged and the running configuration kept.
 Exits 0 after SIGTERM or SIGINT (graceful stop), 2 on an invalid configuration at
 start and 1 if the service cannot start (e.g. the port is taken).
 """
@@ -63,7 +63,7 @@ def _next_signal(reader: socket.socket) -> signal.Signals:
 def _serve(argv: Sequence[str] | None, next_signal: Callable[[], signal.Signals]) -> int:
     parser = argparse.ArgumentParser(
         prog="falco_forwarder",
-        description="Fan Falco http_output alerts out to sinks. "
+        description="Deliver Falco's JSON alert log to sinks. "
         "SIGHUP reloads the configuration file live; SIGTERM or SIGINT stops.",
     )
     parser.add_argument(

@@ -20,7 +20,7 @@ FORMAT_FALCO_JSON: Final = "falco-json"
 FORMAT_GELF: Final = "gelf"
 FORMATS: Final = (FORMAT_FALCO_JSON, FORMAT_GELF)
 
-# Sink names become spool directory names and metric label values.
+# Sink names become checkpoint file names and metric label values.
 _SINK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 # RFC 9110 token characters for header names; field values: visible Latin-1, spaces, tabs.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -37,18 +37,24 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ListenConfig:
-    """Address the alert receiver binds to (Falco's http_output points here)."""
+    """Address the health and metrics endpoint binds to."""
 
     host: str
     port: int
 
 
 @dataclass(frozen=True)
-class SpoolConfig:
-    """Where queued alerts are kept on disk, and the cap on their total size."""
+class AlertLogConfig:
+    """Falco's alert log (the queue), where checkpoints go, and its rotation and retention.
 
-    dir: Path
-    max_bytes: int
+    ``file`` is the file Falco appends to; rotated segments sit next to it. The segment size
+    is the step retention works in: the log stays within ``retention_bytes`` plus one segment.
+    """
+
+    file: Path
+    state_dir: Path
+    retention_bytes: int
+    segment_bytes: int
 
 
 @dataclass(frozen=True)
@@ -97,8 +103,7 @@ class ForwarderConfig:
     """The whole forwarder configuration."""
 
     listen: ListenConfig
-    max_body_bytes: int
-    spool: SpoolConfig
+    alert_log: AlertLogConfig
     juju: JujuTopology
     retry: RetryConfig
     sinks: tuple[SinkConfig, ...]
@@ -121,11 +126,21 @@ def load_config(path: str | Path) -> ForwarderConfig:
 
 def config_from_dict(data: object) -> ForwarderConfig:
     """Validate ``data`` (parsed JSON) and build the configuration, or raise `ConfigError`."""
-    top = _section(
-        data, "config", required={"listen", "max_body_bytes", "spool", "juju", "retry", "sinks"}
-    )
+    top = _section(data, "config", required={"listen", "alert_log", "juju", "retry", "sinks"})
     listen = _section(top["listen"], "listen", required={"host", "port"})
-    spool = _section(top["spool"], "spool", required={"dir", "max_bytes"})
+    alert_log = _section(
+        top["alert_log"],
+        "alert_log",
+        required={"file", "state_dir", "retention_bytes", "segment_bytes"},
+    )
+    alert_log_config = AlertLogConfig(
+        file=Path(_string(alert_log, "file", "alert_log")),
+        state_dir=Path(_string(alert_log, "state_dir", "alert_log")),
+        retention_bytes=_integer(alert_log, "retention_bytes", "alert_log", minimum=1),
+        segment_bytes=_integer(alert_log, "segment_bytes", "alert_log", minimum=1),
+    )
+    if alert_log_config.segment_bytes > alert_log_config.retention_bytes:
+        raise ConfigError("alert_log.segment_bytes must not exceed alert_log.retention_bytes")
     juju = _section(top["juju"], "juju", required={"model", "model_uuid", "application", "unit"})
     retry = _section(
         top["retry"], "retry", required={"initial_seconds", "max_seconds", "timeout_seconds"}
@@ -150,11 +165,7 @@ def config_from_dict(data: object) -> ForwarderConfig:
         raise ConfigError(f"duplicate sink names: {', '.join(duplicates)}")
     return ForwarderConfig(
         listen=ListenConfig(host=_string(listen, "host", "listen"), port=port),
-        max_body_bytes=_integer(top, "max_body_bytes", "config", minimum=1),
-        spool=SpoolConfig(
-            dir=Path(_string(spool, "dir", "spool")),
-            max_bytes=_integer(spool, "max_bytes", "spool", minimum=1),
-        ),
+        alert_log=alert_log_config,
         juju=JujuTopology(
             model=_string(juju, "model", "juju"),
             model_uuid=_string(juju, "model_uuid", "juju"),
@@ -170,8 +181,12 @@ def config_to_dict(config: ForwarderConfig) -> dict[str, Any]:
     """Serialise ``config`` to the JSON-ready dict that `config_from_dict` reads back."""
     return {
         "listen": {"host": config.listen.host, "port": config.listen.port},
-        "max_body_bytes": config.max_body_bytes,
-        "spool": {"dir": str(config.spool.dir), "max_bytes": config.spool.max_bytes},
+        "alert_log": {
+            "file": str(config.alert_log.file),
+            "state_dir": str(config.alert_log.state_dir),
+            "retention_bytes": config.alert_log.retention_bytes,
+            "segment_bytes": config.alert_log.segment_bytes,
+        },
         "juju": {
             "model": config.juju.model,
             "model_uuid": config.juju.model_uuid,

@@ -1,78 +1,68 @@
-"""The running service: receiver, disk spool and one delivery worker per sink, wired together.
+"""The running service: the alert log, one delivery worker per sink, upkeep, and the endpoint.
 
-`Forwarder.reload` applies a new configuration with the listener left open, because
-Falco's http_output does not retry: an alert posted while nothing listens is lost.
+`Forwarder.reload` applies a new configuration in place: workers whose settings did not
+change keep running, and a replaced one resumes exactly at its sink's checkpoint.
 """
 
 import logging
 import threading
+import time
 from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Final, Self
 
+from falco_forwarder.alert_log import AlertLog
 from falco_forwarder.burstlog import BurstLog
 from falco_forwarder.config import ConfigError, ForwarderConfig, SinkConfig, load_config
-from falco_forwarder.metrics import CONFIG_RELOADS, DROPPED, Metrics
-from falco_forwarder.server import REJECT_REASONS, AlertServer
-from falco_forwarder.spool import DISK_FULL, OVER_CAP, Entry, Spool
+from falco_forwarder.metrics import CONFIG_RELOADS, DROPPED, RETENTION, Metrics
+from falco_forwarder.server import StatusServer
 from falco_forwarder.worker import SinkWorker
 
 logger = logging.getLogger(__name__)
 
-DROP_REASONS = (
-    OVER_CAP,
-    DISK_FULL,
-    "http_4xx",
-    "http_other",
-    "corrupt",
-    "missing",
-    "unmappable",
-)
-# How often the receiver loop checks for shutdown: bounds the stop latency.
-_POLL_SECONDS = 0.1
+# Rotation and retention are checked this often; the log can outgrow its cap by what Falco
+# writes meanwhile.
+UPKEEP_SECONDS: Final = 0.1
+# Checkpoints reach the disk at least this often (group commit), and at every clean stop.
+SYNC_SECONDS: Final = 1.0
+# How often the endpoint loop checks for shutdown: bounds the stop latency.
+_POLL_SECONDS: Final = 0.1
 
 
 class Forwarder:
-    """Receives alerts and fans them out; binds its port on construction, serves after `start`.
+    """Delivers the alert log to every sink; binds its port on construction, runs after `start`.
 
-    `reload` applies a changed configuration while serving. `close` stops accepting,
-    finishes in-flight requests and deliveries, and leaves every undelivered alert in
-    the spool for the next start.
+    `reload` applies a changed configuration while running. `close` stops the workers (a
+    POST in flight completes), syncs every checkpoint, and leaves the log for the next start.
     """
 
     def __init__(self, config: ForwarderConfig):
         self._config = config
         names = [sink.name for sink in config.sinks]
-        self.metrics = Metrics(names, REJECT_REASONS, DROP_REASONS)
-        self._spool_drops = {reason: BurstLog(logger) for reason in _SPOOL_DROP_MESSAGES}
-        self.spool = Spool(config.spool.dir, config.spool.max_bytes, self._on_spool_drop)
+        self.metrics = Metrics(names)
+        self._retention_drops = BurstLog(logger)
         self._lock = threading.Lock()  # serialises `reload` and `close`: both change workers
-        self._server = AlertServer(
-            (config.listen.host, config.listen.port),
-            self.spool,
-            self.metrics,
-            config.max_body_bytes,
+        self._stopping = threading.Event()
+        self.log = AlertLog(
+            config.alert_log.file,
+            config.alert_log.state_dir,
+            retention_bytes=config.alert_log.retention_bytes,
+            segment_bytes=config.alert_log.segment_bytes,
+            on_drop=self._on_retention_drop,
         )
-        # Bound and listening before the spool is loaded, which takes seconds when a long
-        # outage left it full: Falco's post waits in the backlog rather than being refused
-        # (Falco does not retry, so a refused alert is lost).
         try:
-            self.spool.add_sinks(names)
-            for name, entries in self.spool.unqueued().items():
-                logger.warning(
-                    "leaving %s alone: not a configured sink (%d alerts)",
-                    config.spool.dir / name,
-                    entries,
-                )
-            self._workers = {sink.name: self._worker(sink, config) for sink in config.sinks}
+            self.log.add_sinks(names)
+            self._server = StatusServer((config.listen.host, config.listen.port), self._render)
         except BaseException:
-            self._server.server_close()
+            self.log.close()
             raise
+        self._workers = {sink.name: self._worker(sink, config) for sink in config.sinks}
         self._serving = threading.Thread(
-            target=self._server.serve_forever, args=(_POLL_SECONDS,), name="receiver"
+            target=self._server.serve_forever, args=(_POLL_SECONDS,), name="endpoint"
         )
+        self._upkeep = threading.Thread(target=self._keep, name="upkeep")
 
     @property
     def port(self) -> int:
@@ -80,25 +70,46 @@ class Forwarder:
         return self._server.server_address[1]
 
     def start(self) -> None:
-        """Start the delivery workers and the receiver."""
+        """Start the delivery workers, the upkeep and the endpoint."""
         for worker in self._workers.values():
             worker.start()
+        self._upkeep.start()
         self._serving.start()
         for sink in self._config.sinks:
             _log_sink(sink)
-        logger.info("listening on %s:%d", self._config.listen.host, self.port)
+        logger.info(
+            "delivering %s; endpoint on %s:%d",
+            self._config.alert_log.file,
+            self._config.listen.host,
+            self.port,
+        )
+
+    def _keep(self) -> None:
+        """Rotate and apply retention often, sync checkpoints every second."""
+        synced = time.monotonic()
+        while not self._stopping.wait(UPKEEP_SECONDS):
+            try:
+                self.log.maintain()
+                if time.monotonic() - synced >= SYNC_SECONDS - UPKEEP_SECONDS:
+                    self.log.sync()
+                    synced = time.monotonic()
+            except Exception:
+                # Rotation and retention must outlive any error: log it and try again.
+                logger.exception("alert log upkeep failed; trying again")
+
+    def _render(self) -> str:
+        return self.metrics.render(self.log.backlog_bytes(), self.log.disk_bytes())
 
     def reload(self, path: Path) -> None:
-        """Apply the configuration file at ``path`` while the receiver keeps serving.
+        """Apply the configuration file at ``path`` while running.
 
-        An added sink gets a spool queue (with what its directory already holds) and a
-        worker; a removed one loses its worker, its queue staying on disk. A sink whose
-        worker's inputs changed (its settings, the retry settings or the Juju topology)
-        gets a new worker that takes over its queue in order; other workers run on
-        untouched. The spool cap and max_body_bytes apply at once. A new listen address
-        or spool directory needs a restart: that is logged and the rest applied. If the
-        file is invalid, or a new sink cannot be set up, nothing changes. A retired
-        worker's POST in flight is awaited (up to the retry timeout), never sent twice.
+        An added sink gets a worker from its checkpoint (or the oldest alert kept); a removed
+        one loses its worker, its checkpoint staying on disk. A sink whose worker's inputs
+        changed (its settings, the retry settings or the Juju topology) gets a new worker that
+        resumes at the checkpoint; other workers run on untouched. Retention and segment size
+        apply at once. A new listen address, log file or state directory needs a restart: that
+        is logged and the rest applied. If the file is invalid, or a new sink cannot be set
+        up, nothing changes.
         """
         try:
             config = load_config(path)
@@ -112,24 +123,30 @@ class Forwarder:
             try:
                 # Everything that can fail comes first, while nothing has changed yet.
                 workers = {name: self._worker(sinks[name], config) for name in added + replaced}
-                self.spool.add_sinks(added)
+                self.log.add_sinks(added)
             except OSError as e:
                 self._refuse(e)
                 return
             self.metrics.add_sinks(added)
             # What only a restart can change keeps its running value.
             self._config = replace(
-                config, listen=old.listen, spool=replace(config.spool, dir=old.spool.dir)
+                config,
+                listen=old.listen,
+                alert_log=replace(
+                    config.alert_log,
+                    file=old.alert_log.file,
+                    state_dir=old.alert_log.state_dir,
+                ),
             )
             _stop_all([self._workers.pop(name) for name in removed + replaced])
-            self.spool.remove_sinks(removed)
-            self.spool.set_max_bytes(config.spool.max_bytes)
-            self._server.max_body_bytes = config.max_body_bytes
+            self.log.remove_sinks(removed)
+            self.log.retention_bytes = config.alert_log.retention_bytes
+            self.log.segment_bytes = config.alert_log.segment_bytes
             self._workers.update(workers)
             for worker in workers.values():
                 worker.start()
         for name in removed:
-            logger.info("sink %s removed; its undelivered alerts stay spooled", name)
+            logger.info("sink %s removed; its checkpoint stays in case it comes back", name)
         for name in added:
             _log_sink(sinks[name], " added")
         for name in replaced:
@@ -143,11 +160,20 @@ class Forwarder:
         self.metrics.inc(CONFIG_RELOADS, result="error")
 
     def close(self) -> None:
-        """Shut down gracefully; undelivered alerts stay spooled."""
-        self._server.stop()
+        """Stop gracefully: workers finish their POST in flight, checkpoints are synced."""
+        if self._stopping.is_set():
+            return
+        if self._serving.is_alive():
+            self._server.shutdown()
+        self._server.server_close()
         with self._lock:
             _stop_all(self._workers.values())
-        logger.info("stopped with %s alerts spooled", self.spool.depths())
+            self._stopping.set()
+            if self._upkeep.is_alive():
+                self._upkeep.join()
+            backlog = self.log.backlog_bytes()
+            self.log.close()
+        logger.info("stopped; bytes left to deliver per sink: %s", backlog)
 
     def __enter__(self) -> Self:
         self.start()
@@ -163,21 +189,18 @@ class Forwarder:
 
     def _worker(self, sink: SinkConfig, config: ForwarderConfig) -> SinkWorker:
         return SinkWorker(
-            sink, spool=self.spool, metrics=self.metrics, retry=config.retry, juju=config.juju
+            sink, log=self.log, metrics=self.metrics, retry=config.retry, juju=config.juju
         )
 
-    def _on_spool_drop(self, entry: Entry, reason: str) -> None:
-        self.metrics.inc(DROPPED, sink=entry.sink, reason=reason)
-        self._spool_drops[reason].event(
-            _SPOOL_DROP_MESSAGES[reason], self._config.spool.max_bytes, entry.sink
+    def _on_retention_drop(self, sink: str, count: int) -> None:
+        self.metrics.inc(DROPPED, count, sink=sink, reason=RETENTION)
+        self._retention_drops.event(
+            "sink %s lagged beyond the %d-byte alert log retention: dropped %d unread alerts"
+            " (raise alert_log_retention_mb to keep more)",
+            sink,
+            self.log.retention_bytes,
+            count,
         )
-
-
-_SPOOL_DROP_MESSAGES = {
-    OVER_CAP: "spool over %d bytes: dropped the oldest alert for sink %s",
-    DISK_FULL: "spool volume full before the %d-byte cap: dropped the oldest alert for sink %s"
-    " (give storage alerts-spool more room, or lower forwarder_spool_max_mb)",
-}
 
 
 def _changed_sinks(
@@ -214,7 +237,8 @@ def _warn_restart_needed(old: ForwarderConfig, new: ForwarderConfig) -> None:
         key
         for key, before, after in (
             ("listen", old.listen, new.listen),
-            ("spool.dir", old.spool.dir, new.spool.dir),
+            ("alert_log.file", old.alert_log.file, new.alert_log.file),
+            ("alert_log.state_dir", old.alert_log.state_dir, new.alert_log.state_dir),
         )
         if before != after
     ]

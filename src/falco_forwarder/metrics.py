@@ -8,26 +8,35 @@ from typing import Final
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
-RECEIVED: Final = "falco_forwarder_received_total"
-REJECTED: Final = "falco_forwarder_rejected_total"
 DELIVERED: Final = "falco_forwarder_delivered_total"
 RETRIED: Final = "falco_forwarder_retried_total"
 DROPPED: Final = "falco_forwarder_dropped_total"
-QUEUE_DEPTH: Final = "falco_forwarder_queue_depth"
+BACKLOG_BYTES: Final = "falco_forwarder_backlog_bytes"
 SINK_UP: Final = "falco_forwarder_sink_up"
-SPOOL_BYTES: Final = "falco_forwarder_spool_bytes"
+LOG_BYTES: Final = "falco_forwarder_alert_log_bytes"
 CONFIG_RELOADS: Final = "falco_forwarder_config_reloads_total"
 RELOAD_RESULTS: Final = ("ok", "error")
 
+# Why an alert was given up for a sink: the one list of drop reasons, each exported at 0.
+RETENTION: Final = "retention"
+"""The sink lagged so far that its unread alerts' segment went past alert log retention."""
+HTTP_4XX: Final = "http_4xx"
+"""The sink refused the alert with a 4xx other than 429: sending it again cannot help."""
+HTTP_OTHER: Final = "http_other"
+"""The sink answered with a status that is neither success, retry nor 4xx (e.g. 3xx)."""
+MALFORMED: Final = "malformed"
+"""A log line that is not a JSON object (a line cut short by a crash, or garbage)."""
+UNMAPPABLE: Final = "unmappable"
+"""The GELF mapping failed on the alert: retrying cannot help."""
+DROP_REASONS: Final = (RETENTION, HTTP_4XX, HTTP_OTHER, MALFORMED, UNMAPPABLE)
+
 _HELP: Final = {
-    RECEIVED: "Alerts accepted from Falco and spooled for every sink.",
-    REJECTED: "Requests refused by the receiver, by reason.",
     DELIVERED: "Alerts a sink acknowledged with a 2xx status.",
     RETRIED: "Failed delivery attempts that were retried.",
     DROPPED: "Alerts given up for a sink, by reason.",
-    QUEUE_DEPTH: "Alerts spooled and not yet delivered, per sink.",
+    BACKLOG_BYTES: "Bytes of the alert log a sink has still to deliver.",
     SINK_UP: "0 while a sink's last delivery attempt failed and is being retried, else 1.",
-    SPOOL_BYTES: "Bytes of alerts held in the spool, all sinks together.",
+    LOG_BYTES: "Bytes of the alert log on disk, all segments together.",
     CONFIG_RELOADS: "Configuration reloads (SIGHUP), by result: applied or refused.",
 }
 
@@ -40,18 +49,12 @@ class Metrics:
     The series of a sink removed by a reload stay: counters never go back.
     """
 
-    def __init__(
-        self, sinks: Iterable[str], rejected_reasons: Iterable[str], drop_reasons: Iterable[str]
-    ):
+    def __init__(self, sinks: Iterable[str]):
         self._lock = threading.Lock()
-        self._drop_reasons = tuple(drop_reasons)
         self._counters: dict[str, dict[Labels, int]] = {
-            name: {} for name in (RECEIVED, REJECTED, DELIVERED, RETRIED, DROPPED, CONFIG_RELOADS)
+            name: {} for name in (DELIVERED, RETRIED, DROPPED, CONFIG_RELOADS)
         }
         self._up: dict[str, int] = {}
-        self._counters[RECEIVED][()] = 0
-        for reason in rejected_reasons:
-            self._counters[REJECTED][_key(reason=reason)] = 0
         for result in RELOAD_RESULTS:
             self._counters[CONFIG_RELOADS][_key(result=result)] = 0
         self.add_sinks(sinks)
@@ -63,15 +66,15 @@ class Metrics:
                 self._up[sink] = 1  # until an attempt fails
                 for name in (DELIVERED, RETRIED):
                     self._counters[name].setdefault(_key(sink=sink), 0)
-                for reason in self._drop_reasons:
+                for reason in DROP_REASONS:
                     self._counters[DROPPED].setdefault(_key(sink=sink, reason=reason), 0)
 
-    def inc(self, name: str, **labels: str) -> None:
-        """Add one to counter ``name`` with ``labels``."""
+    def inc(self, name: str, amount: int = 1, **labels: str) -> None:
+        """Add ``amount`` to counter ``name`` with ``labels``."""
         key = _key(**labels)
         with self._lock:
             series = self._counters[name]
-            series[key] = series.get(key, 0) + 1
+            series[key] = series.get(key, 0) + amount
 
     def set_up(self, sink: str, up: bool) -> None:
         """Record whether ``sink``'s last delivery attempt got an answer (a refusal counts)."""
@@ -83,17 +86,17 @@ class Metrics:
         with self._lock:
             return self._counters[name].get(_key(**labels), 0)
 
-    def render(self, queue_depths: Mapping[str, int], spool_bytes: int) -> str:
-        """The exposition text: every counter plus the gauges passed in."""
+    def render(self, backlogs: Mapping[str, int], log_bytes: int) -> str:
+        """The exposition text: every counter plus the gauges passed in (per configured sink)."""
         with self._lock:
             counters = {name: dict(series) for name, series in self._counters.items()}
-            up = {_key(sink=s): value for s, value in self._up.items() if s in queue_depths}
+            up = {_key(sink=s): value for s, value in self._up.items() if s in backlogs}
         lines: list[str] = []
         for name, series in counters.items():
             _family(lines, name, "counter", series)
-        _family(lines, QUEUE_DEPTH, "gauge", {_key(sink=s): d for s, d in queue_depths.items()})
+        _family(lines, BACKLOG_BYTES, "gauge", {_key(sink=s): b for s, b in backlogs.items()})
         _family(lines, SINK_UP, "gauge", up)
-        _family(lines, SPOOL_BYTES, "gauge", {(): spool_bytes})
+        _family(lines, LOG_BYTES, "gauge", {(): log_bytes})
         return "\n".join(lines) + "\n"
 
 
@@ -123,12 +126,10 @@ def _escape(value: str) -> str:
 class DeliveryState:
     """What a reader of ``/metrics`` needs to judge delivery: backlog and losses."""
 
-    queued: dict[str, int] = field(default_factory=dict[str, int])
-    """Alerts waiting, per sink."""
+    backlog: dict[str, int] = field(default_factory=dict[str, int])
+    """Bytes of alerts waiting, per sink."""
     dropped: dict[str, dict[str, int]] = field(default_factory=dict[str, dict[str, int]])
     """Alerts given up, per sink and reason (only non-zero counts)."""
-    rejected: dict[str, int] = field(default_factory=dict[str, int])
-    """Posts from Falco refused, per reason (only non-zero counts)."""
     down: set[str] = field(default_factory=set[str])
     """Sinks whose last attempt failed: their alerts wait for a retry."""
 
@@ -143,12 +144,10 @@ def parse_delivery(text: str) -> DeliveryState:
     for sample in _SAMPLE.finditer(text):
         labels = {key: _unescape(value) for key, value in _LABEL.findall(sample["labels"] or "")}
         value = int(sample["value"])
-        if sample["name"] == QUEUE_DEPTH and "sink" in labels:
-            state.queued[labels["sink"]] = value
+        if sample["name"] == BACKLOG_BYTES and "sink" in labels:
+            state.backlog[labels["sink"]] = value
         elif value and sample["name"] == DROPPED and {"sink", "reason"} <= labels.keys():
             state.dropped.setdefault(labels["sink"], {})[labels["reason"]] = value
-        elif value and sample["name"] == REJECTED and "reason" in labels:
-            state.rejected[labels["reason"]] = value
         elif not value and sample["name"] == SINK_UP and "sink" in labels:
             state.down.add(labels["sink"])
     return state

@@ -17,6 +17,7 @@ from typing import Final
 from urllib.parse import unquote, urlsplit
 
 from falco_forwarder.config import SinkConfig
+from falco_forwarder.metrics import HTTP_4XX, HTTP_OTHER
 
 USER_AGENT: Final = "falco-forwarder/1"
 # Enough of a response body to keep the connection reusable; more and we reconnect.
@@ -86,7 +87,7 @@ class HttpSender:
             return Attempt(
                 Outcome.RETRY, detail, retry_after_seconds(response.getheader("Retry-After"))
             )
-        reason = "http_4xx" if 400 <= status < 500 else "http_other"
+        reason = HTTP_4XX if 400 <= status < 500 else HTTP_OTHER
         return Attempt(Outcome.DROP, detail, drop_reason=reason)
 
     def _request(self, body: bytes) -> http.client.HTTPResponse:

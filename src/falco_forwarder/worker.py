@@ -1,46 +1,51 @@
-"""The delivery loop of one sink: its spooled alerts, in order, each until delivered or dropped.
+"""The delivery loop of one sink: the alert log's lines, in order, each until delivered or dropped.
 
-An alert leaves the spool only after a 2xx (delivered) or a non-retryable status
-(dropped), so each one reaches the sink once in normal operation. Delivery is
-at-least-once otherwise: an alert is sent again if the sink took it but its answer
-was lost (timeout, reset), or after a hard crash between the 2xx and the removal.
+The sink's checkpoint moves past a line only after a 2xx (delivered) or a non-retryable
+answer (dropped, counted), so each alert reaches the sink once in normal operation.
+Delivery is at least once otherwise: a killed forwarder repeats the one alert it was
+delivering, and an alert is sent again if the sink took it but its answer was lost.
 """
 
 import json
 import logging
 import random
 import threading
+from typing import Final
 
+from falco_forwarder.alert_log import AlertLog
 from falco_forwarder.burstlog import BurstLog
 from falco_forwarder.config import FORMAT_GELF, JujuTopology, RetryConfig, SinkConfig
 from falco_forwarder.gelf import encode_gelf, to_gelf
-from falco_forwarder.metrics import DELIVERED, DROPPED, RETRIED, Metrics
+from falco_forwarder.metrics import DELIVERED, DROPPED, MALFORMED, RETRIED, UNMAPPABLE, Metrics
+from falco_forwarder.reader import Line, LogReader
 from falco_forwarder.sinks import HttpSender, Outcome
-from falco_forwarder.spool import Entry, Spool
 
 logger = logging.getLogger(__name__)
 
 # 2**60 times any sane initial delay is past any cap; stops the float from overflowing.
 _MAX_DOUBLINGS = 60
+# How often an idle worker looks for new lines: bounds the delivery latency.
+POLL_SECONDS: Final = 0.05
+_BATCH_LINES: Final = 256
 
 
 class SinkWorker:
-    """A thread delivering one sink's queue, with exponential backoff and full jitter.
+    """A thread delivering one sink's alerts, with exponential backoff and full jitter.
 
-    Its settings are fixed: a reload replaces the worker, which hands over the queue.
+    Its settings are fixed: a reload replaces the worker, which resumes at the checkpoint.
     """
 
     def __init__(
         self,
         sink: SinkConfig,
         *,
-        spool: Spool,
+        log: AlertLog,
         metrics: Metrics,
         retry: RetryConfig,
         juju: JujuTopology,
     ):
         self._sink = sink
-        self._spool = spool
+        self._log = log
         self._metrics = metrics
         self._retry = retry
         self._juju = juju
@@ -49,6 +54,7 @@ class SinkWorker:
         self._sender = HttpSender(sink, retry.timeout_seconds)
         self._outage = BurstLog(logger)
         self._refusals = BurstLog(logger)
+        self._malformed = BurstLog(logger)
         self._thread = threading.Thread(target=self._run, name=f"sink-{sink.name}")
 
     def start(self) -> None:
@@ -58,47 +64,62 @@ class SinkWorker:
     def stop(self) -> None:
         """Ask the loop to exit: a POST in flight completes, a backoff wait is cut short."""
         self._stop.set()
-        self._spool.wake()
 
     def join(self) -> None:
-        """Wait until the loop has exited (after `stop`); undelivered alerts stay spooled."""
+        """Wait until the loop has exited (after `stop`); the checkpoint says where it was."""
         self._thread.join()
 
     def _run(self) -> None:
         try:
-            while (entry := self._spool.head(self._sink.name, self._stop)) is not None:
+            while not self._stop.is_set():
+                position, generation = self._log.position(self._sink.name)
+                reader = LogReader(self._log, position)
                 try:
-                    self._deliver(entry)
+                    self._follow(reader, generation)
                 except Exception:
                     # A bug or an OS error must not silently end this sink's deliveries: log,
-                    # count, wait, and try the same alert again.
+                    # count, wait, and start again from the checkpoint.
                     logger.exception("sink %s: delivery failed unexpectedly", self._sink.name)
                     self._metrics.inc(RETRIED, sink=self._sink.name)
                     self._stop.wait(self._retry.max_seconds)
+                finally:
+                    reader.close()
         finally:
             self._sender.close()
 
-    def _deliver(self, entry: Entry) -> None:
-        body = self._render(entry)
+    def _follow(self, reader: LogReader, generation: int) -> None:
+        """Deliver from ``reader`` until stopped or until retention moves the sink on."""
+        while not self._stop.is_set():
+            lines = reader.read(_BATCH_LINES)
+            if not lines:
+                if self._log.generation(self._sink.name) != generation:
+                    return
+                self._stop.wait(POLL_SECONDS)
+            for line in lines:
+                if self._stop.is_set() or not self._deliver(line, generation):
+                    return
+
+    def _deliver(self, line: Line, generation: int) -> bool:
+        """Deliver or drop ``line``; False if stopping or moved on (start over, or exit)."""
+        body = self._render(line.data)
+        if isinstance(body, str):
+            return self._finish(line, generation, DROPPED, body)
         attempts = 0
-        while body is not None:
+        while True:
             attempt = self._sender.post(body)
             self._metrics.set_up(self._sink.name, attempt.outcome is not Outcome.RETRY)
             if attempt.outcome is Outcome.DELIVERED:
-                self._spool.remove(entry)
-                self._metrics.inc(DELIVERED, sink=self._sink.name)
                 self._outage.end("sink %s: delivering again", self._sink.name)
                 self._refusals.end("sink %s: accepting alerts again", self._sink.name)
-                return
+                return self._finish(line, generation, DELIVERED)
             if attempt.outcome is Outcome.DROP:
-                self._drop(entry, attempt.drop_reason)
                 self._refusals.event(
                     "sink %s (%s) refused an alert with %s; dropped it, not retrying",
                     self._sink.name,
                     self._sink.safe_url,
                     attempt.detail,
                 )
-                return
+                return self._finish(line, generation, DROPPED, attempt.drop_reason)
             self._metrics.inc(RETRIED, sink=self._sink.name)
             self._outage.event(
                 "sink %s (%s) failed: %s; retrying with backoff",
@@ -108,43 +129,40 @@ class SinkWorker:
             )
             delay = backoff_delay(attempts, attempt.retry_after, self._retry, self._rng)
             attempts += 1
-            if self._stop.wait(delay) or not self._spool.contains(entry):
-                return  # shutting down (the entry stays spooled), or dropped as too old
+            if self._stop.wait(delay) or self._log.generation(self._sink.name) != generation:
+                return False  # shutting down (resumed here later), or dropped by retention
 
-    def _render(self, entry: Entry) -> bytes | None:
-        """The request body for this sink, or None if the entry is gone or unreadable."""
-        data = self._spool.read(entry)
-        if data is None:
-            if self._spool.contains(entry):  # its file vanished: do not spin on it
-                logger.error("sink %s: spool entry %s is gone", self._sink.name, entry.path)
-                self._drop(entry, "missing")
-            return None
+    def _finish(self, line: Line, generation: int, counter: str, reason: str = "") -> bool:
+        """Move the checkpoint past ``line`` and count it, unless retention got there first."""
+        if not self._log.commit(self._sink.name, generation, line.end):
+            return False  # already counted as dropped by retention
+        if reason:
+            self._metrics.inc(counter, sink=self._sink.name, reason=reason)
+        else:
+            self._metrics.inc(counter, sink=self._sink.name)
+        return True
+
+    def _render(self, data: bytes) -> bytes | str:
+        """The request body for this sink, or the drop reason if the line cannot be sent."""
         try:
             alert = json.loads(data)
         except (ValueError, RecursionError):
             alert = None
         if not isinstance(alert, dict):
-            logger.error("sink %s: dropping corrupt spool entry %s", self._sink.name, entry.path)
-            self._drop(entry, "corrupt")
-            return None
+            self._malformed.event(
+                "sink %s: skipped a line of the alert log that is not a JSON object: %r",
+                self._sink.name,
+                data[:120],
+            )
+            return MALFORMED
         if self._sink.format != FORMAT_GELF:
             return data
         try:
-            message = to_gelf(alert, self._juju, self._sink.max_message_bytes)  # pyright: ignore[reportUnknownArgumentType]
-            return encode_gelf(message)
+            return encode_gelf(to_gelf(alert, self._juju, self._sink.max_message_bytes))  # pyright: ignore[reportUnknownArgumentType]
         except Exception:
             # Retrying cannot help a mapping bug, and would hold back every later alert.
-            logger.exception(
-                "sink %s: cannot map spool entry %s to GELF; dropping it",
-                self._sink.name,
-                entry.path,
-            )
-            self._drop(entry, "unmappable")
-            return None
-
-    def _drop(self, entry: Entry, reason: str) -> None:
-        self._spool.remove(entry)
-        self._metrics.inc(DROPPED, sink=self._sink.name, reason=reason)
+            logger.exception("sink %s: cannot map an alert to GELF; dropping it", self._sink.name)
+            return UNMAPPABLE
 
 
 def backoff_delay(

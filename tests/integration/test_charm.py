@@ -72,13 +72,14 @@ def test_show_rules_lists_what_falco_loaded(deployed: jubilant.Juju):
     assert all(rule["source"] == "k8s_audit" for rule in rules)
 
 
-def test_http_output_is_routed_through_the_forwarder(deployed: jubilant.Juju):
+def test_http_output_is_delivered_from_the_alert_log(deployed: jubilant.Juju):
     deployed.config(APP, {"http_output": "http://alerts.example.invalid:8080/falco"})
     deployed.wait(lambda s: jubilant.all_active(s, APP), error=jubilant.any_error)
 
     falco_yaml = yaml.safe_load(falco_file(deployed, "/etc/falco/falco.yaml"))
-    assert falco_yaml["http_output"]["enabled"] is True
-    assert falco_yaml["http_output"]["url"] == "http://127.0.0.1:9802/"
+    assert falco_yaml["http_output"] == {"enabled": False}
+    assert falco_yaml["file_output"]["filename"] == "/var/lib/falco-alerts/log/falco.log"
+    assert falco_yaml["file_output"]["keep_alive"] is False
     # The chiselled Python image has no cat, only python3.
     read = "python3 -c 'import sys; sys.stdout.write(open(sys.argv[1]).read())'"
     forwarder = json.loads(
@@ -155,7 +156,8 @@ def test_an_audit_event_posted_to_the_service_raises_an_alert(deployed: jubilant
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        in_file = alert_rules(falco_file(deployed, "/var/log/falco.log").splitlines())
+        log = falco_file(deployed, "/var/lib/falco-alerts/log/falco.log")
+        in_file = alert_rules(log.splitlines())
         # Falco's stdout, where `kubectl logs -c falco` and Pebble's log show it to operators;
         # Pebble prefixes each line with "<time> [falco] ".
         stdout = deployed.ssh(UNIT, "/charm/bin/pebble logs falco -n 200", container="falco")

@@ -76,7 +76,7 @@ rules_files: [/etc/falco/falco_rules.yaml]
 
 def new_falco_fs(root: Path) -> Path:
     """A fresh falco container's filesystem, as the image provides it."""
-    for sub in ("etc-falco", "usr-share-falco", "var-log"):
+    for sub in ("etc-falco", "usr-share-falco", "alerts"):
         (root / sub).mkdir(parents=True)
     (root / "etc-falco" / "falco.yaml").write_text(IMAGE_FALCO_YAML)
     return root
@@ -93,12 +93,12 @@ def falco_container(
     execs = {
         dry_run or testing.Exec(DRY_RUN_PREFIX, stdout="Falco initialized\n"),
         listing or testing.Exec(LIST_PREFIX, stdout=falco_list_json() + "\n"),
-        testing.Exec(["mv"]),
     }
     mounts = {
         "etc": testing.Mount(location="/etc/falco", source=fs / "etc-falco"),
         "plugins": testing.Mount(location="/usr/share/falco", source=fs / "usr-share-falco"),
-        "log": testing.Mount(location="/var/log", source=fs / "var-log"),
+        # The alert-log storage: the same volume is mounted in the forwarder container.
+        "alerts": testing.Mount(location="/var/lib/falco-alerts", source=fs / "alerts"),
     }
     kwargs.setdefault("can_connect", True)
     return testing.Container("falco", mounts=mounts, execs=execs, **kwargs)

@@ -58,7 +58,8 @@ def test_pebble_ready_installs_plugins_rules_and_config(ctx, falco_fs, charm_roo
     assert config["rules_files"] == ["/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d"]
     assert config["load_plugins"] == ["k8saudit", "json"]
     assert config["plugins"][0]["open_params"] == "http://:9765/k8s-audit"
-    assert config["http_output"]["url"] == "http://127.0.0.1:9802/"  # the forwarder, always
+    assert config["http_output"] == {"enabled": False}  # the forwarder reads the alert log
+    assert config["file_output"]["filename"] == "/var/lib/falco-alerts/log/falco.log"
     assert (falco_fs / "etc-falco" / "rules.d").is_dir()
 
 
@@ -168,7 +169,7 @@ def test_falco_down_is_started_again_without_a_new_definition(ctx, falco_fs, cal
 
 
 def test_every_option_feeds_exactly_one_part_of_the_reconcile():
-    groups = [FALCO_OPTIONS, SINK_OPTIONS, WEBHOOK_OPTIONS, {"alert_log_max_mb"}]
+    groups = [FALCO_OPTIONS, SINK_OPTIONS, WEBHOOK_OPTIONS]
     assert sum(len(group) for group in groups) == len(CharmConfig.model_fields)
     assert set().union(*groups) == set(CharmConfig.model_fields)
     options = yaml.safe_load((Path(__file__).parents[2] / "config.yaml").read_text())["options"]
@@ -203,7 +204,10 @@ def test_minimum_priority_becomes_falco_priority(ctx, falco_fs):
             "minimum_priority: must be one of emergency, alert, critical, error, warning, "
             "notice, informational, debug (got 'loud')",
         ),
-        ({"alert_log_max_mb": 0}, "alert_log_max_mb: Input should be greater than or equal to 1"),
+        (
+            {"alert_log_retention_mb": 8},
+            "alert_log_retention_mb: Input should be greater than or equal to 16",
+        ),
     ],
 )
 def test_bad_config_blocks_and_keeps_last_good_falco_yaml(ctx, falco_fs, config, message):

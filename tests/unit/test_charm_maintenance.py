@@ -1,9 +1,6 @@
-"""Alert-log rotation and the validate-rules action, in Scenario."""
+"""The alert log directory, no rotation by the charm, and the validate-rules action."""
 
 from __future__ import annotations
-
-import dataclasses
-from typing import Any
 
 import ops
 import pytest
@@ -13,52 +10,31 @@ from ops import testing
 MIB = 1024 * 1024
 
 
-def log_file(fs, size: int) -> None:
-    with (fs / "var-log" / "falco.log").open("wb") as handle:
-        handle.truncate(size)
-
-
 def update_status(ctx, fs, **config) -> testing.State:
     state = testing.State(config=config, containers=pod(falco_container(fs)), leader=True)
     return ctx.run(ctx.on.update_status(), state)
 
 
-def test_alert_log_over_the_cap_is_rotated_and_falco_reopens_it(ctx, falco_fs, calls: Calls):
-    log_file(falco_fs, MIB + 1)
+def test_the_alert_log_directory_is_made_private_before_falco_starts(ctx, falco_fs):
+    update_status(ctx, falco_fs)
 
-    update_status(ctx, falco_fs, alert_log_max_mb=1)
-
-    moves = [a.command for a in ctx.exec_history["falco"] if a.command[0] == "mv"]
-    assert moves == [["mv", "-f", "/var/log/falco.log", "/var/log/falco.log.1"]]
-    assert calls.signals == [("SIGUSR1", ("falco",))]
+    log_dir = falco_fs / "alerts" / "log"
+    assert log_dir.is_dir()
+    assert log_dir.stat().st_mode & 0o777 == 0o700
 
 
-def test_alert_log_under_the_cap_is_left_alone(ctx, falco_fs, calls: Calls):
-    log_file(falco_fs, MIB)
+def test_the_charm_never_rotates_or_signals_falco(ctx, falco_fs, calls: Calls):
+    """The forwarder rotates the log by rename: Falco reopens its file for every alert."""
+    running = update_status(ctx, falco_fs)
+    log = falco_fs / "alerts" / "log" / "falco.log"
+    with log.open("wb") as handle:
+        handle.truncate(2048 * MIB)
 
-    update_status(ctx, falco_fs, alert_log_max_mb=1)
-
-    assert not [a for a in ctx.exec_history["falco"] if a.command[0] == "mv"]
-    assert calls.signals == []
-
-
-def test_failed_rotation_sends_no_signal(ctx, falco_fs, calls: Calls):
-    log_file(falco_fs, 2 * MIB)
-    container = falco_container(falco_fs)
-    failing_mv = testing.Exec(["mv"], return_code=1, stderr="mv: can't rename: Read-only\n")
-    container = testing.Container(
-        "falco",
-        mounts=container.mounts,
-        execs={*(e for e in container.execs if e.command_prefix != ("mv",)), failing_mv},
-        can_connect=True,
-    )
-
-    ctx.run(
-        ctx.on.update_status(),
-        testing.State(config={"alert_log_max_mb": 1}, containers=pod(container), leader=True),
-    )
+    ctx.run(ctx.on.update_status(), running)
 
     assert calls.signals == []
+    assert not [a for a in ctx.exec_history.get("falco", []) if a.command[0] != "/usr/bin/falco"]
+    assert log.stat().st_size == 2048 * MIB
 
 
 def validate(ctx, fs, dry_run: testing.Exec | None = None, **config) -> testing.State:
@@ -112,18 +88,6 @@ def test_validate_rules_when_falco_cannot_run(ctx, falco_fs):
         ctx.run(ctx.on.action("validate-rules"), state)
 
 
-def test_no_rotation_while_falco_is_down(ctx, falco_fs, calls: Calls, monkeypatch):
-    log_file(falco_fs, 2 * MIB)
-    # Falco exits as soon as Pebble starts it (e.g. its plugins cannot load).
-    monkeypatch.setattr(ops.Container, "restart", lambda self, *names: None)
-    monkeypatch.setattr(ops.Container, "start", lambda self, *names: None)
-
-    update_status(ctx, falco_fs, alert_log_max_mb=1)
-
-    assert not [a for a in ctx.exec_history["falco"] if a.command[0] == "mv"]
-    assert calls.signals == []
-
-
 def test_a_service_that_fails_to_start_is_a_status_not_a_traceback(
     ctx, falco_fs, monkeypatch, caplog
 ):
@@ -171,26 +135,3 @@ def test_a_service_that_fails_to_start_is_a_status_not_a_traceback(
         " - Start service falco (exited quickly); will retry"
     )
     assert task_log in caplog.text
-
-
-@pytest.mark.parametrize(
-    ("config", "rotated"),
-    [
-        # A bad cap falls back to the default (100 MiB), never to no cap at all.
-        ({"alert_log_max_mb": 0}, True),
-        # A bad unrelated option leaves the operator's valid cap in force.
-        ({"alert_log_max_mb": 1000, "minimum_priority": "x"}, False),
-    ],
-    ids=["bad-cap", "bad-other-option"],
-)
-def test_a_bad_option_never_leaves_the_log_uncapped(
-    ctx, falco_fs, calls: Calls, config: dict[str, Any], rotated: bool
-):
-    running = update_status(ctx, falco_fs)
-    log_file(falco_fs, 100 * MIB + 1)
-    bad = dataclasses.replace(running, config=config)
-
-    out = ctx.run(ctx.on.update_status(), bad)
-
-    assert isinstance(out.unit_status, testing.BlockedStatus)
-    assert calls.signals == ([("SIGUSR1", ("falco",))] if rotated else [])

@@ -13,7 +13,7 @@ import yaml
 from charm_pod import ACTIVE, Calls, falco_container, forwarder_container, pod, with_container
 from ops import testing
 
-FORWARDER_URL = "http://127.0.0.1:9802/"
+ALERT_LOG = "/var/lib/falco-alerts/log/falco.log"
 TOKEN = "graylog-input-token-5f2c"
 GRAYLOG_URL = "https://graylog.example.com:12201/gelf"
 SIDEKICK_URL = "http://falcosidekick.models.svc:2801/"
@@ -59,7 +59,7 @@ def run(ctx, fs, *, relations=(), secrets=(), event=None, **config: Any) -> test
 def test_http_output_goes_through_the_forwarder(ctx, falco_fs):
     out = run(ctx, falco_fs, http_output="https://siem.example.com/falco")
 
-    assert falco_yaml(falco_fs)["http_output"]["url"] == FORWARDER_URL
+    assert falco_yaml(falco_fs)["file_output"]["filename"] == ALERT_LOG
     config = forwarder_config(out)
     assert config["sinks"] == [
         {
@@ -72,7 +72,12 @@ def test_http_output_goes_through_the_forwarder(ctx, falco_fs):
         }
     ]
     assert config["listen"] == {"host": "127.0.0.1", "port": 9802}
-    assert config["spool"] == {"dir": "/var/lib/falco-forwarder/spool", "max_bytes": 512 << 20}
+    assert config["alert_log"] == {
+        "file": ALERT_LOG,
+        "state_dir": "/var/lib/falco-alerts/state",
+        "retention_bytes": 512 << 20,
+        "segment_bytes": 32 << 20,
+    }
     assert config["juju"]["application"] == "falco-k8s"
     assert out.unit_status == testing.ActiveStatus(f"{ACTIVE.message}; alerts to http_output")
 
@@ -95,10 +100,10 @@ def test_forwarder_runs_the_pushed_package_under_pebble(ctx, falco_fs):
     assert (package / "gelf.py").is_file()
 
 
-def test_without_sinks_falco_still_posts_to_the_forwarder(ctx, falco_fs):
+def test_without_sinks_falco_still_writes_the_alert_log(ctx, falco_fs):
     out = run(ctx, falco_fs)
 
-    assert falco_yaml(falco_fs)["http_output"]["url"] == FORWARDER_URL
+    assert falco_yaml(falco_fs)["file_output"]["filename"] == ALERT_LOG
     assert forwarder_config(out)["sinks"] == []
     assert out.unit_status == ACTIVE
 
@@ -165,7 +170,7 @@ def test_graylog_relation_broken_removes_the_sink(ctx, falco_fs):
     out = ctx.run(ctx.on.relation_broken(relation), out)
 
     assert forwarder_config(out)["sinks"] == []
-    assert falco_yaml(falco_fs)["http_output"]["url"] == FORWARDER_URL
+    assert falco_yaml(falco_fs)["file_output"]["filename"] == ALERT_LOG
 
 
 @pytest.mark.parametrize(
@@ -188,7 +193,7 @@ def test_invalid_graylog_data_blocks_and_keeps_the_forwarder_config(ctx, falco_f
     assert isinstance(blocked.unit_status, testing.BlockedStatus)
     assert blocked.unit_status.message.startswith(f"{message} {relation.id} (graylog)")
     assert (forwarder_fs(blocked) / "config.json").read_bytes() == before
-    assert falco_yaml(falco_fs)["http_output"]["url"] == FORWARDER_URL
+    assert falco_yaml(falco_fs)["file_output"]["filename"] == ALERT_LOG
 
 
 def test_falcosidekick_relation_adds_a_json_sink(ctx, falco_fs):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import http.client
 import http.server
 import json
+import os
 import socket
 import threading
 import time
@@ -35,8 +35,12 @@ def forwarder(tmp_path: Path) -> Iterator[Forwarder]:
         config_from_dict(
             {
                 "listen": {"host": "127.0.0.1", "port": 0},
-                "max_body_bytes": 65536,
-                "spool": {"dir": str(tmp_path / "spool"), "max_bytes": 1 << 20},
+                "alert_log": {
+                    "file": str(tmp_path / "log" / "falco.log"),
+                    "state_dir": str(tmp_path / "state"),
+                    "retention_bytes": 1 << 20,
+                    "segment_bytes": 1 << 16,
+                },
                 "juju": {
                     "model": "m",
                     "model_uuid": "u",
@@ -59,13 +63,16 @@ def forwarder(tmp_path: Path) -> Iterator[Forwarder]:
     forwarder.close()
 
 
-def post_alerts(port: int, count: int) -> None:
+def write_alerts(forwarder: Forwarder, count: int) -> int:
+    """Append ``count`` alerts to the forwarder's log as Falco does; return the bytes written."""
+    forwarder.log.file.parent.mkdir(exist_ok=True)
+    written = 0
     for i in range(count):
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        body = json.dumps({"rule": "Create Privileged Pod", "output": f"alert {i}"})
-        connection.request("POST", "/", body, {"Content-Type": "application/json"})
-        assert connection.getresponse().status == 200
-        connection.close()
+        line = json.dumps({"rule": "Create Privileged Pod", "output": f"alert {i}"}) + "\n"
+        fd = os.open(forwarder.log.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        written += os.write(fd, line.encode())
+        os.close(fd)
+    return written
 
 
 def wait_until_down(port: int) -> DeliveryState:
@@ -79,12 +86,12 @@ def wait_until_down(port: int) -> DeliveryState:
 
 
 def test_read_delivery_from_a_forwarder_with_a_failing_sink(forwarder: Forwarder):
-    post_alerts(forwarder.port, 3)
+    written = write_alerts(forwarder, 3)
 
     state = wait_until_down(forwarder.port)
 
     assert state.down == {"http_output"}
-    assert state.queued == {"http_output": 3}
+    assert state.backlog == {"http_output": written}
     assert state.dropped == {}
 
 
@@ -112,30 +119,29 @@ SINKS = ("graylog", "http_output", "falcosidekick")
 @pytest.mark.parametrize(
     ("state", "notes"),
     [
-        (DeliveryState(queued={"graylog": 0}), []),
-        (DeliveryState(queued={"graylog": 4}), []),  # in flight, not failing
+        (DeliveryState(backlog={"graylog": 0}), []),
+        (DeliveryState(backlog={"graylog": 4}), []),  # in flight, not failing
         (
-            DeliveryState(queued={"graylog": 1523, "http_output": 0}, down={"graylog"}),
-            ["graylog failing, 1523 queued"],
+            DeliveryState(backlog={"graylog": 1523 * 600, "http_output": 0}, down={"graylog"}),
+            ["graylog failing, 892.4 KiB queued"],
         ),
         # Its last attempt failed, but that alert was dropped since: nothing waits.
-        (DeliveryState(queued={"graylog": 0}, down={"graylog"}), []),
+        (DeliveryState(backlog={"graylog": 0}, down={"graylog"}), []),
         # A sink removed by a reload: its counters linger in the forwarder, not in the status.
-        (DeliveryState(queued={}, down={"old"}, dropped={"old": {"http_4xx": 3}}), []),
+        (DeliveryState(backlog={}, down={"old"}, dropped={"old": {"http_4xx": 3}}), []),
         (
             DeliveryState(
-                queued={"graylog": 9, "falcosidekick": 0},
-                down={"graylog"},
+                backlog={"graylog": 9 << 20, "falcosidekick": 0, "http_output": 512},
+                down={"graylog", "http_output"},
                 dropped={
-                    "graylog": {"spool_full": 40, "disk_full": 2},
+                    "graylog": {"retention": 40, "malformed": 2},
                     "falcosidekick": {"http_4xx": 1},
                 },
-                rejected={"too_large": 1},
             ),
             [
                 "falcosidekick 1 dropped (http_4xx 1)",
-                "graylog failing, 9 queued; 42 dropped (disk_full 2, spool_full 40)",
-                "1 refused (too_large 1)",
+                "graylog failing, 9.0 MiB queued; 42 dropped (malformed 2, retention 40)",
+                "http_output failing, 512 B queued",
             ],
         ),
     ],
@@ -148,7 +154,7 @@ def test_delivery_notes(state: DeliveryState, notes: list[str]):
 def test_a_failing_sink_shows_in_the_unit_status(
     ctx, falco_fs, forwarder: Forwarder, monkeypatch: pytest.MonkeyPatch
 ):
-    post_alerts(forwarder.port, 2)
+    written = write_alerts(forwarder, 2)
     wait_until_down(forwarder.port)
     monkeypatch.setattr(charm, "FORWARDER_PORT", forwarder.port)
     container = falco_container(falco_fs)
@@ -162,7 +168,7 @@ def test_a_failing_sink_shows_in_the_unit_status(
     out = ctx.run(ctx.on.update_status(), deployed)
 
     assert out.unit_status == testing.ActiveStatus(
-        f"{ACTIVE.message}; http_output failing, 2 queued; alerts to http_output"
+        f"{ACTIVE.message}; http_output failing, {written} B queued; alerts to http_output"
     )
 
 

@@ -15,25 +15,9 @@ from falco_forwarder.forwarder import Forwarder
 
 
 @pytest.fixture
-def spool_dir(tmp_path: Path) -> Path:
-    return tmp_path / "spool"
-
-
-@pytest.fixture
-def small_spool_volume(spool_dir: Path) -> Iterator[Path]:
-    """``spool_dir`` on a real tmpfs with 40 inodes; skipped where mounting is not allowed.
-
-    Request it before ``make_forwarder``, so that forwarders close before it is unmounted.
-    """
-    spool_dir.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command here")
-    mount = ["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=40", "tmpfs", str(spool_dir)]
-    mounted = subprocess.run(mount, check=False, capture_output=True, text=True)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    yield spool_dir
-    subprocess.run(["umount", str(spool_dir)], check=True)
+def alerts_dir(tmp_path: Path) -> Path:
+    """The shared storage: the alert log in ``log/``, the checkpoints in ``state/``."""
+    return tmp_path / "alerts"
 
 
 @pytest.fixture
@@ -51,11 +35,11 @@ def make_sink() -> Iterator[SinkFactory]:
 
 
 @pytest.fixture
-def make_forwarder(spool_dir: Path) -> Iterator[ForwarderFactory]:
+def make_forwarder(alerts_dir: Path) -> Iterator[ForwarderFactory]:
     running: list[Forwarder] = []
 
     def make(sinks: list[dict[str, Any]], **overrides: Any) -> Forwarder:
-        forwarder = Forwarder(config_from_dict(config_dict(spool_dir, sinks, **overrides)))
+        forwarder = Forwarder(config_from_dict(config_dict(alerts_dir, sinks, **overrides)))
         forwarder.start()
         running.append(forwarder)
         return forwarder

@@ -3,6 +3,7 @@
 import contextlib
 import http.client
 import json
+import os
 import re
 import socket
 import ssl
@@ -22,12 +23,19 @@ SinkFactory = Callable[..., "SinkServer"]
 ForwarderFactory = Callable[..., Forwarder]
 
 
-def config_dict(spool_dir: Path, sinks: list[dict[str, Any]], **overrides: Any) -> dict[str, Any]:
-    """A valid configuration with fast retries, listening on an ephemeral port."""
+def config_dict(alerts_dir: Path, sinks: list[dict[str, Any]], **overrides: Any) -> dict[str, Any]:
+    """A valid configuration with fast retries, listening on an ephemeral port.
+
+    The alert log and the checkpoints live under ``alerts_dir``, as on the shared storage.
+    """
     data: dict[str, Any] = {
         "listen": {"host": LOOPBACK, "port": 0},
-        "max_body_bytes": 64 * 1024,
-        "spool": {"dir": str(spool_dir), "max_bytes": 10 * 1024 * 1024},
+        "alert_log": {
+            "file": str(alerts_dir / "log" / "falco.log"),
+            "state_dir": str(alerts_dir / "state"),
+            "retention_bytes": 10 * 1024 * 1024,
+            "segment_bytes": 1024 * 1024,
+        },
         "juju": {
             "model": "cos",
             "model_uuid": "f2c5e3a1-7b4d-4e2a-9c1d-0123456789ab",
@@ -44,8 +52,8 @@ def config_dict(spool_dir: Path, sinks: list[dict[str, Any]], **overrides: Any) 
 def write_config(
     directory: Path, sinks: list[dict[str, Any]], port: int = 0, **overrides: Any
 ) -> Path:
-    """Write ``directory/config.json``, spooling in ``directory/spool`` like the fixtures."""
-    data = config_dict(directory / "spool", sinks, **overrides)
+    """Write ``directory/config.json``, the alert log under ``directory/alerts``."""
+    data = config_dict(directory / "alerts", sinks, **overrides)
     data["listen"]["port"] = port
     path = directory / "config.json"
     path.write_text(json.dumps(data))
@@ -210,9 +218,19 @@ def request(
         conn.close()
 
 
-def post_alert(port: int, body: bytes, path: str = "/") -> int:
-    status, _, _ = request(port, "POST", path, body, {"Content-Type": "application/json"})
-    return status
+def append_line(file: Path, line: bytes) -> None:
+    """Append one line as Falco's file_output does with keep_alive false: open, write, close."""
+    file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line + b"\n")
+    finally:
+        os.close(fd)
+
+
+def append_alert(forwarder: Forwarder, body: bytes) -> None:
+    """Falco writes ``body`` to the log ``forwarder`` delivers."""
+    append_line(forwarder.log.file, body)
 
 
 def metric(port: int, name: str, **labels: str) -> float:

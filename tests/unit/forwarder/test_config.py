@@ -19,8 +19,12 @@ from falco_forwarder.config import (
 
 EXAMPLE: dict[str, Any] = {
     "listen": {"host": "127.0.0.1", "port": 9802},
-    "max_body_bytes": 1048576,
-    "spool": {"dir": "/var/lib/falco-forwarder/spool", "max_bytes": 104857600},
+    "alert_log": {
+        "file": "/var/lib/falco-alerts/log/falco.log",
+        "state_dir": "/var/lib/falco-alerts/state",
+        "retention_bytes": 536870912,
+        "segment_bytes": 33554432,
+    },
     "juju": {
         "model": "m",
         "model_uuid": "uuid",
@@ -71,7 +75,9 @@ def test_parses_the_documented_example():
     config = config_from_dict(EXAMPLE)
 
     assert config.listen.port == 9802
-    assert config.spool.dir == Path("/var/lib/falco-forwarder/spool")
+    assert config.alert_log.file == Path("/var/lib/falco-alerts/log/falco.log")
+    assert config.alert_log.state_dir == Path("/var/lib/falco-alerts/state")
+    assert config.alert_log.retention_bytes == 512 << 20
     assert config.juju == JujuTopology("m", "uuid", "falco-k8s", "falco-k8s/0")
     assert config.retry.max_seconds == 60.0
     graylog = config.sinks[1]
@@ -128,9 +134,11 @@ def test_safe_url_drops_credentials_and_query(url: str, safe: str):
         ("listen.port", 70000, "listen.port must be at most 65535"),
         ("listen.port", "9802", "listen.port must be an integer >= 0"),
         ("listen.host", "", "listen.host must be a non-empty string"),
-        ("max_body_bytes", True, "config.max_body_bytes must be an integer >= 1"),
-        ("spool", [], "spool must be an object"),
-        ("spool.max_bytes", 0, "spool.max_bytes must be an integer >= 1"),
+        ("alert_log", [], "alert_log must be an object"),
+        ("alert_log.file", "", "alert_log.file must be a non-empty string"),
+        ("alert_log.retention_bytes", 0, "alert_log.retention_bytes must be an integer >= 1"),
+        ("alert_log.segment_bytes", True, "alert_log.segment_bytes must be an integer >= 1"),
+        ("alert_log.segment_bytes", 1 << 30, "segment_bytes must not exceed"),
         ("juju.unit", None, "juju.unit must be a non-empty string"),
         ("retry.initial_seconds", 0, "retry.initial_seconds must be a number > 0"),
         ("retry.max_seconds", float("nan"), "retry.max_seconds must be a number > 0"),

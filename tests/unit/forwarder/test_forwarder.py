@@ -1,10 +1,8 @@
-"""End to end: Falco-like POSTs to a real forwarder delivering to real sinks on loopback."""
+"""End to end: Falco-like appends to the alert log, a real forwarder, real sinks on loopback."""
 
-import http.client
 import json
 import logging
 import ssl
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +12,12 @@ from forwarder_helpers import (
     ForwarderFactory,
     Reply,
     SinkFactory,
+    append_alert,
+    append_line,
     encode,
     falco_alert,
     free_port,
     metric,
-    post_alert,
     sink_dict,
     wait_for,
 )
@@ -26,7 +25,6 @@ from forwarder_helpers import (
 from falco_forwarder import worker
 from falco_forwarder.forwarder import Forwarder
 from falco_forwarder.gelf import LEVELS, GelfMessage
-from falco_forwarder.spool import Entry, Spool
 
 
 def test_fans_out_to_every_sink(make_sink: SinkFactory, make_forwarder: ForwarderFactory):
@@ -46,7 +44,7 @@ def test_fans_out_to_every_sink(make_sink: SinkFactory, make_forwarder: Forwarde
     )
     bodies = [encode(falco_alert(i)) for i in range(25)]
     for body in bodies:
-        assert post_alert(forwarder.port, body, path="/alerts") == 200
+        append_alert(forwarder, body)
 
     for sink in (http_output, graylog, sidekick):
         wait_for(lambda sink=sink: len(sink.received) == len(bodies))
@@ -72,11 +70,14 @@ def test_fans_out_to_every_sink(make_sink: SinkFactory, make_forwarder: Forwarde
 
     for name in ("http_output", "graylog", "falcosidekick"):
         wait_for(
-            lambda name=name: metric(forwarder.port, "falco_forwarder_queue_depth", sink=name) == 0
+            lambda name=name: (
+                metric(forwarder.port, "falco_forwarder_backlog_bytes", sink=name) == 0
+            )
         )
         assert metric(forwarder.port, "falco_forwarder_delivered_total", sink=name) == 25
-    assert metric(forwarder.port, "falco_forwarder_received_total") == 25
-    assert metric(forwarder.port, "falco_forwarder_spool_bytes") == 0
+    assert metric(forwarder.port, "falco_forwarder_alert_log_bytes") == sum(
+        len(body) + 1 for body in bodies
+    )
 
 
 def test_sink_outage_delays_only_that_sink_and_loses_nothing(
@@ -92,14 +93,15 @@ def test_sink_outage_delays_only_that_sink_and_loses_nothing(
     )
     bodies = [encode(falco_alert(i)) for i in range(30)]
     for body in bodies:
-        assert post_alert(forwarder.port, body) == 200
+        append_alert(forwarder, body)
 
     wait_for(lambda: len(healthy.received) == 30, what="the healthy sink not to be held up")
-    assert metric(forwarder.port, "falco_forwarder_queue_depth", sink="down") == 30
+    backlog = sum(len(body) + 1 for body in bodies)
+    assert metric(forwarder.port, "falco_forwarder_backlog_bytes", sink="down") == backlog
     wait_for(lambda: metric(forwarder.port, "falco_forwarder_retried_total", sink="down") >= 3)
 
     revived = make_sink(port=port)
-    wait_for(lambda: metric(forwarder.port, "falco_forwarder_queue_depth", sink="down") == 0)
+    wait_for(lambda: metric(forwarder.port, "falco_forwarder_backlog_bytes", sink="down") == 0)
     assert revived.bodies == bodies  # each once, in order
     assert metric(forwarder.port, "falco_forwarder_delivered_total", sink="down") == 30
     assert metric(forwarder.port, "falco_forwarder_retried_total", sink="up") == 0
@@ -109,7 +111,7 @@ def test_5xx_is_retried_until_accepted(make_sink: SinkFactory, make_forwarder: F
     sink = make_sink(script=[500, 503], default=202)
     forwarder = make_forwarder([sink_dict("s", sink.url())])
     body = encode(falco_alert())
-    assert post_alert(forwarder.port, body) == 200
+    append_alert(forwarder, body)
 
     wait_for(lambda: metric(forwarder.port, "falco_forwarder_delivered_total", sink="s") == 1)
     assert sink.bodies == [body] * 3
@@ -122,7 +124,7 @@ def test_429_waits_for_retry_after(make_sink: SinkFactory, make_forwarder: Forwa
         [sink_dict("s", sink.url())],
         retry={"initial_seconds": 0.01, "max_seconds": 5.0, "timeout_seconds": 2.0},
     )
-    assert post_alert(forwarder.port, encode(falco_alert())) == 200
+    append_alert(forwarder, encode(falco_alert()))
 
     wait_for(lambda: metric(forwarder.port, "falco_forwarder_delivered_total", sink="s") == 1)
     first, second = sink.received
@@ -138,7 +140,7 @@ def test_4xx_drops_without_retry_and_logs_once_per_burst(
     forwarder = make_forwarder([sink_dict("s", sink.url())])
     bodies = [encode(falco_alert(i)) for i in range(6)]
     for body in bodies:
-        assert post_alert(forwarder.port, body) == 200
+        append_alert(forwarder, body)
 
     wait_for(lambda: metric(forwarder.port, "falco_forwarder_delivered_total", sink="s") == 1)
     assert sink.bodies == bodies  # no request repeated
@@ -153,172 +155,6 @@ def test_4xx_drops_without_retry_and_logs_once_per_burst(
         r.getMessage() for r in caplog.records if "accepting alerts again" in r.getMessage()
     ]
     assert recoveries == ["sink s: accepting alerts again (4 more occurrences not logged)"]
-
-
-def test_spooled_alerts_survive_a_restart(
-    make_sink: SinkFactory, make_forwarder: ForwarderFactory, spool_dir: Path
-):
-    port = free_port()
-    sinks = [sink_dict("later", f"http://{LOOPBACK}:{port}/")]
-    first = make_forwarder(sinks)
-    bodies = [encode(falco_alert(i)) for i in range(10)]
-    for body in bodies:
-        assert post_alert(first.port, body) == 200
-    first.close()
-    assert len(list((spool_dir / "later").glob("*.json"))) == 10
-
-    sink = make_sink(port=port)
-    second = make_forwarder(sinks)
-    wait_for(lambda: metric(second.port, "falco_forwarder_delivered_total", sink="later") == 10)
-    assert sink.bodies == bodies
-    assert list((spool_dir / "later").iterdir()) == []
-
-
-def test_full_spool_drops_the_oldest(
-    make_sink: SinkFactory, make_forwarder: ForwarderFactory, spool_dir: Path
-):
-    port = free_port()
-    bodies = [encode(falco_alert(i)) for i in range(10)]  # same length each
-    forwarder = make_forwarder(
-        [sink_dict("s", f"http://{LOOPBACK}:{port}/")],
-        spool={"dir": str(spool_dir), "max_bytes": 6 * len(bodies[0])},
-    )
-    for body in bodies:
-        assert post_alert(forwarder.port, body) == 200
-    assert (
-        metric(forwarder.port, "falco_forwarder_dropped_total", sink="s", reason="spool_full") == 4
-    )
-    assert metric(forwarder.port, "falco_forwarder_queue_depth", sink="s") == 6
-    assert metric(forwarder.port, "falco_forwarder_spool_bytes") == 6 * len(bodies[0])
-
-    sink = make_sink(port=port)
-    wait_for(lambda: metric(forwarder.port, "falco_forwarder_queue_depth", sink="s") == 0)
-    assert sink.bodies == bodies[4:]
-
-
-def test_a_full_volume_still_accepts_alerts_and_counts_what_it_displaces(
-    small_spool_volume: Path,
-    make_sink: SinkFactory,
-    make_forwarder: ForwarderFactory,
-    caplog: pytest.LogCaptureFixture,
-):
-    port = free_port()
-    bodies = [encode(falco_alert(i)) for i in range(100)]
-    forwarder = make_forwarder([sink_dict("s", f"http://{LOOPBACK}:{port}/")])  # sink down
-    for body in bodies:
-        assert post_alert(forwarder.port, body) == 200
-    queued = int(metric(forwarder.port, "falco_forwarder_queue_depth", sink="s"))
-    dropped = metric(forwarder.port, "falco_forwarder_dropped_total", sink="s", reason="disk_full")
-    assert queued > 10
-    assert dropped == 100 - queued
-    assert metric(forwarder.port, "falco_forwarder_rejected_total", reason="spool_error") == 0
-    assert "spool volume full before the 10485760-byte cap" in caplog.text
-
-    sink = make_sink(port=port)
-    wait_for(lambda: metric(forwarder.port, "falco_forwarder_queue_depth", sink="s") == 0)
-    assert sink.bodies == bodies[100 - queued :]
-
-
-def test_a_post_during_a_long_spool_load_waits_instead_of_being_refused(
-    make_sink: SinkFactory,
-    make_forwarder: ForwarderFactory,
-    monkeypatch: pytest.MonkeyPatch,
-):
-    loading, loaded = threading.Event(), threading.Event()
-    scan = Spool._scan  # pyright: ignore[reportPrivateUsage]
-
-    def slow_scan(spool: Spool, sink: str) -> list[Entry]:
-        loading.set()  # as after a long outage: many thousands of entries to read
-        assert loaded.wait(10)
-        return scan(spool, sink)
-
-    monkeypatch.setattr(Spool, "_scan", slow_scan)
-    sink, port = make_sink(), free_port()
-    started: list[Forwarder] = []
-    starting = threading.Thread(
-        target=lambda: started.append(
-            make_forwarder([sink_dict("s", sink.url())], listen={"host": LOOPBACK, "port": port})
-        )
-    )
-    starting.start()
-    try:
-        assert loading.wait(10)
-        falco = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
-        falco.connect()  # refused if the listener were bound after the load
-        body = encode(falco_alert())
-        falco.request("POST", "/", body, {"Content-Type": "application/json"})
-    finally:
-        loaded.set()
-        starting.join()
-    assert falco.getresponse().status == 200
-    falco.close()
-    wait_for(lambda: sink.bodies == [body])
-    assert metric(started[0].port, "falco_forwarder_received_total") == 1
-
-
-def _queued_behind_a_down_sink(
-    make_forwarder: ForwarderFactory, spool_dir: Path, count: int
-) -> tuple[Forwarder, int, list[bytes]]:
-    """A forwarder whose only sink is unreachable, with ``count`` alerts queued for it."""
-    port = free_port()
-    forwarder = make_forwarder([sink_dict("s", f"http://{LOOPBACK}:{port}/")])
-    bodies = [encode(falco_alert(i)) for i in range(count)]
-    for body in bodies:
-        assert post_alert(forwarder.port, body) == 200
-    assert sorted(p.name for p in (spool_dir / "s").iterdir()) == [
-        f"{seq:020d}.json" for seq in range(1, count + 1)
-    ]
-    return forwarder, port, bodies
-
-
-def test_sink_up_is_0_while_a_sink_fails_and_1_once_it_answers_again(
-    make_sink: SinkFactory, make_forwarder: ForwarderFactory, spool_dir: Path
-):
-    forwarder, port, bodies = _queued_behind_a_down_sink(make_forwarder, spool_dir, 2)
-    wait_for(lambda: metric(forwarder.port, "falco_forwarder_sink_up", sink="s") == 0)
-
-    sink = make_sink(port=port, script=[400])  # refused, but answering: up
-    wait_for(lambda: metric(forwarder.port, "falco_forwarder_queue_depth", sink="s") == 0)
-    assert metric(forwarder.port, "falco_forwarder_sink_up", sink="s") == 1
-    assert sink.bodies == bodies
-
-
-def test_an_entry_gone_from_disk_is_dropped_and_counted_not_retried(
-    make_sink: SinkFactory,
-    make_forwarder: ForwarderFactory,
-    spool_dir: Path,
-    caplog: pytest.LogCaptureFixture,
-):
-    forwarder, port, bodies = _queued_behind_a_down_sink(make_forwarder, spool_dir, 3)
-    (spool_dir / "s" / f"{2:020d}.json").unlink()  # e.g. removed by hand
-
-    sink = make_sink(port=port)
-    wait_for(lambda: metric(forwarder.port, "falco_forwarder_queue_depth", sink="s") == 0)
-    assert sink.bodies == [bodies[0], bodies[2]]
-    assert metric(forwarder.port, "falco_forwarder_dropped_total", sink="s", reason="missing") == 1
-    assert f"spool entry {spool_dir / 's' / f'{2:020d}.json'} is gone" in caplog.text
-
-
-def test_an_unreadable_entry_is_retried_in_order_never_skipped(
-    make_sink: SinkFactory,
-    make_forwarder: ForwarderFactory,
-    spool_dir: Path,
-    caplog: pytest.LogCaptureFixture,
-):
-    forwarder, port, bodies = _queued_behind_a_down_sink(make_forwarder, spool_dir, 3)
-    second = spool_dir / "s" / f"{2:020d}.json"
-    second.unlink()
-    second.mkdir()  # reading it fails with an OSError other than "not found"
-
-    sink = make_sink(port=port)
-    wait_for(lambda: caplog.text.count("sink s: delivery failed unexpectedly") >= 2)
-    assert sink.bodies == [bodies[0]]  # the third waits behind the second
-    second.rmdir()
-    second.write_bytes(bodies[1])
-
-    wait_for(lambda: sink.bodies == bodies)
-    assert metric(forwarder.port, "falco_forwarder_delivered_total", sink="s") == 3
-    assert "IsADirectoryError" in caplog.text
 
 
 def test_an_alert_the_gelf_mapping_fails_on_is_dropped_and_the_rest_delivered(
@@ -345,7 +181,7 @@ def test_an_alert_the_gelf_mapping_fails_on_is_dropped_and_the_rest_delivered(
         encode(falco_alert(2)),
     ]
     for body in bodies:
-        assert post_alert(forwarder.port, body) == 200
+        append_alert(forwarder, body)
 
     wait_for(lambda: len(graylog.bodies) == 2 and len(http_output.bodies) == 3)
     assert [json.loads(b)["_falco_rule"] for b in graylog.bodies] == ["Create Privileged Pod"] * 2
@@ -355,36 +191,9 @@ def test_an_alert_the_gelf_mapping_fails_on_is_dropped_and_the_rest_delivered(
         )
         == 1
     )
-    assert metric(forwarder.port, "falco_forwarder_queue_depth", sink="graylog") == 0
-    assert "sink graylog: cannot map spool entry" in caplog.text
+    assert metric(forwarder.port, "falco_forwarder_backlog_bytes", sink="graylog") == 0
+    assert "sink graylog: cannot map an alert to GELF" in caplog.text
     assert "OverflowError: a bug in the mapping" in caplog.text
-
-
-def test_corrupt_and_half_written_entries_are_dropped_at_start(
-    make_sink: SinkFactory,
-    make_forwarder: ForwarderFactory,
-    spool_dir: Path,
-    caplog: pytest.LogCaptureFixture,
-):
-    body = encode(falco_alert())
-    queue = spool_dir / "s"
-    queue.mkdir(parents=True)
-    (queue / f"{1:020d}.json").write_bytes(b"")  # what a kernel crash can leave
-    (queue / f"{2:020d}.json").write_bytes(b"[1, 2]")
-    (queue / f"{3:020d}.json").write_bytes(body)
-    (spool_dir / f".tmp-{4:020d}").write_bytes(body[:10])  # never acknowledged to Falco
-    (spool_dir / "removed-sink").mkdir()
-    (spool_dir / "removed-sink" / f"{9:020d}.json").write_bytes(body)
-
-    sink = make_sink()
-    forwarder = make_forwarder([sink_dict("s", sink.url())])
-    wait_for(lambda: metric(forwarder.port, "falco_forwarder_delivered_total", sink="s") == 1)
-    assert sink.bodies == [body]
-    assert metric(forwarder.port, "falco_forwarder_dropped_total", sink="s", reason="corrupt") == 2
-    assert list(queue.iterdir()) == []
-    assert sorted(p.name for p in spool_dir.iterdir()) == ["removed-sink", "s"]
-    assert (spool_dir / "removed-sink" / f"{9:020d}.json").exists()
-    assert "removed-sink alone: not a configured sink (1 alerts)" in caplog.text
 
 
 def test_https_sink_is_verified_against_its_ca_cert(
@@ -400,7 +209,7 @@ def test_https_sink_is_verified_against_its_ca_cert(
             sink_dict("untrusted", sink.url("https")),
         ]
     )
-    assert post_alert(forwarder.port, encode(falco_alert())) == 200
+    append_alert(forwarder, encode(falco_alert()))
 
     wait_for(
         lambda: metric(forwarder.port, "falco_forwarder_delivered_total", sink="trusted") == 1
@@ -410,4 +219,158 @@ def test_https_sink_is_verified_against_its_ca_cert(
     )
     assert len(sink.received) == 1
     assert metric(forwarder.port, "falco_forwarder_delivered_total", sink="untrusted") == 0
-    assert metric(forwarder.port, "falco_forwarder_queue_depth", sink="untrusted") == 1
+    assert metric(forwarder.port, "falco_forwarder_backlog_bytes", sink="untrusted") > 0
+
+
+def _down(make_forwarder: ForwarderFactory, **overrides: Any) -> tuple[Forwarder, int]:
+    """A forwarder whose only sink, ``s``, is unreachable until a sink starts on the port."""
+    port = free_port()
+    return make_forwarder([sink_dict("s", f"http://{LOOPBACK}:{port}/")], **overrides), port
+
+
+def test_sink_up_is_0_while_a_sink_fails_and_1_once_it_answers_again(
+    make_sink: SinkFactory, make_forwarder: ForwarderFactory
+):
+    forwarder, port = _down(make_forwarder)
+    bodies = [encode(falco_alert(i)) for i in range(2)]
+    for body in bodies:
+        append_alert(forwarder, body)
+    wait_for(lambda: metric(forwarder.port, "falco_forwarder_sink_up", sink="s") == 0)
+
+    sink = make_sink(port=port, script=[400])  # refused, but answering: up
+    wait_for(lambda: metric(forwarder.port, "falco_forwarder_backlog_bytes", sink="s") == 0)
+    assert metric(forwarder.port, "falco_forwarder_sink_up", sink="s") == 1
+    assert sink.bodies == bodies
+
+
+def test_alerts_survive_a_restart_and_resume_at_the_checkpoint(
+    make_sink: SinkFactory, make_forwarder: ForwarderFactory, alerts_dir: Path
+):
+    port = free_port()
+    sinks = [sink_dict("later", f"http://{LOOPBACK}:{port}/")]
+    first = make_forwarder(sinks)
+    bodies = [encode(falco_alert(i)) for i in range(10)]
+    for body in bodies:
+        append_alert(first, body)
+    first.close()
+    assert (alerts_dir / "state" / "later.checkpoint").read_text().split() == [
+        "1".zfill(20),
+        "0".zfill(20),
+    ]
+
+    sink = make_sink(port=port)
+    second = make_forwarder(sinks)
+    for body in (extra := [encode(falco_alert(i)) for i in range(10, 13)]):
+        append_alert(second, body)
+    wait_for(lambda: metric(second.port, "falco_forwarder_delivered_total", sink="later") == 13)
+    assert sink.bodies == bodies + extra  # each once, in order
+
+
+def test_a_line_still_being_written_waits_for_its_newline(
+    make_sink: SinkFactory, make_forwarder: ForwarderFactory
+):
+    sink = make_sink()
+    forwarder = make_forwarder([sink_dict("s", sink.url())])
+    body = encode(falco_alert())
+    forwarder.log.file.parent.mkdir(parents=True, exist_ok=True)
+    with forwarder.log.file.open("ab", buffering=0) as falco:
+        falco.write(body[:40])
+        wait_for(lambda: metric(forwarder.port, "falco_forwarder_backlog_bytes", sink="s") == 40)
+        assert sink.bodies == []
+        falco.write(body[40:] + b"\n")
+    wait_for(lambda: sink.bodies == [body])
+
+
+def test_lines_that_are_not_json_objects_are_skipped_counted_and_logged(
+    make_sink: SinkFactory, make_forwarder: ForwarderFactory, caplog: pytest.LogCaptureFixture
+):
+    sink = make_sink()
+    forwarder = make_forwarder([sink_dict("s", sink.url()), sink_dict("g", sink.url(), "gelf")])
+    good = encode(falco_alert())
+    for line in (b"[1, 2]", b"not json", b"", b'{"cut short', good):
+        append_line(forwarder.log.file, line)
+
+    wait_for(lambda: metric(forwarder.port, "falco_forwarder_delivered_total", sink="g") == 1)
+    wait_for(lambda: metric(forwarder.port, "falco_forwarder_delivered_total", sink="s") == 1)
+    for name in ("s", "g"):
+        assert (
+            metric(forwarder.port, "falco_forwarder_dropped_total", sink=name, reason="malformed")
+            == 4
+        )
+    assert good in sink.bodies
+    assert "sink s: skipped a line of the alert log that is not a JSON object: b'[1, 2]'" in (
+        caplog.text
+    )
+
+
+def test_a_rotated_segment_is_read_to_its_end_before_the_next(
+    make_sink: SinkFactory, make_forwarder: ForwarderFactory, alerts_dir: Path
+):
+    forwarder, port = _down(
+        make_forwarder,
+        alert_log={
+            "file": str(alerts_dir / "log" / "falco.log"),
+            "state_dir": str(alerts_dir / "state"),
+            "retention_bytes": 1024 * 1024,
+            "segment_bytes": 1,  # rotate whatever is there
+        },
+    )
+    bodies = [encode(falco_alert(i)) for i in range(4)]
+    log = forwarder.log.file
+    append_alert(forwarder, bodies[0])
+    rotated = log.with_name("falco.log.000000000001")
+    wait_for(rotated.exists, what="the first rotation")
+    # Falco opened the file just before the rename: its line lands in the rotated segment,
+    append_line(rotated, bodies[1])
+    # and so does the start of a line cut short when Falco was killed mid-write.
+    with rotated.open("ab") as falco:
+        falco.write(b'{"rule": "cut')
+    append_alert(forwarder, bodies[2])  # the next Falco: a new active file
+    append_alert(forwarder, bodies[3])
+
+    sink = make_sink(port=port)
+    wait_for(lambda: metric(forwarder.port, "falco_forwarder_backlog_bytes", sink="s") == 0)
+    assert sink.bodies == bodies
+    assert (
+        metric(forwarder.port, "falco_forwarder_dropped_total", sink="s", reason="malformed") == 1
+    )
+
+
+def test_retention_drops_whole_segments_counting_exactly_what_each_sink_missed(
+    make_sink: SinkFactory, make_forwarder: ForwarderFactory, alerts_dir: Path
+):
+    bodies = [encode(falco_alert(i)) for i in range(100, 300)]  # same length each
+    line = len(bodies[0]) + 1
+    segment, retention = 10 * line, 40 * line
+    up = make_sink()
+    port = free_port()
+    forwarder = make_forwarder(
+        [sink_dict("up", up.url()), sink_dict("down", f"http://{LOOPBACK}:{port}/")],
+        alert_log={
+            "file": str(alerts_dir / "log" / "falco.log"),
+            "state_dir": str(alerts_dir / "state"),
+            "retention_bytes": retention,
+            "segment_bytes": segment,
+        },
+    )
+    for i, body in enumerate(bodies):
+        append_alert(forwarder, body)
+        if i % 10 == 9:  # a full segment: wait for its rotation, as happens at Falco's pace
+            wait_for(lambda: not forwarder.log.file.exists(), what="the rotation")
+            assert forwarder.log.disk_bytes() <= retention + segment
+    wait_for(lambda: len(up.bodies) == 200)
+    assert up.bodies == bodies
+    assert (
+        metric(forwarder.port, "falco_forwarder_dropped_total", sink="up", reason="retention") == 0
+    )
+    assert len(list((alerts_dir / "log").iterdir())) == 4  # 40 lines: exactly the retention
+
+    down = make_sink(port=port)
+    wait_for(lambda: metric(forwarder.port, "falco_forwarder_backlog_bytes", sink="down") == 0)
+    dropped = metric(
+        forwarder.port, "falco_forwarder_dropped_total", sink="down", reason="retention"
+    )
+    delivered = metric(forwarder.port, "falco_forwarder_delivered_total", sink="down")
+    assert dropped == 160  # all but the 4 segments kept, the alert being retried included
+    assert delivered == 40
+    assert down.bodies == bodies[int(dropped) :]  # the newest, each once, in order

@@ -1,9 +1,10 @@
 """The Prometheus exposition of the forwarder's counters and gauges."""
 
 from falco_forwarder.metrics import (
+    DELIVERED,
+    DROP_REASONS,
     DROPPED,
-    RECEIVED,
-    REJECTED,
+    RETENTION,
     DeliveryState,
     Metrics,
     parse_delivery,
@@ -11,41 +12,37 @@ from falco_forwarder.metrics import (
 
 
 def test_renders_counters_and_gauges():
-    metrics = Metrics(["gelf"], ["too_large"], ["http_4xx"])
-    metrics.inc(RECEIVED)
-    metrics.inc(RECEIVED)
-    metrics.inc(DROPPED, sink="gelf", reason="http_4xx")
-    metrics.inc(REJECTED, reason="new_reason")
+    metrics = Metrics(["gelf"])
+    metrics.inc(DELIVERED, sink="gelf")
+    metrics.inc(DELIVERED, sink="gelf")
+    metrics.inc(DROPPED, 40, sink="gelf", reason=RETENTION)
 
     text = metrics.render({"gelf": 3}, 1234)
 
     assert text.endswith("\n")
     lines = text.splitlines()
     assert lines[:3] == [
-        "# HELP falco_forwarder_received_total"
-        " Alerts accepted from Falco and spooled for every sink.",
-        "# TYPE falco_forwarder_received_total counter",
-        "falco_forwarder_received_total 2",
+        "# HELP falco_forwarder_delivered_total Alerts a sink acknowledged with a 2xx status.",
+        "# TYPE falco_forwarder_delivered_total counter",
+        'falco_forwarder_delivered_total{sink="gelf"} 2',
     ]
-    assert 'falco_forwarder_rejected_total{reason="too_large"} 0' in lines
-    assert 'falco_forwarder_rejected_total{reason="new_reason"} 1' in lines
-    assert 'falco_forwarder_dropped_total{reason="http_4xx",sink="gelf"} 1' in lines
-    assert 'falco_forwarder_delivered_total{sink="gelf"} 0' in lines
-    assert "# TYPE falco_forwarder_queue_depth gauge" in lines
-    assert 'falco_forwarder_queue_depth{sink="gelf"} 3' in lines
-    assert "falco_forwarder_spool_bytes 1234" in lines
-    assert metrics.value(DROPPED, reason="http_4xx", sink="gelf") == 1  # label order is irrelevant
+    assert 'falco_forwarder_dropped_total{reason="retention",sink="gelf"} 40' in lines
+    for reason in set(DROP_REASONS) - {RETENTION}:  # every reason exported from the start
+        assert f'falco_forwarder_dropped_total{{reason="{reason}",sink="gelf"}} 0' in lines
+    assert "# TYPE falco_forwarder_backlog_bytes gauge" in lines
+    assert 'falco_forwarder_backlog_bytes{sink="gelf"} 3' in lines
+    assert "falco_forwarder_alert_log_bytes 1234" in lines
+    assert metrics.value(DROPPED, reason=RETENTION, sink="gelf") == 40  # label order irrelevant
 
 
 def test_escapes_label_values():
-    metrics = Metrics([], [], [])
-    metrics.inc(REJECTED, reason='a"b\\c\nd')
+    metrics = Metrics(['a"b\\c\nd'])
 
-    assert 'falco_forwarder_rejected_total{reason="a\\"b\\\\c\\nd"} 1' in metrics.render({}, 0)
+    assert 'falco_forwarder_delivered_total{sink="a\\"b\\\\c\\nd"} 0' in metrics.render({}, 0)
 
 
 def test_sink_up_starts_up_follows_attempts_and_forgets_removed_sinks():
-    metrics = Metrics(["graylog", "old"], [], [])
+    metrics = Metrics(["graylog", "old"])
     assert 'falco_forwarder_sink_up{sink="graylog"} 1' in metrics.render({"graylog": 0}, 0)
 
     metrics.set_up("graylog", False)
@@ -58,18 +55,16 @@ def test_sink_up_starts_up_follows_attempts_and_forgets_removed_sinks():
 
 def test_parse_delivery_reads_back_what_render_wrote():
     odd = 'we"ird\\sink\n'
-    metrics = Metrics(["graylog", "http_output", odd], ["spool_error"], ["http_4xx", "corrupt"])
+    metrics = Metrics(["graylog", "http_output", odd])
     metrics.inc(DROPPED, sink="graylog", reason="http_4xx")
     metrics.inc(DROPPED, sink="graylog", reason="http_4xx")
-    metrics.inc(DROPPED, sink=odd, reason="corrupt")
-    metrics.inc(REJECTED, reason="spool_error")
+    metrics.inc(DROPPED, sink=odd, reason="malformed")
     metrics.set_up("graylog", False)
 
     state = parse_delivery(metrics.render({"graylog": 1523, "http_output": 0, odd: 2}, 99))
 
-    assert state.queued == {"graylog": 1523, "http_output": 0, odd: 2}
-    assert state.dropped == {"graylog": {"http_4xx": 2}, odd: {"corrupt": 1}}  # zeros left out
-    assert state.rejected == {"spool_error": 1}
+    assert state.backlog == {"graylog": 1523, "http_output": 0, odd: 2}
+    assert state.dropped == {"graylog": {"http_4xx": 2}, odd: {"malformed": 1}}  # zeros left out
     assert state.down == {"graylog"}
 
 

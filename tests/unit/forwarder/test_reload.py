@@ -1,4 +1,4 @@
-"""Live reloads: sinks and limits change while the receiver keeps accepting every alert."""
+"""Live reloads: sinks and limits change while Falco keeps writing alerts."""
 
 import json
 import logging
@@ -10,12 +10,12 @@ from forwarder_helpers import (
     LOOPBACK,
     ForwarderFactory,
     SinkFactory,
+    append_alert,
     config_dict,
     encode,
     falco_alert,
     free_port,
     metric,
-    post_alert,
     request,
     sink_dict,
     wait_for,
@@ -26,26 +26,21 @@ from falco_forwarder.forwarder import Forwarder
 from falco_forwarder.metrics import CONFIG_RELOADS as RELOADS
 
 
-class Poster:
-    """Posts alerts one after another, each on a new connection, until stopped."""
+class Writer:
+    """Appends alerts to the log one after another, as Falco does, until stopped."""
 
-    def __init__(self, port: int):
-        self.port = port
+    def __init__(self, forwarder: Forwarder):
+        self.forwarder = forwarder
         self.bodies: list[bytes] = []
-        self.statuses: list[int] = []
-        self.failures: list[BaseException] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run)
         self._thread.start()
 
     def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                body = encode(falco_alert(len(self.bodies)))
-                self.bodies.append(body)
-                self.statuses.append(post_alert(self.port, body))
-        except BaseException as e:  # a refused connection: reported by the test
-            self.failures.append(e)
+        while not self._stop.wait(0.002):
+            body = encode(falco_alert(len(self.bodies)))
+            append_alert(self.forwarder, body)
+            self.bodies.append(body)
 
     def stop(self) -> None:
         self._stop.set()
@@ -53,7 +48,7 @@ class Poster:
 
 
 def drained(forwarder: Forwarder) -> bool:
-    return not any(forwarder.spool.depths().values())
+    return not any(forwarder.log.backlog_bytes().values())
 
 
 def workers(name: str) -> list[threading.Thread]:
@@ -61,41 +56,36 @@ def workers(name: str) -> list[threading.Thread]:
     return [thread for thread in threading.enumerate() if thread.name == f"sink-{name}"]
 
 
-def test_added_sink_gets_alerts_while_the_listener_keeps_serving(
+def test_added_sink_gets_every_alert_while_others_keep_delivering(
     tmp_path: Path, make_sink: SinkFactory, make_forwarder: ForwarderFactory
 ):
     old, new = make_sink(), make_sink()
     sinks = [sink_dict("old", old.url())]
     forwarder = make_forwarder(sinks)
     running = workers("old")
-    poster = Poster(forwarder.port)
+    writer = Writer(forwarder)
     try:
-        wait_for(lambda: len(poster.statuses) >= 20)
+        wait_for(lambda: len(writer.bodies) >= 20)
         forwarder.reload(write_config(tmp_path, [*sinks, sink_dict("new", new.url())]))
-        # The POST in flight now may have been spooled before the reload; later ones not.
-        after = len(poster.statuses) + 1
         for generation in range(10):  # more reloads under load, each replacing a worker
-            mark = len(poster.statuses)
-            wait_for(lambda mark=mark: len(poster.statuses) >= mark + 3)
+            mark = len(writer.bodies)
+            wait_for(lambda mark=mark: len(writer.bodies) >= mark + 3)
             rotated = sink_dict("new", new.url(), headers={"X-Generation": str(generation)})
             forwarder.reload(write_config(tmp_path, [*sinks, rotated]))
-        mark = len(poster.statuses)
-        wait_for(lambda: len(poster.statuses) >= mark + 20)
+        mark = len(writer.bodies)
+        wait_for(lambda: len(writer.bodies) >= mark + 20)
     finally:
-        poster.stop()
+        writer.stop()
 
     assert len(running) == 1
     assert workers("old") == running  # left untouched
     assert len(workers("new")) == 1
 
-    assert poster.failures == []
-    bodies = poster.bodies
-    assert poster.statuses == [200] * len(bodies)
+    bodies = writer.bodies
     wait_for(lambda: drained(forwarder))
     assert old.bodies == bodies  # each once, in order
     assert len({r.peer for r in old.received}) == 1  # same worker and connection throughout
-    assert new.bodies == bodies[len(bodies) - len(new.bodies) :]
-    assert len(new.bodies) >= len(bodies) - after
+    assert new.bodies == bodies  # a new sink starts at the oldest alert kept; none repeated
     assert new.received[-1].headers["X-Generation"] == "9"
     assert metric(forwarder.port, RELOADS, result="ok") == 11
     assert metric(forwarder.port, RELOADS, result="error") == 0
@@ -103,31 +93,31 @@ def test_added_sink_gets_alerts_while_the_listener_keeps_serving(
 
 
 def test_removed_sink_gets_nothing_more(
-    tmp_path: Path, make_sink: SinkFactory, make_forwarder: ForwarderFactory, spool_dir: Path
+    tmp_path: Path, make_sink: SinkFactory, make_forwarder: ForwarderFactory, alerts_dir: Path
 ):
     kept, gone = make_sink(), make_sink()
     forwarder = make_forwarder([sink_dict("kept", kept.url()), sink_dict("gone", gone.url())])
     bodies = [encode(falco_alert(i)) for i in range(10)]
     for body in bodies[:5]:
-        assert post_alert(forwarder.port, body) == 200
+        append_alert(forwarder, body)
     wait_for(lambda: len(kept.received) == len(gone.received) == 5)
-    wait_for(lambda: not list((spool_dir / "gone").iterdir()))  # removed once the 2xx is read
 
     forwarder.reload(write_config(tmp_path, [sink_dict("kept", kept.url())]))
     for body in bodies[5:]:
-        assert post_alert(forwarder.port, body) == 200
+        append_alert(forwarder, body)
 
     wait_for(lambda: len(kept.received) == 10)
     assert workers("gone") == []
     assert kept.bodies == bodies
     assert gone.bodies == bodies[:5]
-    wait_for(lambda: forwarder.spool.depths() == {"kept": 0})
-    assert list((spool_dir / "gone").iterdir()) == []
-    assert 'queue_depth{sink="gone"}' not in request(forwarder.port, "GET", "/metrics")[1].decode()
+    wait_for(lambda: forwarder.log.backlog_bytes() == {"kept": 0})
+    assert (
+        'backlog_bytes{sink="gone"}' not in request(forwarder.port, "GET", "/metrics")[1].decode()
+    )
 
 
-def test_removed_sink_keeps_its_backlog_until_it_returns(
-    tmp_path: Path, make_sink: SinkFactory, make_forwarder: ForwarderFactory, spool_dir: Path
+def test_removed_sink_resumes_at_its_checkpoint_when_it_returns(
+    tmp_path: Path, make_sink: SinkFactory, make_forwarder: ForwarderFactory, alerts_dir: Path
 ):
     port = free_port()
     up = make_sink()
@@ -135,24 +125,24 @@ def test_removed_sink_keeps_its_backlog_until_it_returns(
     forwarder = make_forwarder([sink_dict("up", up.url()), down])
     bodies = [encode(falco_alert(i)) for i in range(6)]
     for body in bodies[:3]:
-        assert post_alert(forwarder.port, body) == 200
+        append_alert(forwarder, body)
     wait_for(lambda: metric(forwarder.port, "falco_forwarder_retried_total", sink="down") >= 1)
 
     forwarder.reload(write_config(tmp_path, [sink_dict("up", up.url())]))  # cuts the backoff
-    assert len(list((spool_dir / "down").glob("*.json"))) == 3
-    assert post_alert(forwarder.port, bodies[3]) == 200  # not for "down"
+    assert (alerts_dir / "state" / "down.checkpoint").exists()
+    append_alert(forwarder, bodies[3])  # written while "down" is not configured
     revived = make_sink(port=port)
     forwarder.reload(write_config(tmp_path, [sink_dict("up", up.url()), down]))
     for body in bodies[4:]:
-        assert post_alert(forwarder.port, body) == 200
+        append_alert(forwarder, body)
 
     wait_for(lambda: drained(forwarder))
-    assert revived.bodies == bodies[:3] + bodies[4:]
+    assert revived.bodies == bodies  # the log kept what came meanwhile
     assert up.bodies == bodies
     assert metric(forwarder.port, RELOADS, result="ok") == 2
 
 
-def test_rotated_header_applies_to_the_spooled_backlog(
+def test_rotated_header_applies_to_the_backlog(
     tmp_path: Path, make_sink: SinkFactory, make_forwarder: ForwarderFactory
 ):
     port = free_port()
@@ -160,7 +150,7 @@ def test_rotated_header_applies_to_the_spooled_backlog(
     forwarder = make_forwarder([sink_dict("s", url, headers={"Authorization": "Bearer old"})])
     bodies = [encode(falco_alert(i)) for i in range(10)]
     for body in bodies:
-        assert post_alert(forwarder.port, body) == 200
+        append_alert(forwarder, body)
     wait_for(lambda: metric(forwarder.port, "falco_forwarder_retried_total", sink="s") >= 2)
 
     forwarder.reload(
@@ -195,7 +185,7 @@ def test_invalid_file_keeps_the_running_config(
     assert metric(forwarder.port, RELOADS, result="error") == 1
     assert metric(forwarder.port, RELOADS, result="ok") == 0
     body = encode(falco_alert())
-    assert post_alert(forwarder.port, body) == 200
+    append_alert(forwarder, body)
     wait_for(lambda: sink.bodies == [body])
 
 
@@ -203,12 +193,12 @@ def test_unusable_new_sink_changes_nothing(
     tmp_path: Path,
     make_sink: SinkFactory,
     make_forwarder: ForwarderFactory,
-    spool_dir: Path,
+    alerts_dir: Path,
     caplog: pytest.LogCaptureFixture,
 ):
     sink, other = make_sink(), make_sink()
     forwarder = make_forwarder([sink_dict("s", sink.url())])
-    (spool_dir / "blocked").write_text("in the way of the sink's spool directory")
+    (alerts_dir / "state" / "blocked.checkpoint").mkdir()  # cannot be opened as a file
 
     forwarder.reload(
         write_config(
@@ -220,16 +210,16 @@ def test_unusable_new_sink_changes_nothing(
         )
     )
     body = encode(falco_alert())
-    assert post_alert(forwarder.port, body) == 200
+    append_alert(forwarder, body)
 
     wait_for(lambda: sink.bodies == [body])
     assert "X-Rotated" not in sink.received[0].headers  # the running worker was kept
-    wait_for(lambda: forwarder.spool.depths() == {"s": 0})  # removed once the 2xx is read
+    wait_for(lambda: forwarder.log.backlog_bytes() == {"s": 0})
     assert metric(forwarder.port, RELOADS, result="error") == 1
     assert "configuration not reloaded" in caplog.text
 
 
-def test_listen_and_spool_dir_changes_need_a_restart(
+def test_listen_and_log_location_changes_need_a_restart(
     tmp_path: Path,
     make_sink: SinkFactory,
     make_forwarder: ForwarderFactory,
@@ -246,16 +236,22 @@ def test_listen_and_spool_dir_changes_need_a_restart(
             tmp_path,
             [*sinks, sink_dict("added", added.url())],
             port=new_port,
-            spool={"dir": str(elsewhere), "max_bytes": 1024 * 1024},
+            alert_log={
+                "file": str(elsewhere / "falco.log"),
+                "state_dir": str(elsewhere),
+                "retention_bytes": 1024 * 1024,
+                "segment_bytes": 1024,
+            },
         )
     )
 
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
-        "listen and spool.dir changed: restart the forwarder to apply it (the rest is applied)"
+        "listen and alert_log.file and alert_log.state_dir changed: restart the forwarder to"
+        " apply it (the rest is applied)"
     ]
     body = encode(falco_alert())
-    assert post_alert(forwarder.port, body) == 200  # the old listener still serves
+    append_alert(forwarder, body)  # the old log is still read
     with pytest.raises(ConnectionRefusedError):
         request(new_port, "GET", "/healthz")
     wait_for(lambda: sink.bodies == [body] and added.bodies == [body])
@@ -263,28 +259,35 @@ def test_listen_and_spool_dir_changes_need_a_restart(
     assert metric(forwarder.port, RELOADS, result="ok") == 1
 
 
-def test_spool_cap_and_body_limit_apply_at_once(
-    tmp_path: Path, make_forwarder: ForwarderFactory, spool_dir: Path
+def test_retention_applies_at_once(
+    tmp_path: Path, make_forwarder: ForwarderFactory, alerts_dir: Path
 ):
     sinks = [sink_dict("s", f"http://{LOOPBACK}:{free_port()}/")]
     forwarder = make_forwarder(sinks)
-    bodies = [encode(falco_alert(i)) for i in range(10)]  # same length each
+    bodies = [encode(falco_alert(i)) for i in range(10, 20)]  # same length each
+    line = len(bodies[0]) + 1
     for body in bodies:
-        assert post_alert(forwarder.port, body) == 200
+        append_alert(forwarder, body)
 
     forwarder.reload(
         write_config(
             tmp_path,
             sinks,
-            spool={"dir": str(spool_dir), "max_bytes": 4 * len(bodies[0])},
-            max_body_bytes=len(bodies[0]) - 1,
+            alert_log={
+                "file": str(alerts_dir / "log" / "falco.log"),
+                "state_dir": str(alerts_dir / "state"),
+                "retention_bytes": 4 * line,
+                "segment_bytes": 4 * line,
+            },
         )
     )
 
     port = forwarder.port
-    assert metric(port, "falco_forwarder_dropped_total", sink="s", reason="spool_full") == 6
-    assert metric(port, "falco_forwarder_queue_depth", sink="s") == 4
-    assert post_alert(port, bodies[0]) == 413
+    # The 10 lines are rotated as one segment, over the cap: all are dropped, and counted.
+    wait_for(lambda: metric(port, "falco_forwarder_dropped_total", sink="s", reason="retention"))
+    assert metric(port, "falco_forwarder_dropped_total", sink="s", reason="retention") == 10
+    assert metric(port, "falco_forwarder_backlog_bytes", sink="s") == 0
+    assert metric(port, "falco_forwarder_alert_log_bytes") == 0
 
 
 def test_new_topology_reaches_gelf_messages(
@@ -293,12 +296,12 @@ def test_new_topology_reaches_gelf_messages(
     graylog = make_sink()
     sinks = [sink_dict("graylog", graylog.url(), "gelf")]
     forwarder = make_forwarder(sinks)
-    assert post_alert(forwarder.port, encode(falco_alert(0))) == 200
+    append_alert(forwarder, encode(falco_alert(0)))
     wait_for(lambda: len(graylog.received) == 1)
 
     juju = {**config_dict(tmp_path, [])["juju"], "unit": "falco-k8s/1"}
     forwarder.reload(write_config(tmp_path, sinks, juju=juju))
-    assert post_alert(forwarder.port, encode(falco_alert(1))) == 200
+    append_alert(forwarder, encode(falco_alert(1)))
 
     wait_for(lambda: len(graylog.received) == 2)
     units = [json.loads(body)["_juju_unit"] for body in graylog.bodies]
