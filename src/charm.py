@@ -37,7 +37,6 @@ from constants import (
     WEBHOOK_CONFIG_FILE,
     WEBSERVER_PORT,
 )
-from custom_rules import first_error_line
 from falco_config import FalcoSettings, is_managed
 from falco_forwarder.config import (
     FORMAT_FALCO_JSON,
@@ -48,9 +47,10 @@ from falco_forwarder.config import (
     config_from_dict,
     config_to_dict,
 )
+from falco_output import RulesListingError, first_error_line, parse_rules_listing
 from falcosidekick import falcosidekick_endpoint
 from pebble_layers import FALCO_COMMAND, falco_layer, forwarder_layer
-from rules_listing import RulesListingError, filter_rules, parse_rules_listing
+from rules_listing import apply_selection, filter_rules, parse_rules_selection
 from state import (
     FALCO_OPTIONS,
     SINK_OPTIONS,
@@ -404,11 +404,14 @@ class FalcoK8sCharm(ops.CharmBase):
             if result.exit_code != 0:
                 event.fail(f"falco -L failed: {first_error_line(result.output)}")
                 return
+            selection = parse_rules_selection(self.falco.read(FALCO_CONFIG) or b"")
+            enabled = event.params.get("enabled")
             rules = filter_rules(
-                parse_rules_listing(result.stdout),
+                apply_selection(parse_rules_listing(result.stdout), selection),
                 name=str(event.params.get("name", "")),
                 tag=str(event.params.get("tag", "")),
                 minimum_priority=str(event.params.get("minimum-priority", "")),
+                enabled=None if enabled is None else bool(enabled),
             )
             results = {"count": str(len(rules))}
             results.update(

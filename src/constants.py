@@ -37,4 +37,16 @@ FORWARDER_PKG_DIR = "/opt/falco-forwarder"
 FORWARDER_CONFIG = "/etc/falco-forwarder/config.json"
 SPOOL_DIR = "/var/lib/falco-forwarder/spool"
 
+# Falco's priorities, most severe first (syslog order 0-7); config values are lowercase.
+PRIORITIES = (
+    "emergency",
+    "alert",
+    "critical",
+    "error",
+    "warning",
+    "notice",
+    "informational",
+    "debug",
+)
+
 MIB = 1024 * 1024

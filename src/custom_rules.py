@@ -1,10 +1,9 @@
-"""First gate for the `custom_rules` option, plus helpers for rule selection and Falco's output.
+"""First gate for the `custom_rules` option, and the `disabled_rules` selection.
 
 `check_custom_rules` catches the structural mistakes Falco's rule reader would reject (or, worse,
 silently ignore) and names the item and line, before anything reaches the container. It mirrors
 Falco's reader (`rule_loader_reader.cpp`) but not its condition compiler: fields, operators and
-macro references stay the job of `falco --dry-run`, whose output `first_error_line` condenses
-into a status message.
+macro references stay the job of `falco --dry-run` (see `falco_output`).
 """
 
 from __future__ import annotations
@@ -16,7 +15,8 @@ from typing import Any, cast
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from falco_config import PRIORITIES
+from constants import PRIORITIES
+from rules_listing import matches_wildcard
 
 # Juju keeps config values in the controller database and sends the whole value to every unit on
 # each change, and Falco re-reads the file at every hot reload. Falco's complete stock k8s audit
@@ -48,15 +48,6 @@ _BOOLEANS = {
 # Anything outside YAML's printable set: the YAML reader would refuse it, and it means binary data.
 _NOT_TEXT = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _NULL_TAG = "tag:yaml.org,2002:null"
-
-# Falco's log timestamp: ctime style (`Tue Nov  7 05:07:26 2026: `) or ISO 8601.
-_TIMESTAMP = re.compile(
-    r"^(?:[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}|\d{4}-\d\d-\d\dT\S+): "
-)
-# A location line of a Falco load error naming the item, e.g. `rule 'Allow CI': (file:2:2)`.
-_ERROR_ITEM = re.compile(r"^((?:rule|macro|list) '.*'): \(")
-_SNIPPET_FENCE = "------"
-_STATUS_MAX = 200
 
 
 class CustomRulesError(ValueError):
@@ -332,13 +323,8 @@ class DisabledRules:
         if not (self.names or self.tags):
             return []
         names, tags = _rule_names_and_tags(rules_texts)
-        missing = [n for n in self.names if not any(_wildcard(n).fullmatch(r) for r in names)]
+        missing = [n for n in self.names if not any(matches_wildcard(n, r) for r in names)]
         return missing + [f"tag:{tag}" for tag in self.tags if tag not in tags]
-
-
-def _wildcard(pattern: str) -> re.Pattern[str]:
-    """Falco's rule-name pattern: ``*`` matches anything, every other character itself."""
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
 
 
 def _rule_names_and_tags(rules_texts: tuple[str, ...]) -> tuple[list[str], set[str]]:
@@ -373,38 +359,3 @@ def parse_disabled_rules(value: str) -> DisabledRules:
         elif entry:
             names[entry] = None
     return DisabledRules(tuple(names), tuple(tags))
-
-
-def first_error_line(falco_output: str) -> str:
-    """Pick the most useful single line from Falco's dry-run output for a Blocked status message.
-
-    Preference: the first `LOAD_ERR_...` line (prefixed with the rule, macro or list it is about),
-    then the first `Error:` line, then the last line. Rule-file snippets quoted between `------`
-    fences are never picked, since they are the operator's own text.
-    """
-    lines = [_TIMESTAMP.sub("", line).strip() for line in falco_output.splitlines()]
-    lines = [line for line in lines if line]
-    item = ""
-    in_snippet = False
-    for line in lines:
-        if line == _SNIPPET_FENCE:
-            in_snippet = not in_snippet
-        elif in_snippet:
-            continue
-        elif line.startswith("In "):
-            item = ""  # every error's location starts with an `In rules content` line
-        elif found := _ERROR_ITEM.match(line):
-            item = f"{found.group(1)}: "
-        elif line.startswith("LOAD_ERR_"):
-            return _shorten(item + line)
-    errors = [line for line in lines if line.startswith("Error:")]
-    if errors:
-        return _shorten(errors[0])
-    return _shorten(lines[-1]) if lines else "falco exited without output"
-
-
-def _shorten(line: str) -> str:
-    """Keep a status message short: Juju shows it in one line of `juju status`."""
-    if len(line) <= _STATUS_MAX:
-        return line
-    return line[: _STATUS_MAX - 3] + "..."

@@ -19,9 +19,8 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from audit_policy import AuditPolicyError, resolve_audit_policy
-from constants import FORWARDER_PORT, MIB, SPOOL_DIR
+from constants import FORWARDER_PORT, MIB, PRIORITIES, SPOOL_DIR
 from custom_rules import CustomRulesError, DisabledRules, check_custom_rules, parse_disabled_rules
-from falco_config import PRIORITIES
 from falco_forwarder.config import (
     FORMAT_FALCO_JSON,
     ForwarderConfig,

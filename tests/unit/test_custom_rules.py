@@ -1,4 +1,4 @@
-"""Tests for the custom_rules gate, the disabled-rules parser and the dry-run output condenser."""
+"""Tests for the custom_rules gate and the disabled-rules parser."""
 
 import pytest
 from hypothesis import given, settings
@@ -9,7 +9,6 @@ from custom_rules import (
     CustomRulesError,
     DisabledRules,
     check_custom_rules,
-    first_error_line,
     parse_disabled_rules,
 )
 
@@ -537,120 +536,6 @@ def test_disabled_entries_are_trimmed_non_empty_and_unique(value: str):
     for entries in (disabled.names, disabled.tags):
         assert len(set(entries)) == len(entries)
         assert all(entry and entry == entry.strip() and "," not in entry for entry in entries)
-
-
-COMPILE_ERROR = (
-    "LOAD_ERR_COMPILE_CONDITION (Error compiling condition): filter_check called with"
-    " nonexistent field ka.verbb"
-)
-COMPILE_ERROR_OUTPUT = f"""\
-Tue Nov 27 05:07:26 2026: Falco version: 0.44.1 (x86_64)
-Tue Nov 27 05:07:26 2026: Falco initialized with configuration files:
-Tue Nov 27 05:07:26 2026:    /etc/falco/staging/falco.yaml | schema validation: ok
-Tue Nov 27 05:07:26 2026: Loading rules from:
-Tue Nov 27 05:07:26 2026:    /etc/falco/k8s_audit_rules.yaml | schema validation: ok
-Tue Nov 27 05:07:26 2026:    /etc/falco/staging/rules.d/custom_rules.yaml | schema validation: ok
-Error: /etc/falco/staging/rules.d/custom_rules.yaml: Invalid
-1 Errors:
-In rules content: (/etc/falco/staging/rules.d/custom_rules.yaml:0:0)
-    rule 'Allow CI': (/etc/falco/staging/rules.d/custom_rules.yaml:2:2)
-    condition: (/etc/falco/staging/rules.d/custom_rules.yaml:4:13)
-------
-  condition: ka.verbb = create
-             ^
-------
-{COMPILE_ERROR}
-"""
-
-YAML_ERROR_OUTPUT = """\
-Tue Nov  7 05:07:26 2026: Falco version: 0.44.1 (x86_64)
-Tue Nov  7 05:07:26 2026: Loading rules from:
-/etc/falco/k8s_audit_rules.yaml: Ok, with warnings
-1 Warnings:
-In rules content: (/etc/falco/k8s_audit_rules.yaml:0:0)
-    rule 'Old Style': (/etc/falco/k8s_audit_rules.yaml:10:2)
-------
-- rule: Old Style
-  ^
-------
-LOAD_DEPRECATED_ITEM (Used deprecated item): 'enabled' property is deprecated
-Error: /etc/falco/staging/rules.d/custom_rules.yaml: Invalid
-1 Errors:
-In rules content: (/etc/falco/staging/rules.d/custom_rules.yaml:3:5)
-------
-    desc: a: b
-    ^
-------
-LOAD_ERR_YAML_PARSE (Error parsing YAML): yaml-cpp: error at line 3, column 5: illegal map value
-"""
-
-
-@pytest.mark.parametrize(
-    ("output", "expected"),
-    [
-        (
-            COMPILE_ERROR_OUTPUT,
-            f"rule 'Allow CI': {COMPILE_ERROR}",
-        ),
-        (
-            YAML_ERROR_OUTPUT,
-            "LOAD_ERR_YAML_PARSE (Error parsing YAML): yaml-cpp: error at line 3, column 5:"
-            " illegal map value",
-        ),
-        (
-            COMPILE_ERROR_OUTPUT.replace("rule 'Allow CI'", "macro 'ci_user'"),
-            f"macro 'ci_user': {COMPILE_ERROR}",
-        ),
-        (
-            "Tue Nov 27 05:07:26 2026: Falco version: 0.44.1 (x86_64)\n"
-            "Error: Could not load rules file /etc/falco/staging/rules.d/x.yaml: not found\n"
-            "Error: second\n",
-            "Error: Could not load rules file /etc/falco/staging/rules.d/x.yaml: not found",
-        ),
-        (
-            "Sat Nov  7 05:07:26 2026: Falco version: 0.44.1 (x86_64)\n"
-            "Sat Nov  7 05:07:26 2026: Runtime error: out of memory\n\n   \n",
-            "Runtime error: out of memory",
-        ),
-        (
-            "2026-11-27T05:07:26+0000: Runtime error: out of memory\n",
-            "Runtime error: out of memory",
-        ),
-        ("", "falco exited without output"),
-        ("\n   \n\n", "falco exited without output"),
-    ],
-)
-def test_first_error_line(output: str, expected: str):
-    assert first_error_line(output) == expected
-
-
-def test_quoted_rule_text_is_never_picked():
-    output = (
-        "In rules content: (custom_rules.yaml:0:0)\n"
-        "    list 'ci_users': (custom_rules.yaml:1:2)\n"
-        "------\n"
-        "LOAD_ERR_NOT_REAL rule 'Fake': (x)\n"
-        "------\n"
-        "LOAD_ERR_YAML_VALIDATE (Error validating YAML): Value is not a sequence\n"
-    )
-    assert first_error_line(output) == (
-        "list 'ci_users': LOAD_ERR_YAML_VALIDATE (Error validating YAML): Value is not a sequence"
-    )
-
-
-def test_long_messages_are_cut_for_status():
-    line = first_error_line("LOAD_ERR_COMPILE_OUTPUT (Error compiling output): " + "x" * 500)
-    assert len(line) == 200
-    assert line.startswith("LOAD_ERR_COMPILE_OUTPUT (Error compiling output): xxx")
-    assert line.endswith("x...")
-
-
-@given(st.text())
-def test_status_line_is_never_empty_or_long(output: str):
-    line = first_error_line(output)
-    assert line
-    assert len(line) <= 200
-    assert "\n" not in line
 
 
 STOCK = """\
