@@ -15,12 +15,14 @@ from typing import TypeVar
 import ops
 import pydantic
 
+import falco_reload
 import rules_gate
 from bundle import Bundle, load_bundle, manifest_digest
 from charms.falco_k8s.v0.gelf import GelfEndpointError, GelfEndpointRequirer
 from constants import (
     ALERT_LOG,
     FALCO_CONFIG,
+    FALCO_CONFIG_DIR,
     FALCO_CONTAINER,
     FALCO_CUSTOM_RULES,
     FALCO_SERVICE,
@@ -316,29 +318,40 @@ class FalcoK8sCharm(ops.CharmBase):
 
     def _converge_falco(self, candidate: rules_gate.FalcoFiles | None, bundle: Bundle) -> None:
         """Swap in the candidate if Falco accepts it, and keep Falco running on the last good."""
-        live = False
+        applied: rules_gate.FalcoFiles | None = None
         if candidate is not None:
             try:
                 rules_gate.apply(self.falco, candidate)
                 self._remember_last_good(candidate.to_json())
-                live = True
+                applied = candidate
             except rules_gate.GateRejectedError as exc:
                 what = "custom_rules" if exc.about_custom_rules else "falco.yaml"
                 self._statuses.append(ops.BlockedStatus(f"{what} rejected by Falco: {exc}"))
         # Otherwise the live files are the last config Falco accepted, if the charm wrote them.
-        live = live or self._falco_config_is_ours()
+        live = applied is not None or self._falco_config_is_ours()
         if not live and (last_good := self._last_good()):
             # A fresh container (pod rescheduled) while the current config is refused: bring
             # back the last config Falco accepted rather than leave the cluster unwatched.
             try:
-                rules_gate.apply(self.falco, rules_gate.FalcoFiles.from_json(last_good, bundle))
+                restored = rules_gate.FalcoFiles.from_json(last_good, bundle)
+                rules_gate.apply(self.falco, restored)
+                applied = restored
                 live = True
             except rules_gate.GateRejectedError as exc:
                 logger.error("last good config no longer accepted by Falco: %s", exc.output)
             except ValueError as exc:
                 logger.error("cannot restore the last good config: %s", exc)
         if live:
-            self.falco.ensure_service(falco_layer(manifest_digest(bundle.plugins_manifest)))
+            started = self.falco.ensure_service(
+                falco_layer(manifest_digest(bundle.plugins_manifest))
+            )
+            if applied is not None and not started:
+                # A running Falco hot-reloads; only its own report says the change landed.
+                check = falco_reload.confirm_reload(self.falco, applied.at(FALCO_CONFIG_DIR))
+                if check.problem:
+                    self._statuses.append(ops.WaitingStatus(check.problem))
+                elif check.note:
+                    self._notes.append(check.note)
 
     def _falco_config_is_ours(self) -> bool:
         """Whether the live falco.yaml is one the charm wrote, not the image's own default."""
