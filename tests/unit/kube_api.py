@@ -68,6 +68,17 @@ class FakeApiServer:
     def body(self, index: int) -> dict[str, Any]:
         return json.loads(self.requests[index].content)
 
+    def writes(self) -> list[tuple[str, str]]:
+        """The requests that change something (everything but reads)."""
+        return [(method, path) for method, path in self.sent() if method != "GET"]
+
+    def applied(self, path: str) -> dict[str, Any]:
+        """The body of the last server-side apply sent to ``path``."""
+        return json.loads(self.apply_request(path).content)
+
+    def apply_request(self, path: str) -> httpx2.Request:
+        return [r for r in self.requests if r.method == "PATCH" and r.url.path == path][-1]
+
 
 @contextmanager
 def serve(api: FakeApiServer) -> Iterator[str]:
