@@ -396,10 +396,12 @@ class FalcoK8sCharm(ops.CharmBase):
         if self._statuses or self._address is None:  # no address always comes with a reason
             return
         if self.falco.is_running():
-            parts = [f"audit webhook at {self._address.server_url}", *self._notes]
+            address = self._address
+            parts = [f"audit webhook at {address.server_url}", address.reachability_note]
+            parts += self._notes
             if self._sink_names:
                 parts.append(f"alerts to {', '.join(self._sink_names)}")
-            event.add_status(ops.ActiveStatus("; ".join(parts)))
+            event.add_status(ops.ActiveStatus("; ".join(part for part in parts if part)))
         else:
             event.add_status(ops.MaintenanceStatus("starting Falco"))
 

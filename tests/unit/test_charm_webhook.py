@@ -62,7 +62,8 @@ def test_node_port_service_gives_a_loopback_server(ctx, falco_fs, kube_api):
     pushed = (falco_fs / "etc-falco" / "webhook-config.yaml").read_text()
     assert kubeconfig_server(pushed) == "http://127.0.0.1:30765/k8s-audit"
     assert out.unit_status == testing.ActiveStatus(
-        "audit webhook at http://127.0.0.1:30765/k8s-audit"
+        "audit webhook at http://127.0.0.1:30765/k8s-audit;"
+        " 127.0.0.1 node ports need kube-proxy in iptables mode"
     )
 
 
