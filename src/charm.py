@@ -31,7 +31,6 @@ from constants import (
     FORWARDER_PKG_DIR,
     FORWARDER_PORT,
     FORWARDER_SERVICE,
-    FORWARDER_URL,
     K8S_AUDIT_RULES,
     K8SAUDIT_PORT,
     MIB,
@@ -39,7 +38,7 @@ from constants import (
     WEBHOOK_CONFIG_FILE,
     WEBSERVER_PORT,
 )
-from falco_config import FalcoSettings, is_managed
+from falco_config import is_managed
 from falco_forwarder.config import (
     FORMAT_FALCO_JSON,
     FORMAT_GELF,
@@ -76,6 +75,7 @@ _T = TypeVar("_T")
 
 PEER_RELATION = "falco-peers"
 LAST_GOOD_KEY = "last-good-falco"
+CHECKED_KEY = "checked-falco-rules"
 
 
 # Juju passes each action result as one command-line argument, which Linux caps at 128 KiB.
@@ -297,24 +297,25 @@ class FalcoK8sCharm(ops.CharmBase):
             return ["forwarder not answering"]
         return delivery_notes(delivery, self._sink_names)
 
-    def _falco_files(self, config: CharmConfig, bundle: Bundle) -> rules_gate.FalcoFiles:
+    def _falco_files(
+        self, config: CharmConfig, bundle: Bundle, *, recall: bool = True
+    ) -> rules_gate.FalcoFiles:
         """The candidate file set for the current config.
 
         Falco always posts its alerts to the forwarder, sinks or none: adding the first sink or
-        removing the last then only reloads the forwarder, and never touches Falco.
+        removing the last then only reloads the forwarder, and never touches Falco. An unchanged
+        rules text is not checked again (``recall``): its last check's outcome is remembered.
         """
-        falco = falco_state(config)
-        settings = FalcoSettings(
-            priority=falco.priority,
-            http_output_url=FORWARDER_URL,
-            rules_selection=falco.disabled.falco_selection(),
+        falco = falco_state(
+            config, bundle.stock_rules, self._recall(CHECKED_KEY) if recall else ""
         )
+        self._remember(CHECKED_KEY, falco.checked)
         # Falco accepts selections that match nothing silently; pass them on anyway, since the
         # rules may come later, but tell the operator.
-        if unmatched := falco.disabled.unmatched(bundle.stock_rules.decode(), falco.custom_rules):
-            logger.warning("disabled_rules entries select no rule: %s", unmatched)
-            self._notes.append(f"disabled_rules matched nothing: {', '.join(unmatched)}")
-        return rules_gate.FalcoFiles(settings, bundle.stock_rules, falco.custom_rules)
+        if falco.unmatched:
+            logger.warning("disabled_rules entries select no rule: %s", falco.unmatched)
+            self._notes.append(f"disabled_rules matched nothing: {', '.join(falco.unmatched)}")
+        return rules_gate.FalcoFiles(falco.settings, bundle.stock_rules, falco.custom_rules)
 
     def _converge_falco(self, candidate: rules_gate.FalcoFiles | None, bundle: Bundle) -> None:
         """Swap in the candidate if Falco accepts it, and keep Falco running on the last good."""
@@ -322,14 +323,14 @@ class FalcoK8sCharm(ops.CharmBase):
         if candidate is not None:
             try:
                 rules_gate.apply(self.falco, candidate)
-                self._remember_last_good(candidate.to_json())
+                self._remember(LAST_GOOD_KEY, candidate.to_json())
                 applied = candidate
             except rules_gate.GateRejectedError as exc:
                 what = "custom_rules" if exc.about_custom_rules else "falco.yaml"
                 self._statuses.append(ops.BlockedStatus(f"{what} rejected by Falco: {exc}"))
         # Otherwise the live files are the last config Falco accepted, if the charm wrote them.
         live = applied is not None or self._falco_config_is_ours()
-        if not live and (last_good := self._last_good()):
+        if not live and (last_good := self._recall(LAST_GOOD_KEY)):
             # A fresh container (pod rescheduled) while the current config is refused: bring
             # back the last config Falco accepted rather than leave the cluster unwatched.
             try:
@@ -358,16 +359,16 @@ class FalcoK8sCharm(ops.CharmBase):
         live = self.falco.read(FALCO_CONFIG)
         return live is not None and is_managed(live)
 
-    def _last_good(self) -> str:
-        """The last candidate Falco accepted on this unit (JSON), or "" if none is known."""
+    def _recall(self, key: str) -> str:
+        """What this unit remembered under ``key`` (see `_remember`), or "" if nothing."""
         peers = self.model.get_relation(PEER_RELATION)
-        return peers.data[self.unit].get(LAST_GOOD_KEY, "") if peers else ""
+        return peers.data[self.unit].get(key, "") if peers else ""
 
-    def _remember_last_good(self, text: str) -> None:
+    def _remember(self, key: str, text: str) -> None:
         """Keep it in this unit's peer databag: the controller holds it across pod restarts."""
         peers = self.model.get_relation(PEER_RELATION)
-        if peers is not None and peers.data[self.unit].get(LAST_GOOD_KEY) != text:
-            peers.data[self.unit][LAST_GOOD_KEY] = text
+        if peers is not None and peers.data[self.unit].get(key) != text:
+            peers.data[self.unit][key] = text
 
     def _rotate_alert_log(self, max_bytes: int) -> None:
         """Keep the alert log under its cap: rename it to .1, then have Falco reopen it.
@@ -470,7 +471,7 @@ class FalcoK8sCharm(ops.CharmBase):
         """Run the config-change gate on demand; apply nothing."""
         try:
             config = self._config().require(FALCO_OPTIONS)
-            files = self._falco_files(config, load_bundle(self.charm_dir))
+            files = self._falco_files(config, load_bundle(self.charm_dir), recall=False)
             result = rules_gate.validate(self.falco, files)
         except InvalidStateError as exc:
             event.set_results({"valid": "false", "errors": str(exc)})

@@ -24,6 +24,10 @@ from rules_listing import matches_wildcard
 # (the pure-Python YAML parse below needs about 2 s for 1 MiB: the worst case for a hook).
 MAX_CUSTOM_RULES_BYTES = 1_048_576
 
+# libyaml's parser, where PyYAML has it, is ~10 times faster than the pure-Python one and keeps
+# the same node marks, so messages still give the line.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 _KINDS = ("rule", "macro", "list", "required_engine_version", "required_plugin_versions")
 # Falco's parse_priority: case-insensitive, with "info" as a legacy alias of "informational".
 _PRIORITIES = frozenset(PRIORITIES) | {"info"}
@@ -70,10 +74,35 @@ class _Item:
         return _item_error(self.index, self.line, label, problem)
 
 
+@dataclass(frozen=True)
+class RuleNames:
+    """The rule names and tags a rules file defines, for matching `disabled_rules` against."""
+
+    names: tuple[str, ...] = ()
+    tags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class CustomRules:
+    """custom_rules once checked: what to write to rules.d ("" when blank), and its rules."""
+
+    text: str
+    rules: RuleNames
+
+
 def check_custom_rules(text: str) -> str:
     """Return what to write to rules.d: the text unchanged, or "" when it is blank.
 
     Blank means no content at all: whitespace, comments or null YAML documents.
+
+    Raises:
+        CustomRulesError: the first problem found, naming the item and its line.
+    """
+    return read_custom_rules(text).text
+
+
+def read_custom_rules(text: str) -> CustomRules:
+    """Check custom_rules as `check_custom_rules` does, and index its rules from the same parse.
 
     Raises:
         CustomRulesError: the first problem found, naming the item and its line.
@@ -94,8 +123,10 @@ def check_custom_rules(text: str) -> str:
     # trailing tabs). Spaces keep every line and column, and Falco's dry-run judges the real text.
     documents = _compose(text.replace("\t", " "))
     if not documents:
-        return ""
+        return CustomRules("", RuleNames())
     index = 0
+    names: list[str] = []
+    tags: set[str] = set()
     for document in documents:
         if not isinstance(document, SequenceNode):
             raise CustomRulesError(
@@ -107,26 +138,49 @@ def check_custom_rules(text: str) -> str:
             index += 1
             # Falco skips null entries (a lone `-`), so they are allowed.
             if not _is_null(node):
-                _check_item(_item(index, node))
-    return text
+                item = _item(index, node)
+                _check_item(item)
+                if item.kind == "rule" and item.name is not None:
+                    names.append(item.name)
+                    tags.update(_tags(item))
+    return CustomRules(text, RuleNames(tuple(names), frozenset(tags)))
+
+
+def _tags(item: _Item) -> list[str]:
+    """A rule's tags as Falco reads them: the scalar entries of its `tags` list."""
+    node = item.fields.get("tags")
+    values: list[Node] = node.value if isinstance(node, SequenceNode) else []
+    return [tag for value in values if (tag := _text(value)) is not None]
 
 
 def _compose(text: str) -> list[Node]:
     """Compose every non-null YAML document, keeping node marks for line numbers.
 
     Composing (not constructing) also keeps aliases shared, so an alias bomb costs no memory.
+    Text libyaml refuses is composed again by the Python parser, whose messages are the ones
+    operators see (libyaml's say less, e.g. no alias name).
     """
-    loader = yaml.SafeLoader(text)
-    documents: list[Node | None] = []
     try:
-        while loader.check_node():
-            documents.append(loader.get_node())
+        return _compose_with(_LOADER, text)
+    except (yaml.YAMLError, RecursionError):
+        pass
+    try:
+        return _compose_with(yaml.SafeLoader, text)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise CustomRulesError(f"custom_rules: YAML error{where}: {err.problem}") from None
     except RecursionError:
         raise CustomRulesError("custom_rules: YAML is nested too deeply") from None
+
+
+def _compose_with(
+    loader_class: type[yaml.SafeLoader] | type[yaml.CSafeLoader], text: str
+) -> list[Node]:
+    loader = loader_class(text)
+    documents: list[Node | None] = []
+    while loader.check_node():
+        documents.append(loader.get_node())
     return [node for node in documents if node is not None and not _is_null(node)]
 
 
@@ -314,7 +368,7 @@ class DisabledRules:
             {"disable": {"tag": tag}} for tag in self.tags
         ]
 
-    def unmatched(self, *rules_texts: str) -> list[str]:
+    def unmatched(self, *rules: RuleNames) -> list[str]:
         """Entries that select no rule in the given rules files (a typo, most likely).
 
         Falco accepts such entries silently, so this is the only place an operator learns that
@@ -322,25 +376,26 @@ class DisabledRules:
         """
         if not (self.names or self.tags):
             return []
-        names, tags = _rule_names_and_tags(rules_texts)
+        names = [name for each in rules for name in each.names]
+        tags = set[str]().union(*(each.tags for each in rules))
         missing = [n for n in self.names if not any(matches_wildcard(n, r) for r in names)]
         return missing + [f"tag:{tag}" for tag in self.tags if tag not in tags]
 
 
-def _rule_names_and_tags(rules_texts: tuple[str, ...]) -> tuple[list[str], set[str]]:
+def rule_names(text: str | bytes) -> RuleNames:
+    """The rules a trusted rules file (the stock one) defines; none if it does not parse."""
+    try:
+        items = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader, C or Python
+    except yaml.YAMLError:
+        return RuleNames()  # already reported by the checks that gate these files
     names: list[str] = []
     tags: set[str] = set()
-    for text in rules_texts:
-        try:
-            items = yaml.safe_load(text)
-        except yaml.YAMLError:
-            continue  # already reported by the checks that gate these files
-        for item in cast("list[Any]", items) if isinstance(items, list) else []:
-            rule = cast("dict[str, Any]", item) if isinstance(item, dict) else {}
-            if isinstance(rule.get("rule"), str):
-                names.append(rule["rule"])
-                tags.update(str(tag) for tag in cast("list[Any]", rule.get("tags") or []))
-    return names, tags
+    for item in cast("list[Any]", items) if isinstance(items, list) else []:
+        rule = cast("dict[str, Any]", item) if isinstance(item, dict) else {}
+        if isinstance(rule.get("rule"), str):
+            names.append(rule["rule"])
+            tags.update(str(tag) for tag in cast("list[Any]", rule.get("tags") or []))
+    return RuleNames(tuple(names), frozenset(tags))
 
 
 def parse_disabled_rules(value: str) -> DisabledRules:

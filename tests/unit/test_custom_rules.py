@@ -1,15 +1,19 @@
 """Tests for the custom_rules gate and the disabled-rules parser."""
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import custom_rules
 from custom_rules import (
     MAX_CUSTOM_RULES_BYTES,
     CustomRulesError,
     DisabledRules,
     check_custom_rules,
     parse_disabled_rules,
+    read_custom_rules,
+    rule_names,
 )
 
 # What an operator would really paste: every kind of item, in the shapes Falco accepts.
@@ -564,8 +568,28 @@ STOCK = """\
 def test_unmatched_disabled_rules(value, unmatched):
     custom = "- rule: Allow CI\n  condition: kevt\n  tags: [ci]\n"
 
-    assert parse_disabled_rules(value).unmatched(STOCK, custom) == unmatched
+    rules = (rule_names(STOCK), rule_names(custom))
+    assert parse_disabled_rules(value).unmatched(*rules) == unmatched
 
 
 def test_unmatched_skips_unparsable_rules_text():
-    assert parse_disabled_rules("x").unmatched("- rule: [", STOCK) == ["x"]
+    rules = (rule_names("- rule: ["), rule_names(STOCK))
+    assert parse_disabled_rules("x").unmatched(*rules) == ["x"]
+
+
+def test_custom_rules_are_indexed_from_the_same_parse_that_checks_them():
+    rules = read_custom_rules(REALISTIC_RULES).rules
+    assert rules == rule_names(REALISTIC_RULES)
+    assert rules.names
+
+
+@pytest.mark.parametrize("loader", ["CSafeLoader", "SafeLoader"])
+def test_messages_keep_their_line_numbers_with_either_yaml_parser(monkeypatch, loader):
+    monkeypatch.setattr(custom_rules, "_LOADER", getattr(yaml, loader))
+    with pytest.raises(CustomRulesError, match=r"YAML error at line 4, column 1: expected ','"):
+        check_custom_rules("- rule: x\n  desc: y\n  tags: [a\n")
+    with pytest.raises(CustomRulesError, match=r"item 2 \(rule 'B', line 4\): missing 'output'"):
+        check_custom_rules(
+            "- rule: A\n  enabled: false\n\n- rule: B\n  desc: d\n  condition: c\n"
+            "  priority: INFO\n  source: k8s_audit\n"
+        )
