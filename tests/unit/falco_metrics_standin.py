@@ -18,14 +18,12 @@ change). A Pebble restart of the falco service makes it load the files afresh.
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import yaml
+from loopback_http import QuietHandler, serving
 
 HELP = "https://falco.org/docs/metrics/"
 
@@ -88,8 +86,8 @@ class FalcoMetrics:
         """Serve ``/metrics`` on a real 127.0.0.1 socket; yield its port."""
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 standin.requests += 1
                 if standin.down_requests > 0:
                     standin.down_requests -= 1
@@ -102,18 +100,8 @@ class FalcoMetrics:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-        thread.start()
-        try:
-            yield server.server_address[1]
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join()
+        with serving(Handler) as port:
+            yield port
 
 
 def _info(name: str, labels: dict[str, str]) -> str:

@@ -13,7 +13,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from charm_pod import ACTIVE, Calls, falco_container, pod
+from charm_pod import ACTIVE, CI_RULE, Calls, falco_container, pod
 from falco_metrics_standin import FalcoMetrics
 from ops import testing
 
@@ -24,14 +24,6 @@ RESTARTED = testing.ActiveStatus(
 UNCONFIRMED = testing.WaitingStatus(
     "Falco reload unconfirmed: Falco restarted, not yet running the new config"
 )
-CUSTOM_RULES = """\
-- rule: Exec by CI
-  desc: ci exec
-  condition: ka.verb=create
-  output: exec by %ka.user.name
-  priority: NOTICE
-  source: k8s_audit
-"""
 
 
 def deployed(ctx: testing.Context[Any], fs: Path) -> testing.State:
@@ -58,7 +50,7 @@ def test_a_reload_falco_confirms_is_applied_without_a_restart(
     out = deployed(ctx, falco_fs)
     calls.reset()
 
-    out = reconfigure(ctx, out, minimum_priority="warning", custom_rules=CUSTOM_RULES)
+    out = reconfigure(ctx, out, minimum_priority="warning", custom_rules=CI_RULE)
 
     assert falco_metrics.requests >= 1
     assert calls.restarted == []
@@ -90,7 +82,7 @@ def test_a_change_after_a_failed_reload_dry_run_is_applied_by_a_restart(
     falco_metrics.freeze()
     calls.reset()
 
-    out = reconfigure(ctx, out, custom_rules=CUSTOM_RULES)
+    out = reconfigure(ctx, out, custom_rules=CI_RULE)
 
     assert calls.restarted == ["falco:falco"]
     assert "custom_rules.yaml" in falco_metrics.loaded_now()["rules"]

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from charm_pod import CI_RULE
 
 import state
 from constants import FORWARDER_URL
@@ -13,15 +14,7 @@ from falco_config import FalcoSettings
 from state import CharmConfig, InvalidStateError, falco_state
 
 STOCK = b"- rule: Disallowed K8s User\n  condition: kevt\n  tags: [k8s]\n"
-RULES = """\
-- rule: Exec by CI
-  desc: ci exec
-  condition: ka.verb=create
-  output: exec by %ka.user.name
-  priority: NOTICE
-  source: k8s_audit
-  tags: [ci]
-"""
+RULES = CI_RULE
 
 
 @pytest.fixture
