@@ -48,10 +48,10 @@ def dry_run_output(schema_warnings: list[str], errors: list[str]) -> str:
     return out
 
 
-# What a misspelled `condtion:` gives: one warning for the item, one for the list.
+# What a misspelled `condition:` key gives: one warning for the item, one for the list.
 SCHEMA_WARNINGS = [
     "failed for <root>[0]: Object contains a property that could not be validated using"
-    " 'properties' or 'additionalProperties' constraints: 'condtion'.",
+    " 'properties' or 'additionalProperties' constraints: 'when'.",
     "failed for <root>: Failed to validate item #0 in array.",
     "failed for <root>[1]: Missing required property 'output'.",
 ]
@@ -71,13 +71,13 @@ BAD_FIELD = error_block(
         ("macro", "ci_user", 4, 2),
         ("condition expression", "", 5, 13),
     ],
-    ["  condition: ka.user.nam = ci", "             ^"],
+    ["  condition: ka.usr.name = ci", "             ^"],
     "LOAD_ERR_COMPILE_CONDITION (Error compiling condition)",
-    "filter_check called with nonexistent field ka.user.nam",
+    "filter_check called with nonexistent field ka.usr.name",
 )
 BAD_FIELD_LINE = (
     "macro 'ci_user': LOAD_ERR_COMPILE_CONDITION (Error compiling condition): filter_check"
-    " called with nonexistent field ka.user.nam"
+    " called with nonexistent field ka.usr.name"
 )
 NOT_YAML = error_block(
     [("rules content", "", 3, 5)],
