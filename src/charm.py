@@ -309,7 +309,8 @@ class FalcoK8sCharm(ops.CharmBase):
         falco = falco_state(
             config, bundle.stock_rules, self._recall(CHECKED_KEY) if recall else ""
         )
-        self._remember(CHECKED_KEY, falco.checked)
+        if recall:
+            self._remember(CHECKED_KEY, falco.checked)
         # Falco accepts selections that match nothing silently; pass them on anyway, since the
         # rules may come later, but tell the operator.
         if falco.unmatched:

@@ -259,3 +259,12 @@ def test_status_line_is_never_empty_or_long(output: str):
     assert line
     assert len(line) <= 200
     assert "\n" not in line
+
+
+@pytest.mark.parametrize("before", ["", "Falco version: 0.44.1\n"])
+def test_a_block_whose_first_location_line_is_missing_still_names_its_item(before: str):
+    output = (
+        f"{before}    rule 'X': ({CUSTOM}:1:2)\n------\n- rule: X\n  ^\n------\n"
+        "LOAD_ERR_VALIDATE (Error validating rule/macro/list/exception objects): boom\n"
+    )
+    assert first_error_line(output).startswith("rule 'X': LOAD_ERR_VALIDATE")
