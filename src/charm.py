@@ -15,12 +15,14 @@ from typing import TypeVar
 import ops
 import pydantic
 
+import falco_reload
 import rules_gate
 from bundle import Bundle, load_bundle, manifest_digest
 from charms.falco_k8s.v0.gelf import GelfEndpointError, GelfEndpointRequirer
 from constants import (
     ALERT_LOG_DIR,
     FALCO_CONFIG,
+    FALCO_CONFIG_DIR,
     FALCO_CONTAINER,
     FALCO_CUSTOM_RULES,
     FALCO_SERVICE,
@@ -35,8 +37,7 @@ from constants import (
     WEBHOOK_CONFIG_FILE,
     WEBSERVER_PORT,
 )
-from custom_rules import first_error_line
-from falco_config import FalcoSettings, is_managed
+from falco_config import is_managed
 from falco_forwarder.config import (
     FORMAT_FALCO_JSON,
     FORMAT_GELF,
@@ -46,9 +47,10 @@ from falco_forwarder.config import (
     config_from_dict,
     config_to_dict,
 )
+from falco_output import RulesListingError, first_error_line, parse_rules_listing
 from falcosidekick import falcosidekick_endpoint
 from pebble_layers import FALCO_COMMAND, falco_layer, forwarder_layer
-from rules_listing import RulesListingError, filter_rules, parse_rules_listing
+from rules_listing import apply_selection, filter_rules, parse_rules_selection
 from state import (
     FALCO_OPTIONS,
     SINK_OPTIONS,
@@ -72,6 +74,7 @@ _T = TypeVar("_T")
 
 PEER_RELATION = "falco-peers"
 LAST_GOOD_KEY = "last-good-falco"
+CHECKED_KEY = "checked-falco-rules"
 
 
 # Juju passes each action result as one command-line argument, which Linux caps at 128 KiB.
@@ -293,64 +296,80 @@ class FalcoK8sCharm(ops.CharmBase):
             return ["forwarder not answering"]
         return delivery_notes(delivery, self._sink_names)
 
-    def _falco_files(self, config: CharmConfig, bundle: Bundle) -> rules_gate.FalcoFiles:
+    def _falco_files(
+        self, config: CharmConfig, bundle: Bundle, *, recall: bool = True
+    ) -> rules_gate.FalcoFiles:
         """The candidate file set for the current config.
 
         Falco always writes its alerts to the alert log, sinks or none: adding the first sink
-        or removing the last then only reloads the forwarder, and never touches Falco.
+        or removing the last then only reloads the forwarder, and never touches Falco. An
+        unchanged rules text is not checked again (``recall``): its last check's outcome is
+        remembered.
         """
-        falco = falco_state(config)
-        settings = FalcoSettings(
-            priority=falco.priority, rules_selection=falco.disabled.falco_selection()
+        falco = falco_state(
+            config, bundle.stock_rules, self._recall(CHECKED_KEY) if recall else ""
         )
+        if recall:
+            self._remember(CHECKED_KEY, falco.checked)
         # Falco accepts selections that match nothing silently; pass them on anyway, since the
         # rules may come later, but tell the operator.
-        if unmatched := falco.disabled.unmatched(bundle.stock_rules.decode(), falco.custom_rules):
-            logger.warning("disabled_rules entries select no rule: %s", unmatched)
-            self._notes.append(f"disabled_rules matched nothing: {', '.join(unmatched)}")
-        return rules_gate.FalcoFiles(settings, bundle.stock_rules, falco.custom_rules)
+        if falco.unmatched:
+            logger.warning("disabled_rules entries select no rule: %s", falco.unmatched)
+            self._notes.append(f"disabled_rules matched nothing: {', '.join(falco.unmatched)}")
+        return rules_gate.FalcoFiles(falco.settings, bundle.stock_rules, falco.custom_rules)
 
     def _converge_falco(self, candidate: rules_gate.FalcoFiles | None, bundle: Bundle) -> None:
         """Swap in the candidate if Falco accepts it, and keep Falco running on the last good."""
-        live = False
+        applied: rules_gate.FalcoFiles | None = None
         if candidate is not None:
             try:
                 rules_gate.apply(self.falco, candidate)
-                self._remember_last_good(candidate.to_json())
-                live = True
+                self._remember(LAST_GOOD_KEY, candidate.to_json())
+                applied = candidate
             except rules_gate.GateRejectedError as exc:
                 what = "custom_rules" if exc.about_custom_rules else "falco.yaml"
                 self._statuses.append(ops.BlockedStatus(f"{what} rejected by Falco: {exc}"))
         # Otherwise the live files are the last config Falco accepted, if the charm wrote them.
-        live = live or self._falco_config_is_ours()
-        if not live and (last_good := self._last_good()):
+        live = applied is not None or self._falco_config_is_ours()
+        if not live and (last_good := self._recall(LAST_GOOD_KEY)):
             # A fresh container (pod rescheduled) while the current config is refused: bring
             # back the last config Falco accepted rather than leave the cluster unwatched.
             try:
-                rules_gate.apply(self.falco, rules_gate.FalcoFiles.from_json(last_good, bundle))
+                restored = rules_gate.FalcoFiles.from_json(last_good, bundle)
+                rules_gate.apply(self.falco, restored)
+                applied = restored
                 live = True
             except rules_gate.GateRejectedError as exc:
                 logger.error("last good config no longer accepted by Falco: %s", exc.output)
             except ValueError as exc:
                 logger.error("cannot restore the last good config: %s", exc)
         if live:
-            self.falco.ensure_service(falco_layer(manifest_digest(bundle.plugins_manifest)))
+            started = self.falco.ensure_service(
+                falco_layer(manifest_digest(bundle.plugins_manifest))
+            )
+            if applied is not None and not started:
+                # A running Falco hot-reloads; only its own report says the change landed.
+                check = falco_reload.confirm_reload(self.falco, applied.at(FALCO_CONFIG_DIR))
+                if check.problem:
+                    self._statuses.append(ops.WaitingStatus(check.problem))
+                elif check.note:
+                    self._notes.append(check.note)
 
     def _falco_config_is_ours(self) -> bool:
         """Whether the live falco.yaml is one the charm wrote, not the image's own default."""
         live = self.falco.read(FALCO_CONFIG)
         return live is not None and is_managed(live)
 
-    def _last_good(self) -> str:
-        """The last candidate Falco accepted on this unit (JSON), or "" if none is known."""
+    def _recall(self, key: str) -> str:
+        """What this unit remembered under ``key`` (see `_remember`), or "" if nothing."""
         peers = self.model.get_relation(PEER_RELATION)
-        return peers.data[self.unit].get(LAST_GOOD_KEY, "") if peers else ""
+        return peers.data[self.unit].get(key, "") if peers else ""
 
-    def _remember_last_good(self, text: str) -> None:
+    def _remember(self, key: str, text: str) -> None:
         """Keep it in this unit's peer databag: the controller holds it across pod restarts."""
         peers = self.model.get_relation(PEER_RELATION)
-        if peers is not None and peers.data[self.unit].get(LAST_GOOD_KEY) != text:
-            peers.data[self.unit][LAST_GOOD_KEY] = text
+        if peers is not None and peers.data[self.unit].get(key) != text:
+            peers.data[self.unit][key] = text
 
     # -- status ---------------------------------------------------------------------------------
 
@@ -362,10 +381,12 @@ class FalcoK8sCharm(ops.CharmBase):
         if self._statuses or self._address is None:  # no address always comes with a reason
             return
         if self.falco.is_running():
-            parts = [f"audit webhook at {self._address.server_url}", *self._notes]
+            address = self._address
+            parts = [f"audit webhook at {address.server_url}", address.reachability_note]
+            parts += self._notes
             if self._sink_names:
                 parts.append(f"alerts to {', '.join(self._sink_names)}")
-            event.add_status(ops.ActiveStatus("; ".join(parts)))
+            event.add_status(ops.ActiveStatus("; ".join(part for part in parts if part)))
         else:
             event.add_status(ops.MaintenanceStatus("starting Falco"))
 
@@ -383,11 +404,14 @@ class FalcoK8sCharm(ops.CharmBase):
             if result.exit_code != 0:
                 event.fail(f"falco -L failed: {first_error_line(result.output)}")
                 return
+            selection = parse_rules_selection(self.falco.read(FALCO_CONFIG) or b"")
+            enabled = event.params.get("enabled")
             rules = filter_rules(
-                parse_rules_listing(result.stdout),
+                apply_selection(parse_rules_listing(result.stdout), selection),
                 name=str(event.params.get("name", "")),
                 tag=str(event.params.get("tag", "")),
                 minimum_priority=str(event.params.get("minimum-priority", "")),
+                enabled=None if enabled is None else bool(enabled),
             )
             results = {"count": str(len(rules))}
             results.update(
@@ -431,7 +455,7 @@ class FalcoK8sCharm(ops.CharmBase):
         """Run the config-change gate on demand; apply nothing."""
         try:
             config = self._config().require(FALCO_OPTIONS)
-            files = self._falco_files(config, load_bundle(self.charm_dir))
+            files = self._falco_files(config, load_bundle(self.charm_dir), recall=False)
             result = rules_gate.validate(self.falco, files)
         except InvalidStateError as exc:
             event.set_results({"valid": "false", "errors": str(exc)})

@@ -1,8 +1,12 @@
 """The charm's only door to the Kubernetes API: the audit webhook's Service, ConfigMap and policy.
 
 Everything is written with server-side apply under the application's name as field manager, so
-re-running `AuditWebhookCluster.apply` converges on the wanted state and fields set by earlier
-runs but no longer wanted are dropped. The Service Juju creates for the application is never
+re-running `AuditWebhookCluster.apply` converges on the wanted state. Each object is read back
+first and written only when it lacks something the charm wants: a converged leader reads and
+writes nothing, `update-status` included. The read-back also catches drift (someone edited or
+deleted an object), so no periodic re-apply is needed. An option cleared that only lets
+Kubernetes choose (a node port, a cluster IP) keeps the value the Service has, so the
+kube-apiserver's webhook file stays right. The Service Juju creates for the application is never
 touched. Every API or transport failure leaves this module as `ClusterError` (or
 `ClusterForbiddenError` when the charm lacks RBAC), never as a lightkube or httpx2 exception.
 
@@ -16,6 +20,7 @@ operator has to redeploy the kube-apiserver's webhook file for the new address a
 import ipaddress
 from collections.abc import Generator
 from contextlib import contextmanager
+from typing import Any, TypeVar, cast
 
 import httpx2
 from lightkube import ApiError, Client, ConfigError
@@ -42,6 +47,8 @@ from webhook_config import (
 )
 
 WEBHOOK_PORT_NAME = "k8s-audit"
+
+_Resource = TypeVar("_Resource", Service, ConfigMap, NetworkPolicy)
 
 _NOT_FOUND = 404
 _FORBIDDEN = 403
@@ -95,23 +102,20 @@ class AuditWebhookCluster:
             ClusterForbiddenError: the application is not trusted with cluster access.
             ClusterError: any other API failure, or a change of a fixed cluster IP.
         """
+        live = self._read(Service)
         if spec.cluster_ip is not None:
-            self._refuse_cluster_ip_change(spec.cluster_ip)
-        with self._errors("apply Service"):
-            service = self._api.apply(self._service(spec), field_manager=self.app, force=True)
+            self._refuse_cluster_ip_change(live, spec.cluster_ip)
+        service = self._converge(self._service(spec), live)
         address = self._address(service)
         config_map = ConfigMap(
             metadata=self._metadata(),
             data={WEBHOOK_CONFIG_KEY: webhook_kubeconfig(address), AUDIT_POLICY_KEY: audit_policy},
         )
-        with self._errors("apply ConfigMap"):
-            self._api.apply(config_map, field_manager=self.app, force=True)
+        self._converge(config_map, self._read(ConfigMap))
+        policy = self._read(NetworkPolicy)
         if allowed_cidrs:
-            with self._errors("apply NetworkPolicy"):
-                self._api.apply(
-                    self._network_policy(allowed_cidrs), field_manager=self.app, force=True
-                )
-        else:
+            self._converge(self._network_policy(allowed_cidrs), policy)
+        elif policy is not None:
             self._delete(NetworkPolicy)
         return address
 
@@ -121,7 +125,7 @@ class AuditWebhookCluster:
         Raises:
             ClusterError: the API failed, or the Service has no address yet.
         """
-        service = self._read_service()
+        service = self._read(Service)
         return None if service is None else self._address(service)
 
     def remove(self) -> None:
@@ -155,14 +159,22 @@ class AuditWebhookCluster:
                 retryable=True,
             ) from exc
 
-    def _read_service(self) -> Service | None:
-        with self._errors("read Service"):
+    def _read(self, resource: type[_Resource]) -> _Resource | None:
+        """The live object, or None when it does not exist."""
+        with self._errors(f"read {resource.__name__}"):
             try:
-                return self._api.get(Service, self.name, namespace=self.namespace)
+                return self._api.get(resource, self.name, namespace=self.namespace)
             except ApiError as exc:
                 if exc.response.status_code == _NOT_FOUND:
                     return None
                 raise
+
+    def _converge(self, wanted: _Resource, live: _Resource | None) -> _Resource:
+        """Server-side apply ``wanted`` unless ``live`` already holds every field of it."""
+        if live is not None and _holds(live.to_dict(), wanted.to_dict()):  # pyright: ignore[reportUnknownMemberType]
+            return live
+        with self._errors(f"apply {type(wanted).__name__}"):
+            return self._api.apply(wanted, field_manager=self.app, force=True)
 
     def _delete(self, resource: type[Service | ConfigMap | NetworkPolicy]) -> None:
         with self._errors(f"delete {resource.__name__}"):
@@ -172,9 +184,8 @@ class AuditWebhookCluster:
                 if exc.response.status_code != _NOT_FOUND:
                     raise
 
-    def _refuse_cluster_ip_change(self, wanted: str) -> None:
+    def _refuse_cluster_ip_change(self, live: Service | None, wanted: str) -> None:
         """Fail early, with the way out, instead of on the API server's immutable-field 422."""
-        live = self._read_service()
         current = live.spec.clusterIP if live is not None and live.spec is not None else None
         if current and current != str(ipaddress.ip_address(wanted)):
             raise ClusterError(
@@ -225,7 +236,9 @@ class AuditWebhookCluster:
                 type=spec.service_type,
                 selector=self._selector,
                 ports=[port],
-                clusterIP=spec.cluster_ip,
+                clusterIP=None
+                if spec.cluster_ip is None
+                else str(ipaddress.ip_address(spec.cluster_ip)),
             ),
         )
 
@@ -251,3 +264,26 @@ class AuditWebhookCluster:
                 ingress=[webhook, metrics],
             ),
         )
+
+
+def _holds(live: Any, wanted: Any) -> bool:
+    """Whether ``live`` has every field ``wanted`` sets, with the same value.
+
+    Fields Kubernetes adds (defaults, allocations, status, managedFields) do not count.
+    """
+    if isinstance(wanted, dict):
+        if not isinstance(live, dict):
+            return False
+        have = cast("dict[str, Any]", live)
+        return all(
+            key in have and _holds(have[key], value)
+            for key, value in cast("dict[str, Any]", wanted).items()
+        )
+    if isinstance(wanted, list):
+        items = cast("list[Any]", wanted)
+        return (
+            isinstance(live, list)
+            and len(cast("list[Any]", live)) == len(items)
+            and all(map(_holds, cast("list[Any]", live), items))
+        )
+    return live == wanted

@@ -41,4 +41,16 @@ ALERT_LOG_DIR = f"{ALERTS_DIR}/log"
 ALERT_LOG = f"{ALERT_LOG_DIR}/falco.log"
 ALERT_STATE_DIR = f"{ALERTS_DIR}/state"
 
+# Falco's priorities, most severe first (syslog order 0-7); config values are lowercase.
+PRIORITIES = (
+    "emergency",
+    "alert",
+    "critical",
+    "error",
+    "warning",
+    "notice",
+    "informational",
+    "debug",
+)
+
 MIB = 1024 * 1024

@@ -1,10 +1,9 @@
-"""First gate for the `custom_rules` option, plus helpers for rule selection and Falco's output.
+"""First gate for the `custom_rules` option, and the `disabled_rules` selection.
 
 `check_custom_rules` catches the structural mistakes Falco's rule reader would reject (or, worse,
 silently ignore) and names the item and line, before anything reaches the container. It mirrors
 Falco's reader (`rule_loader_reader.cpp`) but not its condition compiler: fields, operators and
-macro references stay the job of `falco --dry-run`, whose output `first_error_line` condenses
-into a status message.
+macro references stay the job of `falco --dry-run` (see `falco_output`).
 """
 
 from __future__ import annotations
@@ -16,13 +15,18 @@ from typing import Any, cast
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from falco_config import PRIORITIES
+from constants import PRIORITIES
+from rules_listing import matches_wildcard
 
 # Juju keeps config values in the controller database and sends the whole value to every unit on
 # each change, and Falco re-reads the file at every hot reload. Falco's complete stock k8s audit
 # ruleset is about 35 KiB, so 1 MiB is ample for real custom rules while bounding those costs
 # (the pure-Python YAML parse below needs about 2 s for 1 MiB: the worst case for a hook).
 MAX_CUSTOM_RULES_BYTES = 1_048_576
+
+# libyaml's parser, where PyYAML has it, is ~10 times faster than the pure-Python one and keeps
+# the same node marks, so messages still give the line.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _KINDS = ("rule", "macro", "list", "required_engine_version", "required_plugin_versions")
 # Falco's parse_priority: case-insensitive, with "info" as a legacy alias of "informational".
@@ -49,15 +53,6 @@ _BOOLEANS = {
 _NOT_TEXT = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _NULL_TAG = "tag:yaml.org,2002:null"
 
-# Falco's log timestamp: ctime style (`Tue Nov  7 05:07:26 2026: `) or ISO 8601.
-_TIMESTAMP = re.compile(
-    r"^(?:[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}|\d{4}-\d\d-\d\dT\S+): "
-)
-# A location line of a Falco load error naming the item, e.g. `rule 'Allow CI': (file:2:2)`.
-_ERROR_ITEM = re.compile(r"^((?:rule|macro|list) '.*'): \(")
-_SNIPPET_FENCE = "------"
-_STATUS_MAX = 200
-
 
 class CustomRulesError(ValueError):
     """Operator-fixable problem in custom_rules; str() is the message shown in Blocked status."""
@@ -79,10 +74,35 @@ class _Item:
         return _item_error(self.index, self.line, label, problem)
 
 
+@dataclass(frozen=True)
+class RuleNames:
+    """The rule names and tags a rules file defines, for matching `disabled_rules` against."""
+
+    names: tuple[str, ...] = ()
+    tags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class CustomRules:
+    """custom_rules once checked: what to write to rules.d ("" when blank), and its rules."""
+
+    text: str
+    rules: RuleNames
+
+
 def check_custom_rules(text: str) -> str:
     """Return what to write to rules.d: the text unchanged, or "" when it is blank.
 
     Blank means no content at all: whitespace, comments or null YAML documents.
+
+    Raises:
+        CustomRulesError: the first problem found, naming the item and its line.
+    """
+    return read_custom_rules(text).text
+
+
+def read_custom_rules(text: str) -> CustomRules:
+    """Check custom_rules as `check_custom_rules` does, and index its rules from the same parse.
 
     Raises:
         CustomRulesError: the first problem found, naming the item and its line.
@@ -103,8 +123,10 @@ def check_custom_rules(text: str) -> str:
     # trailing tabs). Spaces keep every line and column, and Falco's dry-run judges the real text.
     documents = _compose(text.replace("\t", " "))
     if not documents:
-        return ""
+        return CustomRules("", RuleNames())
     index = 0
+    names: list[str] = []
+    tags: set[str] = set()
     for document in documents:
         if not isinstance(document, SequenceNode):
             raise CustomRulesError(
@@ -116,26 +138,49 @@ def check_custom_rules(text: str) -> str:
             index += 1
             # Falco skips null entries (a lone `-`), so they are allowed.
             if not _is_null(node):
-                _check_item(_item(index, node))
-    return text
+                item = _item(index, node)
+                _check_item(item)
+                if item.kind == "rule" and item.name is not None:
+                    names.append(item.name)
+                    tags.update(_tags(item))
+    return CustomRules(text, RuleNames(tuple(names), frozenset(tags)))
+
+
+def _tags(item: _Item) -> list[str]:
+    """A rule's tags as Falco reads them: the scalar entries of its `tags` list."""
+    node = item.fields.get("tags")
+    values: list[Node] = node.value if isinstance(node, SequenceNode) else []
+    return [tag for value in values if (tag := _text(value)) is not None]
 
 
 def _compose(text: str) -> list[Node]:
     """Compose every non-null YAML document, keeping node marks for line numbers.
 
     Composing (not constructing) also keeps aliases shared, so an alias bomb costs no memory.
+    Text libyaml refuses is composed again by the Python parser, whose messages are the ones
+    operators see (libyaml's say less, e.g. no alias name).
     """
-    loader = yaml.SafeLoader(text)
-    documents: list[Node | None] = []
     try:
-        while loader.check_node():
-            documents.append(loader.get_node())
+        return _compose_with(_LOADER, text)
+    except (yaml.YAMLError, RecursionError):
+        pass
+    try:
+        return _compose_with(yaml.SafeLoader, text)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise CustomRulesError(f"custom_rules: YAML error{where}: {err.problem}") from None
     except RecursionError:
         raise CustomRulesError("custom_rules: YAML is nested too deeply") from None
+
+
+def _compose_with(
+    loader_class: type[yaml.SafeLoader] | type[yaml.CSafeLoader], text: str
+) -> list[Node]:
+    loader = loader_class(text)
+    documents: list[Node | None] = []
+    while loader.check_node():
+        documents.append(loader.get_node())
     return [node for node in documents if node is not None and not _is_null(node)]
 
 
@@ -323,7 +368,7 @@ class DisabledRules:
             {"disable": {"tag": tag}} for tag in self.tags
         ]
 
-    def unmatched(self, *rules_texts: str) -> list[str]:
+    def unmatched(self, *rules: RuleNames) -> list[str]:
         """Entries that select no rule in the given rules files (a typo, most likely).
 
         Falco accepts such entries silently, so this is the only place an operator learns that
@@ -331,30 +376,26 @@ class DisabledRules:
         """
         if not (self.names or self.tags):
             return []
-        names, tags = _rule_names_and_tags(rules_texts)
-        missing = [n for n in self.names if not any(_wildcard(n).fullmatch(r) for r in names)]
+        names = [name for each in rules for name in each.names]
+        tags = set[str]().union(*(each.tags for each in rules))
+        missing = [n for n in self.names if not any(matches_wildcard(n, r) for r in names)]
         return missing + [f"tag:{tag}" for tag in self.tags if tag not in tags]
 
 
-def _wildcard(pattern: str) -> re.Pattern[str]:
-    """Falco's rule-name pattern: ``*`` matches anything, every other character itself."""
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
-
-
-def _rule_names_and_tags(rules_texts: tuple[str, ...]) -> tuple[list[str], set[str]]:
+def rule_names(text: str | bytes) -> RuleNames:
+    """The rules a trusted rules file (the stock one) defines; none if it does not parse."""
+    try:
+        items = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader, C or Python
+    except yaml.YAMLError:
+        return RuleNames()  # already reported by the checks that gate these files
     names: list[str] = []
     tags: set[str] = set()
-    for text in rules_texts:
-        try:
-            items = yaml.safe_load(text)
-        except yaml.YAMLError:
-            continue  # already reported by the checks that gate these files
-        for item in cast("list[Any]", items) if isinstance(items, list) else []:
-            rule = cast("dict[str, Any]", item) if isinstance(item, dict) else {}
-            if isinstance(rule.get("rule"), str):
-                names.append(rule["rule"])
-                tags.update(str(tag) for tag in cast("list[Any]", rule.get("tags") or []))
-    return names, tags
+    for item in cast("list[Any]", items) if isinstance(items, list) else []:
+        rule = cast("dict[str, Any]", item) if isinstance(item, dict) else {}
+        if isinstance(rule.get("rule"), str):
+            names.append(rule["rule"])
+            tags.update(str(tag) for tag in cast("list[Any]", rule.get("tags") or []))
+    return RuleNames(tuple(names), frozenset(tags))
 
 
 def parse_disabled_rules(value: str) -> DisabledRules:
@@ -373,38 +414,3 @@ def parse_disabled_rules(value: str) -> DisabledRules:
         elif entry:
             names[entry] = None
     return DisabledRules(tuple(names), tuple(tags))
-
-
-def first_error_line(falco_output: str) -> str:
-    """Pick the most useful single line from Falco's dry-run output for a Blocked status message.
-
-    Preference: the first `LOAD_ERR_...` line (prefixed with the rule, macro or list it is about),
-    then the first `Error:` line, then the last line. Rule-file snippets quoted between `------`
-    fences are never picked, since they are the operator's own text.
-    """
-    lines = [_TIMESTAMP.sub("", line).strip() for line in falco_output.splitlines()]
-    lines = [line for line in lines if line]
-    item = ""
-    in_snippet = False
-    for line in lines:
-        if line == _SNIPPET_FENCE:
-            in_snippet = not in_snippet
-        elif in_snippet:
-            continue
-        elif line.startswith("In "):
-            item = ""  # every error's location starts with an `In rules content` line
-        elif found := _ERROR_ITEM.match(line):
-            item = f"{found.group(1)}: "
-        elif line.startswith("LOAD_ERR_"):
-            return _shorten(item + line)
-    errors = [line for line in lines if line.startswith("Error:")]
-    if errors:
-        return _shorten(errors[0])
-    return _shorten(lines[-1]) if lines else "falco exited without output"
-
-
-def _shorten(line: str) -> str:
-    """Keep a status message short: Juju shows it in one line of `juju status`."""
-    if len(line) <= _STATUS_MAX:
-        return line
-    return line[: _STATUS_MAX - 3] + "..."

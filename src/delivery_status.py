@@ -8,29 +8,17 @@ operators look, and not only in the forwarder's log.
 
 from __future__ import annotations
 
-import http.client
 from collections.abc import Collection
 
 from constants import MIB
 from falco_forwarder.metrics import DeliveryState, parse_delivery
-
-METRICS_TIMEOUT_SECONDS = 2.0
+from pod_metrics import read_metrics
 
 
 def read_delivery(port: int) -> DeliveryState | None:
     """The forwarder's delivery counts, or None while it does not answer (starting, or down)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=METRICS_TIMEOUT_SECONDS)
-    try:
-        connection.request("GET", "/metrics")
-        response = connection.getresponse()
-        body = response.read()
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        connection.close()
-    if response.status != 200:
-        return None
-    return parse_delivery(body.decode("utf-8", "replace"))
+    text = read_metrics(port)
+    return None if text is None else parse_delivery(text)
 
 
 def delivery_notes(state: DeliveryState, sinks: Collection[str]) -> list[str]:

@@ -14,18 +14,6 @@ import yaml
 
 from constants import ALERT_LOG, K8SAUDIT_PATH, K8SAUDIT_PORT, WEBSERVER_PORT
 
-# Falco's priorities, most severe first (syslog order 0-7); config values are lowercase.
-PRIORITIES = (
-    "emergency",
-    "alert",
-    "critical",
-    "error",
-    "warning",
-    "notice",
-    "informational",
-    "debug",
-)
-
 # Bounded so a stalled output cannot grow Falco's memory without limit; at the usual few
 # hundred bytes per alert this is a few MiB.
 OUTPUTS_QUEUE_CAPACITY = 10_000

@@ -22,8 +22,8 @@ from constants import (
     FALCO_STAGING_DIR,
     K8S_AUDIT_RULES,
 )
-from custom_rules import first_error_line
 from falco_config import FalcoSettings, render_falco_yaml
+from falco_output import first_error_line
 from workload import CommandResult, Workload
 
 logger = logging.getLogger(__name__)

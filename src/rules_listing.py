@@ -1,61 +1,96 @@
-"""Read the rules Falco reports it loaded (``falco -L`` JSON) and filter them for show-rules.
+"""What show-rules answers: Falco's ``-L`` listing, with falco.yaml's ``rules:`` selection applied.
 
-Pure: text in, plain data out. Falco is asked rather than the files parsed, so the answer
-includes overrides, appends and ``rules:`` selection exactly as Falco applied them.
+Pure: data in, plain data out. ``falco -L`` reports each rule's ``enabled`` from the rule files
+only; the ``rules:`` selection in falco.yaml changes the running ruleset after loading
+(``load_rules_files.cpp`` @ 0.44.1). So the selection is applied here the way Falco's engine
+applies it, in order, by name with Falco's ``*`` wildcard or by tag (``indexable_ruleset.h``,
+``falco_utils.cpp::matches_wildcard``).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
-from falco_config import PRIORITIES
+import yaml
 
-
-class RulesListingError(ValueError):
-    """Falco's answer could not be read."""
+from constants import PRIORITIES
+from falco_output import LoadedRule, RulesListingError
 
 
 @dataclass(frozen=True)
-class LoadedRule:
-    """One rule as Falco loaded it."""
+class RuleSelection:
+    """One entry of falco.yaml's ``rules:`` list: enable or disable by rule name and/or tag."""
 
-    name: str
-    priority: str
-    source: str
-    enabled: bool
-    tags: tuple[str, ...]
+    enable: bool
+    rule: str = ""
+    tag: str = ""
 
-    def as_result(self) -> dict[str, Any]:
-        """Plain JSON-ready form for action results."""
-        result = asdict(self)
-        result["tags"] = list(self.tags)
-        return result
+    def selects(self, rule: LoadedRule) -> bool:
+        """Whether this entry switches ``rule``; an entry with both keys does both, as Falco."""
+        by_name = bool(self.rule) and matches_wildcard(self.rule, rule.name)
+        return by_name or (bool(self.tag) and self.tag in rule.tags)
 
 
-def parse_rules_listing(stdout: str) -> list[LoadedRule]:
-    """Parse the JSON document ``falco -L -o json_output=true`` prints on stdout."""
-    document = _last_json_object(stdout)
-    rules = document.get("rules")
-    if not isinstance(rules, list):
-        raise RulesListingError("falco -L output has no rules list")
-    loaded: list[LoadedRule] = []
-    for entry in cast("list[Any]", rules):
-        info = cast("dict[str, Any]", entry).get("info") if isinstance(entry, dict) else None
-        if not isinstance(info, dict):
-            raise RulesListingError("falco -L output has a rule without info")
-        info = cast("dict[str, Any]", info)
-        loaded.append(
-            LoadedRule(
-                name=str(info.get("name", "")),
-                priority=str(info.get("priority", "")),
-                source=str(info.get("source", "")),
-                enabled=bool(info.get("enabled", True)),
-                tags=tuple(str(tag) for tag in cast("list[Any]", info.get("tags") or [])),
-            )
+def parse_rules_selection(falco_yaml: bytes) -> list[RuleSelection]:
+    """Read the ``rules:`` selection from falco.yaml; entries Falco ignores are skipped."""
+    config = yaml.safe_load(falco_yaml)
+    rules = cast("dict[str, Any]", config).get("rules") if isinstance(config, dict) else None
+    entries = cast("list[Any]", rules) if isinstance(rules, list) else []
+    selection: list[RuleSelection] = []
+    for entry in entries:
+        for operation, target in (
+            cast("dict[str, Any]", entry).items() if isinstance(entry, dict) else ()
+        ):
+            if operation in ("enable", "disable") and isinstance(target, dict):
+                target = cast("dict[str, Any]", target)
+                selection.append(
+                    RuleSelection(
+                        operation == "enable",
+                        str(target.get("rule", "")),
+                        str(target.get("tag", "")),
+                    )
+                )
+    return selection
+
+
+def apply_selection(
+    rules: Iterable[LoadedRule], selection: list[RuleSelection]
+) -> list[LoadedRule]:
+    """Each rule's ``enabled`` as Falco runs it: the files' value, then each entry in order."""
+    result: list[LoadedRule] = []
+    for rule in rules:
+        enabled = rule.enabled
+        for entry in selection:
+            if entry.selects(rule):
+                enabled = entry.enable
+        result.append(
+            rule if enabled == rule.enabled else dataclasses.replace(rule, enabled=enabled)
         )
-    return loaded
+    return result
+
+
+def matches_wildcard(pattern: str, name: str) -> bool:
+    """Falco's rule-name match: ``*`` stands for any text, found at its first occurrence.
+
+    Like Falco's own matcher, each literal part after a ``*`` binds to its first occurrence
+    without backtracking, so e.g. ``*ab`` does not match ``abab``: what Falco does counts.
+    """
+    star = pattern.find("*")
+    if star < 0:
+        return pattern == name
+    if star > 0:
+        return pattern[:star] == name[:star] and matches_wildcard(pattern[star:], name[star:])
+    rest = pattern.lstrip("*")
+    if not rest:
+        return True
+    literal = rest.split("*", 1)[0]
+    found = name.find(literal)
+    if found < 0:
+        return False
+    return matches_wildcard(rest[len(literal) :], name[found + len(literal) :])
 
 
 def filter_rules(
@@ -64,8 +99,9 @@ def filter_rules(
     name: str = "",
     tag: str = "",
     minimum_priority: str = "",
+    enabled: bool | None = None,
 ) -> list[LoadedRule]:
-    """Rules whose name contains ``name``, carrying ``tag``, at ``minimum_priority`` or above."""
+    """Rules matching every filter given: name contains, tag, priority floor, enabled state."""
     threshold = _severity(minimum_priority) if minimum_priority else len(PRIORITIES)
     needle = name.lower()
     return [
@@ -74,6 +110,7 @@ def filter_rules(
         if needle in rule.name.lower()
         and (not tag or tag in rule.tags)
         and _severity(rule.priority) <= threshold
+        and (enabled is None or rule.enabled == enabled)
     ]
 
 
@@ -86,15 +123,3 @@ def _severity(priority: str) -> int:
             f"unknown priority {priority!r}: expected one of {', '.join(PRIORITIES)}"
         )
     return PRIORITIES.index(key)
-
-
-def _last_json_object(stdout: str) -> dict[str, Any]:
-    for line in reversed(stdout.splitlines()):
-        if line.lstrip().startswith("{"):
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RulesListingError(f"falco -L printed invalid JSON: {exc}") from None
-            if isinstance(value, dict):
-                return cast("dict[str, Any]", value)
-    raise RulesListingError("falco -L printed no JSON document")

@@ -67,6 +67,14 @@ class WebhookAddress:
         """The webhook URL for this address (see `webhook_server_url`)."""
         return webhook_server_url(self.service_type, self.cluster_ip, self.node_port)
 
+    @property
+    def reachability_note(self) -> str:
+        """What the apiserver's side needs for this address, when it is not a given."""
+        if self.service_type == "NodePort":
+            # nftables and ipvs modes do not answer node ports on 127.0.0.1.
+            return "127.0.0.1 node ports need kube-proxy in iptables mode"
+        return ""
+
 
 @dataclass(frozen=True)
 class WebhookServiceSpec:

@@ -150,6 +150,12 @@ class Workload:
                 return True
         return False
 
+    def restart(self) -> None:
+        """Restart the service, which then starts afresh from its files."""
+        with self._pebble(f"restarting {self.service}"):
+            self.container.restart(self.service)
+        logger.info("service %s restarted", self.service)
+
     def is_running(self) -> bool:
         """Whether the service exists and is active."""
         try:

@@ -26,6 +26,17 @@ STOCK_RULES = """\
   tags: [k8s]
 """
 
+# A valid custom rule, as an operator would write one.
+CI_RULE = """\
+- rule: Exec by CI
+  desc: ci exec
+  condition: ka.verb=create
+  output: exec by %ka.user.name
+  priority: NOTICE
+  source: k8s_audit
+  tags: [ci]
+"""
+
 LOADED_RULES = [
     ("Disallowed K8s User", "Warning", ["k8s"]),
     ("Create Privileged Pod", "Warning", ["k8s", "mitre_privilege_escalation"]),

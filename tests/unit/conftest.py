@@ -12,11 +12,14 @@ import ops
 import pytest
 import yaml
 from charm_pod import STOCK_RULES, Calls, new_falco_fs
+from falco_metrics_standin import FalcoMetrics
 from kube_api import FakeApiServer, serve
 from ops import testing
 
 import charm
+import falco_reload
 from charm import FalcoK8sCharm
+from constants import FALCO_CONTAINER, FALCO_SERVICE
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -68,7 +71,31 @@ def charm_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def ctx(charm_root: Path, kube_api: FakeApiServer) -> testing.Context[FalcoK8sCharm]:
+def falco_metrics(falco_fs: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FalcoMetrics]:
+    """Falco's /metrics on 127.0.0.1 (a stand-in), reporting what the falco container runs.
+
+    A Pebble restart of the falco service reloads it; the wait for a reload is kept short.
+    """
+    standin = FalcoMetrics(falco_fs / "etc-falco")
+    restart = ops.Container.restart
+
+    def restarting(self: ops.Container, *names: str) -> None:
+        restart(self, *names)
+        if self.name == FALCO_CONTAINER and FALCO_SERVICE in names:
+            standin.restart()
+
+    monkeypatch.setattr(ops.Container, "restart", restarting)
+    with standin.serving() as port:
+        monkeypatch.setattr(falco_reload, "METRICS_PORT", port)
+        monkeypatch.setattr(falco_reload, "CONFIRM_WAIT_SECONDS", 0.5)
+        monkeypatch.setattr(falco_reload, "POLL_SECONDS", 0.05)
+        yield standin
+
+
+@pytest.fixture
+def ctx(
+    charm_root: Path, kube_api: FakeApiServer, falco_metrics: FalcoMetrics
+) -> testing.Context[FalcoK8sCharm]:
     """The charm, reaching a fake Kubernetes API on 127.0.0.1 through its own lightkube client."""
     return testing.Context(FalcoK8sCharm, charm_root=charm_root)
 

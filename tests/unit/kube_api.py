@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx2
+from loopback_http import QuietHandler, serving
 
 ALLOCATED_IP = "10.152.183.77"
 ALLOCATED_NODE_PORT = 30765
@@ -68,12 +67,23 @@ class FakeApiServer:
     def body(self, index: int) -> dict[str, Any]:
         return json.loads(self.requests[index].content)
 
+    def writes(self) -> list[tuple[str, str]]:
+        """The requests that change something (everything but reads)."""
+        return [(method, path) for method, path in self.sent() if method != "GET"]
+
+    def applied(self, path: str) -> dict[str, Any]:
+        """The body of the last server-side apply sent to ``path``."""
+        return json.loads(self.apply_request(path).content)
+
+    def apply_request(self, path: str) -> httpx2.Request:
+        return [r for r in self.requests if r.method == "PATCH" and r.url.path == path][-1]
+
 
 @contextmanager
 def serve(api: FakeApiServer) -> Iterator[str]:
     """Run ``api`` behind a real HTTP server on 127.0.0.1; yield its base URL."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             request = httpx2.Request(
@@ -94,15 +104,5 @@ def serve(api: FakeApiServer) -> Iterator[str]:
 
         do_GET = do_PATCH = do_DELETE = do_POST = _answer  # noqa: N815 - http.server's names
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Handler) as port:
+        yield f"http://127.0.0.1:{port}"

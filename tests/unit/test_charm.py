@@ -286,6 +286,31 @@ def test_show_rules_filters(ctx, falco_fs, params, names):
     assert [rule["name"] for rule in json.loads(results["rules"])] == names
 
 
+def test_show_rules_reports_rules_switched_off_by_disabled_rules_as_disabled(ctx, falco_fs):
+    # Falco's -L says enabled from the rule files; the rules: selection applies on top.
+    out = deployed(ctx, falco_fs, disabled_rules="tag:k8s")
+
+    rules = json.loads(show_rules(ctx, out)["rules"])
+
+    assert len(rules) == 5
+    assert {rule["enabled"] for rule in rules} == {False}
+
+
+@pytest.mark.parametrize(
+    ("enabled", "names"),
+    [
+        (False, ["Create Privileged Pod", "Attach/Exec Pod", "Create HostNetwork Pod"]),
+        (True, ["Disallowed K8s User", "K8s Secret Get Successfully"]),
+    ],
+)
+def test_show_rules_filters_on_enabled_as_falco_runs_them(ctx, falco_fs, enabled, names):
+    out = deployed(ctx, falco_fs, disabled_rules="tag:mitre_privilege_escalation, *Pod")
+
+    results = show_rules(ctx, out, enabled=enabled)
+
+    assert [rule["name"] for rule in json.loads(results["rules"])] == names
+
+
 def test_show_rules_raw_returns_rule_files(ctx, falco_fs):
     out = deployed(ctx, falco_fs)
 

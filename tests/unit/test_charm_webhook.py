@@ -39,15 +39,12 @@ def kubeconfig_server(text: str) -> str:
 def test_leader_applies_service_configmap_with_server_side_apply(ctx, falco_fs, kube_api):
     out = configure(ctx, falco_fs)
 
-    assert kube_api.sent()[:3] == [
-        ("PATCH", SERVICE),
-        ("PATCH", CONFIGMAP),
-        ("DELETE", NETWORKPOLICY),
-    ]
-    for request in kube_api.requests[:2]:
+    assert kube_api.writes() == [("PATCH", SERVICE), ("PATCH", CONFIGMAP)]
+    for path in (SERVICE, CONFIGMAP):
+        request = kube_api.apply_request(path)
         assert request.headers["Content-Type"] == "application/apply-patch+yaml"
         assert dict(request.url.params) == {"fieldManager": "falco-k8s", "force": "true"}
-    service = kube_api.body(0)
+    service = kube_api.applied(SERVICE)
     assert service["spec"]["selector"] == {"app.kubernetes.io/name": "falco-k8s"}
     assert service["spec"]["ports"][0]["port"] == 9765
     data = kube_api.objects[CONFIGMAP]["data"]
@@ -61,11 +58,12 @@ def test_leader_applies_service_configmap_with_server_side_apply(ctx, falco_fs, 
 def test_node_port_service_gives_a_loopback_server(ctx, falco_fs, kube_api):
     out = configure(ctx, falco_fs, webhook_service_type="NodePort", webhook_node_port=30765)
 
-    assert kube_api.body(0)["spec"]["ports"][0]["nodePort"] == 30765
+    assert kube_api.applied(SERVICE)["spec"]["ports"][0]["nodePort"] == 30765
     pushed = (falco_fs / "etc-falco" / "webhook-config.yaml").read_text()
     assert kubeconfig_server(pushed) == "http://127.0.0.1:30765/k8s-audit"
     assert out.unit_status == testing.ActiveStatus(
-        "audit webhook at http://127.0.0.1:30765/k8s-audit"
+        "audit webhook at http://127.0.0.1:30765/k8s-audit;"
+        " 127.0.0.1 node ports need kube-proxy in iptables mode"
     )
 
 
@@ -78,6 +76,20 @@ def test_allowed_cidrs_apply_a_network_policy(ctx, falco_fs, kube_api):
         "10.0.0.5/32",
         "192.168.1.0/24",
     ]
+
+
+@pytest.mark.parametrize("cidrs", ["", "10.0.0.0/24"])
+def test_update_status_on_a_converged_leader_writes_nothing_to_the_api(
+    ctx, falco_fs, kube_api: FakeApiServer, cidrs: str
+):
+    out = configure(ctx, falco_fs, webhook_allowed_cidrs=cidrs)
+    kube_api.requests.clear()
+
+    out = ctx.run(ctx.on.update_status(), out)
+
+    assert kube_api.requests  # it looked
+    assert kube_api.writes() == []
+    assert out.unit_status == ACTIVE
 
 
 def test_non_leader_only_reads(ctx, falco_fs, kube_api):

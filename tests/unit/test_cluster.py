@@ -56,9 +56,10 @@ def test_apply_cluster_ip_service(api: FakeApiServer, cluster: AuditWebhookClust
     address = apply(cluster, WebhookServiceSpec())
 
     assert address == WebhookAddress("ClusterIP", ALLOCATED_IP, None)
-    assert api.sent() == [("PATCH", SERVICE), ("PATCH", CONFIGMAP), ("DELETE", NETWORKPOLICY)]
-    assert_server_side_apply(api.requests[0])
-    assert api.body(0) == {
+    # Each object is read back first; a policy that does not exist is not deleted.
+    assert api.writes() == [("PATCH", SERVICE), ("PATCH", CONFIGMAP)]
+    assert_server_side_apply(api.apply_request(SERVICE))
+    assert api.applied(SERVICE) == {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": METADATA,
@@ -75,8 +76,8 @@ def test_configmap_carries_kubeconfig_of_the_live_service(
 ):
     apply(cluster, WebhookServiceSpec())
 
-    assert_server_side_apply(api.requests[1])
-    body = api.body(1)
+    assert_server_side_apply(api.apply_request(CONFIGMAP))
+    body = api.applied(CONFIGMAP)
     assert body["apiVersion"] == "v1"
     assert body["kind"] == "ConfigMap"
     assert body["metadata"] == METADATA
@@ -90,11 +91,11 @@ def test_apply_node_port_allocated(api: FakeApiServer, cluster: AuditWebhookClus
     address = apply(cluster, WebhookServiceSpec(service_type="NodePort"))
 
     assert address == WebhookAddress("NodePort", ALLOCATED_IP, ALLOCATED_NODE_PORT)
-    spec = api.body(0)["spec"]
+    spec = api.applied(SERVICE)["spec"]
     assert spec["type"] == "NodePort"
     assert "nodePort" not in spec["ports"][0]
     assert "clusterIP" not in spec
-    kubeconfig = yaml.safe_load(api.body(1)["data"]["webhook-config.yaml"])
+    kubeconfig = yaml.safe_load(api.applied(CONFIGMAP)["data"]["webhook-config.yaml"])
     assert kubeconfig["clusters"][0]["cluster"]["server"] == "http://127.0.0.1:30765/k8s-audit"
 
 
@@ -126,19 +127,19 @@ def test_switch_node_port_back_to_cluster_ip(api: FakeApiServer, cluster: AuditW
     address = apply(cluster, WebhookServiceSpec())
 
     assert address == WebhookAddress("ClusterIP", ALLOCATED_IP, None)
-    spec = api.body(0)["spec"]
+    spec = api.applied(SERVICE)["spec"]
     assert spec["type"] == "ClusterIP"
     assert "nodePort" not in spec["ports"][0]
 
 
-def test_unchanged_fixed_cluster_ip_is_applied(api: FakeApiServer, cluster: AuditWebhookCluster):
+def test_unchanged_fixed_cluster_ip_is_accepted(api: FakeApiServer, cluster: AuditWebhookCluster):
     apply(cluster, WebhookServiceSpec(cluster_ip="fd00::4d"))
     api.requests.clear()
 
-    # The same address spelt differently is the same address.
+    # The same address spelt differently is the same address: not refused, nothing to write.
     address = apply(cluster, WebhookServiceSpec(cluster_ip="fd00:0::004d"))
 
-    assert api.sent()[:2] == [("GET", SERVICE), ("PATCH", SERVICE)]
+    assert api.writes() == []
     assert address.server_url == "http://[fd00::4d]:9765/k8s-audit"
 
 
@@ -159,9 +160,9 @@ def test_changed_fixed_cluster_ip_is_refused(api: FakeApiServer, cluster: AuditW
 def test_network_policy_applied_for_cidrs(api: FakeApiServer, cluster: AuditWebhookCluster):
     apply(cluster, WebhookServiceSpec(), "10.0.0.0/24", "fd00::/64")
 
-    assert api.sent() == [("PATCH", SERVICE), ("PATCH", CONFIGMAP), ("PATCH", NETWORKPOLICY)]
-    assert_server_side_apply(api.requests[2])
-    assert api.body(2) == {
+    assert api.writes() == [("PATCH", SERVICE), ("PATCH", CONFIGMAP), ("PATCH", NETWORKPOLICY)]
+    assert_server_side_apply(api.apply_request(NETWORKPOLICY))
+    assert api.applied(NETWORKPOLICY) == {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": METADATA,
@@ -192,6 +193,51 @@ def test_network_policy_deleted_when_cidrs_cleared(
 
     assert api.sent()[-1] == ("DELETE", NETWORKPOLICY)
     assert NETWORKPOLICY not in api.objects
+
+
+@pytest.mark.parametrize(
+    ("spec", "cidrs"),
+    [
+        (WebhookServiceSpec(), ()),
+        (WebhookServiceSpec(service_type="NodePort"), ("10.0.0.0/24",)),
+        (WebhookServiceSpec(service_type="NodePort", node_port=30999, cluster_ip="10.1.2.3"), ()),
+    ],
+)
+def test_converged_objects_are_read_and_not_written(
+    api: FakeApiServer, cluster: AuditWebhookCluster, spec: WebhookServiceSpec, cidrs: tuple[str]
+):
+    first = apply(cluster, spec, *cidrs)
+    api.requests.clear()
+
+    again = apply(cluster, spec, *cidrs)
+
+    assert again == first
+    assert api.writes() == []
+    assert {path for _, path in api.sent()} == {SERVICE, CONFIGMAP, NETWORKPOLICY}
+
+
+def test_an_object_edited_or_deleted_by_someone_else_is_applied_again(
+    api: FakeApiServer, cluster: AuditWebhookCluster
+):
+    apply(cluster, WebhookServiceSpec(), "10.0.0.0/24")
+    api.objects[CONFIGMAP]["data"]["audit-policy.yaml"] = "edited by hand"
+    del api.objects[NETWORKPOLICY]
+    api.requests.clear()
+
+    apply(cluster, WebhookServiceSpec(), "10.0.0.0/24")
+
+    assert api.writes() == [("PATCH", CONFIGMAP), ("PATCH", NETWORKPOLICY)]
+    assert api.objects[CONFIGMAP]["data"]["audit-policy.yaml"] == POLICY
+
+
+def test_a_changed_option_is_applied(api: FakeApiServer, cluster: AuditWebhookCluster):
+    apply(cluster, WebhookServiceSpec(service_type="NodePort"))
+    api.requests.clear()
+
+    apply(cluster, WebhookServiceSpec(service_type="NodePort", node_port=30999))
+
+    assert api.writes() == [("PATCH", SERVICE), ("PATCH", CONFIGMAP)]
+    assert api.applied(SERVICE)["spec"]["ports"][0]["nodePort"] == 30999
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,19 @@
-"""Tests for the custom_rules gate, the disabled-rules parser and the dry-run output condenser."""
+"""Tests for the custom_rules gate and the disabled-rules parser."""
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import custom_rules
 from custom_rules import (
     MAX_CUSTOM_RULES_BYTES,
     CustomRulesError,
     DisabledRules,
     check_custom_rules,
-    first_error_line,
     parse_disabled_rules,
+    read_custom_rules,
+    rule_names,
 )
 
 # What an operator would really paste: every kind of item, in the shapes Falco accepts.
@@ -539,120 +542,6 @@ def test_disabled_entries_are_trimmed_non_empty_and_unique(value: str):
         assert all(entry and entry == entry.strip() and "," not in entry for entry in entries)
 
 
-COMPILE_ERROR = (
-    "LOAD_ERR_COMPILE_CONDITION (Error compiling condition): filter_check called with"
-    " nonexistent field ka.verbb"
-)
-COMPILE_ERROR_OUTPUT = f"""\
-Tue Nov 27 05:07:26 2026: Falco version: 0.44.1 (x86_64)
-Tue Nov 27 05:07:26 2026: Falco initialized with configuration files:
-Tue Nov 27 05:07:26 2026:    /etc/falco/staging/falco.yaml | schema validation: ok
-Tue Nov 27 05:07:26 2026: Loading rules from:
-Tue Nov 27 05:07:26 2026:    /etc/falco/k8s_audit_rules.yaml | schema validation: ok
-Tue Nov 27 05:07:26 2026:    /etc/falco/staging/rules.d/custom_rules.yaml | schema validation: ok
-Error: /etc/falco/staging/rules.d/custom_rules.yaml: Invalid
-1 Errors:
-In rules content: (/etc/falco/staging/rules.d/custom_rules.yaml:0:0)
-    rule 'Allow CI': (/etc/falco/staging/rules.d/custom_rules.yaml:2:2)
-    condition: (/etc/falco/staging/rules.d/custom_rules.yaml:4:13)
-------
-  condition: ka.verbb = create
-             ^
-------
-{COMPILE_ERROR}
-"""
-
-YAML_ERROR_OUTPUT = """\
-Tue Nov  7 05:07:26 2026: Falco version: 0.44.1 (x86_64)
-Tue Nov  7 05:07:26 2026: Loading rules from:
-/etc/falco/k8s_audit_rules.yaml: Ok, with warnings
-1 Warnings:
-In rules content: (/etc/falco/k8s_audit_rules.yaml:0:0)
-    rule 'Old Style': (/etc/falco/k8s_audit_rules.yaml:10:2)
-------
-- rule: Old Style
-  ^
-------
-LOAD_DEPRECATED_ITEM (Used deprecated item): 'enabled' property is deprecated
-Error: /etc/falco/staging/rules.d/custom_rules.yaml: Invalid
-1 Errors:
-In rules content: (/etc/falco/staging/rules.d/custom_rules.yaml:3:5)
-------
-    desc: a: b
-    ^
-------
-LOAD_ERR_YAML_PARSE (Error parsing YAML): yaml-cpp: error at line 3, column 5: illegal map value
-"""
-
-
-@pytest.mark.parametrize(
-    ("output", "expected"),
-    [
-        (
-            COMPILE_ERROR_OUTPUT,
-            f"rule 'Allow CI': {COMPILE_ERROR}",
-        ),
-        (
-            YAML_ERROR_OUTPUT,
-            "LOAD_ERR_YAML_PARSE (Error parsing YAML): yaml-cpp: error at line 3, column 5:"
-            " illegal map value",
-        ),
-        (
-            COMPILE_ERROR_OUTPUT.replace("rule 'Allow CI'", "macro 'ci_user'"),
-            f"macro 'ci_user': {COMPILE_ERROR}",
-        ),
-        (
-            "Tue Nov 27 05:07:26 2026: Falco version: 0.44.1 (x86_64)\n"
-            "Error: Could not load rules file /etc/falco/staging/rules.d/x.yaml: not found\n"
-            "Error: second\n",
-            "Error: Could not load rules file /etc/falco/staging/rules.d/x.yaml: not found",
-        ),
-        (
-            "Sat Nov  7 05:07:26 2026: Falco version: 0.44.1 (x86_64)\n"
-            "Sat Nov  7 05:07:26 2026: Runtime error: out of memory\n\n   \n",
-            "Runtime error: out of memory",
-        ),
-        (
-            "2026-11-27T05:07:26+0000: Runtime error: out of memory\n",
-            "Runtime error: out of memory",
-        ),
-        ("", "falco exited without output"),
-        ("\n   \n\n", "falco exited without output"),
-    ],
-)
-def test_first_error_line(output: str, expected: str):
-    assert first_error_line(output) == expected
-
-
-def test_quoted_rule_text_is_never_picked():
-    output = (
-        "In rules content: (custom_rules.yaml:0:0)\n"
-        "    list 'ci_users': (custom_rules.yaml:1:2)\n"
-        "------\n"
-        "LOAD_ERR_NOT_REAL rule 'Fake': (x)\n"
-        "------\n"
-        "LOAD_ERR_YAML_VALIDATE (Error validating YAML): Value is not a sequence\n"
-    )
-    assert first_error_line(output) == (
-        "list 'ci_users': LOAD_ERR_YAML_VALIDATE (Error validating YAML): Value is not a sequence"
-    )
-
-
-def test_long_messages_are_cut_for_status():
-    line = first_error_line("LOAD_ERR_COMPILE_OUTPUT (Error compiling output): " + "x" * 500)
-    assert len(line) == 200
-    assert line.startswith("LOAD_ERR_COMPILE_OUTPUT (Error compiling output): xxx")
-    assert line.endswith("x...")
-
-
-@given(st.text())
-def test_status_line_is_never_empty_or_long(output: str):
-    line = first_error_line(output)
-    assert line
-    assert len(line) <= 200
-    assert "\n" not in line
-
-
 STOCK = """\
 - rule: Disallowed K8s User
   condition: kevt
@@ -679,8 +568,28 @@ STOCK = """\
 def test_unmatched_disabled_rules(value, unmatched):
     custom = "- rule: Allow CI\n  condition: kevt\n  tags: [ci]\n"
 
-    assert parse_disabled_rules(value).unmatched(STOCK, custom) == unmatched
+    rules = (rule_names(STOCK), rule_names(custom))
+    assert parse_disabled_rules(value).unmatched(*rules) == unmatched
 
 
 def test_unmatched_skips_unparsable_rules_text():
-    assert parse_disabled_rules("x").unmatched("- rule: [", STOCK) == ["x"]
+    rules = (rule_names("- rule: ["), rule_names(STOCK))
+    assert parse_disabled_rules("x").unmatched(*rules) == ["x"]
+
+
+def test_custom_rules_are_indexed_from_the_same_parse_that_checks_them():
+    rules = read_custom_rules(REALISTIC_RULES).rules
+    assert rules == rule_names(REALISTIC_RULES)
+    assert rules.names
+
+
+@pytest.mark.parametrize("loader", ["CSafeLoader", "SafeLoader"])
+def test_messages_keep_their_line_numbers_with_either_yaml_parser(monkeypatch, loader):
+    monkeypatch.setattr(custom_rules, "_LOADER", getattr(yaml, loader))
+    with pytest.raises(CustomRulesError, match=r"YAML error at line 4, column 1: expected ','"):
+        check_custom_rules("- rule: x\n  desc: y\n  tags: [a\n")
+    with pytest.raises(CustomRulesError, match=r"item 2 \(rule 'B', line 4\): missing 'output'"):
+        check_custom_rules(
+            "- rule: A\n  enabled: false\n\n- rule: B\n  desc: d\n  condition: c\n"
+            "  priority: INFO\n  source: k8s_audit\n"
+        )

@@ -20,6 +20,8 @@ from charm_pod import (
 )
 from ops import testing
 
+import state as charm_state
+
 GOOD_RULES = """\
 - list: allowed_k8s_users
   items: ["system:serviceaccount:ci:deployer"]
@@ -340,3 +342,21 @@ def test_an_unreadable_remembered_config_is_logged_not_fatal(ctx, falco_fs):
     assert isinstance(out.unit_status, testing.BlockedStatus)
     assert (falco_fs / "etc-falco" / "falco.yaml").read_text() == IMAGE_FALCO_YAML  # untouched
     assert any("cannot restore the last good config" in r.message for r in ctx.juju_log)
+
+
+def test_later_hooks_reuse_the_remembered_check_of_an_unchanged_text(
+    ctx, falco_fs, good: testing.State, monkeypatch: pytest.MonkeyPatch
+):
+    checked: list[str] = []
+    read = charm_state.read_custom_rules
+    monkeypatch.setattr(charm_state, "read_custom_rules", lambda t: checked.append(t) or read(t))
+
+    out = ctx.run(ctx.on.update_status(), good)
+    out = change(ctx, out, falco_fs, custom_rules=GOOD_RULES)
+
+    assert checked == []  # the peer databag holds the outcome for this very text
+    assert "checked-falco-rules" in out.get_relations("falco-peers")[0].local_unit_data
+    assert out.unit_status == ACTIVE
+
+    change(ctx, out, falco_fs, custom_rules=GOOD_RULES + "# changed\n")
+    assert checked == [GOOD_RULES + "# changed\n"]

@@ -225,3 +225,8 @@ def test_parse_allowed_cidrs_names_the_bad_entry(bad: str):
     with pytest.raises(InvalidCidrError, match=re.escape(repr(bad))) as excinfo:
         parse_allowed_cidrs(f"10.0.0.0/8, {bad}")
     assert isinstance(excinfo.value, ValueError)
+
+
+def test_a_node_port_address_says_what_the_apiserver_side_needs():
+    assert "iptables mode" in WebhookAddress("NodePort", "10.1.2.3", 30765).reachability_note
+    assert WebhookAddress("ClusterIP", "10.1.2.3").reachability_note == ""

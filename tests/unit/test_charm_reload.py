@@ -1,0 +1,141 @@
+"""Falco's hot reload, confirmed from Falco's own /metrics (a stand-in on 127.0.0.1).
+
+The two ways Falco 0.44.1 loses a change are reproduced with the stand-in: a change written in
+its restart window, and every change after one failed reload dry-run. In each, the charm either
+sees Falco confirm the new files or restarts Falco through Pebble, and never reports the config
+as applied while Falco's hashes disagree with what it wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from charm_pod import ACTIVE, CI_RULE, Calls, falco_container, pod
+from falco_metrics_standin import FalcoMetrics
+from ops import testing
+
+RESTARTED = testing.ActiveStatus(
+    "audit webhook at http://10.152.183.77:9765/k8s-audit;"
+    " Falco restarted: its hot reload was missed"
+)
+UNCONFIRMED = testing.WaitingStatus(
+    "Falco reload unconfirmed: Falco restarted, not yet running the new config"
+)
+
+
+def deployed(ctx: testing.Context[Any], fs: Path) -> testing.State:
+    container = falco_container(fs)
+    state = testing.State(containers=pod(container), leader=True)
+    return ctx.run(ctx.on.pebble_ready(container), state)
+
+
+def reconfigure(ctx: testing.Context[Any], state: testing.State, **config: Any) -> testing.State:
+    return ctx.run(ctx.on.config_changed(), dataclasses.replace(state, config=config))
+
+
+def loaded_falco_yaml(metrics: FalcoMetrics) -> str:
+    return (metrics.loaded_now() if metrics.follow else metrics.snapshot)["config"]["falco.yaml"]
+
+
+def written_falco_yaml(fs: Path) -> str:
+    return hashlib.sha256((fs / "etc-falco" / "falco.yaml").read_bytes()).hexdigest()
+
+
+def test_a_reload_falco_confirms_is_applied_without_a_restart(
+    ctx, falco_fs, falco_metrics: FalcoMetrics, calls: Calls
+):
+    out = deployed(ctx, falco_fs)
+    calls.reset()
+
+    out = reconfigure(ctx, out, minimum_priority="warning", custom_rules=CI_RULE)
+
+    assert falco_metrics.requests >= 1
+    assert calls.restarted == []
+    assert out.unit_status == ACTIVE
+
+
+def test_a_change_written_in_the_restart_window_is_applied_by_a_restart(
+    ctx, falco_fs, falco_metrics: FalcoMetrics, calls: Calls
+):
+    out = deployed(ctx, falco_fs)
+    # Falco is restarting its app for an earlier change: it read the config, its webserver is
+    # down, and the watches are not back when the charm writes the next change.
+    falco_metrics.miss_next_change(down_requests=3)
+    calls.reset()
+
+    out = reconfigure(ctx, out, minimum_priority="error")
+
+    assert calls.restarted == ["falco:falco"]
+    assert loaded_falco_yaml(falco_metrics) == written_falco_yaml(falco_fs)
+    assert out.unit_status == RESTARTED
+
+
+def test_a_change_after_a_failed_reload_dry_run_is_applied_by_a_restart(
+    ctx, falco_fs, falco_metrics: FalcoMetrics, calls: Calls
+):
+    out = deployed(ctx, falco_fs)
+    # Falco's debounce fired between two pushes: the half-written pair failed its dry-run, and
+    # Falco 0.44.1 then ignores every later change until it restarts.
+    falco_metrics.freeze()
+    calls.reset()
+
+    out = reconfigure(ctx, out, custom_rules=CI_RULE)
+
+    assert calls.restarted == ["falco:falco"]
+    assert "custom_rules.yaml" in falco_metrics.loaded_now()["rules"]
+    assert loaded_falco_yaml(falco_metrics) == written_falco_yaml(falco_fs)
+    assert out.unit_status == RESTARTED
+
+
+def test_a_lost_change_is_caught_by_the_next_hook(
+    ctx, falco_fs, falco_metrics: FalcoMetrics, calls: Calls
+):
+    out = deployed(ctx, falco_fs)
+    out = reconfigure(ctx, out, minimum_priority="error")
+    falco_metrics.snapshot = {"config": {"falco.yaml": "0" * 64}, "rules": {}}
+    falco_metrics.follow = False  # what Falco runs is not what the charm wrote
+    calls.reset()
+
+    out = ctx.run(ctx.on.update_status(), out)
+
+    assert calls.restarted == ["falco:falco"]
+    assert out.unit_status == RESTARTED
+
+
+def test_never_applied_while_falcos_hashes_disagree(
+    ctx, falco_fs, falco_metrics: FalcoMetrics, calls: Calls
+):
+    out = deployed(ctx, falco_fs)
+    falco_metrics.freeze()
+    falco_metrics.stuck = True  # even restarted, Falco does not report the new files
+    calls.reset()
+
+    out = reconfigure(ctx, out, minimum_priority="error")
+
+    assert calls.restarted == ["falco:falco"]
+    assert out.unit_status == UNCONFIRMED
+    assert loaded_falco_yaml(falco_metrics) != written_falco_yaml(falco_fs)
+
+
+def test_a_falco_whose_metrics_never_answer_is_not_called_applied(
+    ctx, falco_fs, falco_metrics: FalcoMetrics
+):
+    out = deployed(ctx, falco_fs)
+    falco_metrics.down_requests = 10**6
+
+    out = reconfigure(ctx, out, minimum_priority="error")
+
+    assert out.unit_status == UNCONFIRMED
+
+
+def test_a_falco_started_in_this_hook_is_not_asked(
+    ctx, falco_fs, falco_metrics: FalcoMetrics, calls: Calls
+):
+    # It reads every file afresh as it starts; the next hook asks it.
+    deployed(ctx, falco_fs)
+
+    assert falco_metrics.requests == 0
+    assert calls.restarted.count("falco:falco") == 1  # the start itself

@@ -1,0 +1,55 @@
+"""Reading which files Falco loaded from its /metrics, and what it should report."""
+
+from __future__ import annotations
+
+import hashlib
+
+from falco_reload import LoadedFiles, expected_files, parse_loaded_files
+
+# Falco 0.44.1's exposition as falco_metrics.cpp writes it (sha256 values shortened).
+EXPOSITION = """\
+# HELP falcosecurity_falco_version_info https://falco.org/docs/metrics/
+# TYPE falcosecurity_falco_version_info gauge
+falcosecurity_falco_version_info{version="0.44.1"} 1
+# HELP falcosecurity_falco_sha256_rules_files_info https://falco.org/docs/metrics/
+# TYPE falcosecurity_falco_sha256_rules_files_info gauge
+falcosecurity_falco_sha256_rules_files_info{file_name="k8s_audit_rules.yaml",sha256="fa53"} 1
+# HELP falcosecurity_falco_sha256_rules_files_info https://falco.org/docs/metrics/
+# TYPE falcosecurity_falco_sha256_rules_files_info gauge
+falcosecurity_falco_sha256_rules_files_info{file_name="custom_rules.yaml",sha256="c0ff"} 1
+# HELP falcosecurity_falco_sha256_config_files_info https://falco.org/docs/metrics/
+# TYPE falcosecurity_falco_sha256_config_files_info gauge
+falcosecurity_falco_sha256_config_files_info{file_name="falco.yaml",sha256="f97d"} 1
+# HELP falcosecurity_falco_outputs_queue_num_drops_total https://falco.org/docs/metrics/
+# TYPE falcosecurity_falco_outputs_queue_num_drops_total counter
+falcosecurity_falco_outputs_queue_num_drops_total 0
+"""
+
+
+def test_reads_the_sha256_of_every_loaded_config_and_rules_file():
+    assert parse_loaded_files(EXPOSITION) == LoadedFiles(
+        config={"falco.yaml": "f97d"},
+        rules={"k8s_audit_rules.yaml": "fa53", "custom_rules.yaml": "c0ff"},
+    )
+
+
+def test_a_page_without_the_info_samples_reports_nothing_loaded():
+    assert parse_loaded_files("falcosecurity_falco_version_info 1\n") == LoadedFiles()
+
+
+def test_labels_are_read_in_any_order_and_with_escaped_quotes():
+    text = 'falcosecurity_falco_sha256_rules_files_info{sha256="ab",file_name="a\\"b.yaml"} 1\n'
+    assert parse_loaded_files(text).rules == {'a\\"b.yaml': "ab"}
+
+
+def test_expected_files_are_the_written_bytes_by_base_name_and_skip_absent_files():
+    layout: dict[str, str | bytes | None] = {
+        "/etc/falco/k8s_audit_rules.yaml": b"- rule: x\n",
+        "/etc/falco/rules.d/custom_rules.yaml": None,
+        "/etc/falco/falco.yaml": "priority: debug\n",
+    }
+
+    assert expected_files(layout) == LoadedFiles(
+        config={"falco.yaml": hashlib.sha256(b"priority: debug\n").hexdigest()},
+        rules={"k8s_audit_rules.yaml": hashlib.sha256(b"- rule: x\n").hexdigest()},
+    )

@@ -1,0 +1,99 @@
+"""What Falco gets from the config: typed settings and checked rules, each text checked once."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from charm_pod import CI_RULE
+
+import state
+from constants import FORWARDER_URL
+from falco_config import FalcoSettings
+from state import CharmConfig, InvalidStateError, falco_state
+
+STOCK = b"- rule: Disallowed K8s User\n  condition: kevt\n  tags: [k8s]\n"
+RULES = CI_RULE
+
+
+@pytest.fixture
+def checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every custom_rules text actually checked (parsed), in order."""
+    seen: list[str] = []
+    read = state.read_custom_rules
+
+    def spy(text: str) -> Any:
+        seen.append(text)
+        return read(text)
+
+    monkeypatch.setattr(state, "read_custom_rules", spy)
+    return seen
+
+
+def test_falco_state_returns_the_typed_settings_falco_needs():
+    config = CharmConfig(minimum_priority="warning", custom_rules=RULES, disabled_rules="tag:k8s")
+
+    falco = falco_state(config, STOCK)
+
+    assert falco.settings == FalcoSettings(
+        priority="warning",
+        http_output_url=FORWARDER_URL,
+        rules_selection=[{"disable": {"tag": "k8s"}}],
+    )
+    assert falco.custom_rules == RULES
+    assert falco.unmatched == ()
+
+
+def test_an_unchanged_text_is_not_checked_again(checks: list[str]):
+    config = CharmConfig(custom_rules=RULES, disabled_rules="tag:nope")
+    first = falco_state(config, STOCK)
+
+    again = falco_state(config, STOCK, first.checked)
+
+    assert checks == [RULES]
+    assert again == first
+    assert again.unmatched == ("tag:nope",)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"custom_rules": RULES.replace("NOTICE", "ERROR")},
+        {"disabled_rules": "Exec by CI"},
+        {"stock": STOCK + b"- rule: Another\n  condition: kevt\n"},
+    ],
+)
+def test_any_change_to_what_the_check_reads_checks_again(
+    checks: list[str], change: dict[str, Any]
+):
+    stock = change.pop("stock", STOCK)
+    first = falco_state(CharmConfig(custom_rules=RULES), STOCK)
+
+    falco_state(CharmConfig(**{"custom_rules": RULES, **change}), stock, first.checked)
+
+    assert len(checks) == 2
+
+
+@pytest.mark.parametrize("remembered", ["", "{not json", "[]", '{"key": "x"}'])
+def test_nothing_usable_remembered_means_a_full_check(checks: list[str], remembered: str):
+    falco_state(CharmConfig(custom_rules=RULES), STOCK, remembered)
+    assert checks == [RULES]
+
+
+def test_a_blank_text_stays_blank_when_remembered():
+    config = CharmConfig(custom_rules="# nothing yet\n")
+    first = falco_state(config, STOCK)
+
+    again = falco_state(config, STOCK, first.checked)
+
+    assert first.custom_rules == again.custom_rules == ""
+    assert json.loads(again.checked)["blank"] is True
+
+
+def test_a_bad_text_is_refused_every_time(checks: list[str]):
+    config = CharmConfig(custom_rules="- rule: x\n")
+    for _ in range(2):
+        with pytest.raises(InvalidStateError, match="custom_rules item 1"):
+            falco_state(config, STOCK)
+    assert len(checks) == 2
