@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -35,6 +36,7 @@ from constants import (
     MIB,
     PLUGIN_MANIFEST,
     WEBHOOK_CONFIG_FILE,
+    WEBHOOK_PEM,
     WEBSERVER_PORT,
 )
 from custom_rules import first_error_line
@@ -65,7 +67,15 @@ from state import (
     webhook_state,
     without_invalid,
 )
+from webhook_certificates import WebhookCertificates
 from webhook_config import WebhookAddress, webhook_action_result, webhook_kubeconfig
+from webhook_tls import (
+    WebhookIdentity,
+    WebhookTls,
+    certificate_sans,
+    outdated_apiserver_file,
+    tls_notes,
+)
 from workload import Workload, WorkloadError
 
 logger = logging.getLogger(__name__)
@@ -74,6 +84,10 @@ _T = TypeVar("_T")
 
 PEER_RELATION = "falco-peers"
 LAST_GOOD_KEY = "last-good-falco"
+# The kube-apiserver's webhook file as first served (app) and as get-webhook-config handed it
+# out (each unit): the latest is what the apiserver is taken to hold.
+APISERVER_FILE_BASELINE_KEY = "apiserver-webhook-file"
+APISERVER_FILE_FETCHED_KEY = "apiserver-webhook-file-fetched"
 
 
 # Juju passes each action result as one command-line argument, which Linux caps at 128 KiB.
@@ -99,9 +113,11 @@ class FalcoK8sCharm(ops.CharmBase):
         self._address: WebhookAddress | None = None
         self._notes: list[str] = []  # worth a look, not worth blocking for
         self._sink_names: tuple[str, ...] = ()
+        self._tls: WebhookTls | None = None
         self.falco = Workload(self.unit.get_container(FALCO_CONTAINER), FALCO_SERVICE)
         self.forwarder = Workload(self.unit.get_container(FORWARDER_CONTAINER), FORWARDER_SERVICE)
         self.graylog = GelfEndpointRequirer(self, relation_name="graylog")
+        self.certificates = WebhookCertificates(self, "certificates")
         for event in (
             self.on.install,
             self.on.upgrade_charm,
@@ -115,6 +131,9 @@ class FalcoK8sCharm(ops.CharmBase):
             self.graylog.on.endpoint_removed,
             self.on.falcosidekick_relation_changed,
             self.on.falcosidekick_relation_broken,
+            self.on.certificates_relation_changed,
+            self.on.certificates_relation_broken,
+            self.on.falco_peers_relation_changed,
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
@@ -137,13 +156,17 @@ class FalcoK8sCharm(ops.CharmBase):
             self._statuses.append(ops.BlockedStatus(loaded.reason))
         config = loaded.values
         candidate, webhook, sinks = None, None, None
+        # A certificate that cannot be served holds back what it feeds: Falco's files, the
+        # webhook file.
+        tls_usable = self._checked(self._current_tls)
         if bundle is not None and loaded.usable_for(SINK_OPTIONS):
             sinks = self._checked(lambda: self._sinks(config))
-        if bundle is not None and loaded.usable_for(FALCO_OPTIONS):
-            candidate = self._checked(lambda: self._falco_files(config, bundle))
-        if loaded.usable_for(WEBHOOK_OPTIONS):
+        if bundle is not None and loaded.usable_for(FALCO_OPTIONS) and tls_usable:
+            candidate = self._checked(lambda: self._falco_files(config, bundle, self._tls))
+        if loaded.usable_for(WEBHOOK_OPTIONS) and tls_usable:
             webhook = self._checked(lambda: webhook_state(config))
         self._address = self._converge_webhook(webhook)
+        self._converge_webhook_tls()
         if bundle is not None and sinks is not None:
             self._converge_forwarder(config, sinks, bundle)
         if not self.falco.can_connect():
@@ -157,7 +180,9 @@ class FalcoK8sCharm(ops.CharmBase):
             )
             self._converge_falco(candidate, bundle)
             if self._address is not None:
-                self.falco.push_if_changed(WEBHOOK_CONFIG_FILE, webhook_kubeconfig(self._address))
+                self.falco.push_if_changed(
+                    WEBHOOK_CONFIG_FILE, webhook_kubeconfig(self._address, self._ca_cert)
+                )
             # A bad alert_log_max_mb is at its default here: the log is never left uncapped.
             self._rotate_alert_log(config.alert_log_max_mb * MIB)
         except WorkloadError as exc:
@@ -192,6 +217,7 @@ class FalcoK8sCharm(ops.CharmBase):
                     webhook.spec,
                     audit_policy=webhook.audit_policy,
                     allowed_cidrs=webhook.allowed_cidrs,
+                    ca_cert=self._ca_cert,
                 )
             address = cluster.read_address()
         except ClusterError as exc:
@@ -207,6 +233,36 @@ class FalcoK8sCharm(ops.CharmBase):
                 ops.WaitingStatus("waiting for the leader to create the audit webhook Service")
             )
         return address
+
+    def _current_tls(self) -> bool:
+        """Read the relation's certificate into ``_tls``; True unless it cannot be served."""
+        self._tls = self.certificates.current()
+        return True
+
+    @property
+    def _ca_cert(self) -> str | None:
+        return self._tls.ca_cert if self._tls is not None else None
+
+    def _converge_webhook_tls(self) -> None:
+        """Request a certificate for the live address; note what the apiserver's file needs."""
+        if self._address is None:
+            return
+        sans = certificate_sans(self._address, self.app.name, self.model.name)
+        self.certificates.request(sans)
+        # First after the address the status names: they are about that address.
+        self._notes[:0] = tls_notes(self.certificates.related, self._tls, sans)
+        peers = self.model.get_relation(PEER_RELATION)
+        if peers is None:
+            return
+        served = WebhookIdentity.served(self._address, self._tls)
+        if self.unit.is_leader() and APISERVER_FILE_BASELINE_KEY not in peers.data[self.app]:
+            peers.data[self.app][APISERVER_FILE_BASELINE_KEY] = served.record(time.time())
+        records = [peers.data[self.app].get(APISERVER_FILE_BASELINE_KEY, "")]
+        records += [
+            peers.data[u].get(APISERVER_FILE_FETCHED_KEY, "") for u in {self.unit, *peers.units}
+        ]
+        if reason := outdated_apiserver_file(served, records):
+            self._statuses.append(ops.BlockedStatus(reason))
 
     def _on_remove(self, _: ops.RemoveEvent) -> None:
         """When the application goes away, delete the cluster objects the charm created.
@@ -295,7 +351,9 @@ class FalcoK8sCharm(ops.CharmBase):
             return ["forwarder not answering"]
         return delivery_notes(delivery, self._sink_names)
 
-    def _falco_files(self, config: CharmConfig, bundle: Bundle) -> rules_gate.FalcoFiles:
+    def _falco_files(
+        self, config: CharmConfig, bundle: Bundle, tls: WebhookTls | None
+    ) -> rules_gate.FalcoFiles:
         """The candidate file set for the current config.
 
         Falco always posts its alerts to the forwarder, sinks or none: adding the first sink or
@@ -312,7 +370,8 @@ class FalcoK8sCharm(ops.CharmBase):
         if unmatched := falco.disabled.unmatched(bundle.stock_rules.decode(), falco.custom_rules):
             logger.warning("disabled_rules entries select no rule: %s", unmatched)
             self._notes.append(f"disabled_rules matched nothing: {', '.join(unmatched)}")
-        return rules_gate.FalcoFiles(settings, bundle.stock_rules, falco.custom_rules)
+        pem = tls.pem if tls is not None else None
+        return rules_gate.FalcoFiles(settings, bundle.stock_rules, falco.custom_rules, pem)
 
     def _converge_falco(self, candidate: rules_gate.FalcoFiles | None, bundle: Bundle) -> None:
         """Swap in the candidate if Falco accepts it, and keep Falco running on the last good."""
@@ -325,13 +384,17 @@ class FalcoK8sCharm(ops.CharmBase):
             except rules_gate.GateRejectedError as exc:
                 what = "custom_rules" if exc.about_custom_rules else "falco.yaml"
                 self._statuses.append(ops.BlockedStatus(f"{what} rejected by Falco: {exc}"))
-        # Otherwise the live files are the last config Falco accepted, if the charm wrote them.
-        live = live or self._falco_config_is_ours()
+        # Otherwise the live files are the last config Falco accepted, if the charm wrote them
+        # and they serve the current certificate.
+        pem = self._tls.pem if self._tls is not None else None
+        live = live or (self._falco_config_is_ours() and self.falco.read(WEBHOOK_PEM) == pem)
         if not live and (last_good := self._last_good()):
-            # A fresh container (pod rescheduled) while the current config is refused: bring
-            # back the last config Falco accepted rather than leave the cluster unwatched.
+            # A fresh container (pod rescheduled) or a new certificate while the current config
+            # is refused: bring back the last config Falco accepted, with the current
+            # certificate, rather than leave the cluster unwatched or the webhook file wrong.
             try:
-                rules_gate.apply(self.falco, rules_gate.FalcoFiles.from_json(last_good, bundle))
+                restored = rules_gate.FalcoFiles.from_json(last_good, bundle, pem)
+                rules_gate.apply(self.falco, restored)
                 live = True
             except rules_gate.GateRejectedError as exc:
                 logger.error("last good config no longer accepted by Falco: %s", exc.output)
@@ -383,7 +446,8 @@ class FalcoK8sCharm(ops.CharmBase):
         if self._statuses or self._address is None:  # no address always comes with a reason
             return
         if self.falco.is_running():
-            parts = [f"audit webhook at {self._address.server_url}", *self._notes]
+            url = self._address.url(tls=self._tls is not None)
+            parts = [f"audit webhook at {url}", *self._notes]
             if self._sink_names:
                 parts.append(f"alerts to {', '.join(self._sink_names)}")
             event.add_status(ops.ActiveStatus("; ".join(parts)))
@@ -435,6 +499,7 @@ class FalcoK8sCharm(ops.CharmBase):
 
         try:
             webhook = webhook_state(self._config().require(WEBHOOK_OPTIONS))
+            tls = self.certificates.current()
             address = AuditWebhookCluster(self.app.name, self.model.name).read_address()
         except (InvalidStateError, ClusterError) as exc:
             event.fail(str(exc))
@@ -442,17 +507,21 @@ class FalcoK8sCharm(ops.CharmBase):
         if address is None:
             event.fail("the audit webhook Service does not exist yet: is the leader trusted?")
             return
+        kubeconfig = webhook_kubeconfig(address, tls.ca_cert if tls is not None else None)
         event.set_results(
-            webhook_action_result(
-                self.model.name, self.app.name, webhook_kubeconfig(address), webhook.audit_policy
-            )
+            webhook_action_result(self.model.name, self.app.name, kubeconfig, webhook.audit_policy)
         )
+        # The admin now holds this file: the status stops asking for it to be replaced.
+        if peers := self.model.get_relation(PEER_RELATION):
+            handed_out = WebhookIdentity.served(address, tls).record(time.time())
+            peers.data[self.unit][APISERVER_FILE_FETCHED_KEY] = handed_out
 
     def _on_validate_rules(self, event: ops.ActionEvent) -> None:
         """Run the config-change gate on demand; apply nothing."""
         try:
             config = self._config().require(FALCO_OPTIONS)
-            files = self._falco_files(config, load_bundle(self.charm_dir))
+            tls = self.certificates.current()
+            files = self._falco_files(config, load_bundle(self.charm_dir), tls)
             result = rules_gate.validate(self.falco, files)
         except InvalidStateError as exc:
             event.set_results({"valid": "false", "errors": str(exc)})
