@@ -1,5 +1,6 @@
 """The kube-apiserver side of the webhook: kubeconfig, flags, operator instructions, CIDRs."""
 
+import base64
 import re
 import shlex
 import subprocess
@@ -225,3 +226,16 @@ def test_parse_allowed_cidrs_names_the_bad_entry(bad: str):
     with pytest.raises(InvalidCidrError, match=re.escape(repr(bad))) as excinfo:
         parse_allowed_cidrs(f"10.0.0.0/8, {bad}")
     assert isinstance(excinfo.value, ValueError)
+
+
+def test_kubeconfig_with_a_ca_is_https_and_pins_it():
+    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+    document = yaml.safe_load(
+        webhook_kubeconfig(WebhookAddress("NodePort", "10.152.183.77", 30765), ca)
+    )
+
+    cluster = document["clusters"][0]["cluster"]
+    assert cluster["server"] == "https://127.0.0.1:30765/k8s-audit"
+    assert base64.b64decode(cluster["certificate-authority-data"]).decode() == ca
+    assert document["users"] == [{"name": "falco", "user": {}}]
