@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -17,6 +16,7 @@ import ops
 import pydantic
 
 import rules_gate
+from apiserver_file import ApiserverFileRecords
 from bundle import Bundle, load_bundle, manifest_digest
 from charms.falco_k8s.v0.gelf import GelfEndpointError, GelfEndpointRequirer
 from constants import (
@@ -69,13 +69,7 @@ from state import (
 )
 from webhook_certificates import WebhookCertificates
 from webhook_config import WebhookAddress, webhook_action_result, webhook_kubeconfig
-from webhook_tls import (
-    WebhookIdentity,
-    WebhookTls,
-    certificate_sans,
-    outdated_apiserver_file,
-    tls_notes,
-)
+from webhook_tls import WebhookIdentity, WebhookTls, WebhookTlsError, certificate_sans, tls_notes
 from workload import Workload, WorkloadError
 
 logger = logging.getLogger(__name__)
@@ -84,10 +78,6 @@ _T = TypeVar("_T")
 
 PEER_RELATION = "falco-peers"
 LAST_GOOD_KEY = "last-good-falco"
-# The kube-apiserver's webhook file as first served (app) and as get-webhook-config handed it
-# out (each unit): the latest is what the apiserver is taken to hold.
-APISERVER_FILE_BASELINE_KEY = "apiserver-webhook-file"
-APISERVER_FILE_FETCHED_KEY = "apiserver-webhook-file-fetched"
 
 
 # Juju passes each action result as one command-line argument, which Linux caps at 128 KiB.
@@ -118,6 +108,7 @@ class FalcoK8sCharm(ops.CharmBase):
         self.forwarder = Workload(self.unit.get_container(FORWARDER_CONTAINER), FORWARDER_SERVICE)
         self.graylog = GelfEndpointRequirer(self, relation_name="graylog")
         self.certificates = WebhookCertificates(self, "certificates")
+        self.apiserver_file = ApiserverFileRecords(self.model, PEER_RELATION)
         for event in (
             self.on.install,
             self.on.upgrade_charm,
@@ -158,7 +149,7 @@ class FalcoK8sCharm(ops.CharmBase):
         candidate, webhook, sinks = None, None, None
         # A certificate that cannot be served holds back what it feeds: Falco's files, the
         # webhook file.
-        tls_usable = self._checked(self._current_tls)
+        tls_usable = self._read_tls()
         if bundle is not None and loaded.usable_for(SINK_OPTIONS):
             sinks = self._checked(lambda: self._sinks(config))
         if bundle is not None and loaded.usable_for(FALCO_OPTIONS) and tls_usable:
@@ -178,7 +169,7 @@ class FalcoK8sCharm(ops.CharmBase):
             self.falco.sync_tree(
                 bundle.plugins, bundle.plugins_manifest, manifest_path=PLUGIN_MANIFEST
             )
-            self._converge_falco(candidate, bundle)
+            self._converge_falco(candidate, bundle, tls_usable)
             if self._address is not None:
                 self.falco.push_if_changed(
                     WEBHOOK_CONFIG_FILE, webhook_kubeconfig(self._address, self._ca_cert)
@@ -234,9 +225,13 @@ class FalcoK8sCharm(ops.CharmBase):
             )
         return address
 
-    def _current_tls(self) -> bool:
-        """Read the relation's certificate into ``_tls``; True unless it cannot be served."""
-        self._tls = self.certificates.current()
+    def _read_tls(self) -> bool:
+        """Read the relation's certificate into ``_tls``; False (and why) if it cannot serve."""
+        try:
+            self._tls = self.certificates.current()
+        except WebhookTlsError as exc:
+            self._statuses.append(ops.BlockedStatus(str(exc)))
+            return False
         return True
 
     @property
@@ -251,17 +246,8 @@ class FalcoK8sCharm(ops.CharmBase):
         self.certificates.request(sans)
         # First after the address the status names: they are about that address.
         self._notes[:0] = tls_notes(self.certificates.related, self._tls, sans)
-        peers = self.model.get_relation(PEER_RELATION)
-        if peers is None:
-            return
         served = WebhookIdentity.served(self._address, self._tls)
-        if self.unit.is_leader() and APISERVER_FILE_BASELINE_KEY not in peers.data[self.app]:
-            peers.data[self.app][APISERVER_FILE_BASELINE_KEY] = served.record(time.time())
-        records = [peers.data[self.app].get(APISERVER_FILE_BASELINE_KEY, "")]
-        records += [
-            peers.data[u].get(APISERVER_FILE_FETCHED_KEY, "") for u in {self.unit, *peers.units}
-        ]
-        if reason := outdated_apiserver_file(served, records):
+        if reason := self.apiserver_file.outdated(served):
             self._statuses.append(ops.BlockedStatus(reason))
 
     def _on_remove(self, _: ops.RemoveEvent) -> None:
@@ -373,7 +359,9 @@ class FalcoK8sCharm(ops.CharmBase):
         pem = tls.pem if tls is not None else None
         return rules_gate.FalcoFiles(settings, bundle.stock_rules, falco.custom_rules, pem)
 
-    def _converge_falco(self, candidate: rules_gate.FalcoFiles | None, bundle: Bundle) -> None:
+    def _converge_falco(
+        self, candidate: rules_gate.FalcoFiles | None, bundle: Bundle, tls_usable: bool
+    ) -> None:
         """Swap in the candidate if Falco accepts it, and keep Falco running on the last good."""
         live = False
         if candidate is not None:
@@ -385,9 +373,12 @@ class FalcoK8sCharm(ops.CharmBase):
                 what = "custom_rules" if exc.about_custom_rules else "falco.yaml"
                 self._statuses.append(ops.BlockedStatus(f"{what} rejected by Falco: {exc}"))
         # Otherwise the live files are the last config Falco accepted, if the charm wrote them
-        # and they serve the current certificate.
+        # and they serve the current certificate (or the new one cannot be served anyway).
         pem = self._tls.pem if self._tls is not None else None
-        live = live or (self._falco_config_is_ours() and self.falco.read(WEBHOOK_PEM) == pem)
+        live = live or (
+            self._falco_config_is_ours()
+            and (not tls_usable or self.falco.read(WEBHOOK_PEM) == pem)
+        )
         if not live and (last_good := self._last_good()):
             # A fresh container (pod rescheduled) or a new certificate while the current config
             # is refused: bring back the last config Falco accepted, with the current
@@ -512,9 +503,7 @@ class FalcoK8sCharm(ops.CharmBase):
             webhook_action_result(self.model.name, self.app.name, kubeconfig, webhook.audit_policy)
         )
         # The admin now holds this file: the status stops asking for it to be replaced.
-        if peers := self.model.get_relation(PEER_RELATION):
-            handed_out = WebhookIdentity.served(address, tls).record(time.time())
-            peers.data[self.unit][APISERVER_FILE_FETCHED_KEY] = handed_out
+        self.apiserver_file.handed_out(WebhookIdentity.served(address, tls))
 
     def _on_validate_rules(self, event: ops.ActionEvent) -> None:
         """Run the config-change gate on demand; apply nothing."""

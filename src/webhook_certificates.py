@@ -8,13 +8,17 @@ Each unit has its own key and certificate (the library's UNIT mode); all come fr
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import ops
 from charmlibs.interfaces import tls_certificates as tls
 
-from webhook_tls import CertificateSans, WebhookTls, webhook_tls
+from webhook_tls import CertificateSans, WebhookTls, WebhookTlsError, webhook_tls
 
 logger = logging.getLogger(__name__)
+
+# The library raises this when the provider's databag holds a certificate that does not parse.
+UNREADABLE = "certificates: the provider's relation data does not parse"
 
 
 class WebhookCertificates:
@@ -39,21 +43,53 @@ class WebhookCertificates:
         if not self.related:
             return
         self._sans = sans
-        self._requirer.sync()
+        try:
+            self._requirer.sync()
+        except tls.TLSCertificatesError as exc:
+            # `current` says so in the status; the request is retried on the next hook.
+            logger.warning("certificate request not synced: %s", exc)
 
     def current(self) -> WebhookTls | None:
-        """The issued certificate with this unit's key, or None before one is issued.
+        """The newest certificate issued for this unit's key, or None before one is issued.
+
+        A certificate for the current request wins; until the provider answers a renewal or a
+        request for new SANs, the one it issued before (still in its databag, still for this
+        key) keeps the webhook on https rather than dropping it to plain HTTP.
 
         Raises:
-            WebhookTlsError: the issued certificate cannot be served (unparsable, or not for
+            WebhookTlsError: the chosen certificate cannot be served (unparsable, or not for
                 this unit's key).
         """
         if not self.related:
             return None
-        certificates, key = self._requirer.get_assigned_certificates()
-        if not certificates or key is None:
+        key = self._requirer.private_key
+        if key is None:
             return None
-        issued = certificates[-1]
+        requested = {
+            str(request.certificate_signing_request)
+            for request in self._requirer.get_csrs_from_requirer_relation_data()
+        }
+        try:
+            provided = self._requirer.get_provider_certificates()
+        except tls.TLSCertificatesError:
+            raise WebhookTlsError(UNREADABLE) from None
+        now = datetime.now(UTC)
+        usable = [
+            issued
+            for issued in provided
+            if not issued.revoked
+            and issued.certificate.expiry_time > now
+            and issued.certificate.matches_private_key(key)
+        ]
+        if not usable:
+            return None
+        issued = max(
+            usable,
+            key=lambda c: (
+                str(c.certificate_signing_request) in requested,
+                c.certificate.expiry_time,
+            ),
+        )
         return webhook_tls(
             str(issued.certificate),
             [str(certificate) for certificate in issued.chain],

@@ -36,6 +36,7 @@ DNS_NAMES = {
     f"{SERVICE_NAME}.{NS}.svc.cluster.local",
 }
 HTTPS_URL = "https://10.152.183.77:9765/k8s-audit"
+PEM_NAME = "k8saudit-webhook.pem"
 
 
 def _state(fs: Path, *relations: Any, **config: Any) -> testing.State:
@@ -232,9 +233,19 @@ def test_renewal_reloads_falco_once_without_a_pebble_restart(
     ca = TestCa()
     served = _issue(ctx, _relate(ctx, falco_fs), ca)
     before = _live(falco_fs, "falco.yaml").read_bytes()
+    [first_csr] = requested_csrs(served.get_relations("certificates")[0].local_unit_data)
     calls.reset()
 
-    renewed = _issue(ctx, served, ca)  # the provider re-signs the same request
+    # The library's renewal: the certificate's secret expires, a new CSR replaces the old one.
+    renewing = ctx.run(ctx.on.secret_expired(_certificate_secret(served), revision=1), served)
+    [second_csr] = requested_csrs(renewing.get_relations("certificates")[0].local_unit_data)
+    assert second_csr != first_csr
+    # A hook before the provider answers keeps the webhook on the certificate it has.
+    waiting = ctx.run(ctx.on.update_status(), renewing)
+    assert waiting.unit_status == testing.ActiveStatus(f"audit webhook at {HTTPS_URL}")
+    assert [p for p in calls.pushed if p.startswith("falco:")] == []
+
+    renewed = _issue(ctx, waiting, ca)
 
     assert calls.restarted == []
     assert calls.started == []
@@ -251,6 +262,12 @@ def test_renewal_reloads_falco_once_without_a_pebble_restart(
     pem_digest = hashlib.sha256(_live(falco_fs, "k8saudit-webhook.pem").read_bytes()).hexdigest()
     assert f"# webhook certificate sha256: {pem_digest}\n".encode() in after
     assert renewed.unit_status == testing.ActiveStatus(f"audit webhook at {HTTPS_URL}")
+
+
+def _certificate_secret(state: testing.State) -> testing.Secret:
+    """The secret where the library keeps the issued certificate, due at renewal time."""
+    [secret] = [s for s in state.secrets if "-certificate-" in (s.label or "")]
+    return secret
 
 
 def test_unchanged_certificate_touches_nothing(ctx, falco_fs, kube_api, calls: Calls):
@@ -370,6 +387,26 @@ def _refusing_custom_rules(fs: Path):
         return run(self, command, timeout=timeout)
 
     return refusing
+
+
+def test_unreadable_provider_data_blocks_and_keeps_https_running(ctx, falco_fs, kube_api):
+    served = _issue(ctx, _relate(ctx, falco_fs), TestCa())
+    live = {name: _live(falco_fs, name).read_bytes() for name in ("falco.yaml", PEM_NAME)}
+    configmap = _configmap_kubeconfig(kube_api)
+    relation = served.get_relations("certificates")[0]
+    [entry] = json.loads(relation.remote_app_data["certificates"])
+    entry["certificate"] = (
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----"
+    )
+    broken = dataclasses.replace(relation, remote_app_data={"certificates": json.dumps([entry])})
+
+    out = ctx.run(ctx.on.update_status(), _with_relation(served, broken))
+
+    assert out.unit_status == testing.BlockedStatus(
+        "certificates: the provider's relation data does not parse"
+    )
+    assert {name: _live(falco_fs, name).read_bytes() for name in live} == live
+    assert _configmap_kubeconfig(kube_api) == configmap
 
 
 # -- the key stays secret -----------------------------------------------------------------------
