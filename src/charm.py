@@ -502,8 +502,10 @@ class FalcoK8sCharm(ops.CharmBase):
         event.set_results(
             webhook_action_result(self.model.name, self.app.name, kubeconfig, webhook.audit_policy)
         )
-        # The admin now holds this file: the status stops asking for it to be replaced.
+        # The admin now holds this file: the status stops asking for it to be replaced, now
+        # rather than at the next hook.
         self.apiserver_file.handed_out(WebhookIdentity.served(address, tls))
+        self._reconcile(event)
 
     def _on_validate_rules(self, event: ops.ActionEvent) -> None:
         """Run the config-change gate on demand; apply nothing."""
