@@ -46,6 +46,8 @@ TRUNCATE_MAX_BATCH_BYTES = 10 * 1024 * 1024
 TRUNCATE_MAX_EVENT_BYTES = 240 * 1024
 
 _KUBECONFIG_NAME = "falco"
+# Where the apiserver reaches a NodePort Service: its own node's loopback (see webhook_server_url).
+NODE_LOOPBACK = "127.0.0.1"
 NODE_PORT_RANGE = range(30000, 32768)  # the kube-apiserver's default --service-node-port-range
 
 
@@ -154,7 +156,7 @@ def webhook_server_url(
     if service_type == "NodePort":
         if node_port is None:
             raise ValueError("a NodePort Service needs a node port")
-        host = "127.0.0.1"
+        host = NODE_LOOPBACK
         port = node_port
     else:
         ip = ipaddress.ip_address(cluster_ip)

@@ -18,10 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 from state import InvalidStateError
-from webhook_config import WebhookAddress, webhook_resource_name
+from webhook_config import NODE_LOOPBACK, WebhookAddress, webhook_resource_name
 
-# Where a NodePort Service is reached from the apiserver's node (see webhook_server_url).
-NODE_LOOPBACK = "127.0.0.1"
 # An X.509 common name may hold at most 64 characters; the SANs carry the names anyway.
 _COMMON_NAME_MAX = 64
 
@@ -87,7 +85,9 @@ def webhook_tls(
     """Check the relation's certificate against this unit's key and build k8saudit's PEM.
 
     k8saudit hands the one file to Go's ``ListenAndServeTLS`` as both certificate and key,
-    which takes every CERTIFICATE block (leaf first) and the first PRIVATE KEY block.
+    which takes every CERTIFICATE block (leaf first) and the first PRIVATE KEY block. It reads
+    the file only when its source opens, which Falco's dry-run never does: this check is the
+    PEM's gate, since a pair Go cannot load ends Falco's event loop.
 
     Raises:
         WebhookTlsError: a certificate or the key does not parse, or they do not belong
