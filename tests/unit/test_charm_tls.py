@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from kube_api import FakeApiServer
 from ops import testing
 from tls_ca import TestCa, csr_sans, provider_databag, requested_csrs
 
+from apiserver_file import HANDED_OUT_KEY
 from constants import FALCO_CONFIG, WEBHOOK_PEM
+from webhook_tls import WebhookIdentity
 from workload import CommandResult, Workload
 
 NS = "audit"
@@ -310,6 +313,21 @@ def test_ca_change_asks_for_the_apiserver_file_until_get_webhook_config(ctx, fal
     assert _ca_of(ctx.action_results["webhook-config"]) == new_ca.pem
     assert refetched.unit_status == testing.ActiveStatus(f"audit webhook at {HTTPS_URL}")
     assert ctx.run(ctx.on.update_status(), refetched).unit_status == refetched.unit_status
+
+
+def test_the_file_handed_out_on_another_unit_clears_the_status(ctx, falco_fs, kube_api):
+    ca = TestCa()
+    served = _issue(ctx, _relate(ctx, falco_fs, testing.PeerRelation("falco-peers")), ca)
+    assert served.unit_status.name == "blocked"
+    peers = served.get_relations("falco-peers")[0]
+    handed_out = WebhookIdentity(HTTPS_URL, hashlib.sha256(ca.pem.strip().encode()).hexdigest())
+    fetched = dataclasses.replace(
+        peers, peers_data={1: {HANDED_OUT_KEY: handed_out.record(time.time())}}
+    )
+
+    out = ctx.run(ctx.on.relation_changed(fetched, remote_unit=1), _with_relation(served, fetched))
+
+    assert out.unit_status == testing.ActiveStatus(f"audit webhook at {HTTPS_URL}")
 
 
 def _ca_of(kubeconfig: str) -> str:
