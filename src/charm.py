@@ -17,6 +17,7 @@ import pydantic
 
 import falco_reload
 import rules_gate
+from apiserver_file import ApiserverFileRecords
 from bundle import Bundle, load_bundle, manifest_digest
 from charms.falco_k8s.v0.gelf import GelfEndpointError, GelfEndpointRequirer
 from constants import (
@@ -35,6 +36,7 @@ from constants import (
     K8SAUDIT_PORT,
     PLUGIN_MANIFEST,
     WEBHOOK_CONFIG_FILE,
+    WEBHOOK_PEM,
     WEBSERVER_PORT,
 )
 from falco_config import is_managed
@@ -65,7 +67,9 @@ from state import (
     webhook_state,
     without_invalid,
 )
+from webhook_certificates import WebhookCertificates
 from webhook_config import WebhookAddress, webhook_action_result, webhook_kubeconfig
+from webhook_tls import WebhookIdentity, WebhookTls, WebhookTlsError, certificate_sans, tls_notes
 from workload import Workload, WorkloadError
 
 logger = logging.getLogger(__name__)
@@ -100,9 +104,12 @@ class FalcoK8sCharm(ops.CharmBase):
         self._address: WebhookAddress | None = None
         self._notes: list[str] = []  # worth a look, not worth blocking for
         self._sink_names: tuple[str, ...] = ()
+        self._tls: WebhookTls | None = None
         self.falco = Workload(self.unit.get_container(FALCO_CONTAINER), FALCO_SERVICE)
         self.forwarder = Workload(self.unit.get_container(FORWARDER_CONTAINER), FORWARDER_SERVICE)
         self.graylog = GelfEndpointRequirer(self, relation_name="graylog")
+        self.certificates = WebhookCertificates(self, "certificates")
+        self.apiserver_file = ApiserverFileRecords(self.model, PEER_RELATION)
         for event in (
             self.on.install,
             self.on.upgrade_charm,
@@ -116,6 +123,9 @@ class FalcoK8sCharm(ops.CharmBase):
             self.graylog.on.endpoint_removed,
             self.on.falcosidekick_relation_changed,
             self.on.falcosidekick_relation_broken,
+            self.on.certificates_relation_changed,
+            self.on.certificates_relation_broken,
+            self.on.falco_peers_relation_changed,
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
@@ -138,13 +148,17 @@ class FalcoK8sCharm(ops.CharmBase):
             self._statuses.append(ops.BlockedStatus(loaded.reason))
         config = loaded.values
         candidate, webhook, sinks = None, None, None
+        # A certificate that cannot be served holds back what it feeds: Falco's files, the
+        # webhook file.
+        tls_usable = self._read_tls()
         if bundle is not None and loaded.usable_for(SINK_OPTIONS):
             sinks = self._checked(lambda: self._sinks(config))
-        if bundle is not None and loaded.usable_for(FALCO_OPTIONS):
-            candidate = self._checked(lambda: self._falco_files(config, bundle))
-        if loaded.usable_for(WEBHOOK_OPTIONS):
+        if bundle is not None and loaded.usable_for(FALCO_OPTIONS) and tls_usable:
+            candidate = self._checked(lambda: self._falco_files(config, bundle, self._tls))
+        if loaded.usable_for(WEBHOOK_OPTIONS) and tls_usable:
             webhook = self._checked(lambda: webhook_state(config))
         self._address = self._converge_webhook(webhook)
+        self._converge_webhook_tls()
         if bundle is not None and sinks is not None:
             self._converge_forwarder(config, sinks, bundle)
         if not self.falco.can_connect():
@@ -158,9 +172,11 @@ class FalcoK8sCharm(ops.CharmBase):
             )
             # Falco creates the log file, not its directory: private to the pod's root users.
             self.falco.ensure_dir(ALERT_LOG_DIR, permissions=0o700)
-            self._converge_falco(candidate, bundle)
+            self._converge_falco(candidate, bundle, tls_usable)
             if self._address is not None:
-                self.falco.push_if_changed(WEBHOOK_CONFIG_FILE, webhook_kubeconfig(self._address))
+                self.falco.push_if_changed(
+                    WEBHOOK_CONFIG_FILE, webhook_kubeconfig(self._address, self._ca_cert)
+                )
         except WorkloadError as exc:
             # The container went away or stalled mid-change: the live files are untouched or
             # complete (each is swapped whole), and the next event converges again.
@@ -193,6 +209,7 @@ class FalcoK8sCharm(ops.CharmBase):
                     webhook.spec,
                     audit_policy=webhook.audit_policy,
                     allowed_cidrs=webhook.allowed_cidrs,
+                    ca_cert=self._ca_cert,
                 )
             address = cluster.read_address()
         except ClusterError as exc:
@@ -208,6 +225,31 @@ class FalcoK8sCharm(ops.CharmBase):
                 ops.WaitingStatus("waiting for the leader to create the audit webhook Service")
             )
         return address
+
+    def _read_tls(self) -> bool:
+        """Read the relation's certificate into ``_tls``; False (and why) if it cannot serve."""
+        try:
+            self._tls = self.certificates.current()
+        except WebhookTlsError as exc:
+            self._statuses.append(ops.BlockedStatus(str(exc)))
+            return False
+        return True
+
+    @property
+    def _ca_cert(self) -> str | None:
+        return self._tls.ca_cert if self._tls is not None else None
+
+    def _converge_webhook_tls(self) -> None:
+        """Request a certificate for the live address; note what the apiserver's file needs."""
+        if self._address is None:
+            return
+        sans = certificate_sans(self._address, self.app.name, self.model.name)
+        self.certificates.request(sans)
+        # First after the address the status names: they are about that address.
+        self._notes[:0] = tls_notes(self.certificates.related, self._tls, sans)
+        served = WebhookIdentity.served(self._address, self._tls)
+        if reason := self.apiserver_file.outdated(served):
+            self._statuses.append(ops.BlockedStatus(reason))
 
     def _on_remove(self, _: ops.RemoveEvent) -> None:
         """When the application goes away, delete the cluster objects the charm created.
@@ -297,7 +339,7 @@ class FalcoK8sCharm(ops.CharmBase):
         return delivery_notes(delivery, self._sink_names)
 
     def _falco_files(
-        self, config: CharmConfig, bundle: Bundle, *, recall: bool = True
+        self, config: CharmConfig, bundle: Bundle, tls: WebhookTls | None, *, recall: bool = True
     ) -> rules_gate.FalcoFiles:
         """The candidate file set for the current config.
 
@@ -316,9 +358,12 @@ class FalcoK8sCharm(ops.CharmBase):
         if falco.unmatched:
             logger.warning("disabled_rules entries select no rule: %s", falco.unmatched)
             self._notes.append(f"disabled_rules matched nothing: {', '.join(falco.unmatched)}")
-        return rules_gate.FalcoFiles(falco.settings, bundle.stock_rules, falco.custom_rules)
+        pem = tls.pem if tls is not None else None
+        return rules_gate.FalcoFiles(falco.settings, bundle.stock_rules, falco.custom_rules, pem)
 
-    def _converge_falco(self, candidate: rules_gate.FalcoFiles | None, bundle: Bundle) -> None:
+    def _converge_falco(
+        self, candidate: rules_gate.FalcoFiles | None, bundle: Bundle, tls_usable: bool
+    ) -> None:
         """Swap in the candidate if Falco accepts it, and keep Falco running on the last good."""
         applied: rules_gate.FalcoFiles | None = None
         if candidate is not None:
@@ -329,13 +374,19 @@ class FalcoK8sCharm(ops.CharmBase):
             except rules_gate.GateRejectedError as exc:
                 what = "custom_rules" if exc.about_custom_rules else "falco.yaml"
                 self._statuses.append(ops.BlockedStatus(f"{what} rejected by Falco: {exc}"))
-        # Otherwise the live files are the last config Falco accepted, if the charm wrote them.
-        live = applied is not None or self._falco_config_is_ours()
+        # Otherwise the live files are the last config Falco accepted, if the charm wrote them
+        # and they serve the current certificate (or the new one cannot be served anyway).
+        pem = self._tls.pem if self._tls is not None else None
+        live = applied is not None or (
+            self._falco_config_is_ours()
+            and (not tls_usable or self.falco.read(WEBHOOK_PEM) == pem)
+        )
         if not live and (last_good := self._recall(LAST_GOOD_KEY)):
-            # A fresh container (pod rescheduled) while the current config is refused: bring
-            # back the last config Falco accepted rather than leave the cluster unwatched.
+            # A fresh container (pod rescheduled) or a new certificate while the current config
+            # is refused: bring back the last config Falco accepted, with the current
+            # certificate, rather than leave the cluster unwatched or the webhook file wrong.
             try:
-                restored = rules_gate.FalcoFiles.from_json(last_good, bundle)
+                restored = rules_gate.FalcoFiles.from_json(last_good, bundle, pem)
                 rules_gate.apply(self.falco, restored)
                 applied = restored
                 live = True
@@ -382,8 +433,8 @@ class FalcoK8sCharm(ops.CharmBase):
             return
         if self.falco.is_running():
             address = self._address
-            parts = [f"audit webhook at {address.server_url}", address.reachability_note]
-            parts += self._notes
+            url = address.url(tls=self._tls is not None)
+            parts = [f"audit webhook at {url}", address.reachability_note, *self._notes]
             if self._sink_names:
                 parts.append(f"alerts to {', '.join(self._sink_names)}")
             event.add_status(ops.ActiveStatus("; ".join(part for part in parts if part)))
@@ -438,6 +489,7 @@ class FalcoK8sCharm(ops.CharmBase):
 
         try:
             webhook = webhook_state(self._config().require(WEBHOOK_OPTIONS))
+            tls = self.certificates.current()
             address = AuditWebhookCluster(self.app.name, self.model.name).read_address()
         except (InvalidStateError, ClusterError) as exc:
             event.fail(str(exc))
@@ -445,17 +497,21 @@ class FalcoK8sCharm(ops.CharmBase):
         if address is None:
             event.fail("the audit webhook Service does not exist yet: is the leader trusted?")
             return
+        kubeconfig = webhook_kubeconfig(address, tls.ca_cert if tls is not None else None)
         event.set_results(
-            webhook_action_result(
-                self.model.name, self.app.name, webhook_kubeconfig(address), webhook.audit_policy
-            )
+            webhook_action_result(self.model.name, self.app.name, kubeconfig, webhook.audit_policy)
         )
+        # The admin now holds this file: the status stops asking for it to be replaced, now
+        # rather than at the next hook.
+        self.apiserver_file.handed_out(WebhookIdentity.served(address, tls))
+        self._reconcile(event)
 
     def _on_validate_rules(self, event: ops.ActionEvent) -> None:
         """Run the config-change gate on demand; apply nothing."""
         try:
             config = self._config().require(FALCO_OPTIONS)
-            files = self._falco_files(config, load_bundle(self.charm_dir), recall=False)
+            tls = self.certificates.current()
+            files = self._falco_files(config, load_bundle(self.charm_dir), tls, recall=False)
             result = rules_gate.validate(self.falco, files)
         except InvalidStateError as exc:
             event.set_results({"valid": "false", "errors": str(exc)})

@@ -91,12 +91,18 @@ class AuditWebhookCluster:
         return self._client
 
     def apply(
-        self, spec: WebhookServiceSpec, *, audit_policy: str, allowed_cidrs: tuple[str, ...]
+        self,
+        spec: WebhookServiceSpec,
+        *,
+        audit_policy: str,
+        allowed_cidrs: tuple[str, ...],
+        ca_cert: str | None = None,
     ) -> WebhookAddress:
         """Leader only: converge the Service, ConfigMap and NetworkPolicy on the wanted state.
 
         Returns the live address: the kubeconfig is rendered from the Service the API server
-        returns, so it carries the addresses Kubernetes actually allocated.
+        returns, so it carries the addresses Kubernetes actually allocated, and it names
+        ``ca_cert`` (https) when Falco serves a certificate from that CA.
 
         Raises:
             ClusterForbiddenError: the application is not trusted with cluster access.
@@ -109,7 +115,10 @@ class AuditWebhookCluster:
         address = self._address(service)
         config_map = ConfigMap(
             metadata=self._metadata(),
-            data={WEBHOOK_CONFIG_KEY: webhook_kubeconfig(address), AUDIT_POLICY_KEY: audit_policy},
+            data={
+                WEBHOOK_CONFIG_KEY: webhook_kubeconfig(address, ca_cert),
+                AUDIT_POLICY_KEY: audit_policy,
+            },
         )
         self._converge(config_map, self._read(ConfigMap))
         policy = self._read(NetworkPolicy)

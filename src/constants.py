@@ -13,6 +13,8 @@ FALCO_CUSTOM_RULES = f"{FALCO_RULES_D}/custom_rules.yaml"
 FALCO_STAGING_DIR = f"{FALCO_CONFIG_DIR}/staging"
 K8S_AUDIT_RULES = f"{FALCO_CONFIG_DIR}/k8s_audit_rules.yaml"
 WEBHOOK_CONFIG_FILE = f"{FALCO_CONFIG_DIR}/webhook-config.yaml"
+# k8saudit's certificate, chain and private key in one PEM (its sslCertificate), mode 0600.
+WEBHOOK_PEM = f"{FALCO_CONFIG_DIR}/k8saudit-webhook.pem"
 PLUGINS_DIR = "/usr/share/falco/plugins"
 
 # Artefacts the charm carries (built at pack time into its plugins/ directory), because the

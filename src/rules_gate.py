@@ -8,9 +8,10 @@ hot-reloads on file changes) keeps its last good state.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from bundle import Bundle
@@ -21,14 +22,17 @@ from constants import (
     FALCO_CUSTOM_RULES,
     FALCO_STAGING_DIR,
     K8S_AUDIT_RULES,
+    WEBHOOK_PEM,
 )
-from falco_config import FalcoSettings, render_falco_yaml
+from falco_config import FalcoSettings, WebhookPemFile, render_falco_yaml
 from falco_output import first_error_line
 from workload import CommandResult, Workload
 
 logger = logging.getLogger(__name__)
 
 DRY_RUN_TIMEOUT = 60.0
+# Files holding a private key: written readable by their owner only.
+PRIVATE_FILE_NAMES = frozenset({PurePosixPath(WEBHOOK_PEM).name})
 
 
 class GateRejectedError(Exception):
@@ -46,14 +50,22 @@ class GateRejectedError(Exception):
 
 @dataclass(frozen=True)
 class FalcoFiles:
-    """The files Falco reads, keyed by their live path."""
+    """The files Falco reads, keyed by their live path.
+
+    ``webhook_pem`` (certificate, chain and key for k8saudit's https listener) comes from the
+    certificates relation, never from what is remembered: it holds a private key.
+    """
 
     settings: FalcoSettings
     stock_rules: bytes
     custom_rules: str
+    webhook_pem: bytes | None = field(default=None, repr=False)
 
     def to_json(self) -> str:
-        """What to remember of an accepted candidate; the stock rules come with the charm."""
+        """What to remember of an accepted candidate; the stock rules come with the charm.
+
+        The webhook PEM is left out: a private key has no place in the peer databag.
+        """
         return json.dumps(
             {
                 "settings": dataclasses.asdict(self.settings),
@@ -63,15 +75,15 @@ class FalcoFiles:
         )
 
     @classmethod
-    def from_json(cls, text: str, bundle: Bundle) -> FalcoFiles:
-        """Rebuild a remembered candidate on top of the charm's own stock rules.
+    def from_json(cls, text: str, bundle: Bundle, webhook_pem: bytes | None = None) -> FalcoFiles:
+        """Rebuild a remembered candidate on the charm's stock rules and the current PEM.
 
         Raises ValueError when the text is not one (e.g. written by an older charm revision).
         """
         try:
             data = json.loads(text)
             settings = FalcoSettings(**data["settings"])
-            return cls(settings, bundle.stock_rules, str(data["custom_rules"]))
+            return cls(settings, bundle.stock_rules, str(data["custom_rules"]), webhook_pem)
         except (ValueError, TypeError, KeyError) as exc:
             raise ValueError(f"unreadable remembered config: {exc!r}") from None
 
@@ -80,12 +92,18 @@ class FalcoFiles:
         stock = K8S_AUDIT_RULES.replace(FALCO_CONFIG_DIR, root, 1)
         custom = FALCO_CUSTOM_RULES.replace(FALCO_CONFIG_DIR, root, 1)
         rules_dir = custom.rsplit("/", 1)[0]
+        pem = WEBHOOK_PEM.replace(FALCO_CONFIG_DIR, root, 1)
+        pem_file = None
+        if self.webhook_pem is not None:
+            pem_file = WebhookPemFile(pem, hashlib.sha256(self.webhook_pem).hexdigest())
         return {
-            # Rules first, falco.yaml last: Falco's file watcher reloads on falco.yaml too.
+            # Rules and PEM first, falco.yaml last: Falco's file watcher reloads on falco.yaml,
+            # and only falco.yaml names the PEM's digest.
             stock: self.stock_rules,
             custom: self.custom_rules or None,
+            pem: self.webhook_pem,
             FALCO_CONFIG.replace(FALCO_CONFIG_DIR, root, 1): render_falco_yaml(
-                self.settings, (stock, rules_dir)
+                self.settings, (stock, rules_dir), pem_file
             ),
         }
 
@@ -112,10 +130,14 @@ def validate(workload: Workload, files: FalcoFiles) -> CommandResult:
     """
     staged = files.at(FALCO_STAGING_DIR)
     _write(workload, staged)
-    result = workload.run(
-        dry_run_command(FALCO_CONFIG.replace(FALCO_CONFIG_DIR, FALCO_STAGING_DIR, 1)),
-        timeout=DRY_RUN_TIMEOUT,
-    )
+    try:
+        result = workload.run(
+            dry_run_command(FALCO_CONFIG.replace(FALCO_CONFIG_DIR, FALCO_STAGING_DIR, 1)),
+            timeout=DRY_RUN_TIMEOUT,
+        )
+    finally:
+        # The key lives in one place only: the staged copy goes once the check is done.
+        workload.remove_if_present(WEBHOOK_PEM.replace(FALCO_CONFIG_DIR, FALCO_STAGING_DIR, 1))
     if result.exit_code != 0:
         logger.warning("falco dry-run rejected the candidate:\n%s", result.output)
         raise GateRejectedError(first_error_line(result.output), result.output)
@@ -138,4 +160,5 @@ def _write(workload: Workload, layout: dict[str, str | bytes | None]) -> None:
             workload.ensure_dir(path.rsplit("/", 1)[0])
             workload.remove_if_present(path)
         else:
-            workload.push_if_changed(path, content)
+            private = PurePosixPath(path).name in PRIVATE_FILE_NAMES
+            workload.push_if_changed(path, content, permissions=0o600 if private else 0o644)

@@ -5,6 +5,7 @@ them, and the tests exercise them without a cluster. Every document is built as 
 serialised with ``yaml.safe_dump`` so that no value can break the YAML structure.
 """
 
+import base64
 import ipaddress
 import shlex
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ TRUNCATE_MAX_BATCH_BYTES = 10 * 1024 * 1024
 TRUNCATE_MAX_EVENT_BYTES = 240 * 1024
 
 _KUBECONFIG_NAME = "falco"
+# Where the apiserver reaches a NodePort Service: its own node's loopback (see webhook_server_url).
+NODE_LOOPBACK = "127.0.0.1"
 NODE_PORT_RANGE = range(30000, 32768)  # the kube-apiserver's default --service-node-port-range
 
 
@@ -64,8 +67,12 @@ class WebhookAddress:
 
     @property
     def server_url(self) -> str:
-        """The webhook URL for this address (see `webhook_server_url`)."""
-        return webhook_server_url(self.service_type, self.cluster_ip, self.node_port)
+        """The plain-HTTP webhook URL for this address (see `webhook_server_url`)."""
+        return self.url(tls=False)
+
+    def url(self, *, tls: bool) -> str:
+        """The webhook URL for this address, ``https`` when Falco serves a certificate."""
+        return webhook_server_url(self.service_type, self.cluster_ip, self.node_port, tls=tls)
 
     @property
     def reachability_note(self) -> str:
@@ -141,7 +148,9 @@ def webhook_resource_name(app: str) -> str:
     return f"{app}-audit-webhook"
 
 
-def webhook_server_url(service_type: str, cluster_ip: str, node_port: int | None) -> str:
+def webhook_server_url(
+    service_type: str, cluster_ip: str, node_port: int | None, *, tls: bool = False
+) -> str:
     """The URL the kube-apiserver posts audit batches to.
 
     The apiserver does not use cluster DNS, so the host is always an IP address. A NodePort
@@ -155,31 +164,31 @@ def webhook_server_url(service_type: str, cluster_ip: str, node_port: int | None
     if service_type == "NodePort":
         if node_port is None:
             raise ValueError("a NodePort Service needs a node port")
-        host = "127.0.0.1"
+        host = NODE_LOOPBACK
         port = node_port
     else:
         ip = ipaddress.ip_address(cluster_ip)
         host = f"[{ip}]" if ip.version == 6 else str(ip)
         port = K8SAUDIT_PORT
-    return f"http://{host}:{port}{K8SAUDIT_PATH}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://{host}:{port}{K8SAUDIT_PATH}"
 
 
-def webhook_kubeconfig(address: WebhookAddress) -> str:
+def webhook_kubeconfig(address: WebhookAddress, ca_cert: str | None = None) -> str:
     """The kubeconfig-format file named by ``--audit-webhook-config-file``, for a live Service.
 
-    The webhook speaks plain HTTP without authentication, so the user entry is empty; the file
-    still needs a user and a context for the apiserver to load it.
+    With ``ca_cert`` (PEM) the apiserver speaks https and verifies Falco's certificate against
+    that CA; without it, plain HTTP. The webhook has no client authentication, so the user entry
+    is empty; the file still needs a user and a context for the apiserver to load it.
     """
     no_credentials: dict[str, str] = {}
+    cluster: dict[str, str] = {"server": address.url(tls=ca_cert is not None)}
+    if ca_cert is not None:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_cert.encode()).decode()
     document = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [
-            {
-                "name": _KUBECONFIG_NAME,
-                "cluster": {"server": address.server_url},
-            }
-        ],
+        "clusters": [{"name": _KUBECONFIG_NAME, "cluster": cluster}],
         "users": [{"name": _KUBECONFIG_NAME, "user": no_credentials}],
         "contexts": [
             {

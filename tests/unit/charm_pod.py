@@ -68,7 +68,10 @@ def falco_list_json(enabled: bool = True) -> str:
     return json.dumps(doc)
 
 
-ACTIVE = testing.ActiveStatus("audit webhook at http://10.152.183.77:9765/k8s-audit")
+NO_TLS_NOTE = "audit webhook without TLS: relate certificates"
+ACTIVE = testing.ActiveStatus(
+    f"audit webhook at http://10.152.183.77:9765/k8s-audit; {NO_TLS_NOTE}"
+)
 
 
 DRY_RUN_PREFIX = (FALCO_BIN, "-c", f"{FALCO_STAGING_DIR}/falco.yaml")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from charm_pod import ACTIVE, falco_container, pod
+from charm_pod import ACTIVE, NO_TLS_NOTE, falco_container, pod
 from kube_api import FakeApiServer, status
 from ops import testing
 
@@ -63,7 +63,7 @@ def test_node_port_service_gives_a_loopback_server(ctx, falco_fs, kube_api):
     assert kubeconfig_server(pushed) == "http://127.0.0.1:30765/k8s-audit"
     assert out.unit_status == testing.ActiveStatus(
         "audit webhook at http://127.0.0.1:30765/k8s-audit;"
-        " 127.0.0.1 node ports need kube-proxy in iptables mode"
+        f" 127.0.0.1 node ports need kube-proxy in iptables mode; {NO_TLS_NOTE}"
     )
 
 

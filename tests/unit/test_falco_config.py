@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from falco_config import FalcoSettings, render_falco_yaml
+from falco_config import FalcoSettings, WebhookPemFile, is_managed, render_falco_yaml
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 SCHEMA = SHARED / "falco" / "falco-0.44.1-config.schema.json"
@@ -85,3 +85,36 @@ def test_rule_selection():
 
 def test_rendering_is_deterministic():
     assert render_falco_yaml(SETTINGS[1], RULES) == render_falco_yaml(SETTINGS[1], RULES)
+
+
+PEM_FILE = WebhookPemFile("/etc/falco/k8saudit-webhook.pem", "ab" * 32)
+
+
+def test_webhook_tls_serves_https_with_the_pem_and_names_its_digest(tmp_path: Path):
+    text = render_falco_yaml(FalcoSettings(), RULES, PEM_FILE)
+    k8saudit = yaml.safe_load(text)["plugins"][0]
+
+    assert k8saudit["open_params"] == "https://:9765/k8s-audit"
+    assert k8saudit["init_config"]["sslCertificate"] == PEM_FILE.path
+    # A new certificate changes falco.yaml, so Falco's watch reloads it.
+    assert f"# webhook certificate sha256: {PEM_FILE.sha256}\n" in text
+    assert is_managed(text.encode())
+    if SCHEMA.exists():
+        schema = json.loads(SCHEMA.read_text())
+        assert list(jsonschema.Draft6Validator(schema).iter_errors(yaml.safe_load(text))) == []
+    if CHECKER.exists():
+        path = tmp_path / "falco.yaml"
+        path.write_text(text)
+        result = subprocess.run(
+            [sys.executable, str(CHECKER), str(path)], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stdout
+
+
+def test_without_tls_the_webhook_is_plain_http():
+    text = render_falco_yaml(FalcoSettings(), RULES)
+    k8saudit = yaml.safe_load(text)["plugins"][0]
+
+    assert k8saudit["open_params"] == "http://:9765/k8s-audit"
+    assert "sslCertificate" not in k8saudit["init_config"]
+    assert "certificate" not in text

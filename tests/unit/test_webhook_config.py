@@ -1,5 +1,6 @@
 """The kube-apiserver side of the webhook: kubeconfig, flags, operator instructions, CIDRs."""
 
+import base64
 import re
 import shlex
 import subprocess
@@ -230,3 +231,16 @@ def test_parse_allowed_cidrs_names_the_bad_entry(bad: str):
 def test_a_node_port_address_says_what_the_apiserver_side_needs():
     assert "iptables mode" in WebhookAddress("NodePort", "10.1.2.3", 30765).reachability_note
     assert WebhookAddress("ClusterIP", "10.1.2.3").reachability_note == ""
+
+
+def test_kubeconfig_with_a_ca_is_https_and_pins_it():
+    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+    document = yaml.safe_load(
+        webhook_kubeconfig(WebhookAddress("NodePort", "10.152.183.77", 30765), ca)
+    )
+
+    cluster = document["clusters"][0]["cluster"]
+    assert cluster["server"] == "https://127.0.0.1:30765/k8s-audit"
+    assert base64.b64decode(cluster["certificate-authority-data"]).decode() == ca
+    assert document["users"] == [{"name": "falco", "user": {}}]

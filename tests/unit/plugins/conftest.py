@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import fcntl
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from falco_plugin_api import Plugin
+from k8saudit_listener import K8sAuditListener, loopback_params, open_k8saudit
 
 from constants import FALCO_RULES_D, K8S_AUDIT_RULES
 from falco_config import FalcoSettings, render_falco_yaml
@@ -75,3 +77,18 @@ def rendered_port_lock(rendered_plugins: dict[str, dict[str, Any]]) -> Iterator[
     with lock_path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+@pytest.fixture
+def k8saudit_source(
+    k8saudit: Plugin,
+) -> Callable[[dict[str, Any], str], AbstractContextManager[K8sAuditListener]]:
+    """Open the real k8saudit with the given settings, moved to a free 127.0.0.1 port."""
+
+    @contextmanager
+    def source(init_config: dict[str, Any], open_params: str) -> Iterator[K8sAuditListener]:
+        params, _ = loopback_params(open_params)
+        with open_k8saudit(k8saudit, init_config, params) as listener:
+            yield listener
+
+    return source

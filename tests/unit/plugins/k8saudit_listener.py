@@ -12,7 +12,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +76,10 @@ class K8sAuditListener:
         if rc in (FAILURE, EOF):
             raise PluginError(f"next_batch returned {rc}: {self.state.last_error}")
         return batch
+
+    def extract(self, event: Event, fields: Sequence[str]) -> dict[str, list[Any]]:
+        """k8saudit's field extraction on one of its events, as Falco's k8s_audit source does."""
+        return self.state.extract(event, fields, "k8s_audit")
 
     def read_events(self, count: int) -> list[Event]:
         """Call next_batch until ``count`` events came (or a bound passed), as Falco does."""
