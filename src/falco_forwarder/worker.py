@@ -12,8 +12,7 @@ import random
 import threading
 
 from falco_forwarder.burstlog import BurstLog
-from falco_forwarder.config import FORMAT_GELF, JujuTopology, RetryConfig, SinkConfig
-from falco_forwarder.gelf import encode_gelf, to_gelf
+from falco_forwarder.config import JujuTopology, RetryConfig, SinkConfig, encoder
 from falco_forwarder.metrics import DELIVERED, DROPPED, RETRIED, Metrics
 from falco_forwarder.sinks import HttpSender, Outcome
 from falco_forwarder.spool import Entry, Spool
@@ -47,6 +46,7 @@ class SinkWorker:
         self._stop = threading.Event()
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self._sender = HttpSender(sink, retry.timeout_seconds)
+        self._encode = encoder(sink.format)
         self._outage = BurstLog(logger)
         self._refusals = BurstLog(logger)
         self._thread = threading.Thread(target=self._run, name=f"sink-{sink.name}")
@@ -127,17 +127,17 @@ class SinkWorker:
             logger.error("sink %s: dropping corrupt spool entry %s", self._sink.name, entry.path)
             self._drop(entry, "corrupt")
             return None
-        if self._sink.format != FORMAT_GELF:
+        if self._encode is None:
             return data
         try:
-            message = to_gelf(alert, self._juju, self._sink.max_message_bytes)  # pyright: ignore[reportUnknownArgumentType]
-            return encode_gelf(message)
+            return self._encode(alert, self._juju, self._sink.max_message_bytes)  # pyright: ignore[reportUnknownArgumentType]
         except Exception:
             # Retrying cannot help a mapping bug, and would hold back every later alert.
             logger.exception(
-                "sink %s: cannot map spool entry %s to GELF; dropping it",
+                "sink %s: cannot map spool entry %s to %s; dropping it",
                 self._sink.name,
                 entry.path,
+                self._sink.format,
             )
             self._drop(entry, "unmappable")
             return None
