@@ -20,6 +20,7 @@ from bundle import Bundle, load_bundle, manifest_digest
 from charms.falco_k8s.v0.gelf import GelfEndpointError, GelfEndpointRequirer
 from constants import (
     ALERT_LOG,
+    COS_RELATIONS,
     FALCO_CONFIG,
     FALCO_CONTAINER,
     FALCO_CUSTOM_RULES,
@@ -32,7 +33,10 @@ from constants import (
     FORWARDER_URL,
     K8S_AUDIT_RULES,
     K8SAUDIT_PORT,
+    LOGGING_RELATION,
+    LOKI_SINK_RELATION,
     MIB,
+    OTLP_SINK_RELATION,
     PLUGIN_MANIFEST,
     WEBHOOK_CONFIG_FILE,
     WEBSERVER_PORT,
@@ -115,6 +119,11 @@ class FalcoK8sCharm(ops.CharmBase):
             self.graylog.on.endpoint_removed,
             self.on.falcosidekick_relation_changed,
             self.on.falcosidekick_relation_broken,
+            *(
+                getattr(self.on, f"{name.replace('-', '_')}_relation_{kind}")
+                for name in COS_RELATIONS
+                for kind in ("joined", "changed", "broken")
+            ),
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
@@ -125,7 +134,7 @@ class FalcoK8sCharm(ops.CharmBase):
 
     # -- the one reconcile path ---------------------------------------------------------------
 
-    def _reconcile(self, _: ops.EventBase) -> None:
+    def _reconcile(self, event: ops.EventBase) -> None:
         """Converge everything on the current config; record why not when it cannot."""
         self._reconciled = True
         self.unit.set_ports(WEBSERVER_PORT, K8SAUDIT_PORT)
@@ -146,6 +155,7 @@ class FalcoK8sCharm(ops.CharmBase):
         self._address = self._converge_webhook(webhook)
         if bundle is not None and sinks is not None:
             self._converge_forwarder(config, sinks, bundle)
+        self._publish_cos(event)
         if not self.falco.can_connect():
             self._statuses.append(ops.WaitingStatus("waiting for Pebble in the falco container"))
             return
@@ -241,7 +251,21 @@ class FalcoK8sCharm(ops.CharmBase):
                         "falcosidekick", FORMAT_FALCO_JSON, endpoint.url, ca_cert=endpoint.ca_cert
                     )
                 )
+        if self.model.relations[LOKI_SINK_RELATION] or self.model.relations[OTLP_SINK_RELATION]:
+            from cos_sinks import cos_sinks
+
+            sinks += cos_sinks(self)
         return tuple(sinks)
+
+    def _publish_cos(self, event: ops.EventBase) -> None:
+        """Scrape jobs, rules, dashboards and log forwarding; COS code loads only if related."""
+        logging_gone = (
+            isinstance(event, ops.RelationBrokenEvent) and event.relation.name == LOGGING_RELATION
+        )
+        if logging_gone or any(self.model.relations[name] for name in COS_RELATIONS):
+            from cos import publish_cos
+
+            publish_cos(self, [self.falco.container, self.forwarder.container])
 
     def _converge_forwarder(
         self, config: CharmConfig, sinks: tuple[SinkConfig, ...], bundle: Bundle

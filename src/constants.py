@@ -31,6 +31,9 @@ K8SAUDIT_PORT = 9765
 K8SAUDIT_PATH = "/k8s-audit"
 
 FORWARDER_PORT = 9802
+# The forwarder listens on every pod interface so Prometheus can scrape its /metrics (it serves
+# GET /healthz and /metrics there); Falco reaches it on loopback.
+FORWARDER_LISTEN_HOST = "0.0.0.0"  # noqa: S104
 # Falco posts to the forwarder over the pod's loopback only: nothing outside the pod can inject.
 FORWARDER_URL = f"http://127.0.0.1:{FORWARDER_PORT}/"
 FORWARDER_PKG_DIR = "/opt/falco-forwarder"
@@ -38,3 +41,20 @@ FORWARDER_CONFIG = "/etc/falco-forwarder/config.json"
 SPOOL_DIR = "/var/lib/falco-forwarder/spool"
 
 MIB = 1024 * 1024
+
+# COS: relation names, and the files the charm ships for them (relative to the charm directory).
+METRICS_RELATION = "metrics-endpoint"
+DASHBOARD_RELATION = "grafana-dashboard"
+LOGGING_RELATION = "logging"
+LOKI_SINK_RELATION = "send-loki-logs"
+OTLP_SINK_RELATION = "send-otlp"
+COS_RELATIONS = (
+    METRICS_RELATION,
+    DASHBOARD_RELATION,
+    LOGGING_RELATION,
+    LOKI_SINK_RELATION,
+    OTLP_SINK_RELATION,
+)
+PROMETHEUS_RULES_DIR = "src/prometheus_alert_rules"
+LOKI_RULES_DIR = "src/loki_alert_rules"
+DASHBOARDS_DIR = "src/grafana_dashboards"

@@ -19,7 +19,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from audit_policy import AuditPolicyError, resolve_audit_policy
-from constants import FORWARDER_PORT, MIB, SPOOL_DIR
+from constants import FORWARDER_LISTEN_HOST, FORWARDER_PORT, MIB, SPOOL_DIR
 from custom_rules import CustomRulesError, DisabledRules, check_custom_rules, parse_disabled_rules
 from falco_config import PRIORITIES
 from falco_forwarder.config import (
@@ -210,7 +210,7 @@ def forwarder_config(
 ) -> ForwarderConfig:
     """The forwarder's whole configuration: where it listens, spools, and delivers."""
     return ForwarderConfig(
-        listen=ListenConfig(host="127.0.0.1", port=FORWARDER_PORT),
+        listen=ListenConfig(host=FORWARDER_LISTEN_HOST, port=FORWARDER_PORT),
         max_body_bytes=MIB,
         spool=SpoolConfig(dir=Path(SPOOL_DIR), max_bytes=spool_max_mb * MIB),
         juju=topology,

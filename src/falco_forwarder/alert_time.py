@@ -1,4 +1,4 @@
-"""When an alert happened, in the nanoseconds Loki and OTLP want, from Falco's RFC 3339 ``time``."""
+"""When an alert happened, in the nanoseconds Loki and OTLP want, from Falco's RFC 3339 time."""
 
 import re
 import time

@@ -41,10 +41,8 @@ def any_value(value: object) -> AnyValue:
     """An OTLP ``AnyValue`` for a JSON value (int64 as a decimal string, as proto3 JSON has it)."""
     if isinstance(value, bool):
         return {"boolValue": value}
-    if isinstance(value, int):
-        return {"intValue": str(value)} if value in _INT64 else {"stringValue": str(value)}
-    if isinstance(value, float):
-        return {"doubleValue": value} if math.isfinite(value) else {"stringValue": str(value)}
+    if isinstance(value, int | float):
+        return _number(value)
     if isinstance(value, str):
         return {"stringValue": value}
     if isinstance(value, list):
@@ -53,6 +51,13 @@ def any_value(value: object) -> AnyValue:
         pairs = [key_value(str(k), v) for k, v in value.items()]  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
         return {"kvlistValue": {"values": pairs}}
     return {"stringValue": json.dumps(value, default=str)}
+
+
+def _number(value: float) -> AnyValue:
+    """Integers that fit int64 and finite floats as numbers; anything else as text."""
+    if isinstance(value, int):
+        return {"intValue": str(value)} if value in _INT64 else {"stringValue": str(value)}
+    return {"doubleValue": value} if math.isfinite(value) else {"stringValue": str(value)}
 
 
 def key_value(key: str, value: object) -> KeyValue:

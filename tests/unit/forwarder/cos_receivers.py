@@ -142,7 +142,8 @@ class Receiver:
         self._thread.start()
 
     def stop(self) -> None:
-        assert self._server is not None and self._thread is not None
+        assert self._server is not None
+        assert self._thread is not None
         self._server.shutdown()
         with self._lock:  # sever kept-alive connections too: an outage is an outage
             for conn in self._connections:

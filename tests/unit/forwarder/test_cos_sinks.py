@@ -19,7 +19,6 @@ from forwarder_helpers import (
 
 from falco_forwarder import loki, otlp
 from falco_forwarder.alert_time import alert_time_ns
-from falco_forwarder.forwarder import DROP_REASONS
 from falco_forwarder.config import (
     FORMAT_LOKI,
     FORMAT_OTLP,
@@ -29,6 +28,7 @@ from falco_forwarder.config import (
     config_from_dict,
     encoder,
 )
+from falco_forwarder.forwarder import DROP_REASONS
 
 JUJU = JujuTopology("cos", "f2c5e3a1-7b4d-4e2a-9c1d-0123456789ab", "falco-k8s", "falco-k8s/0")
 OUTAGE_SECONDS = 30
@@ -114,13 +114,15 @@ def test_loki_leaves_out_empty_labels_and_caps_long_ones():
     alert = falco_alert(source="", rule="r" * 5000)
     del alert["priority"]
     ((labels, _, _),) = loki_entries(loki.encode(alert, JUJU))
-    assert "source" not in labels and "priority" not in labels
+    assert "source" not in labels
+    assert "priority" not in labels
     assert labels["rule"] == "r" * loki.MAX_LABEL_CHARS
 
 
 def test_loki_takes_any_json_object():
     ((labels, ts, line),) = loki_entries(loki.encode({"output_fields": [1]}, JUJU, now=lambda: 7))
-    assert ts == 7 and json.loads(line) == {}
+    assert ts == 7
+    assert json.loads(line) == {}
     assert set(labels) == {"juju_model", "juju_model_uuid", "juju_application", "juju_unit"}
 
 
@@ -204,7 +206,8 @@ def test_a_4xx_drops_that_alert_counted_and_the_next_ones_get_through(
     wait_for(lambda: metric(forwarder.port, "falco_forwarder_delivered_total", sink="cos") == 2)
     reason = {"sink": "cos", "reason": "http_4xx"}
     assert metric(forwarder.port, "falco_forwarder_dropped_total", **reason) == 1
-    assert len(receiver.accepted) == 2 and receiver.refused == 1
+    assert len(receiver.accepted) == 2
+    assert receiver.refused == 1
 
 
 def test_no_alert_is_lost_across_a_30_s_outage_of_loki_and_the_collector(
@@ -241,8 +244,8 @@ def test_no_alert_is_lost_across_a_30_s_outage_of_loki_and_the_collector(
         _attrs(record["attributes"])["ka.resp.name"] for _, record in otlp_rx.accepted
     ] == names
     for sink in ("loki", "otel"):  # counted once the receiver's answer is read
-        delivered = {"sink": sink}
-        wait_for(lambda d=delivered: metric(forwarder.port, "falco_forwarder_delivered_total", **d) == 200)
+        delivered = "falco_forwarder_delivered_total"
+        wait_for(lambda s=sink, d=delivered: metric(forwarder.port, d, sink=s) == 200)
         for reason in DROP_REASONS:
             labels = {"sink": sink, "reason": reason}
             assert metric(forwarder.port, "falco_forwarder_dropped_total", **labels) == 0
