@@ -7,6 +7,7 @@ libraries it needs cost import time every other hook can skip.
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING, cast
 
 import ops
 from charmlibs.interfaces.otlp import OtlpRequirer, RuleStore
@@ -27,6 +28,9 @@ from constants import (
 )
 from cos_rules import load_rules
 from log_forwarding import forward_logs
+
+if TYPE_CHECKING:
+    from cosl.types import OfficialRuleFileFormat
 
 
 def publish_cos(charm: ops.CharmBase, containers: list[ops.Container]) -> None:
@@ -55,7 +59,7 @@ def publish_cos(charm: ops.CharmBase, containers: list[ops.Container]) -> None:
             for relation in relations[name]:
                 relation.data[charm.app].update(loki_push.app_data(topology, rules))
         if relations[OTLP_SINK_RELATION]:
-            store = RuleStore(cos_topology).add_logql(loki_rules)
+            store = RuleStore(cos_topology).add_logql(cast("OfficialRuleFileFormat", loki_rules))
             OtlpRequirer(charm, OTLP_SINK_RELATION, rules=store).publish()
     endpoints: dict[str, str] = {}
     for relation in relations[LOGGING_RELATION]:

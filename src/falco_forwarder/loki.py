@@ -39,9 +39,9 @@ def loki_labels(alert: Mapping[str, Any], juju: JujuTopology) -> dict[str, str]:
 
 def loki_line(alert: Mapping[str, Any]) -> str:
     """The log line: the alert's text and fields, with user and namespace lifted to the top."""
-    fields = alert.get("output_fields")
-    fields = fields if isinstance(fields, Mapping) else {}
-    line = {
+    raw = alert.get("output_fields")
+    fields: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}  # pyright: ignore[reportUnknownVariableType]
+    line: dict[str, Any] = {
         "output": alert.get("output"),
         "user": fields.get(USER_FIELD),
         "namespace": fields.get(NAMESPACE_FIELD),

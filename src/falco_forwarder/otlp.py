@@ -46,7 +46,8 @@ def any_value(value: object) -> AnyValue:
     if isinstance(value, str):
         return {"stringValue": value}
     if isinstance(value, list):
-        return {"arrayValue": {"values": [any_value(item) for item in value]}}  # pyright: ignore[reportUnknownVariableType]
+        items: list[object] = value  # pyright: ignore[reportUnknownVariableType]
+        return {"arrayValue": {"values": [any_value(item) for item in items]}}
     if isinstance(value, Mapping):
         pairs = [key_value(str(k), v) for k, v in value.items()]  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
         return {"kvlistValue": {"values": pairs}}
@@ -76,11 +77,11 @@ def log_record(alert: Mapping[str, Any], observed_ns: int) -> dict[str, Any]:
         "falco.hostname": alert.get("hostname"),
         "falco.tags": alert.get("tags"),
     }
-    fields = alert.get("output_fields")
-    if isinstance(fields, Mapping):
-        for key, value in sorted(fields.items(), key=lambda item: str(item[0])):  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
-            name = str(key)  # pyright: ignore[reportUnknownArgumentType]
-            attributes[f"falco.output_fields.{name}" if name in attributes else name] = value
+    raw = alert.get("output_fields")
+    fields: Mapping[object, object] = raw if isinstance(raw, Mapping) else {}  # pyright: ignore[reportUnknownVariableType]
+    for key, value in sorted(fields.items(), key=lambda item: str(item[0])):
+        name = str(key)
+        attributes[f"falco.output_fields.{name}" if name in attributes else name] = value
     record: dict[str, Any] = {
         "timeUnixNano": str(alert_time_ns(alert.get("time"), lambda: observed_ns)),
         "observedTimeUnixNano": str(observed_ns),

@@ -71,7 +71,7 @@ def test_http_output_goes_through_the_forwarder(ctx, falco_fs):
             "max_message_bytes": None,
         }
     ]
-    assert config["listen"] == {"host": "127.0.0.1", "port": 9802}
+    assert config["listen"] == {"host": "0.0.0.0", "port": 9802}  # scraped by Prometheus
     assert config["spool"] == {"dir": "/var/lib/falco-forwarder/spool", "max_bytes": 512 << 20}
     assert config["juju"]["application"] == "falco-k8s"
     assert out.unit_status == testing.ActiveStatus(f"{ACTIVE.message}; alerts to http_output")

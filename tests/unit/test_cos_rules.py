@@ -133,9 +133,7 @@ def test_the_logql_checker_refuses_a_broken_expression():
 
 def test_every_metric_in_promql_is_one_falco_or_the_forwarder_exports():
     known = FALCO_METRICS | forwarder_metrics() | SCRAPE_METRICS
-    expressions = rule_expressions(PROMETHEUS_RULES_DIR) + dashboard_expressions(
-        "${prometheusds}"
-    )
+    expressions = rule_expressions(PROMETHEUS_RULES_DIR) + dashboard_expressions("${prometheusds}")
     used: set[str] = set()
     for where, expr in expressions:
         names = set(_SELECTOR.findall(expr)) | set(_OUR_PREFIXES.findall(expr))
