@@ -57,4 +57,5 @@ COS_RELATIONS = (
 )
 PROMETHEUS_RULES_DIR = "src/prometheus_alert_rules"
 LOKI_RULES_DIR = "src/loki_alert_rules"
+OTLP_RULES_DIR = "src/otlp_alert_rules"
 DASHBOARDS_DIR = "src/grafana_dashboards"

@@ -6,6 +6,7 @@ libraries it needs cost import time every other hook can skip.
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import TYPE_CHECKING, cast
 
@@ -23,6 +24,7 @@ from constants import (
     LOKI_RULES_DIR,
     LOKI_SINK_RELATION,
     METRICS_RELATION,
+    OTLP_RULES_DIR,
     OTLP_SINK_RELATION,
     PROMETHEUS_RULES_DIR,
 )
@@ -31,6 +33,8 @@ from log_forwarding import forward_logs
 
 if TYPE_CHECKING:
     from cosl.types import OfficialRuleFileFormat
+
+logger = logging.getLogger(__name__)
 
 
 def publish_cos(charm: ops.CharmBase, containers: list[ops.Container]) -> None:
@@ -59,7 +63,8 @@ def publish_cos(charm: ops.CharmBase, containers: list[ops.Container]) -> None:
             for relation in relations[name]:
                 relation.data[charm.app].update(loki_push.app_data(topology, rules))
         if relations[OTLP_SINK_RELATION]:
-            store = RuleStore(cos_topology).add_logql(cast("OfficialRuleFileFormat", loki_rules))
+            otlp_rules = load_rules(charm.charm_dir / OTLP_RULES_DIR, topology)
+            store = RuleStore(cos_topology).add_logql(cast("OfficialRuleFileFormat", otlp_rules))
             OtlpRequirer(charm, OTLP_SINK_RELATION, rules=store).publish()
     endpoints: dict[str, str] = {}
     for relation in relations[LOGGING_RELATION]:
@@ -67,5 +72,9 @@ def publish_cos(charm: ops.CharmBase, containers: list[ops.Container]) -> None:
     labels = {f"juju_{key}": value for key, value in topology.items() if key != "charm_name"}
     labels["juju_charm"] = topology["charm_name"]
     for container in containers:
-        if container.can_connect():
-            forward_logs(container, endpoints, labels)
+        try:
+            if container.can_connect():
+                forward_logs(container, endpoints, labels)
+        except (ops.pebble.ConnectionError, ops.pebble.APIError) as exc:
+            # The next hook converges again; a log target is not worth a failed hook.
+            logger.warning("log forwarding in %s not updated: %s", container.name, exc)

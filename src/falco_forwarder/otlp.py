@@ -66,8 +66,23 @@ def key_value(key: str, value: object) -> KeyValue:
     return {"key": key, "value": any_value(value)}
 
 
-def log_record(alert: Mapping[str, Any], observed_ns: int) -> dict[str, Any]:
-    """The ``LogRecord`` for one alert."""
+def topology(juju: JujuTopology) -> dict[str, str]:
+    """The Juju topology under the names COS labels use."""
+    return {
+        "juju_model": juju.model,
+        "juju_model_uuid": juju.model_uuid,
+        "juju_application": juju.application,
+        "juju_unit": juju.unit,
+    }
+
+
+def log_record(alert: Mapping[str, Any], juju: JujuTopology, observed_ns: int) -> dict[str, Any]:
+    """The ``LogRecord`` for one alert.
+
+    The topology is on the record too, not only on the resource: Canonical's
+    opentelemetry-collector-k8s turns exactly these log attributes into Loki labels
+    (its ``loki.attribute.labels`` hint), so COS alert rules can select the alerts.
+    """
     priority = alert.get("priority")
     priority = priority if isinstance(priority, str) else ""
     attributes: dict[str, object] = {
@@ -76,6 +91,7 @@ def log_record(alert: Mapping[str, Any], observed_ns: int) -> dict[str, Any]:
         "falco.source": alert.get("source"),
         "falco.hostname": alert.get("hostname"),
         "falco.tags": alert.get("tags"),
+        **topology(juju),
     }
     raw = alert.get("output_fields")
     fields: Mapping[object, object] = raw if isinstance(raw, Mapping) else {}  # pyright: ignore[reportUnknownVariableType]
@@ -97,14 +113,9 @@ def log_record(alert: Mapping[str, Any], observed_ns: int) -> dict[str, Any]:
 
 
 def resource_attributes(juju: JujuTopology) -> list[KeyValue]:
-    """The resource: the service and the Juju topology (the names COS labels use)."""
-    return [
-        key_value("service.name", SERVICE_NAME),
-        key_value("juju_model", juju.model),
-        key_value("juju_model_uuid", juju.model_uuid),
-        key_value("juju_application", juju.application),
-        key_value("juju_unit", juju.unit),
-    ]
+    """The resource: the service and the Juju topology."""
+    resource = {"service.name": SERVICE_NAME, **topology(juju)}
+    return [key_value(key, value) for key, value in resource.items()]
 
 
 def encode(
@@ -124,7 +135,7 @@ def encode(
             {
                 "resource": {"attributes": resource_attributes(juju)},
                 "scopeLogs": [
-                    {"scope": {"name": SCOPE_NAME}, "logRecords": [log_record(alert, now())]}
+                    {"scope": {"name": SCOPE_NAME}, "logRecords": [log_record(alert, juju, now())]}
                 ],
             }
         ]

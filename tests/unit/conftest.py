@@ -63,9 +63,9 @@ def charm_root(tmp_path: Path) -> Path:
     (plugins / "libk8saudit.so").write_bytes(b"\x7fELF k8saudit 0.18.0 stand-in")
     (plugins / "libjson.so").write_bytes(b"\x7fELF json 0.7.4 stand-in")
     (plugins / "k8s_audit_rules.yaml").write_text(STOCK_RULES)
-    for shipped in ("falco_forwarder", "prometheus_alert_rules", "loki_alert_rules"):
-        shutil.copytree(SRC / shipped, root / "src" / shipped)
-    shutil.copytree(SRC / "grafana_dashboards", root / "src" / "grafana_dashboards")
+    shipped = ("prometheus_alert_rules", "loki_alert_rules", "otlp_alert_rules")
+    for directory in ("falco_forwarder", "grafana_dashboards", *shipped):
+        shutil.copytree(SRC / directory, root / "src" / directory)
     return root
 
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import ops
 import pytest
 from charm_pod import falco_container, pod
 from cosl import LZMABase64
@@ -306,3 +307,19 @@ def test_send_otlp_broken_removes_the_sink(ctx, falco_fs):
     joined = run(ctx, falco_fs, relation)
     out = ctx.run(ctx.on.relation_broken(joined.get_relation(relation.id)), joined)
     assert forwarder_sinks(out) == []
+
+
+def test_log_forwarding_adds_no_layer_when_nothing_changed(ctx, falco_fs, monkeypatch):
+    added: list[str] = []
+    real_add_layer = ops.Container.add_layer
+
+    def spy(self: ops.Container, label: str, *args: Any, **kwargs: Any) -> None:
+        added.append(f"{self.name}:{label}")
+        real_add_layer(self, label, *args, **kwargs)
+
+    monkeypatch.setattr(ops.Container, "add_layer", spy)
+    first = run(ctx, falco_fs, loki_relation("logging"))
+    assert {"falco:log-forwarding", "forwarder:log-forwarding"} <= set(added)
+    added.clear()
+    ctx.run(ctx.on.update_status(), first)
+    assert [label for label in added if label.endswith("log-forwarding")] == []

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from constants import DASHBOARDS_DIR, LOKI_RULES_DIR, PROMETHEUS_RULES_DIR
+from constants import DASHBOARDS_DIR, LOKI_RULES_DIR, OTLP_RULES_DIR, PROMETHEUS_RULES_DIR
 from cos_rules import PLACEHOLDER, load_rules
 from falco_forwarder.metrics import Metrics
 
@@ -80,7 +80,11 @@ def dashboard_expressions(datasource: str) -> list[tuple[str, str]]:
 
 def rule_expressions(directory: str) -> list[tuple[str, str]]:
     groups = shipped_rules(directory)["groups"]
-    return [(rule["alert"], rule["expr"]) for group in groups for rule in group["rules"]]
+    return [
+        (f"{directory}: {rule['alert']}", rule["expr"])
+        for group in groups
+        for rule in group["rules"]
+    ]
 
 
 def promtool_check(tmp_path: Path, document: dict[str, Any]) -> str:
@@ -121,7 +125,11 @@ def test_every_dashboard_promql_expression_passes_promtool(tmp_path: Path):
 
 
 def test_every_logql_expression_parses():
-    expressions = rule_expressions(LOKI_RULES_DIR) + dashboard_expressions("${lokids}")
+    expressions = (
+        rule_expressions(LOKI_RULES_DIR)
+        + rule_expressions(OTLP_RULES_DIR)
+        + dashboard_expressions("${lokids}")
+    )
     output = logql_check(expressions)
     assert f"{len(expressions)} of {len(expressions)} LogQL expressions parse" in output
 
@@ -144,7 +152,7 @@ def test_every_metric_in_promql_is_one_falco_or_the_forwarder_exports():
 
 
 def test_rules_watch_this_application_only_and_say_what_to_do():
-    for directory in (PROMETHEUS_RULES_DIR, LOKI_RULES_DIR):
+    for directory in (PROMETHEUS_RULES_DIR, LOKI_RULES_DIR, OTLP_RULES_DIR):
         for group in shipped_rules(directory)["groups"]:
             assert group["name"].startswith("cos_f2c5e3a1_falco_k8s_")
             for rule in group["rules"]:

@@ -153,13 +153,15 @@ def test_otlp_attributes_come_from_rule_tags_and_output_fields():
     assert attributes["evt.time"] == "1795756046123456789"  # int64 as a string
     assert record["body"] == {"stringValue": falco_alert()["output"]}
     assert (record["timeUnixNano"], record["observedTimeUnixNano"]) == (str(ALERT_NS), "99")
-    assert _attrs(resource["attributes"]) == {
-        "service.name": "falco",
+    topology = {
         "juju_model": "cos",
         "juju_model_uuid": JUJU.model_uuid,
         "juju_application": "falco-k8s",
         "juju_unit": "falco-k8s/0",
     }
+    assert _attrs(resource["attributes"]) == {"service.name": "falco", **topology}
+    # On the record too: the collector charm makes these log attributes Loki labels.
+    assert topology.items() <= attributes.items()
 
 
 def test_otlp_maps_every_json_value_and_never_overwrites_its_own_attributes():
