@@ -265,7 +265,7 @@ class FalcoK8sCharm(ops.CharmBase):
         if logging_gone or any(self.model.relations[name] for name in COS_RELATIONS):
             from cos import publish_cos
 
-            publish_cos(self, [self.falco.container, self.forwarder.container])
+            publish_cos(self, [self.falco, self.forwarder])
 
     def _converge_forwarder(
         self, config: CharmConfig, sinks: tuple[SinkConfig, ...], bundle: Bundle

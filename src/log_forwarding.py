@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import ops
-
 LAYER = "log-forwarding"
 TARGET_PREFIX = "loki-"
 
@@ -30,19 +28,16 @@ def log_targets(endpoints: Mapping[str, str], labels: Mapping[str, str]) -> dict
     }
 
 
-def forward_logs(
-    container: ops.Container, endpoints: Mapping[str, str], labels: Mapping[str, str]
-) -> None:
-    """Make the container's plan forward to exactly ``endpoints``; no change, no new layer."""
+def target_changes(
+    current: Mapping[str, Any], endpoints: Mapping[str, str], labels: Mapping[str, str]
+) -> dict[str, Any]:
+    """The targets to add or replace so the plan forwards to exactly ``endpoints``."""
     wanted = log_targets(endpoints, labels)
-    current: dict[str, Any] = container.get_plan().to_dict().get("log-targets", {})
     for name, target in current.items():
         stale = name.startswith(TARGET_PREFIX) and name not in wanted
         if stale and target.get("services") != ["-all"]:
             wanted[name] = {**target, "override": "replace", "services": ["-all"]}
-    changed = {name: t for name, t in wanted.items() if not _same(current.get(name), t)}
-    if changed:
-        container.add_layer(LAYER, {"log-targets": changed}, combine=True)
+    return {name: t for name, t in wanted.items() if not _same(current.get(name), t)}
 
 
 def _same(current: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:

@@ -160,6 +160,16 @@ class Workload:
                 return True
         return False
 
+    def log_targets(self) -> dict[str, dict[str, Any]]:
+        """The log targets in the container's plan, as Pebble shows them."""
+        with self._pebble("reading log targets"):
+            return self.container.get_plan().to_dict().get("log-targets", {})
+
+    def add_log_targets(self, label: str, targets: Mapping[str, Any]) -> None:
+        """Merge ``targets`` into the plan; Pebble applies log targets without a restart."""
+        with self._pebble("updating log targets"):
+            self.container.add_layer(label, {"log-targets": dict(targets)}, combine=True)
+
     def is_running(self) -> bool:
         """Whether the service exists and is active."""
         try:

@@ -262,9 +262,15 @@ def test_send_loki_logs_broken_removes_the_sink(ctx, falco_fs):
     assert forwarder_sinks(out) == []
 
 
-def test_a_malformed_loki_endpoint_is_ignored_not_fatal(ctx, falco_fs):
+def test_malformed_or_missing_loki_endpoints_are_ignored_not_fatal(ctx, falco_fs):
     relation = testing.Relation(
-        "send-loki-logs", remote_app_name="loki", remote_units_data={0: {"endpoint": "{oops"}}
+        "send-loki-logs",
+        remote_app_name="loki",
+        remote_units_data={
+            0: {"endpoint": "{oops"},
+            1: {"endpoint": json.dumps({"url": "ftp://loki-1/push"})},
+            2: {},  # not published yet
+        },
     )
     out = run(ctx, falco_fs, relation)
     assert forwarder_sinks(out) == []
