@@ -160,7 +160,7 @@ class Workload:
                 return True
         return False
 
-    def log_targets(self) -> dict[str, dict[str, Any]]:
+    def log_targets(self) -> Mapping[str, Mapping[str, Any]]:
         """The log targets in the container's plan, as Pebble shows them."""
         with self._pebble("reading log targets"):
             return self.container.get_plan().to_dict().get("log-targets", {})
