@@ -122,7 +122,7 @@ class FalcoK8sCharm(ops.CharmBase):
             *(
                 getattr(self.on, f"{name.replace('-', '_')}_relation_{kind}")
                 for name in COS_RELATIONS
-                for kind in ("joined", "changed", "broken")
+                for kind in ("joined", "changed", "departed", "broken")
             ),
         ):
             framework.observe(event, self._reconcile)

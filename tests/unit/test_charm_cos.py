@@ -8,6 +8,7 @@ does not publish, the data format the owning library documents (grafana-k8s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -329,3 +330,32 @@ def test_log_forwarding_adds_no_layer_when_nothing_changed(ctx, falco_fs, monkey
     added.clear()
     ctx.run(ctx.on.update_status(), first)
     assert [label for label in added if label.endswith("log-forwarding")] == []
+
+
+def test_a_departed_loki_unit_takes_its_sink_and_its_log_target_with_it(ctx, falco_fs):
+    sinks, logging = loki_relation("send-loki-logs", (0, 1)), loki_relation("logging", (0, 1))
+    state = testing.State(
+        containers=pod(falco_container(falco_fs)), relations={sinks, logging}, leader=True
+    )
+    state = ctx.run(ctx.on.relation_changed(logging), state)
+    assert [s["name"] for s in forwarder_sinks(state)] == ["loki-0", "loki-1"]
+
+    # Juju has removed loki/1 from both relations by the time it says so.
+    left = {
+        r.id: dataclasses.replace(r, remote_units_data={0: r.remote_units_data[0]})
+        for r in state.relations
+    }
+    state = dataclasses.replace(state, relations=set(left.values()))
+    out = ctx.run(ctx.on.relation_departed(left[sinks.id], remote_unit=1), state)
+    assert [s["name"] for s in forwarder_sinks(out)] == ["loki-0"]
+    targets = out.get_container("falco").plan.to_dict()["log-targets"]
+    assert targets["loki-loki-0"]["services"] == ["all"]
+    assert targets["loki-loki-1"]["services"] == ["-all"]
+
+
+@pytest.mark.parametrize("endpoint", ["metrics-endpoint", "grafana-dashboard"])
+def test_a_broken_provider_relation_leaves_the_unit_active(ctx, falco_fs, endpoint):
+    relation = testing.Relation(endpoint, remote_app_name="cos")
+    joined = run(ctx, falco_fs, relation)
+    out = ctx.run(ctx.on.relation_broken(joined.get_relation(relation.id)), joined)
+    assert out.unit_status.name == "active"
