@@ -34,13 +34,12 @@ from constants import (
     K8S_AUDIT_RULES,
     K8SAUDIT_PORT,
     LOGGING_RELATION,
-    LOKI_SINK_RELATION,
     MIB,
-    OTLP_SINK_RELATION,
     PLUGIN_MANIFEST,
     WEBHOOK_CONFIG_FILE,
     WEBSERVER_PORT,
 )
+from cos_sinks import cos_sinks
 from custom_rules import first_error_line
 from falco_config import FalcoSettings, is_managed
 from falco_forwarder.config import (
@@ -251,10 +250,7 @@ class FalcoK8sCharm(ops.CharmBase):
                         "falcosidekick", FORMAT_FALCO_JSON, endpoint.url, ca_cert=endpoint.ca_cert
                     )
                 )
-        if self.model.relations[LOKI_SINK_RELATION] or self.model.relations[OTLP_SINK_RELATION]:
-            from cos_sinks import cos_sinks
-
-            sinks += cos_sinks(self)
+        sinks += cos_sinks(self)
         return tuple(sinks)
 
     def _publish_cos(self, event: ops.EventBase) -> None:

@@ -38,7 +38,10 @@ def otlp_sinks(charm: ops.CharmBase) -> list[SinkConfig]:
 
 
 def cos_sinks(charm: ops.CharmBase) -> list[SinkConfig]:
-    """Every COS sink; the OTLP library is imported only when a ``send-otlp`` relation exists."""
+    """Every COS sink; the OTLP library is imported only when a ``send-otlp`` relation exists.
+
+    Light on purpose: charm.py imports it on every hook.
+    """
     sinks = loki_sinks(charm.model.relations[LOKI_SINK_RELATION])
     if charm.model.relations[OTLP_SINK_RELATION]:
         sinks += otlp_sinks(charm)

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-COS_MODULES = ("cosl", "charmlibs", "cos", "cos_sinks", "grafana_dashboard", "loki_push")
+COS_MODULES = ("cosl", "charmlibs", "cos", "grafana_dashboard", "prometheus_scrape")
 
 
 def test_importing_the_charm_loads_no_cos_module():
