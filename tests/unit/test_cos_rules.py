@@ -134,6 +134,12 @@ def test_every_logql_expression_parses():
     assert f"{len(expressions)} of {len(expressions)} LogQL expressions parse" in output
 
 
+def test_promtool_refuses_a_broken_expression(tmp_path: Path):
+    rule = {"alert": "Broken", "expr": "rate(falco_forwarder_dropped_total[5m]"}
+    with pytest.raises(AssertionError, match="FAILED"):
+        promtool_check(tmp_path, {"groups": [{"name": "g", "rules": [rule]}]})
+
+
 def test_the_logql_checker_refuses_a_broken_expression():
     with pytest.raises(AssertionError, match="FAILED broken"):
         logql_check([("broken", 'sum by (rule (count_over_time({a="b"}[5m]))')])
