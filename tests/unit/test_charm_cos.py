@@ -40,7 +40,7 @@ class Rule(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
     alert: str
     expr: str
-    for_: str | None = Field(default=None, alias="for")
+    for_: str = Field(alias="for")
     labels: dict[str, str]
     annotations: dict[str, str]
 
