@@ -15,7 +15,7 @@ from typing import Any
 
 import ops
 import pytest
-from charm_pod import falco_container, pod
+from charm_pod import falco_container, pod, with_container
 from cosl import LZMABase64
 from ops import testing
 from pydantic import BaseModel, ConfigDict, Field, Json
@@ -359,3 +359,13 @@ def test_a_broken_provider_relation_leaves_the_unit_active(ctx, falco_fs, endpoi
     joined = run(ctx, falco_fs, relation)
     out = ctx.run(ctx.on.relation_broken(joined.get_relation(relation.id)), joined)
     assert out.unit_status.name == "active"
+
+
+def test_log_forwarding_waits_for_a_container_without_pebble(ctx, falco_fs):
+    relation = loki_relation("logging")
+    state = testing.State(containers=pod(falco_container(falco_fs)), relations={relation})
+    forwarder = dataclasses.replace(state.get_container("forwarder"), can_connect=False)
+    out = ctx.run(ctx.on.relation_changed(relation), with_container(state, forwarder))
+
+    assert "loki-loki-0" in out.get_container("falco").plan.to_dict()["log-targets"]
+    assert out.get_container("forwarder").layers == {}
