@@ -2,7 +2,7 @@
 
 Run by hand: `python benchmarks/charm_import.py [runs]`. Times fresh interpreters importing
 `charm` against a baseline measured in the same run (`import ops`, the floor every ops charm
-pays), and shows what importing lightkube at module top would add.
+pays), and shows what importing lightkube, or the COS modules, at module top would add.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ CASES = {
     "baseline: import ops": "import ops",
     "import charm": "import charm",
     "import charm + cluster (lightkube)": "import charm, cluster",
+    # What a hook with a COS relation adds: cosl and the OTLP library, imported only there.
+    "import charm + cos (a COS hook)": "import charm, cos, cos_sinks",
 }
 
 

@@ -22,6 +22,7 @@ from bundle import Bundle, load_bundle, manifest_digest
 from charms.falco_k8s.v0.gelf import GelfEndpointError, GelfEndpointRequirer
 from constants import (
     ALERT_LOG_DIR,
+    COS_RELATIONS,
     FALCO_CONFIG,
     FALCO_CONFIG_DIR,
     FALCO_CONTAINER,
@@ -34,11 +35,13 @@ from constants import (
     FORWARDER_SERVICE,
     K8S_AUDIT_RULES,
     K8SAUDIT_PORT,
+    LOGGING_RELATION,
     PLUGIN_MANIFEST,
     WEBHOOK_CONFIG_FILE,
     WEBHOOK_PEM,
     WEBSERVER_PORT,
 )
+from cos_sinks import cos_sinks
 from falco_config import is_managed
 from falco_forwarder.config import (
     FORMAT_FALCO_JSON,
@@ -126,6 +129,11 @@ class FalcoK8sCharm(ops.CharmBase):
             self.on.certificates_relation_changed,
             self.on.certificates_relation_broken,
             self.on.falco_peers_relation_changed,
+            *(
+                getattr(self.on, f"{name.replace('-', '_')}_relation_{kind}")
+                for name in COS_RELATIONS
+                for kind in ("joined", "changed", "departed", "broken")
+            ),
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
@@ -136,7 +144,7 @@ class FalcoK8sCharm(ops.CharmBase):
 
     # -- the one reconcile path ---------------------------------------------------------------
 
-    def _reconcile(self, _: ops.EventBase) -> None:
+    def _reconcile(self, event: ops.EventBase) -> None:
         """Converge everything on the current config; record why not when it cannot."""
         self._reconciled = True
         self.unit.set_ports(WEBSERVER_PORT, K8SAUDIT_PORT)
@@ -161,6 +169,7 @@ class FalcoK8sCharm(ops.CharmBase):
         self._converge_webhook_tls()
         if bundle is not None and sinks is not None:
             self._converge_forwarder(config, sinks, bundle)
+        self._publish_cos(event)
         if not self.falco.can_connect():
             self._statuses.append(ops.WaitingStatus("waiting for Pebble in the falco container"))
             return
@@ -284,7 +293,18 @@ class FalcoK8sCharm(ops.CharmBase):
                         "falcosidekick", FORMAT_FALCO_JSON, endpoint.url, ca_cert=endpoint.ca_cert
                     )
                 )
+        sinks += cos_sinks(self)
         return tuple(sinks)
+
+    def _publish_cos(self, event: ops.EventBase) -> None:
+        """Scrape jobs, rules, dashboards and log forwarding; COS code loads only if related."""
+        logging_gone = (
+            isinstance(event, ops.RelationBrokenEvent) and event.relation.name == LOGGING_RELATION
+        )
+        if logging_gone or any(self.model.relations[name] for name in COS_RELATIONS):
+            from cos import publish_cos
+
+            publish_cos(self, [self.falco, self.forwarder])
 
     def _converge_forwarder(
         self, config: CharmConfig, sinks: tuple[SinkConfig, ...], bundle: Bundle

@@ -36,7 +36,7 @@ from lightkube.models.networking_v1 import (
 from lightkube.resources.core_v1 import ConfigMap, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 
-from constants import K8SAUDIT_PORT, WEBSERVER_PORT
+from constants import FORWARDER_PORT, K8SAUDIT_PORT, WEBSERVER_PORT
 from webhook_config import (
     AUDIT_POLICY_KEY,
     WEBHOOK_CONFIG_KEY,
@@ -252,7 +252,7 @@ class AuditWebhookCluster:
         )
 
     def _network_policy(self, allowed_cidrs: tuple[str, ...]) -> NetworkPolicy:
-        """Webhook port from the allowed networks only; the metrics port stays open to all.
+        """Webhook port from the allowed networks only; the metrics ports stay open to all.
 
         The pod sees the apiserver's traffic coming from a node address (kube-proxy masquerades
         host traffic to a Service, often to the node's pod-network interface), so the networks
@@ -262,8 +262,12 @@ class AuditWebhookCluster:
             from_=[NetworkPolicyPeer(ipBlock=IPBlock(cidr=cidr)) for cidr in allowed_cidrs],
             ports=[NetworkPolicyPort(port=K8SAUDIT_PORT, protocol="TCP")],
         )
+        # Falco's and the forwarder's /metrics, for Prometheus (metrics-endpoint).
         metrics = NetworkPolicyIngressRule(
-            ports=[NetworkPolicyPort(port=WEBSERVER_PORT, protocol="TCP")]
+            ports=[
+                NetworkPolicyPort(port=port, protocol="TCP")
+                for port in (WEBSERVER_PORT, FORWARDER_PORT)
+            ]
         )
         return NetworkPolicy(
             metadata=self._metadata(),

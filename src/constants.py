@@ -32,6 +32,9 @@ K8SAUDIT_PORT = 9765
 K8SAUDIT_PATH = "/k8s-audit"
 
 FORWARDER_PORT = 9802
+# The forwarder listens on every pod interface so Prometheus can scrape its /metrics (it serves
+# only GET /healthz and /metrics: there is no alert intake to inject into).
+FORWARDER_LISTEN_HOST = "0.0.0.0"  # noqa: S104
 FORWARDER_PKG_DIR = "/opt/falco-forwarder"
 FORWARDER_CONFIG = "/etc/falco-forwarder/config.json"
 
@@ -56,3 +59,21 @@ PRIORITIES = (
 )
 
 MIB = 1024 * 1024
+
+# COS: relation names, and the files the charm ships for them (relative to the charm directory).
+METRICS_RELATION = "metrics-endpoint"
+DASHBOARD_RELATION = "grafana-dashboard"
+LOGGING_RELATION = "logging"
+LOKI_SINK_RELATION = "send-loki-logs"
+OTLP_SINK_RELATION = "send-otlp"
+COS_RELATIONS = (
+    METRICS_RELATION,
+    DASHBOARD_RELATION,
+    LOGGING_RELATION,
+    LOKI_SINK_RELATION,
+    OTLP_SINK_RELATION,
+)
+PROMETHEUS_RULES_DIR = "src/prometheus_alert_rules"
+LOKI_RULES_DIR = "src/loki_alert_rules"
+OTLP_RULES_DIR = "src/otlp_alert_rules"
+DASHBOARDS_DIR = "src/grafana_dashboards"

@@ -25,7 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 import custom_rules
 import rules_listing
 from audit_policy import AuditPolicyError, resolve_audit_policy
-from constants import ALERT_LOG, ALERT_STATE_DIR, FORWARDER_PORT, MIB, PRIORITIES
+from constants import (
+    ALERT_LOG,
+    ALERT_STATE_DIR,
+    FORWARDER_LISTEN_HOST,
+    FORWARDER_PORT,
+    MIB,
+    PRIORITIES,
+)
 from custom_rules import CustomRulesError, parse_disabled_rules, read_custom_rules, rule_names
 from falco_config import FalcoSettings
 from falco_forwarder.config import (
@@ -279,7 +286,7 @@ def forwarder_config(
     """The forwarder's whole configuration: what it reads, where it keeps state, and sinks."""
     retention = retention_mb * MIB
     return ForwarderConfig(
-        listen=ListenConfig(host="127.0.0.1", port=FORWARDER_PORT),
+        listen=ListenConfig(host=FORWARDER_LISTEN_HOST, port=FORWARDER_PORT),
         alert_log=AlertLogConfig(
             file=Path(ALERT_LOG),
             state_dir=Path(ALERT_STATE_DIR),

@@ -156,6 +156,16 @@ class Workload:
             self.container.restart(self.service)
         logger.info("service %s restarted", self.service)
 
+    def log_targets(self) -> Mapping[str, Mapping[str, Any]]:
+        """The log targets in the container's plan, as Pebble shows them."""
+        with self._pebble("reading log targets"):
+            return self.container.get_plan().to_dict().get("log-targets", {})
+
+    def add_log_targets(self, label: str, targets: Mapping[str, Any]) -> None:
+        """Merge ``targets`` into the plan; Pebble applies log targets without a restart."""
+        with self._pebble("updating log targets"):
+            self.container.add_layer(label, {"log-targets": dict(targets)}, combine=True)
+
     def is_running(self) -> bool:
         """Whether the service exists and is active."""
         try:

@@ -7,18 +7,27 @@ Every section is required; a sink's ``headers``, ``ca_cert`` and
 Unknown keys are rejected so that a typo in the charm fails loudly.
 """
 
+import importlib
 import json
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from types import MappingProxyType
+from typing import Any, Final, TypeAlias
 from urllib.parse import urlsplit
 
 FORMAT_FALCO_JSON: Final = "falco-json"
 FORMAT_GELF: Final = "gelf"
-FORMATS: Final = (FORMAT_FALCO_JSON, FORMAT_GELF)
+FORMAT_LOKI: Final = "loki"
+FORMAT_OTLP: Final = "otlp-json"
+# The sink format registry: each format and the module of this package whose ``encode`` turns
+# one Falco alert into that sink's request body (None: the alert as Falco wrote it). A module is
+# imported only when a sink uses it.
+FORMATS: Final[Mapping[str, str | None]] = MappingProxyType(
+    {FORMAT_FALCO_JSON: None, FORMAT_GELF: "gelf", FORMAT_LOKI: "loki", FORMAT_OTLP: "otlp"}
+)
 
 # Sink names become checkpoint file names and metric label values.
 _SINK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -96,6 +105,15 @@ class SinkConfig:
             host = f"[{host}]"
         port = f":{parts.port}" if parts.port is not None else ""
         return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+Encoder: TypeAlias = Callable[[Mapping[str, Any], JujuTopology, int | None], bytes]
+
+
+def encoder(fmt: str) -> Encoder | None:
+    """The encoder registered for ``fmt``, or None to post the alert as it came."""
+    module = FORMATS[fmt]
+    return None if module is None else importlib.import_module(f"falco_forwarder.{module}").encode
 
 
 @dataclass(frozen=True)

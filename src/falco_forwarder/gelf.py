@@ -111,6 +111,11 @@ def to_gelf(
     return message
 
 
+def encode(alert: Mapping[str, Any], juju: JujuTopology, max_message_bytes: int | None) -> bytes:
+    """The GELF request body for one alert (the format registry's entry point)."""
+    return encode_gelf(to_gelf(alert, juju, max_message_bytes))
+
+
 def encode_gelf(message: GelfMessage) -> bytes:
     """Encode ``message`` as compact UTF-8 JSON, the form whose size `to_gelf` bounds."""
     return _dumps(message)

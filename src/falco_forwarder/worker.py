@@ -14,8 +14,7 @@ from typing import Final
 
 from falco_forwarder.alert_log import AlertLog
 from falco_forwarder.burstlog import BurstLog
-from falco_forwarder.config import FORMAT_GELF, JujuTopology, RetryConfig, SinkConfig
-from falco_forwarder.gelf import encode_gelf, to_gelf
+from falco_forwarder.config import JujuTopology, RetryConfig, SinkConfig, encoder
 from falco_forwarder.metrics import DELIVERED, DROPPED, MALFORMED, RETRIED, UNMAPPABLE, Metrics
 from falco_forwarder.reader import Line, LogReader
 from falco_forwarder.sinks import HttpSender, Outcome
@@ -52,6 +51,7 @@ class SinkWorker:
         self._stop = threading.Event()
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self._sender = HttpSender(sink, retry.timeout_seconds)
+        self._encode = encoder(sink.format)
         self._outage = BurstLog(logger)
         self._refusals = BurstLog(logger)
         self._malformed = BurstLog(logger)
@@ -155,13 +155,15 @@ class SinkWorker:
                 data[:120],
             )
             return MALFORMED
-        if self._sink.format != FORMAT_GELF:
+        if self._encode is None:
             return data
         try:
-            return encode_gelf(to_gelf(alert, self._juju, self._sink.max_message_bytes))  # pyright: ignore[reportUnknownArgumentType]
+            return self._encode(alert, self._juju, self._sink.max_message_bytes)  # pyright: ignore[reportUnknownArgumentType]
         except Exception:
             # Retrying cannot help a mapping bug, and would hold back every later alert.
-            logger.exception("sink %s: cannot map an alert to GELF; dropping it", self._sink.name)
+            logger.exception(
+                "sink %s: cannot map an alert to %s; dropping it", self._sink.name, self._sink.format
+            )
             return UNMAPPABLE
 
 

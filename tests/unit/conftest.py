@@ -66,7 +66,9 @@ def charm_root(tmp_path: Path) -> Path:
     (plugins / "libk8saudit.so").write_bytes(b"\x7fELF k8saudit 0.18.0 stand-in")
     (plugins / "libjson.so").write_bytes(b"\x7fELF json 0.7.4 stand-in")
     (plugins / "k8s_audit_rules.yaml").write_text(STOCK_RULES)
-    shutil.copytree(SRC / "falco_forwarder", root / "src" / "falco_forwarder")
+    shipped = ("prometheus_alert_rules", "loki_alert_rules", "otlp_alert_rules")
+    for directory in ("falco_forwarder", "grafana_dashboards", *shipped):
+        shutil.copytree(SRC / directory, root / "src" / directory)
     return root
 
 

@@ -71,7 +71,7 @@ def test_http_output_goes_through_the_forwarder(ctx, falco_fs):
             "max_message_bytes": None,
         }
     ]
-    assert config["listen"] == {"host": "127.0.0.1", "port": 9802}
+    assert config["listen"] == {"host": "0.0.0.0", "port": 9802}  # scraped by Prometheus
     assert config["alert_log"] == {
         "file": ALERT_LOG,
         "state_dir": "/var/lib/falco-alerts/state",

@@ -177,7 +177,12 @@ def test_network_policy_applied_for_cidrs(api: FakeApiServer, cluster: AuditWebh
                     ],
                     "ports": [{"port": 9765, "protocol": "TCP"}],
                 },
-                {"ports": [{"port": 8765, "protocol": "TCP"}]},
+                {
+                    "ports": [
+                        {"port": 8765, "protocol": "TCP"},
+                        {"port": 9802, "protocol": "TCP"},  # scraped over metrics-endpoint
+                    ]
+                },
             ],
         },
     }

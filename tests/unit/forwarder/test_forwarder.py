@@ -22,7 +22,7 @@ from forwarder_helpers import (
     wait_for,
 )
 
-from falco_forwarder import worker
+from falco_forwarder import gelf
 from falco_forwarder.forwarder import Forwarder
 from falco_forwarder.gelf import LEVELS, GelfMessage
 
@@ -163,14 +163,14 @@ def test_an_alert_the_gelf_mapping_fails_on_is_dropped_and_the_rest_delivered(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ):
-    real_to_gelf = worker.to_gelf
+    real_to_gelf = gelf.to_gelf
 
     def buggy_to_gelf(alert: dict[str, Any], *args: Any) -> GelfMessage:
         if alert["rule"] == "poison":
             raise OverflowError("a bug in the mapping")
         return real_to_gelf(alert, *args)
 
-    monkeypatch.setattr(worker, "to_gelf", buggy_to_gelf)
+    monkeypatch.setattr(gelf, "to_gelf", buggy_to_gelf)
     graylog, http_output = make_sink(), make_sink()
     forwarder = make_forwarder(
         [sink_dict("graylog", graylog.url(), "gelf"), sink_dict("http_output", http_output.url())]

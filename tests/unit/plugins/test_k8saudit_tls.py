@@ -7,6 +7,7 @@ open_params, and `webhook_kubeconfig` gives the CA the client trusts.
 The listener comes from the ``k8saudit_source`` fixture (tests/unit/plugins/conftest.py): the
 real libk8saudit.so, initialised with the charm's init_config and opened on its open_params moved
 to a free 127.0.0.1 port.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,106 @@
+"""What the charm tells COS on each hook: scrape jobs, rules, dashboards, log forwarding.
+
+Imported only on hooks where a COS relation exists (or a logging one just went away): the
+libraries it needs cost import time every other hook can skip.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, cast
+
+import ops
+from charmlibs.interfaces.otlp import OtlpRequirer, RuleStore
+from cosl import JujuTopology
+
+import grafana_dashboard
+import loki_push
+import prometheus_scrape
+from constants import (
+    DASHBOARD_RELATION,
+    DASHBOARDS_DIR,
+    LOGGING_RELATION,
+    LOKI_RULES_DIR,
+    LOKI_SINK_RELATION,
+    METRICS_RELATION,
+    OTLP_RULES_DIR,
+    OTLP_SINK_RELATION,
+    PROMETHEUS_RULES_DIR,
+)
+from cos_rules import load_rules
+from log_forwarding import LAYER, target_changes
+from workload import Workload, WorkloadError
+
+if TYPE_CHECKING:
+    from cosl.types import OfficialRuleFileFormat
+
+logger = logging.getLogger(__name__)
+
+
+def publish_cos(charm: ops.CharmBase, workloads: list[Workload]) -> None:
+    """Bring every COS relation's data, and the containers' log forwarding, up to date."""
+    cos_topology = JujuTopology.from_charm(charm)
+    topology = {key: str(value) for key, value in cos_topology.as_dict().items()}
+    _publish_scrape(charm, topology)
+    if charm.unit.is_leader():
+        _publish_app_data(charm, cos_topology, topology)
+    _forward_logs(charm, workloads, topology)
+
+
+def _publish_scrape(charm: ops.CharmBase, topology: Mapping[str, str]) -> None:
+    relations = charm.model.relations[METRICS_RELATION]
+    if not relations:
+        return
+    rules = load_rules(charm.charm_dir / PROMETHEUS_RULES_DIR, topology)
+    prometheus_scrape.publish(
+        relations,
+        app=charm.app,
+        unit=charm.unit,
+        leader=charm.unit.is_leader(),
+        app_fields=prometheus_scrape.app_data(topology, rules),
+        unit_fields=prometheus_scrape.unit_data(socket.getfqdn(), charm.unit.name),
+    )
+
+
+def _publish_app_data(
+    charm: ops.CharmBase, cos_topology: JujuTopology, topology: Mapping[str, str]
+) -> None:
+    """The leader's part: dashboards, and the rules that go with the log relations."""
+    relations = charm.model.relations
+    if relations[DASHBOARD_RELATION]:
+        dashboards = grafana_dashboard.app_data(charm.charm_dir / DASHBOARDS_DIR, topology)
+        for relation in relations[DASHBOARD_RELATION]:
+            relation.data[charm.app].update(dashboards)
+    # The Loki rules read the alert streams, which only send-loki-logs creates.
+    for relation in relations[LOGGING_RELATION]:
+        relation.data[charm.app].update(loki_push.app_data(topology, {}))
+    if relations[LOKI_SINK_RELATION]:
+        data = loki_push.app_data(topology, load_rules(charm.charm_dir / LOKI_RULES_DIR, topology))
+        for relation in relations[LOKI_SINK_RELATION]:
+            relation.data[charm.app].update(data)
+    if relations[OTLP_SINK_RELATION]:
+        rules = load_rules(charm.charm_dir / OTLP_RULES_DIR, topology)
+        store = RuleStore(cos_topology).add_logql(cast("OfficialRuleFileFormat", rules))
+        OtlpRequirer(charm, OTLP_SINK_RELATION, rules=store).publish()
+
+
+def _forward_logs(
+    charm: ops.CharmBase, workloads: list[Workload], topology: Mapping[str, str]
+) -> None:
+    """Point each container's Pebble at the Loki units of the ``logging`` relations."""
+    endpoints: dict[str, str] = {}
+    for relation in charm.model.relations[LOGGING_RELATION]:
+        endpoints.update(loki_push.push_endpoints(relation))
+    labels = {f"juju_{key}": value for key, value in topology.items() if key != "charm_name"}
+    labels["juju_charm"] = topology["charm_name"]
+    for workload in workloads:
+        if not workload.can_connect():
+            continue
+        try:
+            if changes := target_changes(workload.log_targets(), endpoints, labels):
+                workload.add_log_targets(LAYER, changes)
+        except WorkloadError as exc:
+            # The next hook converges again; a log target is not worth a failed hook.
+            logger.warning("log forwarding not updated: %s", exc)

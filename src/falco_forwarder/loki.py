@@ -1,0 +1,74 @@
+"""Map a Falco JSON alert to one Loki push request (``POST /loki/api/v1/push``, JSON body).
+
+Labels stay few and bounded, so Loki's index stays small: the rule, priority and source, and the
+Juju topology COS alert rules match on. Everything else, user and namespace included, goes in
+the line: a JSON object that LogQL's ``| json`` reads.
+"""
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from falco_forwarder.alert_time import alert_time_ns
+from falco_forwarder.config import JujuTopology
+
+# Loki refuses label values over 2048 characters by default (limits_config).
+MAX_LABEL_CHARS: Final = 1024
+USER_FIELD: Final = "ka.user.name"
+NAMESPACE_FIELD: Final = "ka.target.namespace"
+
+
+def loki_labels(alert: Mapping[str, Any], juju: JujuTopology) -> dict[str, str]:
+    """The stream labels; empty values are left out (Loki treats them as absent anyway)."""
+    labels = {
+        "rule": alert.get("rule"),
+        "priority": alert.get("priority"),
+        "source": alert.get("source"),
+        "juju_model": juju.model,
+        "juju_model_uuid": juju.model_uuid,
+        "juju_application": juju.application,
+        "juju_unit": juju.unit,
+    }
+    return {
+        name: value[:MAX_LABEL_CHARS]
+        for name, value in labels.items()
+        if isinstance(value, str) and value.strip()
+    }
+
+
+def loki_line(alert: Mapping[str, Any]) -> str:
+    """The log line: the alert's text and fields, with user and namespace lifted to the top."""
+    raw = alert.get("output_fields")
+    fields: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}  # pyright: ignore[reportUnknownVariableType]
+    line: dict[str, Any] = {
+        "output": alert.get("output"),
+        "user": fields.get(USER_FIELD),
+        "namespace": fields.get(NAMESPACE_FIELD),
+        "hostname": alert.get("hostname"),
+        "tags": alert.get("tags"),
+        "time": alert.get("time"),
+        "output_fields": fields or None,
+    }
+    present = {key: value for key, value in line.items() if value is not None}
+    return json.dumps(present, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def encode(
+    alert: Mapping[str, Any],
+    juju: JujuTopology,
+    max_message_bytes: int | None = None,
+    *,
+    now: Callable[[], int] = time.time_ns,
+) -> bytes:
+    """The push body for one alert: one stream, one ``[ns-timestamp, line]`` value.
+
+    ``max_message_bytes`` is not used: Loki's own line limit is far above a Falco alert.
+    """
+    del max_message_bytes
+    stream = {
+        "stream": loki_labels(alert, juju),
+        "values": [[str(alert_time_ns(alert.get("time"), now)), loki_line(alert)]],
+    }
+    body = json.dumps({"streams": [stream]}, ensure_ascii=False, separators=(",", ":"))
+    return body.encode("utf-8", "replace")

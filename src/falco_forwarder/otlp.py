@@ -1,0 +1,144 @@
+"""Map a Falco JSON alert to one OTLP/HTTP logs export request, JSON encoding (``/v1/logs``).
+
+One ``resourceLogs`` (the Juju unit as the resource), one ``scopeLogs``, one ``logRecords``
+entry. Severity comes from the priority; attributes from the rule, tags and output fields,
+each output field under its own Falco name (``ka.user.name``).
+"""
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from falco_forwarder.alert_time import alert_time_ns
+from falco_forwarder.config import JujuTopology
+
+SCOPE_NAME: Final = "falco-k8s.forwarder"
+SERVICE_NAME: Final = "falco"
+# Falco priorities (syslog order) onto OpenTelemetry SeverityNumber ranges: FATAL 21-24,
+# ERROR 17-20, WARN 13-16, INFO 9-12, DEBUG 5-8.
+SEVERITY: Final = {
+    "emergency": 24,
+    "alert": 23,
+    "critical": 21,
+    "error": 17,
+    "warning": 13,
+    "notice": 10,
+    "informational": 9,
+    "info": 9,
+    "debug": 5,
+}
+UNSPECIFIED: Final = 0
+# OTLP/JSON carries 64-bit integers; larger ones go as text.
+_INT64 = range(-(2**63), 2**63)
+
+AnyValue = dict[str, Any]
+KeyValue = dict[str, Any]
+
+
+def any_value(value: object) -> AnyValue:
+    """An OTLP ``AnyValue`` for a JSON value (int64 as a decimal string, as proto3 JSON has it)."""
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int | float):
+        return _number(value)
+    if isinstance(value, str):
+        return {"stringValue": value}
+    if isinstance(value, list):
+        items: list[object] = value  # pyright: ignore[reportUnknownVariableType]
+        return {"arrayValue": {"values": [any_value(item) for item in items]}}
+    if isinstance(value, Mapping):
+        pairs = [key_value(str(k), v) for k, v in value.items()]  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+        return {"kvlistValue": {"values": pairs}}
+    return {"stringValue": json.dumps(value, default=str)}
+
+
+def _number(value: float) -> AnyValue:
+    """Integers that fit int64 and finite floats as numbers; anything else as text."""
+    if isinstance(value, int):
+        return {"intValue": str(value)} if value in _INT64 else {"stringValue": str(value)}
+    return {"doubleValue": value} if math.isfinite(value) else {"stringValue": str(value)}
+
+
+def key_value(key: str, value: object) -> KeyValue:
+    """One OTLP ``KeyValue``."""
+    return {"key": key, "value": any_value(value)}
+
+
+def topology(juju: JujuTopology) -> dict[str, str]:
+    """The Juju topology under the names COS labels use."""
+    return {
+        "juju_model": juju.model,
+        "juju_model_uuid": juju.model_uuid,
+        "juju_application": juju.application,
+        "juju_unit": juju.unit,
+    }
+
+
+def log_record(alert: Mapping[str, Any], juju: JujuTopology, observed_ns: int) -> dict[str, Any]:
+    """The ``LogRecord`` for one alert.
+
+    The topology is on the record too, not only on the resource: Canonical's
+    opentelemetry-collector-k8s turns exactly these log attributes into Loki labels
+    (its ``loki.attribute.labels`` hint), so COS alert rules can select the alerts.
+    """
+    priority = alert.get("priority")
+    priority = priority if isinstance(priority, str) else ""
+    attributes: dict[str, object] = {
+        "falco.rule": alert.get("rule"),
+        "falco.priority": priority or None,
+        "falco.source": alert.get("source"),
+        "falco.hostname": alert.get("hostname"),
+        "falco.tags": alert.get("tags"),
+        **topology(juju),
+    }
+    raw = alert.get("output_fields")
+    fields: Mapping[object, object] = raw if isinstance(raw, Mapping) else {}  # pyright: ignore[reportUnknownVariableType]
+    for key, value in sorted(fields.items(), key=lambda item: str(item[0])):
+        name = str(key)
+        attributes[f"falco.output_fields.{name}" if name in attributes else name] = value
+    record: dict[str, Any] = {
+        "timeUnixNano": str(alert_time_ns(alert.get("time"), lambda: observed_ns)),
+        "observedTimeUnixNano": str(observed_ns),
+        "severityNumber": SEVERITY.get(priority.strip().lower(), UNSPECIFIED),
+        "attributes": [key_value(k, v) for k, v in attributes.items() if v is not None],
+    }
+    if priority:
+        record["severityText"] = priority
+    output = alert.get("output")
+    if output is not None:
+        record["body"] = any_value(output)
+    return record
+
+
+def resource_attributes(juju: JujuTopology) -> list[KeyValue]:
+    """The resource: the service and the Juju topology."""
+    resource = {"service.name": SERVICE_NAME, **topology(juju)}
+    return [key_value(key, value) for key, value in resource.items()]
+
+
+def encode(
+    alert: Mapping[str, Any],
+    juju: JujuTopology,
+    max_message_bytes: int | None = None,
+    *,
+    now: Callable[[], int] = time.time_ns,
+) -> bytes:
+    """The export request body for one alert.
+
+    ``max_message_bytes`` is not used: collectors accept requests far above a Falco alert.
+    """
+    del max_message_bytes
+    request = {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": resource_attributes(juju)},
+                "scopeLogs": [
+                    {"scope": {"name": SCOPE_NAME}, "logRecords": [log_record(alert, juju, now())]}
+                ],
+            }
+        ]
+    }
+    text = json.dumps(request, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8", "replace")

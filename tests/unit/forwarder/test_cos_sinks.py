@@ -1,0 +1,258 @@
+"""Loki and OTLP sinks: the encoders on real-shaped alerts, and delivery to real receivers."""
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cos_receivers import Receiver, loki_entries, loki_receiver, otlp_receiver, otlp_records
+from forwarder_helpers import (
+    ForwarderFactory,
+    encode,
+    falco_alert,
+    metric,
+    post_alert,
+    sink_dict,
+    wait_for,
+)
+
+from falco_forwarder import loki, otlp
+from falco_forwarder.alert_time import alert_time_ns
+from falco_forwarder.config import (
+    FORMAT_LOKI,
+    FORMAT_OTLP,
+    FORMATS,
+    ConfigError,
+    JujuTopology,
+    config_from_dict,
+    encoder,
+)
+from falco_forwarder.forwarder import DROP_REASONS
+
+JUJU = JujuTopology("cos", "f2c5e3a1-7b4d-4e2a-9c1d-0123456789ab", "falco-k8s", "falco-k8s/0")
+OUTAGE_SECONDS = 30
+ALERT_NS = 1795756046123456789  # falco_alert's time, 2026-11-27T05:07:26.123456789Z
+
+
+@pytest.fixture
+def receivers() -> Iterator[list[Receiver]]:
+    started: list[Receiver] = []
+    yield started
+    for receiver in started:
+        if receiver._server is not None:
+            receiver.stop()
+
+
+def _attrs(kvs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {kv["key"]: next(iter(kv["value"].values())) for kv in kvs}
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", [FORMAT_LOKI, FORMAT_OTLP])
+def test_each_new_format_is_one_registry_entry_with_an_encoder(fmt: str):
+    assert fmt in FORMATS
+    assert encoder(fmt) is {FORMAT_LOKI: loki.encode, FORMAT_OTLP: otlp.encode}[fmt]
+
+
+def test_an_unknown_format_is_refused_naming_the_known_ones():
+    data = {
+        "listen": {"host": "127.0.0.1", "port": 0},
+        "max_body_bytes": 1024,
+        "spool": {"dir": "/tmp/x", "max_bytes": 1024},
+        "juju": {"model": "m", "model_uuid": "u", "application": "a", "unit": "a/0"},
+        "retry": {"initial_seconds": 1, "max_seconds": 2, "timeout_seconds": 3},
+        "sinks": [sink_dict("s", "http://127.0.0.1:1/", "syslog")],
+    }
+    with pytest.raises(ConfigError, match="loki, otlp-json"):
+        config_from_dict(data)
+
+
+# -- timestamps --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-27T05:07:26.123456789Z", ALERT_NS),
+        ("2026-11-27T05:07:26Z", ALERT_NS - 123456789),
+        ("2026-11-27T07:07:26.5+02:00", ALERT_NS - 123456789 + 500_000_000),
+        ("2026-11-27T05:07:26", 42),  # no zone: not a moment
+        ("yesterday", 42),
+        (None, 42),
+        (1795756046, 42),
+    ],
+)
+def test_alert_time_keeps_falcos_nanoseconds_and_falls_back_to_now(value: object, expected: int):
+    assert alert_time_ns(value, now=lambda: 42) == expected
+
+
+# -- Loki --------------------------------------------------------------------------------------
+
+
+def test_loki_labels_are_rule_priority_source_and_topology_only():
+    ((labels, ts, line),) = loki_entries(loki.encode(falco_alert(), JUJU))
+    assert labels == {
+        "rule": "Create Privileged Pod",
+        "priority": "Warning",
+        "source": "k8s_audit",
+        "juju_model": "cos",
+        "juju_model_uuid": JUJU.model_uuid,
+        "juju_application": "falco-k8s",
+        "juju_unit": "falco-k8s/0",
+    }
+    assert ts == ALERT_NS
+    fields = json.loads(line)
+    assert (fields["user"], fields["namespace"]) == ("admin", "default")
+    assert fields["output"].startswith("05:07:26.123456789: Warning Pod started")
+    assert fields["output_fields"]["ka.resp.name"] == "nginx-0"
+
+
+def test_loki_leaves_out_empty_labels_and_caps_long_ones():
+    alert = falco_alert(source="", rule="r" * 5000)
+    del alert["priority"]
+    ((labels, _, _),) = loki_entries(loki.encode(alert, JUJU))
+    assert "source" not in labels
+    assert "priority" not in labels
+    assert labels["rule"] == "r" * loki.MAX_LABEL_CHARS
+
+
+def test_loki_takes_any_json_object():
+    ((labels, ts, line),) = loki_entries(loki.encode({"output_fields": [1]}, JUJU, now=lambda: 7))
+    assert ts == 7
+    assert json.loads(line) == {}
+    assert set(labels) == {"juju_model", "juju_model_uuid", "juju_application", "juju_unit"}
+
+
+# -- OTLP --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("priority", "number"),
+    [("Emergency", 24), ("Critical", 21), ("Error", 17), ("Warning", 13), ("Notice", 10),
+     ("Informational", 9), ("Debug", 5), ("Odd", 0)],
+)  # fmt: skip
+def test_otlp_severity_comes_from_the_priority(priority: str, number: int):
+    ((_, record),) = otlp_records(otlp.encode(falco_alert(priority=priority), JUJU))
+    assert record["severityNumber"] == number
+    assert record["severityText"] == priority
+
+
+def test_otlp_attributes_come_from_rule_tags_and_output_fields():
+    ((resource, record),) = otlp_records(otlp.encode(falco_alert(), JUJU, now=lambda: 99))
+    attributes = _attrs(record["attributes"])
+    assert attributes["falco.rule"] == "Create Privileged Pod"
+    assert attributes["falco.source"] == "k8s_audit"
+    assert attributes["falco.tags"] == {
+        "values": [{"stringValue": "k8s"}, {"stringValue": "NIST_800-53_AC-6"}]
+    }
+    assert attributes["ka.user.name"] == "admin"
+    assert attributes["ka.req.pod.containers.privileged"] is True
+    assert attributes["evt.time"] == "1795756046123456789"  # int64 as a string
+    assert record["body"] == {"stringValue": falco_alert()["output"]}
+    assert (record["timeUnixNano"], record["observedTimeUnixNano"]) == (str(ALERT_NS), "99")
+    topology = {
+        "juju_model": "cos",
+        "juju_model_uuid": JUJU.model_uuid,
+        "juju_application": "falco-k8s",
+        "juju_unit": "falco-k8s/0",
+    }
+    assert _attrs(resource["attributes"]) == {"service.name": "falco", **topology}
+    # On the record too: the collector charm makes these log attributes Loki labels.
+    assert topology.items() <= attributes.items()
+
+
+def test_otlp_maps_every_json_value_and_never_overwrites_its_own_attributes():
+    fields = {"falco.rule": "spoof", "big": 2**70, "nan": float("nan"), "f": 1.5, "o": {"a": None}}
+    ((_, record),) = otlp_records(otlp.encode(falco_alert(output_fields=fields), JUJU))
+    attributes = _attrs(record["attributes"])
+    assert attributes["falco.rule"] == "Create Privileged Pod"
+    assert attributes["falco.output_fields.falco.rule"] == "spoof"
+    assert (attributes["big"], attributes["nan"], attributes["f"]) == (str(2**70), "nan", 1.5)
+    assert attributes["o"] == {"values": [{"key": "a", "value": {"stringValue": "null"}}]}
+
+
+# -- delivery to real receivers ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "make"), [(FORMAT_LOKI, loki_receiver), (FORMAT_OTLP, otlp_receiver)]
+)
+def test_5xx_and_429_are_retried_until_the_receiver_takes_the_alert(
+    fmt: str, make: Any, make_forwarder: ForwarderFactory, receivers: list[Receiver]
+):
+    receiver = make(script=[503, 500, 429])
+    receivers.append(receiver)
+    forwarder = make_forwarder([sink_dict("cos", receiver.url, fmt)])
+    assert post_alert(forwarder.port, encode(falco_alert())) == 200
+
+    wait_for(lambda: metric(forwarder.port, "falco_forwarder_delivered_total", sink="cos") == 1)
+    assert len(receiver.accepted) == 1
+    assert metric(forwarder.port, "falco_forwarder_retried_total", sink="cos") == 3
+
+
+@pytest.mark.parametrize(
+    ("fmt", "make"), [(FORMAT_LOKI, loki_receiver), (FORMAT_OTLP, otlp_receiver)]
+)
+def test_a_4xx_drops_that_alert_counted_and_the_next_ones_get_through(
+    fmt: str, make: Any, make_forwarder: ForwarderFactory, receivers: list[Receiver]
+):
+    receiver = make(script=[400])
+    receivers.append(receiver)
+    forwarder = make_forwarder([sink_dict("cos", receiver.url, fmt)])
+    for i in range(3):
+        assert post_alert(forwarder.port, encode(falco_alert(i))) == 200
+
+    wait_for(lambda: metric(forwarder.port, "falco_forwarder_delivered_total", sink="cos") == 2)
+    reason = {"sink": "cos", "reason": "http_4xx"}
+    assert metric(forwarder.port, "falco_forwarder_dropped_total", **reason) == 1
+    assert len(receiver.accepted) == 2
+    assert receiver.refused == 1
+
+
+def test_no_alert_is_lost_across_a_30_s_outage_of_loki_and_the_collector(
+    make_forwarder: ForwarderFactory, receivers: list[Receiver]
+):
+    """Alerts keep coming while both receivers are down for 30 s: each arrives once, in order."""
+    loki_rx, otlp_rx = loki_receiver(), otlp_receiver()
+    receivers += [loki_rx, otlp_rx]
+    forwarder = make_forwarder(
+        [sink_dict("loki", loki_rx.url, FORMAT_LOKI), sink_dict("otel", otlp_rx.url, FORMAT_OTLP)]
+    )
+    names = [f"pod-{i}" for i in range(200)]
+    for name in names[:20]:
+        assert post_alert(forwarder.port, _alert_named(name)) == 200
+    wait_for(lambda: len(loki_rx.accepted) == 20 and len(otlp_rx.accepted) == 20)
+    loki_rx.stop()
+    otlp_rx.stop()
+    for name in names[20:180]:  # a steady flow through the whole outage
+        assert post_alert(forwarder.port, _alert_named(name)) == 200
+        time.sleep(OUTAGE_SECONDS / 160)
+    for sink in ("loki", "otel"):
+        assert metric(forwarder.port, "falco_forwarder_queue_depth", sink=sink) == 160
+        assert metric(forwarder.port, "falco_forwarder_sink_up", sink=sink) == 0
+    loki_rx.start()
+    otlp_rx.start()
+    for name in names[180:]:
+        assert post_alert(forwarder.port, _alert_named(name)) == 200
+
+    wait_for(lambda: len(loki_rx.accepted) == 200 and len(otlp_rx.accepted) == 200, timeout=60)
+    assert [
+        json.loads(line)["output_fields"]["ka.resp.name"] for _, _, line in loki_rx.accepted
+    ] == names
+    assert [
+        _attrs(record["attributes"])["ka.resp.name"] for _, record in otlp_rx.accepted
+    ] == names
+    for sink in ("loki", "otel"):  # counted once the receiver's answer is read
+        delivered = "falco_forwarder_delivered_total"
+        wait_for(lambda s=sink, d=delivered: metric(forwarder.port, d, sink=s) == 200)
+        for reason in DROP_REASONS:
+            labels = {"sink": sink, "reason": reason}
+            assert metric(forwarder.port, "falco_forwarder_dropped_total", **labels) == 0
+
+
+def _alert_named(name: str) -> bytes:
+    fields = dict(falco_alert()["output_fields"], **{"ka.resp.name": name})
+    return encode(falco_alert(output_fields=fields))
