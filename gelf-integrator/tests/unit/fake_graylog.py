@@ -15,9 +15,10 @@ Graylog2/graylog2-server at tags 6.3.15 and 7.1.7:
   without ``X-Requested-By`` is a 400). Token auth is basic auth ``<token>:token``; here
   every route needs it (401 otherwise).
 - A GELF HTTP input per running input: ``HttpHandler`` (the configured auth header, else 401;
-  POST only, else 405; path exactly ``/gelf``, else 404; 202 before decoding; a body over
-  ``max_chunk_size`` is refused with 413 by Netty's aggregator) and ``GelfDecoder`` +
-  ``Message.addField`` (the rules in `decode_gelf`). Compressed payloads are not modelled.
+  POST only, else 405; path exactly ``/gelf``, else 404; then 202, whatever the decoder makes
+  of the body; a body over ``max_chunk_size`` is refused with 413 by Netty's aggregator) and
+  ``GelfDecoder`` + ``Message.addField`` (the rules in `decode_gelf`). Compressed payloads are
+  not modelled.
 - Stream routing by exact-match rules (``StreamRuleType.EXACT``), AND or OR, running streams
   only.
 
@@ -516,14 +517,16 @@ class _GelfHandler(BaseHTTPRequestHandler):
         if length > int(attributes.get("max_chunk_size") or 65536):
             return self._answer(413, length)
         body = self.rfile.read(length)
-        self._answer(202, 0)  # HttpHandler answers before the codec runs
         try:
             fields = decode_gelf(body)
         except GelfRejectedError as e:
             gelf_input.rejected.append(str(e))
-            return None
-        with graylog._lock:
-            gelf_input.received.append(Received(fields, graylog.route(fields)))
+        else:
+            with graylog._lock:
+                gelf_input.received.append(Received(fields, graylog.route(fields)))
+        # HttpHandler answers 202 before the codec runs, whatever it makes of the body; here
+        # the decoding is done first only so that tests see its outcome once answered.
+        self._answer(202, 0)
         return None
 
     def _answer(self, status: int, unread: int) -> None:
