@@ -34,6 +34,8 @@ import json
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -552,6 +554,21 @@ def running(graylog: FakeGraylog) -> Iterator[FakeGraylog]:
         yield graylog
     finally:
         graylog.stop()
+
+
+def send_to_input(
+    port: int, body: bytes, *, path: str = "/gelf", method: str = "POST", headers=None
+) -> int:
+    """One request to a GELF HTTP input on loopback: its status code."""
+    request = urllib.request.Request(
+        f"http://{LOOPBACK}:{port}{path}", data=body, headers=headers or {}, method=method
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        e.close()
+        return e.code
 
 
 def free_port() -> int:

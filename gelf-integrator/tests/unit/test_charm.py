@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import Any
 
+import ops
 import pytest
 from ops import testing
 
@@ -187,43 +189,40 @@ def test_the_auth_value_goes_to_requirers_in_a_secret_of_its_own(ctx, caplog):
     assert INPUT_TOKEN not in everything_visible(ctx, out, caplog)
 
 
-def test_a_rotated_user_secret_updates_the_published_secret(ctx):
+AUTH_CONFIG = {"auth_header": "Authorization"}
+
+
+def published_with_auth(ctx) -> tuple[testing.State, testing.Relation, testing.Secret]:
+    """A leader that published an endpoint with an auth secret to one requirer."""
     auth = user_secret({"value": INPUT_TOKEN})
     relation = requirer()
-    config = {"auth_header": "Authorization", "auth_secret": auth.id}
-    first = ctx.run(ctx.on.config_changed(), state(relations=[relation], secrets=[auth], **config))
+    config = {**AUTH_CONFIG, "auth_secret": auth.id}
+    out = ctx.run(ctx.on.config_changed(), state(relations=[relation], secrets=[auth], **config))
+    return out, relation, auth
+
+
+def test_a_rotated_user_secret_updates_the_published_secret(ctx):
+    first, relation, auth = published_with_auth(ctx)
     own = first.get_secret(label=AUTH_SECRET_LABEL)
-    rotated = testing.Secret(
-        id=auth.id,
-        tracked_content={"value": INPUT_TOKEN},
-        latest_content={"value": "rotated-value"},
-    )
+    rotated = dataclasses.replace(auth, latest_content={"value": "rotated-value"})
 
     out = ctx.run(
         ctx.on.secret_changed(rotated),
-        testing.State(
-            leader=True,
-            config={"gelf_url": GELF_URL, **config},
-            relations=first.relations,
-            secrets={rotated, own},
-        ),
+        dataclasses.replace(first, secrets={rotated, own}),
     )
 
     assert out.get_secret(label=AUTH_SECRET_LABEL).latest_content == {"value": "rotated-value"}
     assert published(out, relation)["auth_secret_id"] == own.id
 
 
-def test_an_unchanged_secret_makes_no_new_revision(ctx):
-    auth = user_secret({"value": INPUT_TOKEN})
-    relation = requirer()
-    config = {"auth_header": "Authorization", "auth_secret": auth.id}
-    first = ctx.run(ctx.on.config_changed(), state(relations=[relation], secrets=[auth], **config))
-    own = first.get_secret(label=AUTH_SECRET_LABEL)
+def test_an_unchanged_secret_makes_no_new_revision(ctx, monkeypatch):
+    first, _, _ = published_with_auth(ctx)
+    revisions = []
+    monkeypatch.setattr(ops.Secret, "set_content", lambda self, content: revisions.append(content))
 
-    out = ctx.run(ctx.on.update_status(), first)
+    ctx.run(ctx.on.update_status(), first)
 
-    assert out.get_secret(label=AUTH_SECRET_LABEL).latest_content == own.latest_content
-    assert out.get_secret(label=AUTH_SECRET_LABEL).tracked_content == own.tracked_content
+    assert revisions == []
 
 
 @pytest.mark.parametrize(
@@ -398,3 +397,11 @@ def test_a_token_secret_without_a_token_key_blocks(ctx, graylog):
         "api_token_secret: the secret has no 'token' key"
     )
     assert graylog.requests == []
+
+
+def test_the_last_broken_relation_leaves_no_requirer(ctx):
+    relation = requirer()
+
+    out = ctx.run(ctx.on.relation_broken(relation), state(relations=[relation]))
+
+    assert out.unit_status == testing.ActiveStatus(f"alerts to {GELF_URL}; 0 requirer apps")

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from fake_graylog import FakeGraylog, GelfRejectedError, decode_gelf, free_port
+from fake_graylog import FakeGraylog, GelfRejectedError, decode_gelf, free_port, send_to_input
 
 AUTH = "Basic " + base64.b64encode(b"admin-token:token").decode()
 INDEX_SET = "6650a1b2c3d4e5f601234567"
@@ -162,15 +162,7 @@ def test_the_gelf_input_answers_like_graylogs_http_handler(graylog):
     assert call(graylog, "POST", "/system/inputs", body, headers)[0] == 201
 
     def post(path: str, data: bytes, method: str = "POST") -> int:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}{path}", data=data, method=method
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return response.status
-        except urllib.error.HTTPError as e:
-            e.close()
-            return e.code
+        return send_to_input(port, data, path=path, method=method)
 
     assert post("/gelf", b'{"host": "h", "short_message": "m"}') == 202
     assert post("/", b'{"host": "h", "short_message": "m"}') == 404

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
 import pytest
 
-from fake_graylog import ALL_PERMISSIONS, FakeGraylog, GelfInput, free_port
+from fake_graylog import ALL_PERMISSIONS, FakeGraylog, GelfInput, free_port, send_to_input
 from graylog_api import GraylogApi
 from provisioning import (
     GELF_HTTP_INPUT,
@@ -31,18 +29,7 @@ def run(graylog: FakeGraylog, senders=(FALCO,), *, port: int, token: str = "admi
 
 
 def post_gelf(port: int, message: dict, headers: dict | None = None) -> int:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/gelf",
-        data=json.dumps(message).encode(),
-        headers={"Content-Type": "application/json", **(headers or {})},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as e:
-        e.close()
-        return e.code
+    return send_to_input(port, json.dumps(message).encode(), headers=headers)
 
 
 def our_streams(graylog: FakeGraylog) -> dict[str, dict]:
