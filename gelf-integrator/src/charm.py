@@ -15,10 +15,12 @@ import ops
 
 from charms.falco_k8s.v0.gelf import AUTH_CONTENT_KEY, GelfEndpointProvider
 from integrator_config import (
+    ApiSettings,
     ConfigError,
     IntegratorConfig,
     api_token,
     auth_header_value,
+    load_api,
     load_config,
 )
 
@@ -55,22 +57,29 @@ class GelfIntegratorCharm(ops.CharmBase):
         try:
             config = load_config(self.config)
             auth = self._auth(config)
-            token = None
-            if config.api is not None:
-                token = self._read_secret(config.api.token_secret, "api_token_secret", api_token)
         except ConfigError as e:
-            self._status = ops.BlockedStatus(str(e))
+            self._status = ops.BlockedStatus(str(e))  # what was published stays
             return
+        # A bad provisioning option holds back provisioning only, not the endpoint.
+        api, token, api_problem = None, None, None
+        try:
+            api = load_api(self.config)
+            if api is not None:
+                token = self._read_secret(api.token_secret, "api_token_secret", api_token)
+        except ConfigError as e:
+            api_problem = e
         related = len(self.model.relations[RELATION])
         where = f"alerts to {config.gelf_url}; {related} requirer app{'' if related == 1 else 's'}"
-        if not self.unit.is_leader():
+        if self.unit.is_leader():
+            self._publish(config, auth)
+        if api_problem is not None:
+            self._status = ops.BlockedStatus(str(api_problem))
+        elif not self.unit.is_leader():
             self._status = ops.ActiveStatus(f"{where} (published by the leader)")
-            return
-        self._publish(config, auth)
-        if config.api is None or token is None:
+        elif api is None or token is None:
             self._status = ops.ActiveStatus(where)
-            return
-        self._status = self._provision(config, auth, token, where)
+        else:
+            self._status = self._provision(config, api, auth, token, where)
 
     def _auth(self, config: IntegratorConfig) -> tuple[str, str] | None:
         if config.auth_header is None or config.auth_secret is None:
@@ -110,7 +119,12 @@ class GelfIntegratorCharm(ops.CharmBase):
         return secret
 
     def _provision(
-        self, config: IntegratorConfig, auth: tuple[str, str] | None, token: str, where: str
+        self,
+        config: IntegratorConfig,
+        api_settings: ApiSettings,
+        auth: tuple[str, str] | None,
+        token: str,
+        where: str,
     ) -> ops.StatusBase:
         from graylog_api import GraylogApi  # noqa: PLC0415 (only when provisioning)
         from provisioning import (  # noqa: PLC0415
@@ -120,8 +134,7 @@ class GelfIntegratorCharm(ops.CharmBase):
             provision,
         )
 
-        assert config.api is not None
-        api = GraylogApi(config.api.url, token, ca_cert=config.ca_cert)
+        api = GraylogApi(api_settings.url, token, ca_cert=config.ca_cert)
         senders = [Sender(s.model, s.application) for s in self.gelf.senders()]
         try:
             done = provision(

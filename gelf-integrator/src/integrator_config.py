@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -29,6 +29,14 @@ _OPTION_OF_FIELD: Final = {
     "ca_cert": "ca_cert",
     "max_message_bytes": "max_message_bytes",
 }
+_TEXT_OPTIONS: Final = (
+    "gelf_url",
+    "auth_header",
+    "auth_secret",
+    "ca_cert",
+    "api_url",
+    "api_token_secret",
+)
 # A Juju secret URI: secret:<xid> or secret://<model-uuid>/<xid>.
 _SECRET_URI = re.compile(r"secret:(?://[0-9a-f-]+/)?[0-9a-z]{20}")
 # What an HTTP header value can carry (RFC 9110 field-value: visible ASCII, space, tab).
@@ -57,12 +65,18 @@ class IntegratorConfig:
     auth_secret: str | None
     ca_cert: str | None
     max_message_bytes: int
-    api: ApiSettings | None = field(default=None)
 
 
-def load_config(options: Mapping[str, str | int | float | bool]) -> IntegratorConfig:
-    """Check every option; raise `ConfigError` naming the first bad one."""
-    text = {name: str(options.get(name, "")).strip() for name in _TEXT_OPTIONS}
+Options = Mapping[str, str | int | float | bool]
+
+
+def _text(options: Options) -> dict[str, str]:
+    return {name: str(options.get(name, "")).strip() for name in _TEXT_OPTIONS}
+
+
+def load_config(options: Options) -> IntegratorConfig:
+    """Check the endpoint's options; raise `ConfigError` naming the first bad one."""
+    text = _text(options)
     if not text["gelf_url"]:
         raise ConfigError("gelf_url: required, e.g. http://graylog.example.com:12201/gelf")
     size = options.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES)
@@ -73,15 +87,7 @@ def load_config(options: Mapping[str, str | int | float | bool]) -> IntegratorCo
     if bool(text["auth_header"]) != bool(text["auth_secret"]):
         raise ConfigError("auth_header and auth_secret: set both or neither")
     _check_endpoint(text, size)
-    for name in ("auth_secret", "api_token_secret"):
-        if text[name] and not _SECRET_URI.fullmatch(text[name]):
-            raise ConfigError(f"{name}: must be a Juju secret URI (secret:...), see juju secrets")
-    api = None
-    if bool(text["api_url"]) != bool(text["api_token_secret"]):
-        raise ConfigError("api_url and api_token_secret: set both (to provision) or neither")
-    if text["api_url"]:
-        _check_api_url(text["api_url"])
-        api = ApiSettings(url=text["api_url"].rstrip("/"), token_secret=text["api_token_secret"])
+    _check_secret_uri(text, "auth_secret")
     return IntegratorConfig(
         gelf_url=text["gelf_url"],
         port=gelf_port(text["gelf_url"]),
@@ -89,18 +95,24 @@ def load_config(options: Mapping[str, str | int | float | bool]) -> IntegratorCo
         auth_secret=text["auth_secret"] or None,
         ca_cert=text["ca_cert"] or None,
         max_message_bytes=size,
-        api=api,
     )
 
 
-_TEXT_OPTIONS: Final = (
-    "gelf_url",
-    "auth_header",
-    "auth_secret",
-    "ca_cert",
-    "api_url",
-    "api_token_secret",
-)
+def load_api(options: Options) -> ApiSettings | None:
+    """Check the provisioning options (they hold back provisioning only); None: not asked."""
+    text = _text(options)
+    if bool(text["api_url"]) != bool(text["api_token_secret"]):
+        raise ConfigError("api_url and api_token_secret: set both (to provision) or neither")
+    if not text["api_url"]:
+        return None
+    _check_api_url(text["api_url"])
+    _check_secret_uri(text, "api_token_secret")
+    return ApiSettings(url=text["api_url"].rstrip("/"), token_secret=text["api_token_secret"])
+
+
+def _check_secret_uri(text: Mapping[str, str], name: str) -> None:
+    if text[name] and not _SECRET_URI.fullmatch(text[name]):
+        raise ConfigError(f"{name}: must be a Juju secret URI (secret:...), see juju secrets")
 
 
 def _check_endpoint(text: Mapping[str, str], size: int) -> None:

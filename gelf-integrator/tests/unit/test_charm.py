@@ -117,6 +117,21 @@ def test_publishes_the_endpoint_and_says_where_alerts_go(ctx):
             {"max_message_bytes": 2**31},
             "max_message_bytes: must be a whole number up to 2147483647",
         ),
+    ],
+)
+def test_an_invalid_option_blocks_naming_it_and_publishes_nothing(ctx, config, reason):
+    relation = requirer()
+
+    out = ctx.run(ctx.on.config_changed(), state(relations=[relation], **config))
+
+    assert out.unit_status.name == "blocked"
+    assert out.unit_status.message.startswith(reason)
+    assert out.get_relation(relation.id).local_app_data == {}
+
+
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
         ({"api_url": "https://graylog:9000/api"}, "api_url and api_token_secret: set both"),
         (
             {"api_url": "graylog:9000", "api_token_secret": "secret:d0c5ct7m7cks7q8rpgp0"},
@@ -129,16 +144,20 @@ def test_publishes_the_endpoint_and_says_where_alerts_go(ctx):
             },
             "api_url: no credentials",
         ),
+        (
+            {"api_url": "https://graylog:9000/api", "api_token_secret": "token-in-clear"},
+            "api_token_secret: must be a Juju secret URI",
+        ),
     ],
 )
-def test_an_invalid_option_blocks_naming_it_and_publishes_nothing(ctx, config, reason):
+def test_an_invalid_provisioning_option_blocks_but_the_endpoint_is_published(ctx, config, reason):
     relation = requirer()
 
     out = ctx.run(ctx.on.config_changed(), state(relations=[relation], **config))
 
     assert out.unit_status.name == "blocked"
     assert out.unit_status.message.startswith(reason)
-    assert out.get_relation(relation.id).local_app_data == {}
+    assert published(out, relation)["url"] == GELF_URL
 
 
 def test_a_bad_option_keeps_what_was_published(ctx):
