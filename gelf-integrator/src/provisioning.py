@@ -255,8 +255,10 @@ def _ensure_streams(
                 lambda body=body: api.post("/streams", body), "POST", "/streams", "streams:create"
             )
             _set_stream_state(call, api, _new_id(created, "stream_id", "POST /streams"), "resume")
-        elif stream.get("disabled"):
-            _set_stream_state(call, api, str(stream["id"]), "resume")
+        else:
+            _add_missing_rules(call, api, stream, sender)
+            if stream.get("disabled"):
+                _set_stream_state(call, api, str(stream["id"]), "resume")
     wanted = {s.stream_title for s in senders}
     paused: list[str] = []
     for title, stream in sorted(ours.items()):
@@ -265,6 +267,35 @@ def _ensure_streams(
                 _set_stream_state(call, api, str(stream["id"]), "pause")
             paused.append(title)
     return tuple(sorted(wanted)), tuple(paused)
+
+
+def _add_missing_rules(
+    call: _Caller, api: GraylogApi, stream: Mapping[str, Any], sender: Sender
+) -> None:
+    """Put back a routing rule someone removed from our stream; other rules stay."""
+    present = {
+        (rule.get("field"), rule.get("value"))
+        for rule in _items(stream, "rules")
+        if rule.get("type") == EXACT_MATCH and not rule.get("inverted")
+    }
+    path = f"/streams/{stream['id']}/rules"
+    for rule in _rules(sender):
+        if (rule["field"], rule["value"]) not in present:
+            call(lambda rule=rule: api.post(path, rule), "POST", path, "streams:edit")
+
+
+def _rules(sender: Sender) -> list[dict[str, Any]]:
+    """Exact matches on the topology fields falco-k8s sends (``_juju_model`` ...)."""
+    return [
+        {
+            "field": field,
+            "type": EXACT_MATCH,
+            "value": value,
+            "inverted": False,
+            "description": f"GELF field _{field} from falco-k8s",
+        }
+        for field, value in ((MODEL_FIELD, sender.model), (APPLICATION_FIELD, sender.application))
+    ]
 
 
 def _set_stream_state(call: _Caller, api: GraylogApi, stream_id: str, action: str) -> None:
@@ -284,20 +315,10 @@ def _default_index_set(call: _Caller, api: GraylogApi) -> str:
 
 
 def _stream_body(sender: Sender, index_set_id: str, marker: str, *, wrapped: bool) -> Any:
-    rules = [
-        {
-            "field": field,
-            "type": EXACT_MATCH,
-            "value": value,
-            "inverted": False,
-            "description": f"GELF field _{field} from falco-k8s",
-        }
-        for field, value in ((MODEL_FIELD, sender.model), (APPLICATION_FIELD, sender.application))
-    ]
     stream = {
         "title": sender.stream_title,
         "description": f"Falco alerts of {sender.model}/{sender.application}. {marker}",
-        "rules": rules,
+        "rules": _rules(sender),
         "matching_type": "AND",
         "remove_matches_from_default_stream": False,
         "index_set_id": index_set_id,

@@ -11,8 +11,9 @@ Graylog2/graylog2-server at tags 6.3.15 and 7.1.7:
   (``GET``/``POST /api/streams``, ``POST /api/streams/{id}/resume|pause``; new streams are
   paused; 7.x takes ``CreateEntityRequest`` ``{"entity", "share_request"}``, 6.x
   ``UnwrappedCreateEntityRequest`` with the fields at the top level; the other shape is a
-  400), ``RestPermissions`` names, and ``VerboseCsrfProtectionFilter`` (a non-GET request
-  without ``X-Requested-By`` is a 400). Token auth is basic auth ``<token>:token``; here
+  400), ``StreamRuleResource`` (``POST /api/streams/{id}/rules``), ``RestPermissions``
+  names, and ``VerboseCsrfProtectionFilter`` (a non-GET request without ``X-Requested-By``
+  is a 400). Token auth is basic auth ``<token>:token``; here
   every route needs it (401 otherwise).
 - A GELF HTTP input per running input: ``HttpHandler`` (the configured auth header, else 401;
   POST only, else 405; path exactly ``/gelf``, else 404; then 202, whatever the decoder makes
@@ -205,6 +206,8 @@ class FakeGraylog:
                 return 200, {"total": len(listed), "streams": listed}
             case "POST", ["streams"]:
                 return self._create_stream(perms, _json(body))
+            case "POST", ["streams", stream_id, "rules"]:
+                return self._create_rule(perms, stream_id, _json(body))
             case "POST", ["streams", stream_id, ("resume" | "pause") as action]:
                 self._require(perms, "streams:changestate", "streams:edit")
                 if stream_id not in self.streams:
@@ -294,6 +297,16 @@ class FakeGraylog:
             ),
         }
         return 201, {"stream_id": stream_id}
+
+    def _create_rule(self, perms: frozenset[str], stream_id: str, rule: Any) -> tuple[int, Any]:
+        self._require(perms, "streams:edit")
+        if stream_id not in self.streams:
+            raise ApiError(404, f"Stream <{stream_id}> not found!")
+        if not isinstance(rule, dict) or not {"type", "value", "field"} <= set(rule):
+            raise ApiError(400, "Unable to map the stream rule")
+        rule_id = self.new_id()
+        self.streams[stream_id]["rules"].append({**rule, "id": rule_id, "stream_id": stream_id})
+        return 201, {"streamrule_id": rule_id}
 
     # -- GELF HTTP inputs -------------------------------------------------------------------
 

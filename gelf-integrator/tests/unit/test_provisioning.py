@@ -137,6 +137,24 @@ def test_a_returning_sender_resumes_its_paused_stream(graylog):
     assert len(our_streams(graylog)) == 1
 
 
+def test_a_removed_routing_rule_is_put_back_and_others_stay(graylog):
+    port = free_port()
+    run(graylog, port=port)
+    stream = our_streams(graylog)["Falco alerts: cos/falco-k8s"]
+    stream["rules"] = [r for r in stream["rules"] if r["field"] != "juju_application"]
+    stream["rules"].append({"field": "level", "value": "4", "type": 1, "inverted": False})
+    graylog.requests.clear()
+
+    run(graylog, port=port)
+
+    assert graylog.writes == [("POST", f"/api/streams/{stream['id']}/rules")]
+    assert {(r["field"], r["value"]) for r in stream["rules"]} == {
+        ("juju_model", "cos"),
+        ("juju_application", "falco-k8s"),
+        ("level", "4"),
+    }
+
+
 def test_streams_it_did_not_create_are_never_touched(graylog):
     port = free_port()
     foreign_id = graylog.new_id()
