@@ -45,14 +45,9 @@ class GraylogHttpError(GraylogError):
 
 @dataclass
 class RequestLog:
-    """What a client sent, by method, so callers can show (and tests count) writes."""
+    """What a client sent (method, path), for the debug log: never a header or a body."""
 
     requests: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
-
-    @property
-    def writes(self) -> list[tuple[str, str]]:
-        """The requests that may change something in Graylog."""
-        return [r for r in self.requests if r[0] != "GET"]
 
 
 class GraylogApi:
@@ -84,9 +79,9 @@ class GraylogApi:
         """POST ``body`` as JSON (or nothing) to ``path``."""
         return self.request("POST", path, body)
 
-    def put(self, path: str, body: Any = None) -> Any:
-        """PUT ``body`` as JSON (or nothing) to ``path``."""
-        return self.request("PUT", path, body)
+    def put(self, path: str) -> Any:
+        """PUT to ``path`` with no body (Graylog's state changes take none)."""
+        return self.request("PUT", path)
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """Send one request; return the decoded JSON answer, or None for an empty one."""
