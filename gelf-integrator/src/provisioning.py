@@ -198,8 +198,7 @@ def _new_id(document: Any, key: str, request: str) -> str:
 
 
 def _port_of(summary: Mapping[str, Any]) -> int | None:
-    attributes: Any = summary.get("attributes") or {}
-    port: Any = attributes.get("port")
+    port = field_of(summary.get("attributes"), "port")  # configuration comes back there
     try:
         return int(port)
     except (TypeError, ValueError):
