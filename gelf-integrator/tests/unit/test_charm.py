@@ -9,10 +9,10 @@ from typing import Any
 
 import ops
 import pytest
+from fake_graylog import FakeGraylog, free_port
 from ops import testing
 
 from charm import AUTH_SECRET_LABEL, GelfIntegratorCharm
-from fake_graylog import FakeGraylog, free_port
 
 GELF_URL = "http://graylog.example.com:12201/gelf"
 INPUT_TOKEN = "input-header-value-7d1e"

@@ -13,7 +13,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from fake_graylog import FakeGraylog, GelfRejectedError, decode_gelf, free_port, send_to_input
 
 AUTH = "Basic " + base64.b64encode(b"admin-token:token").decode()

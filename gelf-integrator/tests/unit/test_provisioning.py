@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from fake_graylog import ALL_PERMISSIONS, FakeGraylog, GelfInput, free_port, send_to_input
+
 from graylog_api import GraylogApi
 from provisioning import (
     GELF_HTTP_INPUT,
