@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from charm_pod import falco_container, pod
-from forwarder.forwarder_helpers import falco_alert, post_alert
+from forwarder.forwarder_helpers import falco_alert, free_port, post_alert
 from ops import testing
 
 from falco_forwarder.config import config_from_dict
@@ -45,7 +45,6 @@ def _load(name: str, path: Path) -> ModuleType:
 @pytest.fixture
 def integrator(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """The integrator's charm module, with its own src/ importable (appended: ours win)."""
-    monkeypatch.syspath_prepend(str(INTEGRATOR / "tests" / "unit"))
     monkeypatch.setattr(sys, "path", [*sys.path, str(INTEGRATOR / "src")])
     yield _load("gelf_integrator_charm", INTEGRATOR / "src" / "charm.py")
     for name in (
@@ -104,7 +103,7 @@ def test_falco_alerts_reach_the_provisioned_stream_with_their_topology(
     assert json.loads(topology["application"]) == "falco-k8s"
 
     # The integrator sees it, provisions Graylog and publishes the endpoint.
-    gelf_port = _free_port()
+    gelf_port = free_port()
     api_token = testing.Secret(tracked_content={"token": API_TOKEN})
     input_auth = testing.Secret(tracked_content={"value": INPUT_AUTH})
     gelf_side = testing.Relation(
@@ -176,11 +175,3 @@ def test_falco_alerts_reach_the_provisioned_stream_with_their_topology(
         assert message.fields["falco_rule"] == "Create Privileged Pod"
         assert title in message.streams
     assert not [rejected for i in graylog.inputs.values() for rejected in i.rejected]
-
-
-def _free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
