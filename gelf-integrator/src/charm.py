@@ -139,7 +139,7 @@ class GelfIntegratorCharm(ops.CharmBase):
         try:
             done = provision(
                 api,
-                port=config.port,
+                port=api_settings.input_port,
                 max_message_bytes=config.max_message_bytes,
                 senders=senders,
                 owner=f"{self.model.name}/{self.app.name}",

@@ -53,6 +53,7 @@ class ApiSettings:
 
     url: str
     token_secret: str
+    input_port: int
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,6 @@ class IntegratorConfig:
     """Validated options; secrets are still URIs, resolved by the charm."""
 
     gelf_url: str
-    port: int
     auth_header: str | None
     auth_secret: str | None
     ca_cert: str | None
@@ -90,7 +90,6 @@ def load_config(options: Options) -> IntegratorConfig:
     _check_secret_uri(text, "auth_secret")
     return IntegratorConfig(
         gelf_url=text["gelf_url"],
-        port=gelf_port(text["gelf_url"]),
         auth_header=text["auth_header"] or None,
         auth_secret=text["auth_secret"] or None,
         ca_cert=text["ca_cert"] or None,
@@ -99,7 +98,10 @@ def load_config(options: Options) -> IntegratorConfig:
 
 
 def load_api(options: Options) -> ApiSettings | None:
-    """Check the provisioning options (they hold back provisioning only); None: not asked."""
+    """Check the provisioning options (they hold back provisioning only); None: not asked.
+
+    Call it once `load_config` accepted the options: the input's port is gelf_url's.
+    """
     text = _text(options)
     if bool(text["api_url"]) != bool(text["api_token_secret"]):
         raise ConfigError("api_url and api_token_secret: set both (to provision) or neither")
@@ -107,7 +109,12 @@ def load_api(options: Options) -> ApiSettings | None:
         return None
     _check_api_url(text["api_url"])
     _check_secret_uri(text, "api_token_secret")
-    return ApiSettings(url=text["api_url"].rstrip("/"), token_secret=text["api_token_secret"])
+    port = urlsplit(text["gelf_url"]).port
+    if port is None:
+        raise ConfigError("gelf_url: write the input's port (e.g. :12201); api_url provisions it")
+    return ApiSettings(
+        url=text["api_url"].rstrip("/"), token_secret=text["api_token_secret"], input_port=port
+    )
 
 
 def _check_secret_uri(text: Mapping[str, str], name: str) -> None:
@@ -134,12 +141,6 @@ def _check_endpoint(text: Mapping[str, str], size: int) -> None:
     port = urlsplit(text["gelf_url"]).port
     if port == 0:
         raise ConfigError("gelf_url: the port must be 1-65535")
-
-
-def gelf_port(url: str) -> int:
-    """The TCP port of a valid GELF URL, the scheme's default when none is written."""
-    parts = urlsplit(url)
-    return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def _check_api_url(url: str) -> None:

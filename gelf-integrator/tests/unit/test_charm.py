@@ -148,6 +148,14 @@ def test_an_invalid_option_blocks_naming_it_and_publishes_nothing(ctx, config, r
             {"api_url": "https://graylog:9000/api", "api_token_secret": "token-in-clear"},
             "api_token_secret: must be a Juju secret URI",
         ),
+        (
+            {
+                "gelf_url": "https://graylog.example.com/gelf",
+                "api_url": "https://graylog:9000/api",
+                "api_token_secret": "secret:d0c5ct7m7cks7q8rpgp0",
+            },
+            "gelf_url: write the input's port (e.g. :12201); api_url provisions it",
+        ),
     ],
 )
 def test_an_invalid_provisioning_option_blocks_but_the_endpoint_is_published(ctx, config, reason):
@@ -157,7 +165,7 @@ def test_an_invalid_provisioning_option_blocks_but_the_endpoint_is_published(ctx
 
     assert out.unit_status.name == "blocked"
     assert out.unit_status.message.startswith(reason)
-    assert published(out, relation)["url"] == GELF_URL
+    assert published(out, relation)["url"] == config.get("gelf_url", GELF_URL)
 
 
 def test_a_bad_option_keeps_what_was_published(ctx):
