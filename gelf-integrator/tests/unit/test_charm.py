@@ -294,12 +294,22 @@ def test_two_requirers_each_get_the_endpoint(ctx):
     assert out.unit_status == testing.ActiveStatus(f"alerts to {GELF_URL}; 2 requirer apps")
 
 
-def test_relation_changed_with_a_topology_reconciles(ctx):
-    relation = requirer()
+@pytest.mark.parametrize("count", [1, 2])
+def test_relation_changed_with_a_topology_reconciles(ctx, count):
+    relations = [requirer(), requirer("falco-edge", "edge")][:count]
+
+    out = ctx.run(ctx.on.relation_changed(relations[-1]), state(relations=relations))
+
+    assert all(published(out, r)["url"] == GELF_URL for r in relations)
+    assert out.unit_status.message.endswith(f"{count} requirer app{'s' * (count > 1)}")
+
+
+def test_relation_changed_without_a_topology_changes_nothing(ctx):
+    relation = testing.Relation("gelf", remote_app_name="falco-k8s")
 
     out = ctx.run(ctx.on.relation_changed(relation), state(relations=[relation]))
 
-    assert published(out, relation)["url"] == GELF_URL
+    assert out.get_relation(relation.id).local_app_data == {}
 
 
 def test_a_broken_relation_is_no_longer_counted(ctx):
