@@ -30,6 +30,10 @@ class GraylogUnreachableError(GraylogError):
     """No HTTP answer: connection refused, timeout, DNS or TLS failure."""
 
 
+class GraylogUntrustedError(GraylogError):
+    """Graylog's TLS certificate does not verify against the CA (or the system's CAs)."""
+
+
 @dataclass
 class GraylogHttpError(GraylogError):
     """Graylog answered with an error status."""
@@ -103,6 +107,8 @@ class GraylogApi:
             raise GraylogHttpError(method, path, e.code, message) from None
         except (TimeoutError, urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise GraylogUntrustedError(f"{self.base_url}: {reason.verify_message}") from None
             raise GraylogUnreachableError(f"{self.base_url}: {reason}") from None
         if not raw.strip():
             return None

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar, cast
 from urllib.parse import urlsplit
 
-from graylog_api import GraylogApi, GraylogHttpError, GraylogUnreachableError, field_of
+from graylog_api import (
+    GraylogApi,
+    GraylogHttpError,
+    GraylogUnreachableError,
+    GraylogUntrustedError,
+    field_of,
+)
 
 GELF_HTTP_INPUT: Final = "org.graylog2.inputs.gelf.http.GELFHttpInput"
 RUNNING: Final = "RUNNING"
@@ -124,6 +130,10 @@ class _Caller:
             return send()
         except GraylogUnreachableError as e:
             raise ProvisioningWaitingError(f"Graylog API unreachable ({e}); retrying") from None
+        except GraylogUntrustedError as e:
+            raise ProvisioningBlockedError(
+                f"ca_cert: Graylog API certificate not trusted ({e})"
+            ) from None
         except GraylogHttpError as e:
             if e.status == 401:
                 raise ProvisioningBlockedError(

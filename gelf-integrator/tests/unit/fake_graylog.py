@@ -23,6 +23,8 @@ Graylog2/graylog2-server at tags 6.3.15 and 7.1.7:
 - Stream routing by exact-match rules (``StreamRuleType.EXACT``), AND or OR, running streams
   only.
 
+With ``tls``, the API is served over https (the client then needs the test CA).
+
 Not modelled: clustering (one node), paging, sharing, other rule types, extractors, pipelines.
 """
 
@@ -33,6 +35,7 @@ import contextlib
 import itertools
 import json
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -83,7 +86,10 @@ class FakeGraylog:
     """Graylog's REST API on an ephemeral loopback port; GELF inputs on their own ports."""
 
     def __init__(
-        self, version: str = "7.1.7+3b6c2a1", tokens: dict[str, frozenset[str]] | None = None
+        self,
+        version: str = "7.1.7+3b6c2a1",
+        tokens: dict[str, frozenset[str]] | None = None,
+        tls: ssl.SSLContext | None = None,
     ):
         self.version = version
         self.tokens = tokens if tokens is not None else {"admin-token": ALL_PERMISSIONS}
@@ -99,6 +105,10 @@ class FakeGraylog:
         self._ids = (f"{0x6650A1B2C3D4E5F601230000 + n:024x}" for n in itertools.count(1))
         self._lock = threading.RLock()
         self._server = _Server((LOOPBACK, 0), _ApiHandler, self)
+        self.scheme = "http"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,))
         self._thread.start()
@@ -106,7 +116,7 @@ class FakeGraylog:
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}/api"
+        return f"{self.scheme}://{LOOPBACK}:{self.port}/api"
 
     @property
     def writes(self) -> list[tuple[str, str]]:
@@ -481,6 +491,9 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type, owner: Any):
         self.owner = owner
         super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client refusing our test certificate is expected in some tests: stay quiet."""
 
 
 class _ApiHandler(BaseHTTPRequestHandler):

@@ -350,3 +350,29 @@ def test_the_new_input_requires_the_auth_header(graylog):
     message = {"version": "1.1", "host": "h", "short_message": "m"}
     assert post_gelf(port, message) == 401
     assert post_gelf(port, message, {"X-Gelf-Token": "s3cret-input-value"}) == 202
+
+
+def test_https_with_the_ca_cert_provisions_and_without_it_blocks(make_graylog, tls_server):
+    context, ca_pem = tls_server
+    graylog = make_graylog(tls=context)
+    port = free_port()
+
+    with pytest.raises(ProvisioningBlockedError) as untrusted:
+        provision(
+            GraylogApi(graylog.url, "admin-token"),
+            port=port,
+            max_message_bytes=65536,
+            senders=[FALCO],
+            owner=OWNER,
+        )
+    done = provision(
+        GraylogApi(graylog.url, "admin-token", ca_cert=ca_pem),
+        port=port,
+        max_message_bytes=65536,
+        senders=[FALCO],
+        owner=OWNER,
+    )
+
+    assert str(untrusted.value).startswith("ca_cert: Graylog API certificate not trusted (")
+    assert graylog.url.startswith("https://")
+    assert done.running_streams == ("Falco alerts: cos/falco-k8s",)
