@@ -19,8 +19,7 @@ Graylog2/graylog2-server at tags 6.3.15 and 7.1.7:
   POST only, else 405; path exactly ``/gelf``, else 404; then 202, whatever the decoder makes
   of the body; a body over ``max_chunk_size`` is refused with 413 by Netty's aggregator) and
   ``GelfDecoder`` (the same in both versions) + ``Message.addField`` (the rules in
-  `decode_gelf`). Compressed payloads are
-  not modelled.
+  `decode_gelf`). Compressed payloads are not modelled.
 - Stream routing by exact-match rules (``StreamRuleType.EXACT``), AND or OR, running streams
   only.
 
