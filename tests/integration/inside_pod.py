@@ -13,7 +13,7 @@ import base64
 import json
 import shlex
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,7 +175,7 @@ def post_audit_events(juju: jubilant.Juju, unit: str, secret_names: Sequence[str
     charm_shell(juju, unit, ["python3", "-c", _POST, webhook_server(juju, unit), body])
 
 
-def raised_for(alerts: Iterable[dict[str, object]], names: Iterable[str]) -> set[str]:
+def raised_for(alerts: Iterable[Mapping[str, object]], names: Iterable[str]) -> set[str]:
     """Which of the marker ``names`` have a 'Disallowed K8s User' alert among ``alerts``."""
     wanted = set(names)
     return {
@@ -188,6 +188,13 @@ def raised_for(alerts: Iterable[dict[str, object]], names: Iterable[str]) -> set
 
 
 # -- a sink inside the pod --------------------------------------------------------------------
+
+
+def receiver_command(port: int, store: str, python: str = "python3") -> list[str]:
+    """`alert_receiver.py` as one command line: the container has only the interpreter."""
+    source = (Path(__file__).parent / "alert_receiver.py").read_bytes()
+    code = f"exec(__import__('base64').b64decode('{base64.b64encode(source).decode()}'))"
+    return [python, "-c", code, str(port), store]
 
 
 @dataclass(frozen=True)
@@ -209,14 +216,12 @@ class InPodReceiver:
 
     def start(self) -> None:
         """Add the service to the forwarder's Pebble (idempotent) and start it."""
-        source = (Path(__file__).parent / "alert_receiver.py").read_bytes()
-        code = f"exec(__import__('base64').b64decode('{base64.b64encode(source).decode()}'))"
         layer = {
             "summary": "integration-test alert receiver",
             "services": {
                 self.service: {
                     "override": "replace",
-                    "command": shlex.join(["python3", "-c", code, str(self.port), self.store]),
+                    "command": shlex.join(receiver_command(self.port, self.store)),
                     "startup": "disabled",
                 }
             },
