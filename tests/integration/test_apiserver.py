@@ -31,7 +31,8 @@ REMOVE_AUDIT_FLAGS = f"sudo sed -i '/^--audit-\\(webhook\\|policy\\)-/d' {MICROK
 
 
 def shell(script: str) -> None:
-    subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True)
+    """Run as root: CI's user is not yet in the microk8s group when the script runs."""
+    subprocess.run(["sudo", "bash", "-euo", "pipefail", "-c", script], check=True)
 
 
 def api_answers() -> bool:

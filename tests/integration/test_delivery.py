@@ -52,6 +52,21 @@ def delivered_once(receiver: InPodReceiver, names: list[str]) -> dict[str, int]:
     return receiver.counts(HTTP_PATH, names)
 
 
+def raised_while_down(receiver: InPodReceiver, count: int) -> list[str]:
+    """Stop the receiver and raise ``count`` alerts; none has arrived when this returns."""
+    juju = receiver.juju
+    receiver.stop()
+    names = marker_names(count)
+    post_audit_events(juju, UNIT, names)
+    until(
+        lambda: raised_for(logged_alerts(juju, UNIT), names) == set(names),
+        "Falco to raise every alert",
+        timeout=120,
+    )
+    assert receiver.counts(HTTP_PATH, names) == dict.fromkeys(names, 0)
+    return names
+
+
 def test_http_output_delivers_falco_json_to_the_receiver(receiver: InPodReceiver):
     names = marker_names(3)
     post_audit_events(receiver.juju, UNIT, names)
@@ -90,16 +105,7 @@ def test_the_gelf_integrator_delivers_gelf_to_its_receiver(
 
 
 def test_alerts_raised_while_the_receiver_is_down_arrive_once(receiver: InPodReceiver):
-    juju = receiver.juju
-    receiver.stop()
-    names = marker_names(5)
-    post_audit_events(juju, UNIT, names)
-    until(
-        lambda: raised_for(logged_alerts(juju, UNIT), names) == set(names),
-        "Falco to raise every alert",
-        timeout=120,
-    )
-    until(lambda: queue_depths(juju, UNIT).get("http_output", 0) >= 5, "the alerts queued")
+    names = raised_while_down(receiver, 5)
 
     receiver.start()
 
@@ -119,14 +125,7 @@ def test_refresh_keeps_the_rules_and_the_queue(receiver: InPodReceiver, charm: P
         },
     )
     until(lambda: rule in loaded_rules(juju, UNIT), "Falco to load the custom rule")
-    receiver.stop()
-    names = marker_names(3)
-    post_audit_events(juju, UNIT, names)
-    until(
-        lambda: raised_for(logged_alerts(juju, UNIT), names) == set(names),
-        "Falco to raise every alert",
-        timeout=120,
-    )
+    names = raised_while_down(receiver, 3)
     revision = juju.status().apps[APP].charm_rev
 
     juju.refresh(APP, path=charm, resources=oci_resources())
