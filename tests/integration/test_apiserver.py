@@ -15,7 +15,6 @@ import jubilant
 import pytest
 from deployment import APP, kube, until, wait_for
 from inside_pod import InPodReceiver
-from lightkube import Client
 from lightkube.models.core_v1 import Container, PodSpec, SecurityContext
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, Pod
@@ -76,7 +75,7 @@ def test_a_privileged_pod_raises_an_alert_through_the_apiserver(audited: jubilan
     assert namespace is not None
     name = "itest-privileged"
 
-    with Client() as client:
+    with kube() as client:
         client.create(privileged_pod(name), namespace=namespace)
         try:
             until(
