@@ -14,6 +14,7 @@ import jubilant
 import pytest
 from deployment import APP, INTEGRATOR, loaded_rules, oci_resources, until, wait_for
 from inside_pod import (
+    DISALLOWED_USER_RULE,
     InPodReceiver,
     logged_alerts,
     marker_names,
@@ -93,9 +94,11 @@ def test_the_gelf_integrator_delivers_gelf_to_its_receiver(
         "the alert at the GELF receiver",
         timeout=300,
     )
-    message = json.loads(next(b for b in receiver.bodies(GELF_PATH) if names[0] in b))
+    message = json.loads(
+        next(b for b in receiver.bodies(GELF_PATH) if names[0] in b and DISALLOWED_USER_RULE in b)
+    )
     assert message["version"] == "1.1"
-    assert message["_falco_rule"] == "Disallowed K8s User"
+    assert message["_falco_rule"] == DISALLOWED_USER_RULE
     assert message["_juju_unit"] == UNIT
     assert message["_juju_model"] == juju.model
 
