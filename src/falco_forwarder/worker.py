@@ -162,7 +162,9 @@ class SinkWorker:
         except Exception:
             # Retrying cannot help a mapping bug, and would hold back every later alert.
             logger.exception(
-                "sink %s: cannot map an alert to %s; dropping it", self._sink.name, self._sink.format
+                "sink %s: cannot map an alert to %s; dropping it",
+                self._sink.name,
+                self._sink.format,
             )
             return UNMAPPABLE
 

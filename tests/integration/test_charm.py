@@ -3,58 +3,42 @@
 from __future__ import annotations
 
 import json
-import shlex
-import time
-from collections.abc import Iterable
 
 import jubilant
 import pytest
 import yaml
-from conftest import APP
-from lightkube import Client
-from lightkube.resources.core_v1 import ConfigMap, Service
+from deployment import APP, WEBHOOK_OBJECTS, kube, loaded_rules, pod_name, until, wait_for
+from inside_pod import (
+    DISALLOWED_USER_RULE,
+    falco_file,
+    forwarder_file,
+    logged_alerts,
+    marker_names,
+    post_audit_events,
+    raised_for,
+    stdout_alerts,
+)
+from lightkube.resources.core_v1 import ConfigMap, Pod, Service
+
+from constants import ALERT_LOG, FALCO_CONFIG, FORWARDER_CONFIG, WEBHOOK_CONFIG_FILE
 
 pytestmark = pytest.mark.integration
 
 UNIT = f"{APP}/0"
-
-# A recorded kube-apiserver audit batch: a user outside the allowed list reads a Secret.
-AUDIT_BATCH = {
-    "kind": "EventList",
-    "apiVersion": "audit.k8s.io/v1",
-    "items": [
-        {
-            "kind": "Event",
-            "apiVersion": "audit.k8s.io/v1",
-            "level": "Metadata",
-            "auditID": "4f4bbd2b-5c1f-4f25-8d1c-1f3bd8a4e1a1",
-            "stage": "ResponseComplete",
-            "requestURI": "/api/v1/namespaces/default/secrets/db-password",
-            "verb": "get",
-            "user": {"username": "mallory", "groups": ["system:authenticated"]},
-            "sourceIPs": ["10.1.2.3"],
-            "userAgent": "kubectl/v1.31.0",
-            "objectRef": {
-                "resource": "secrets",
-                "namespace": "default",
-                "name": "db-password",
-                "apiVersion": "v1",
-            },
-            "responseStatus": {"metadata": {}, "code": 200},
-            "requestReceivedTimestamp": "2026-11-27T05:07:26.000000Z",
-            "stageTimestamp": "2026-11-27T05:07:26.010000Z",
-        }
-    ],
-}
-
-
-def falco_file(juju: jubilant.Juju, path: str) -> str:
-    return juju.ssh(UNIT, f"cat {path}", container="falco")
-
-
-def alert_rules(lines: Iterable[str]) -> list[str]:
-    """The rule of every JSON alert among Falco's output lines."""
-    return [json.loads(line)["rule"] for line in lines if line.startswith("{")]
+BROKEN_RULES = (
+    "- rule: Broken\n  desc: d\n  condition: ka.verbb = get\n  output: o\n"
+    "  priority: INFO\n  source: k8s_audit\n"
+)
+MARKER_RULE = "Integration Marker Rule"
+MARKER_RULES = f"""\
+- rule: {MARKER_RULE}
+  desc: Raised when someone reads the integration tests' marker ConfigMap.
+  condition: ka.verb = get and ka.target.resource = configmaps and ka.target.name = itest-marker
+  output: integration marker read (user=%ka.user.name)
+  priority: INFO
+  source: k8s_audit
+  tags: [k8s]
+"""
 
 
 def test_deploys_active_with_the_stock_image(deployed: jubilant.Juju):
@@ -68,66 +52,96 @@ def test_show_rules_lists_what_falco_loaded(deployed: jubilant.Juju):
 
     rules = json.loads(task.results["rules"])
     assert int(task.results["count"]) == len(rules) > 10
-    assert any(rule["name"] == "Disallowed K8s User" for rule in rules)
+    assert any(rule["name"] == DISALLOWED_USER_RULE for rule in rules)
     assert all(rule["source"] == "k8s_audit" for rule in rules)
 
 
 def test_http_output_is_delivered_from_the_alert_log(deployed: jubilant.Juju):
     deployed.config(APP, {"http_output": "http://alerts.example.invalid:8080/falco"})
-    deployed.wait(lambda s: jubilant.all_active(s, APP), error=jubilant.any_error)
+    wait_for(deployed, "active", "alerts to http_output")
 
-    falco_yaml = yaml.safe_load(falco_file(deployed, "/etc/falco/falco.yaml"))
+    falco_yaml = yaml.safe_load(falco_file(deployed, UNIT, FALCO_CONFIG))
+    # Falco never posts to the sink itself: it appends to its alert log, and the forwarder
+    # delivers from there with retries.
     assert falco_yaml["http_output"] == {"enabled": False}
-    assert falco_yaml["file_output"]["filename"] == "/var/lib/falco-alerts/log/falco.log"
+    assert falco_yaml["file_output"]["filename"] == ALERT_LOG
     assert falco_yaml["file_output"]["keep_alive"] is False
-    # The chiselled Python image has no cat, only python3.
-    read = "python3 -c 'import sys; sys.stdout.write(open(sys.argv[1]).read())'"
-    forwarder = json.loads(
-        deployed.ssh(UNIT, f"{read} /etc/falco-forwarder/config.json", container="forwarder")
-    )
+    forwarder = json.loads(forwarder_file(deployed, UNIT, FORWARDER_CONFIG))
     assert forwarder["sinks"][0]["url"] == "http://alerts.example.invalid:8080/falco"
 
 
 def test_bad_http_output_blocks_and_keeps_the_running_config(deployed: jubilant.Juju):
-    before = falco_file(deployed, "/etc/falco/falco.yaml")
+    before = falco_file(deployed, UNIT, FALCO_CONFIG)
+    sinks_before = forwarder_file(deployed, UNIT, FORWARDER_CONFIG)
 
     deployed.config(APP, {"http_output": "ftp://x"})
-    deployed.wait(lambda s: jubilant.all_blocked(s, APP))
+    wait_for(deployed, "blocked", "http_output: only http:// and https:// URLs are accepted")
 
-    message = deployed.status().apps[APP].units[UNIT].workload_status.message
-    assert "http_output: only http:// and https:// URLs are accepted" in message
-    assert falco_file(deployed, "/etc/falco/falco.yaml") == before
+    assert falco_file(deployed, UNIT, FALCO_CONFIG) == before
+    assert forwarder_file(deployed, UNIT, FORWARDER_CONFIG) == sinks_before
 
     deployed.config(APP, reset="http_output")
-    deployed.wait(lambda s: jubilant.all_active(s, APP), error=jubilant.any_error)
+    wait_for(deployed, "active", "audit webhook at http://")
 
 
 def test_rejected_custom_rules_keep_falco_on_the_last_good_rules(deployed: jubilant.Juju):
-    bad = (
-        "- rule: Broken\n  desc: d\n  condition: ka.verbb = get\n  output: o\n"
-        "  priority: INFO\n  source: k8s_audit\n"
-    )
-    deployed.config(APP, {"custom_rules": bad})
-    deployed.wait(lambda s: jubilant.all_blocked(s, APP))
+    deployed.config(APP, {"custom_rules": BROKEN_RULES})
+    wait_for(deployed, "blocked", "custom_rules rejected by Falco:")
 
-    message = deployed.status().apps[APP].units[UNIT].workload_status.message
-    assert message.startswith("custom_rules rejected by Falco:")
-    loaded = json.loads(deployed.run(UNIT, "show-rules").results["rules"])
-    assert "Broken" not in {rule["name"] for rule in loaded}
+    assert "Broken" not in loaded_rules(deployed, UNIT)
     with pytest.raises(jubilant.TaskError):
         deployed.run(UNIT, "validate-rules")
 
     deployed.config(APP, reset="custom_rules")
-    deployed.wait(lambda s: jubilant.all_active(s, APP), error=jubilant.any_error)
+    wait_for(deployed, "active", "audit webhook at http://")
+
+
+def test_a_new_pod_runs_the_last_good_rules_while_custom_rules_are_bad(deployed: jubilant.Juju):
+    deployed.config(APP, {"custom_rules": MARKER_RULES})
+    until(lambda: MARKER_RULE in loaded_rules(deployed, UNIT), "Falco to load the marker rule")
+    deployed.config(APP, {"custom_rules": BROKEN_RULES})
+    wait_for(deployed, "blocked", "custom_rules rejected by Falco:")
+    namespace = deployed.model
+    assert namespace is not None
+
+    with kube() as client:
+        old = client.get(Pod, pod_name(UNIT), namespace=namespace).metadata
+        assert old is not None
+        client.delete(Pod, pod_name(UNIT), namespace=namespace)
+
+        def new_pod_ready() -> bool:
+            pod = client.get(Pod, pod_name(UNIT), namespace=namespace)
+            conditions = pod.status.conditions if pod.status else None
+            return (
+                pod.metadata is not None
+                and pod.metadata.uid != old.uid
+                and any(c.type == "Ready" and c.status == "True" for c in conditions or [])
+            )
+
+        until(new_pod_ready, "the unit's pod to be recreated", timeout=600)
+
+    def rules_in_new_pod() -> set[str] | None:
+        try:
+            return loaded_rules(deployed, UNIT)
+        except jubilant.TaskError:  # Falco is not up yet in the new pod
+            return None
+
+    rules = until(rules_in_new_pod, "Falco to run in the new pod", timeout=600)
+    assert MARKER_RULE in rules
+    assert "Broken" not in rules
+    wait_for(deployed, "blocked", "custom_rules rejected by Falco:")
+
+    deployed.config(APP, reset="custom_rules")
+    wait_for(deployed, "active", "audit webhook at http://")
 
 
 def test_webhook_config_matches_the_live_service(deployed: jubilant.Juju):
     results = deployed.run(UNIT, "get-webhook-config").results
-    client = Client()  # the test machine's kubeconfig
     namespace = deployed.model
     assert namespace is not None
-    configmap = client.get(ConfigMap, f"{APP}-audit-webhook", namespace=namespace)
-    service = client.get(Service, f"{APP}-audit-webhook", namespace=namespace)
+    with kube() as client:
+        configmap = client.get(ConfigMap, WEBHOOK_OBJECTS, namespace=namespace)
+        service = client.get(Service, WEBHOOK_OBJECTS, namespace=namespace)
     assert configmap.data is not None
     assert configmap.data["webhook-config.yaml"] == results["webhook-config"]
     assert configmap.data["audit-policy.yaml"] == results["audit-policy"]
@@ -138,32 +152,21 @@ def test_webhook_config_matches_the_live_service(deployed: jubilant.Juju):
     server = kubeconfig["clusters"][0]["cluster"]["server"]
     assert server.startswith("http://")
     assert server.endswith(":9765/k8s-audit")
-    assert falco_file(deployed, "/etc/falco/webhook-config.yaml") == results["webhook-config"]
+    assert falco_file(deployed, UNIT, WEBHOOK_CONFIG_FILE) == results["webhook-config"]
     assert "--audit-policy-file=" in results["apiserver-flags"]
 
 
 def test_an_audit_event_posted_to_the_service_raises_an_alert(deployed: jubilant.Juju):
-    results = deployed.run(UNIT, "get-webhook-config").results
-    server = yaml.safe_load(results["webhook-config"])["clusters"][0]["cluster"]["server"]
-    # From the charm container (it has python3; the Falco image need not have curl), to the
-    # Service address the apiserver is told to use.
-    post = (
-        "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request("
-        "sys.argv[1], data=sys.argv[2].encode(), headers={'Content-Type': 'application/json'}"
-        "), timeout=10)"
-    )
-    deployed.ssh(UNIT, shlex.join(["python3", "-c", post, server, json.dumps(AUDIT_BATCH)]))
+    names = marker_names(1)
+    post_audit_events(deployed, UNIT, names)
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        log = falco_file(deployed, "/var/lib/falco-alerts/log/falco.log")
-        in_file = alert_rules(log.splitlines())
-        # Falco's stdout, where `kubectl logs -c falco` and Pebble's log show it to operators;
-        # Pebble prefixes each line with "<time> [falco] ".
-        stdout = deployed.ssh(UNIT, "/charm/bin/pebble logs falco -n 200", container="falco")
-        in_stdout = alert_rules(line.partition("] ")[2] for line in stdout.splitlines())
-        if "Disallowed K8s User" in in_file and "Disallowed K8s User" in in_stdout:
-            break
-        time.sleep(2)
-    else:
-        pytest.fail("Falco raised no 'Disallowed K8s User' alert for the posted audit event")
+    until(
+        lambda: raised_for(logged_alerts(deployed, UNIT), names) == set(names),
+        f"a '{DISALLOWED_USER_RULE}' alert in Falco's alert log",
+        timeout=120,
+    )
+    until(
+        lambda: raised_for(stdout_alerts(deployed, UNIT), names) == set(names),
+        f"a '{DISALLOWED_USER_RULE}' alert on Falco's stdout",
+        timeout=60,
+    )

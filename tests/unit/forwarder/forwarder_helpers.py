@@ -171,17 +171,22 @@ class _RecordingServer(ThreadingHTTPServer):
 class _SinkHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+    @property
+    def sink(self) -> SinkServer:
+        assert isinstance(self.server, _RecordingServer)
+        return self.server.sink
+
     def setup(self) -> None:
         super().setup()
-        self.server.sink.track(self.connection, add=True)
+        self.sink.track(self.connection, add=True)
 
     def finish(self) -> None:
-        self.server.sink.track(self.connection, add=False)
+        self.sink.track(self.connection, add=False)
         super().finish()
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        sink: SinkServer = self.server.sink
+        sink = self.sink
         sink.record(
             Received(
                 self.path, dict(self.headers.items()), body, time.monotonic(), self.client_address
