@@ -7,7 +7,6 @@ how to touch Pebble in ``workload``, how to gate Falco changes in ``rules_gate``
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import TypeVar
@@ -15,47 +14,32 @@ from typing import TypeVar
 import ops
 import pydantic
 
-import falco_reload
+import falco_service
+import forwarder_service
 import rules_gate
+from alert_sinks import render_forwarder_config
 from apiserver_file import ApiserverFileRecords
-from bundle import Bundle, load_bundle, manifest_digest
-from charms.falco_k8s.v0.gelf import GelfEndpointError, GelfEndpointRequirer
+from bundle import Bundle, load_bundle
+from charms.falco_k8s.v0.gelf import GelfEndpointRequirer
 from constants import (
     ALERT_LOG_DIR,
     COS_RELATIONS,
-    FALCO_CONFIG,
-    FALCO_CONFIG_DIR,
     FALCO_CONTAINER,
-    FALCO_CUSTOM_RULES,
     FALCO_SERVICE,
-    FORWARDER_CONFIG,
     FORWARDER_CONTAINER,
-    FORWARDER_PKG_DIR,
     FORWARDER_PORT,
     FORWARDER_SERVICE,
-    K8S_AUDIT_RULES,
     K8SAUDIT_PORT,
     LOGGING_RELATION,
     PLUGIN_MANIFEST,
     WEBHOOK_CONFIG_FILE,
-    WEBHOOK_PEM,
     WEBSERVER_PORT,
 )
-from cos_sinks import cos_sinks
-from falco_config import is_managed
-from falco_forwarder.config import (
-    FORMAT_FALCO_JSON,
-    FORMAT_GELF,
-    ConfigError,
-    JujuTopology,
-    SinkConfig,
-    config_from_dict,
-    config_to_dict,
-)
-from falco_output import RulesListingError, first_error_line, parse_rules_listing
-from falcosidekick import falcosidekick_endpoint
-from pebble_layers import FALCO_COMMAND, falco_layer, forwarder_layer
-from rules_listing import apply_selection, filter_rules, parse_rules_selection
+from falco_forwarder.config import JujuTopology, SinkConfig
+from falco_output import RulesListingError
+from peer_memory import UnitMemory
+from rules_listing import filter_rules, show_rules_result
+from sink_relations import read_sinks
 from state import (
     FALCO_OPTIONS,
     SINK_OPTIONS,
@@ -65,8 +49,6 @@ from state import (
     LoadedConfig,
     WebhookState,
     falco_state,
-    forwarder_config,
-    http_output_sink,
     webhook_state,
     without_invalid,
 )
@@ -82,17 +64,6 @@ _T = TypeVar("_T")
 PEER_RELATION = "falco-peers"
 LAST_GOOD_KEY = "last-good-falco"
 CHECKED_KEY = "checked-falco-rules"
-
-
-# Juju passes each action result as one command-line argument, which Linux caps at 128 KiB.
-ACTION_RESULT_MAX_CHARS = 100_000
-
-
-def _fit_result(key: str, text: str) -> dict[str, str]:
-    """One action result, cut to what Juju can carry and saying so rather than failing."""
-    if len(text) <= ACTION_RESULT_MAX_CHARS:
-        return {key: text}
-    return {key: text[:ACTION_RESULT_MAX_CHARS], f"{key}-truncated": f"{len(text)} characters"}
 
 
 class FalcoK8sCharm(ops.CharmBase):
@@ -113,6 +84,7 @@ class FalcoK8sCharm(ops.CharmBase):
         self.graylog = GelfEndpointRequirer(self, relation_name="graylog")
         self.certificates = WebhookCertificates(self, "certificates")
         self.apiserver_file = ApiserverFileRecords(self.model, PEER_RELATION)
+        self.memory = UnitMemory(self.model, PEER_RELATION)
         for event in (
             self.on.install,
             self.on.upgrade_charm,
@@ -160,7 +132,7 @@ class FalcoK8sCharm(ops.CharmBase):
         # webhook file.
         tls_usable = self._read_tls()
         if bundle is not None and loaded.usable_for(SINK_OPTIONS):
-            sinks = self._checked(lambda: self._sinks(config))
+            sinks = self._checked(lambda: read_sinks(self, config.http_output, self.graylog))
         if bundle is not None and loaded.usable_for(FALCO_OPTIONS) and tls_usable:
             candidate = self._checked(lambda: self._falco_files(config, bundle, self._tls))
         if loaded.usable_for(WEBHOOK_OPTIONS) and tls_usable:
@@ -275,27 +247,6 @@ class FalcoK8sCharm(ops.CharmBase):
         except ClusterError as exc:
             logger.error("could not delete the audit webhook objects: %s", exc)
 
-    def _sinks(self, config: CharmConfig) -> tuple[SinkConfig, ...]:
-        """Every destination alerts go to, from config and relations."""
-        sinks = list(http_output_sink(config))
-        try:
-            endpoints = self.graylog.endpoints()
-        except GelfEndpointError as exc:
-            raise InvalidStateError(str(exc)) from None
-        sinks += [
-            SinkConfig("graylog", FORMAT_GELF, e.url, e.headers, e.ca_cert, e.max_message_bytes)
-            for e in endpoints
-        ]
-        for relation in self.model.relations["falcosidekick"]:
-            if endpoint := falcosidekick_endpoint(relation):
-                sinks.append(
-                    SinkConfig(
-                        "falcosidekick", FORMAT_FALCO_JSON, endpoint.url, ca_cert=endpoint.ca_cert
-                    )
-                )
-        sinks += cos_sinks(self)
-        return tuple(sinks)
-
     def _publish_cos(self, event: ops.EventBase) -> None:
         """Scrape jobs, rules, dashboards and log forwarding; COS code loads only if related."""
         logging_gone = (
@@ -318,45 +269,20 @@ class FalcoK8sCharm(ops.CharmBase):
                 )
             return
         topology = JujuTopology(self.model.name, self.model.uuid, self.app.name, self.unit.name)
-        settings = config_to_dict(forwarder_config(sinks, topology, config.alert_log_retention_mb))
         try:
-            config_from_dict(settings)  # the forwarder's own check, e.g. of a relation's CA
-        except ConfigError as exc:
-            self._statuses.append(ops.BlockedStatus(f"alert sinks: {exc}"))
+            text = render_forwarder_config(sinks, topology, config.alert_log_retention_mb)
+            settled = forwarder_service.converge(self.forwarder, text, bundle)
+        except InvalidStateError as exc:
+            self._statuses.append(ops.BlockedStatus(str(exc)))
             return
-        text = json.dumps(settings, indent=1, sort_keys=True)
-        try:
-            self.forwarder.sync_tree(
-                bundle.forwarder,
-                bundle.forwarder_manifest,
-                manifest_path=f"{FORWARDER_PKG_DIR}/.manifest",
-            )
-            # Mode 0600: the only file that may hold the sinks' auth headers.
-            reconfigured = self.forwarder.push_if_changed(
-                FORWARDER_CONFIG, text, permissions=0o600
-            )
-            started = self.forwarder.ensure_service(
-                forwarder_layer(manifest_digest(bundle.forwarder_manifest))
-            )
-            if reconfigured and not started:
-                # Reload in place: sinks that did not change keep delivering undisturbed.
-                self.forwarder.signal("SIGHUP")
         except WorkloadError as exc:
             self._statuses.append(ops.WaitingStatus(f"forwarder container: {exc}; will retry"))
             return
         # A forwarder started or reloading just now has nothing to tell about these sinks yet.
-        if sinks and not started and not reconfigured:
-            self._notes.extend(self._delivery_notes())
+        if sinks and settled:
+            from delivery_status import forwarder_notes
 
-    def _delivery_notes(self) -> list[str]:
-        """Failing sinks and lost alerts, from the forwarder's own counts."""
-        from delivery_status import delivery_notes, read_delivery
-
-        delivery = read_delivery(FORWARDER_PORT)
-        if delivery is None:
-            logger.warning("the forwarder's metrics did not answer; delivery state unknown")
-            return ["forwarder not answering"]
-        return delivery_notes(delivery, self._sink_names)
+            self._notes.extend(forwarder_notes(FORWARDER_PORT, self._sink_names))
 
     def _falco_files(
         self, config: CharmConfig, bundle: Bundle, tls: WebhookTls | None, *, recall: bool = True
@@ -369,10 +295,10 @@ class FalcoK8sCharm(ops.CharmBase):
         remembered.
         """
         falco = falco_state(
-            config, bundle.stock_rules, self._recall(CHECKED_KEY) if recall else ""
+            config, bundle.stock_rules, self.memory.recall(CHECKED_KEY) if recall else ""
         )
         if recall:
-            self._remember(CHECKED_KEY, falco.checked)
+            self.memory.remember(CHECKED_KEY, falco.checked)
         # Falco accepts selections that match nothing silently; pass them on anyway, since the
         # rules may come later, but tell the operator.
         if falco.unmatched:
@@ -385,62 +311,22 @@ class FalcoK8sCharm(ops.CharmBase):
         self, candidate: rules_gate.FalcoFiles | None, bundle: Bundle, tls_usable: bool
     ) -> None:
         """Swap in the candidate if Falco accepts it, and keep Falco running on the last good."""
-        applied: rules_gate.FalcoFiles | None = None
-        if candidate is not None:
-            try:
-                rules_gate.apply(self.falco, candidate)
-                self._remember(LAST_GOOD_KEY, candidate.to_json())
-                applied = candidate
-            except rules_gate.GateRejectedError as exc:
-                what = "custom_rules" if exc.about_custom_rules else "falco.yaml"
-                self._statuses.append(ops.BlockedStatus(f"{what} rejected by Falco: {exc}"))
-        # Otherwise the live files are the last config Falco accepted, if the charm wrote them
-        # and they serve the current certificate (or the new one cannot be served anyway).
-        pem = self._tls.pem if self._tls is not None else None
-        live = applied is not None or (
-            self._falco_config_is_ours()
-            and (not tls_usable or self.falco.read(WEBHOOK_PEM) == pem)
+        outcome = falco_service.converge(
+            self.falco,
+            candidate,
+            bundle,
+            self.memory.recall(LAST_GOOD_KEY),
+            self._tls.pem if self._tls is not None else None,
+            pem_usable=tls_usable,
         )
-        if not live and (last_good := self._recall(LAST_GOOD_KEY)):
-            # A fresh container (pod rescheduled) or a new certificate while the current config
-            # is refused: bring back the last config Falco accepted, with the current
-            # certificate, rather than leave the cluster unwatched or the webhook file wrong.
-            try:
-                restored = rules_gate.FalcoFiles.from_json(last_good, bundle, pem)
-                rules_gate.apply(self.falco, restored)
-                applied = restored
-                live = True
-            except rules_gate.GateRejectedError as exc:
-                logger.error("last good config no longer accepted by Falco: %s", exc.output)
-            except ValueError as exc:
-                logger.error("cannot restore the last good config: %s", exc)
-        if live:
-            started = self.falco.ensure_service(
-                falco_layer(manifest_digest(bundle.plugins_manifest))
-            )
-            if applied is not None and not started:
-                # A running Falco hot-reloads; only its own report says the change landed.
-                check = falco_reload.confirm_reload(self.falco, applied.at(FALCO_CONFIG_DIR))
-                if check.problem:
-                    self._statuses.append(ops.WaitingStatus(check.problem))
-                elif check.note:
-                    self._notes.append(check.note)
-
-    def _falco_config_is_ours(self) -> bool:
-        """Whether the live falco.yaml is one the charm wrote, not the image's own default."""
-        live = self.falco.read(FALCO_CONFIG)
-        return live is not None and is_managed(live)
-
-    def _recall(self, key: str) -> str:
-        """What this unit remembered under ``key`` (see `_remember`), or "" if nothing."""
-        peers = self.model.get_relation(PEER_RELATION)
-        return peers.data[self.unit].get(key, "") if peers else ""
-
-    def _remember(self, key: str, text: str) -> None:
-        """Keep it in this unit's peer databag: the controller holds it across pod restarts."""
-        peers = self.model.get_relation(PEER_RELATION)
-        if peers is not None and peers.data[self.unit].get(key) != text:
-            peers.data[self.unit][key] = text
+        if outcome.accepted:
+            self.memory.remember(LAST_GOOD_KEY, outcome.accepted)
+        if outcome.rejected:
+            self._statuses.append(ops.BlockedStatus(outcome.rejected))
+        if outcome.problem:
+            self._statuses.append(ops.WaitingStatus(outcome.problem))
+        elif outcome.note:
+            self._notes.append(outcome.note)
 
     # -- status ---------------------------------------------------------------------------------
 
@@ -465,43 +351,25 @@ class FalcoK8sCharm(ops.CharmBase):
 
     def _on_show_rules(self, event: ops.ActionEvent) -> None:
         """Ask Falco which rules it loaded; results, not stdout, so `juju run` shows them."""
+        params = event.params
         try:
-            if not self.falco.can_connect() or not self._falco_config_is_ours():
+            if not self.falco.can_connect() or not falco_service.config_is_ours(self.falco):
                 event.fail(
                     "Falco is not reachable yet (no Pebble or no config): retry when active"
                 )
                 return
-            result = self.falco.run([*FALCO_COMMAND, "-L", "-o", "json_output=true"], timeout=60)
-            if result.exit_code != 0:
-                event.fail(f"falco -L failed: {first_error_line(result.output)}")
-                return
-            selection = parse_rules_selection(self.falco.read(FALCO_CONFIG) or b"")
-            enabled = event.params.get("enabled")
             rules = filter_rules(
-                apply_selection(parse_rules_listing(result.stdout), selection),
-                name=str(event.params.get("name", "")),
-                tag=str(event.params.get("tag", "")),
-                minimum_priority=str(event.params.get("minimum-priority", "")),
-                enabled=None if enabled is None else bool(enabled),
+                falco_service.loaded_rules(self.falco),
+                name=str(params.get("name", "")),
+                tag=str(params.get("tag", "")),
+                minimum_priority=str(params.get("minimum-priority", "")),
+                enabled=None if params.get("enabled") is None else bool(params["enabled"]),
             )
-            results = {"count": str(len(rules))}
-            results.update(
-                _fit_result("rules", json.dumps([rule.as_result() for rule in rules], indent=1))
-            )
-            if event.params.get("raw"):
-                results.update(_fit_result("raw", self._rule_files_text()))
+            raw = falco_service.rule_files_text(self.falco) if params.get("raw") else None
         except (WorkloadError, RulesListingError) as exc:
             event.fail(str(exc))
             return
-        event.set_results(results)
-
-    def _rule_files_text(self) -> str:
-        parts: list[str] = []
-        for path in (K8S_AUDIT_RULES, FALCO_CUSTOM_RULES):
-            content = self.falco.read(path)
-            if content is not None:
-                parts.append(f"# ---- {path} ----\n{content.decode(errors='replace')}")
-        return "\n".join(parts)
+        event.set_results(show_rules_result(rules, raw))
 
     def _on_get_webhook_config(self, event: ops.ActionEvent) -> None:
         """Hand the cluster admin the apiserver side, right by construction."""

@@ -25,25 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 import custom_rules
 import rules_listing
 from audit_policy import AuditPolicyError, resolve_audit_policy
-from constants import (
-    ALERT_LOG,
-    ALERT_STATE_DIR,
-    FORWARDER_LISTEN_HOST,
-    FORWARDER_PORT,
-    MIB,
-    PRIORITIES,
-)
+from constants import PRIORITIES
 from custom_rules import CustomRulesError, parse_disabled_rules, read_custom_rules, rule_names
 from falco_config import FalcoSettings
-from falco_forwarder.config import (
-    FORMAT_FALCO_JSON,
-    AlertLogConfig,
-    ForwarderConfig,
-    JujuTopology,
-    ListenConfig,
-    RetryConfig,
-    SinkConfig,
-)
 from webhook_config import InvalidCidrError, WebhookServiceSpec, parse_allowed_cidrs
 
 
@@ -266,35 +250,3 @@ def webhook_state(config: CharmConfig) -> WebhookState:
     except InvalidCidrError as exc:
         raise InvalidStateError(f"webhook_{exc}") from None
     return WebhookState(spec, policy, cidrs)
-
-
-def http_output_sink(config: CharmConfig) -> tuple[SinkConfig, ...]:
-    """The operator's own endpoint, fed Falco's JSON unchanged as before the forwarder existed."""
-    if not config.http_output:
-        return ()
-    return (SinkConfig("http_output", FORMAT_FALCO_JSON, config.http_output),)
-
-
-def segment_bytes(retention_bytes: int) -> int:
-    """Rotation size: 1/16 of retention (the log stays within 17/16 of it), 1 to 64 MiB."""
-    return min(max(retention_bytes // 16, MIB), 64 * MIB)
-
-
-def forwarder_config(
-    sinks: tuple[SinkConfig, ...], topology: JujuTopology, retention_mb: int
-) -> ForwarderConfig:
-    """The forwarder's whole configuration: what it reads, where it keeps state, and sinks."""
-    retention = retention_mb * MIB
-    return ForwarderConfig(
-        listen=ListenConfig(host=FORWARDER_LISTEN_HOST, port=FORWARDER_PORT),
-        alert_log=AlertLogConfig(
-            file=Path(ALERT_LOG),
-            state_dir=Path(ALERT_STATE_DIR),
-            retention_bytes=retention,
-            segment_bytes=segment_bytes(retention),
-        ),
-        juju=topology,
-        # Backoff capped at 15 s: a sink that comes back is caught up within seconds.
-        retry=RetryConfig(initial_seconds=0.5, max_seconds=15.0, timeout_seconds=10.0),
-        sinks=sinks,
-    )
