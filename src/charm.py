@@ -22,7 +22,6 @@ from apiserver_file import ApiserverFileRecords
 from bundle import Bundle, load_bundle
 from charms.falco_k8s.v0.gelf import GelfEndpointRequirer
 from constants import (
-    ALERT_LOG_DIR,
     COS_RELATIONS,
     FALCO_CONTAINER,
     FALCO_SERVICE,
@@ -31,7 +30,6 @@ from constants import (
     FORWARDER_SERVICE,
     K8SAUDIT_PORT,
     LOGGING_RELATION,
-    PLUGIN_MANIFEST,
     WEBHOOK_CONFIG_FILE,
     WEBSERVER_PORT,
 )
@@ -48,7 +46,6 @@ from state import (
     InvalidStateError,
     LoadedConfig,
     WebhookState,
-    falco_state,
     webhook_state,
     without_invalid,
 )
@@ -148,19 +145,11 @@ class FalcoK8sCharm(ops.CharmBase):
         if bundle is None:
             return
         try:
-            self.falco.sync_tree(
-                bundle.plugins, bundle.plugins_manifest, manifest_path=PLUGIN_MANIFEST
-            )
-            # Falco creates the log file, not its directory: private to the pod's root users.
-            self.falco.ensure_dir(ALERT_LOG_DIR, permissions=0o700)
             self._converge_falco(candidate, bundle, tls_usable)
             if self._address is not None:
-                self.falco.push_if_changed(
-                    WEBHOOK_CONFIG_FILE, webhook_kubeconfig(self._address, self._ca_cert)
-                )
+                kubeconfig = webhook_kubeconfig(self._address, self._ca_cert)
+                self.falco.push_if_changed(WEBHOOK_CONFIG_FILE, kubeconfig)
         except WorkloadError as exc:
-            # The container went away or stalled mid-change: the live files are untouched or
-            # complete (each is swapped whole), and the next event converges again.
             self._statuses.append(ops.WaitingStatus(f"falco container: {exc}; will retry"))
 
     def _checked(self, build: Callable[[], _T]) -> _T | None:
@@ -287,25 +276,14 @@ class FalcoK8sCharm(ops.CharmBase):
     def _falco_files(
         self, config: CharmConfig, bundle: Bundle, tls: WebhookTls | None, *, recall: bool = True
     ) -> rules_gate.FalcoFiles:
-        """The candidate file set for the current config.
-
-        Falco always writes its alerts to the alert log, sinks or none: adding the first sink
-        or removing the last then only reloads the forwarder, and never touches Falco. An
-        unchanged rules text is not checked again (``recall``): its last check's outcome is
-        remembered.
-        """
-        falco = falco_state(
-            config, bundle.stock_rules, self.memory.recall(CHECKED_KEY) if recall else ""
-        )
-        if recall:
-            self.memory.remember(CHECKED_KEY, falco.checked)
-        # Falco accepts selections that match nothing silently; pass them on anyway, since the
-        # rules may come later, but tell the operator.
-        if falco.unmatched:
-            logger.warning("disabled_rules entries select no rule: %s", falco.unmatched)
-            self._notes.append(f"disabled_rules matched nothing: {', '.join(falco.unmatched)}")
+        """The candidate for the current config; an unchanged rules text is not checked again."""
         pem = tls.pem if tls is not None else None
-        return rules_gate.FalcoFiles(falco.settings, bundle.stock_rules, falco.custom_rules, pem)
+        remembered = self.memory.recall(CHECKED_KEY) if recall else ""
+        wanted = falco_service.candidate(config, bundle, pem, remembered)
+        if recall:
+            self.memory.remember(CHECKED_KEY, wanted.checked)
+        self._notes.extend(wanted.notes)
+        return wanted.files
 
     def _converge_falco(
         self, candidate: rules_gate.FalcoFiles | None, bundle: Bundle, tls_usable: bool

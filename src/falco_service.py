@@ -14,16 +14,19 @@ import falco_reload
 import rules_gate
 from bundle import Bundle, manifest_digest
 from constants import (
+    ALERT_LOG_DIR,
     FALCO_CONFIG,
     FALCO_CONFIG_DIR,
     FALCO_CUSTOM_RULES,
     K8S_AUDIT_RULES,
+    PLUGIN_MANIFEST,
     WEBHOOK_PEM,
 )
 from falco_config import is_managed
 from falco_output import LoadedRule, RulesListingError, first_error_line, parse_rules_listing
 from pebble_layers import FALCO_COMMAND, falco_layer
 from rules_listing import apply_selection, parse_rules_selection
+from state import CharmConfig, falco_state
 from workload import Workload
 
 logger = logging.getLogger(__name__)
@@ -51,6 +54,37 @@ def config_is_ours(falco: Workload) -> bool:
     return live is not None and is_managed(live)
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """The files the current config asks Falco to run, and what checking it found."""
+
+    files: rules_gate.FalcoFiles
+    checked: str
+    """The rules check's outcome, to remember: an unchanged text is not checked again."""
+    notes: tuple[str, ...] = ()
+
+
+def candidate(
+    config: CharmConfig, bundle: Bundle, webhook_pem: bytes | None, remembered: str = ""
+) -> Candidate:
+    """The candidate file set for ``config``; InvalidStateError names what the operator must fix.
+
+    Falco always writes its alerts to the alert log, sinks or none: adding the first sink or
+    removing the last then only reloads the forwarder, and never touches Falco.
+    """
+    falco = falco_state(config, bundle.stock_rules, remembered)
+    notes: tuple[str, ...] = ()
+    # Falco accepts selections that match nothing silently; pass them on anyway, since the
+    # rules may come later, but tell the operator.
+    if falco.unmatched:
+        logger.warning("disabled_rules entries select no rule: %s", falco.unmatched)
+        notes = (f"disabled_rules matched nothing: {', '.join(falco.unmatched)}",)
+    files = rules_gate.FalcoFiles(
+        falco.settings, bundle.stock_rules, falco.custom_rules, webhook_pem
+    )
+    return Candidate(files, falco.checked, notes)
+
+
 def converge(
     falco: Workload,
     candidate: rules_gate.FalcoFiles | None,
@@ -62,8 +96,12 @@ def converge(
 ) -> FalcoOutcome:
     """Swap in the candidate if Falco accepts it, and keep Falco running on the last good.
 
-    Raises WorkloadError when the container goes away or stalls mid-change.
+    Raises WorkloadError when the container goes away or stalls mid-change: the live files are
+    then untouched or complete (each is swapped whole), and the next call converges again.
     """
+    falco.sync_tree(bundle.plugins, bundle.plugins_manifest, manifest_path=PLUGIN_MANIFEST)
+    # Falco creates the log file, not its directory: private to the pod's root users.
+    falco.ensure_dir(ALERT_LOG_DIR, permissions=0o700)
     applied: rules_gate.FalcoFiles | None = None
     accepted = rejected = ""
     if candidate is not None:

@@ -12,12 +12,10 @@ import dataclasses
 import functools
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
-from urllib.parse import urlsplit
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,6 +26,7 @@ from audit_policy import AuditPolicyError, resolve_audit_policy
 from constants import PRIORITIES
 from custom_rules import CustomRulesError, parse_disabled_rules, read_custom_rules, rule_names
 from falco_config import FalcoSettings
+from falco_forwarder.config import url_problem
 from webhook_config import InvalidCidrError, WebhookServiceSpec, parse_allowed_cidrs
 
 
@@ -36,22 +35,9 @@ class InvalidStateError(ValueError):
 
 
 def check_http_url(value: str) -> str:
-    """Accept only ASCII http(s) URLs with a host: what the forwarder can send to.
-
-    Messages end up in the unit status, so credentials in the URL are never echoed.
-    """
-    shown = re.sub(r"//[^/@]*@", "//***@", value)
-    try:
-        parts = urlsplit(value)
-        port = parts.port  # raises on a malformed port
-    except ValueError as exc:
-        raise ValueError(f"{shown!r} is not a valid URL ({exc})") from None
-    if parts.scheme not in ("http", "https"):
-        got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
-        raise ValueError(f"only http:// and https:// URLs are accepted (got {got})")
-    if not parts.hostname or " " in value or not value.isascii():
-        raise ValueError(f"{shown!r} is not an ASCII URL with a host")
-    del port
+    """Accept only what the forwarder can send to (its own rule); the reason is for the status."""
+    if problem := url_problem(value):
+        raise ValueError(problem)
     return value
 
 
