@@ -12,46 +12,25 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import ops
-import pydantic
 
+import constants
 import falco_service
 import forwarder_service
 import rules_gate
+import state
 from alert_sinks import render_forwarder_config
 from apiserver_file import ApiserverFileRecords
 from bundle import Bundle, load_bundle
 from charms.falco_k8s.v0.gelf import GelfEndpointRequirer
-from constants import (
-    COS_RELATIONS,
-    FALCO_CONTAINER,
-    FALCO_SERVICE,
-    FORWARDER_CONTAINER,
-    FORWARDER_PORT,
-    FORWARDER_SERVICE,
-    K8SAUDIT_PORT,
-    LOGGING_RELATION,
-    WEBHOOK_CONFIG_FILE,
-    WEBSERVER_PORT,
-)
+from constants import FORWARDER_PORT  # tests point it at a forwarder of their own
 from falco_forwarder.config import JujuTopology, SinkConfig
 from falco_output import RulesListingError
 from peer_memory import UnitMemory
 from rules_listing import filter_rules, show_rules_result
 from sink_relations import read_sinks
-from state import (
-    FALCO_OPTIONS,
-    SINK_OPTIONS,
-    WEBHOOK_OPTIONS,
-    CharmConfig,
-    InvalidStateError,
-    LoadedConfig,
-    WebhookState,
-    webhook_state,
-    without_invalid,
-)
 from webhook_certificates import WebhookCertificates
 from webhook_config import WebhookAddress, webhook_action_result, webhook_kubeconfig
-from webhook_tls import WebhookIdentity, WebhookTls, WebhookTlsError, certificate_sans, tls_notes
+from webhook_tls import WebhookIdentity, WebhookTls, WebhookTlsError
 from workload import Workload, WorkloadError
 
 logger = logging.getLogger(__name__)
@@ -76,12 +55,25 @@ class FalcoK8sCharm(ops.CharmBase):
         self._notes: list[str] = []  # worth a look, not worth blocking for
         self._sink_names: tuple[str, ...] = ()
         self._tls: WebhookTls | None = None
-        self.falco = Workload(self.unit.get_container(FALCO_CONTAINER), FALCO_SERVICE)
-        self.forwarder = Workload(self.unit.get_container(FORWARDER_CONTAINER), FORWARDER_SERVICE)
+        self.falco = Workload(
+            self.unit.get_container(constants.FALCO_CONTAINER), constants.FALCO_SERVICE
+        )
+        self.forwarder = Workload(
+            self.unit.get_container(constants.FORWARDER_CONTAINER), constants.FORWARDER_SERVICE
+        )
         self.graylog = GelfEndpointRequirer(self, relation_name="graylog")
         self.certificates = WebhookCertificates(self, "certificates")
         self.apiserver_file = ApiserverFileRecords(self.model, PEER_RELATION)
         self.memory = UnitMemory(self.model, PEER_RELATION)
+        reconciling = (
+            *(self.on[name].relation_changed for name in ("falcosidekick", "certificates")),
+            *(self.on[name].relation_broken for name in ("falcosidekick", "certificates")),
+            *(
+                getattr(self.on[name], f"relation_{kind}")
+                for name in constants.COS_RELATIONS
+                for kind in ("joined", "changed", "departed", "broken")
+            ),
+        )
         for event in (
             self.on.install,
             self.on.upgrade_charm,
@@ -91,18 +83,10 @@ class FalcoK8sCharm(ops.CharmBase):
             self.on.falco_pebble_ready,
             self.on.forwarder_pebble_ready,
             self.on.alert_log_storage_attached,
+            self.on[PEER_RELATION].relation_changed,
             self.graylog.on.endpoint_changed,
             self.graylog.on.endpoint_removed,
-            self.on.falcosidekick_relation_changed,
-            self.on.falcosidekick_relation_broken,
-            self.on.certificates_relation_changed,
-            self.on.certificates_relation_broken,
-            self.on.falco_peers_relation_changed,
-            *(
-                getattr(self.on, f"{name.replace('-', '_')}_relation_{kind}")
-                for name in COS_RELATIONS
-                for kind in ("joined", "changed", "departed", "broken")
-            ),
+            *reconciling,
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
@@ -111,16 +95,14 @@ class FalcoK8sCharm(ops.CharmBase):
         framework.observe(self.on.get_webhook_config_action, self._on_get_webhook_config)
         framework.observe(self.on.remove, self._on_remove)
 
-    # -- the one reconcile path ---------------------------------------------------------------
-
     def _reconcile(self, event: ops.EventBase) -> None:
         """Converge everything on the current config; record why not when it cannot."""
         self._reconciled = True
-        self.unit.set_ports(WEBSERVER_PORT, K8SAUDIT_PORT)
+        self.unit.set_ports(constants.WEBSERVER_PORT, constants.K8SAUDIT_PORT)
         # Each part is checked on its own, so a bad webhook option does not hold back a rules
         # change, and a bad option never stops the last good config from being restored.
         bundle = self._checked(lambda: load_bundle(self.charm_dir))
-        loaded = self._config()
+        loaded = state.load_config(self.config)
         if loaded.reason:
             self._statuses.append(ops.BlockedStatus(loaded.reason))
         config = loaded.values
@@ -128,14 +110,13 @@ class FalcoK8sCharm(ops.CharmBase):
         # A certificate that cannot be served holds back what it feeds: Falco's files, the
         # webhook file.
         tls_usable = self._read_tls()
-        if bundle is not None and loaded.usable_for(SINK_OPTIONS):
+        if bundle is not None and loaded.usable_for(state.SINK_OPTIONS):
             sinks = self._checked(lambda: read_sinks(self, config.http_output, self.graylog))
-        if bundle is not None and loaded.usable_for(FALCO_OPTIONS) and tls_usable:
+        if bundle is not None and loaded.usable_for(state.FALCO_OPTIONS) and tls_usable:
             candidate = self._checked(lambda: self._falco_files(config, bundle, self._tls))
-        if loaded.usable_for(WEBHOOK_OPTIONS) and tls_usable:
-            webhook = self._checked(lambda: webhook_state(config))
+        if loaded.usable_for(state.WEBHOOK_OPTIONS) and tls_usable:
+            webhook = self._checked(lambda: state.webhook_state(config))
         self._address = self._converge_webhook(webhook)
-        self._converge_webhook_tls()
         if bundle is not None and sinks is not None:
             self._converge_forwarder(config, sinks, bundle)
         self._publish_cos(event)
@@ -148,7 +129,7 @@ class FalcoK8sCharm(ops.CharmBase):
             self._converge_falco(candidate, bundle, tls_usable)
             if self._address is not None:
                 kubeconfig = webhook_kubeconfig(self._address, self._ca_cert)
-                self.falco.push_if_changed(WEBHOOK_CONFIG_FILE, kubeconfig)
+                self.falco.push_if_changed(constants.WEBHOOK_CONFIG_FILE, kubeconfig)
         except WorkloadError as exc:
             self._statuses.append(ops.WaitingStatus(f"falco container: {exc}; will retry"))
 
@@ -156,44 +137,36 @@ class FalcoK8sCharm(ops.CharmBase):
         """Run a state builder; an operator-fixable problem becomes a Blocked reason."""
         try:
             return build()
-        except InvalidStateError as exc:
+        except state.InvalidStateError as exc:
             self._statuses.append(ops.BlockedStatus(str(exc)))
             return None
 
-    def _config(self) -> LoadedConfig:
-        """The config; invalid options are left at their defaults and named in ``reason``."""
-        try:
-            return LoadedConfig(self.load_config(CharmConfig))
-        except pydantic.ValidationError as exc:
-            raw = {key.replace("-", "_"): value for key, value in self.config.items()}
-            return without_invalid(raw, exc)
-
-    def _converge_webhook(self, webhook: WebhookState | None) -> WebhookAddress | None:
+    def _converge_webhook(self, webhook: state.WebhookState | None) -> WebhookAddress | None:
         """Leader: apply the webhook objects. Any unit: read back where the apiserver sends to."""
         from cluster import AuditWebhookCluster, ClusterError
 
-        cluster = AuditWebhookCluster(self.app.name, self.model.name)
+        leader = self.unit.is_leader()
         try:
-            if self.unit.is_leader() and webhook is not None:
-                return cluster.apply(
-                    webhook.spec,
-                    audit_policy=webhook.audit_policy,
-                    allowed_cidrs=webhook.allowed_cidrs,
-                    ca_cert=self._ca_cert,
-                )
-            address = cluster.read_address()
+            address = AuditWebhookCluster(self.app.name, self.model.name).converge(
+                webhook, leader=leader, ca_cert=self._ca_cert
+            )
         except ClusterError as exc:
             # Falco keeps running meanwhile: only the cluster side waits for the fix.
-            if exc.retryable:
-                self._statuses.append(ops.WaitingStatus(f"{exc}; will retry"))
-            else:
-                self._statuses.append(ops.BlockedStatus(str(exc)))
+            retry = ops.WaitingStatus(f"{exc}; will retry")
+            self._statuses.append(retry if exc.retryable else ops.BlockedStatus(str(exc)))
             return None
-        if address is None and not self.unit.is_leader():
+        if address is None and not leader:
             # A leader gets here only with invalid webhook options, already named as Blocked.
             self._statuses.append(
                 ops.WaitingStatus("waiting for the leader to create the audit webhook Service")
             )
+        elif address is not None:
+            # Certificates for the live address; the TLS notes come first: they are about it.
+            self._notes[:0] = self.certificates.converge(
+                address, self.app.name, self.model.name, self._tls
+            )
+            if reason := self.apiserver_file.outdated(WebhookIdentity.served(address, self._tls)):
+                self._statuses.append(ops.BlockedStatus(reason))
         return address
 
     def _read_tls(self) -> bool:
@@ -208,18 +181,6 @@ class FalcoK8sCharm(ops.CharmBase):
     @property
     def _ca_cert(self) -> str | None:
         return self._tls.ca_cert if self._tls is not None else None
-
-    def _converge_webhook_tls(self) -> None:
-        """Request a certificate for the live address; note what the apiserver's file needs."""
-        if self._address is None:
-            return
-        sans = certificate_sans(self._address, self.app.name, self.model.name)
-        self.certificates.request(sans)
-        # First after the address the status names: they are about that address.
-        self._notes[:0] = tls_notes(self.certificates.related, self._tls, sans)
-        served = WebhookIdentity.served(self._address, self._tls)
-        if reason := self.apiserver_file.outdated(served):
-            self._statuses.append(ops.BlockedStatus(reason))
 
     def _on_remove(self, _: ops.RemoveEvent) -> None:
         """When the application goes away, delete the cluster objects the charm created.
@@ -239,15 +200,16 @@ class FalcoK8sCharm(ops.CharmBase):
     def _publish_cos(self, event: ops.EventBase) -> None:
         """Scrape jobs, rules, dashboards and log forwarding; COS code loads only if related."""
         logging_gone = (
-            isinstance(event, ops.RelationBrokenEvent) and event.relation.name == LOGGING_RELATION
+            isinstance(event, ops.RelationBrokenEvent)
+            and event.relation.name == constants.LOGGING_RELATION
         )
-        if logging_gone or any(self.model.relations[name] for name in COS_RELATIONS):
+        if logging_gone or any(self.model.relations[name] for name in constants.COS_RELATIONS):
             from cos import publish_cos
 
             publish_cos(self, [self.falco, self.forwarder])
 
     def _converge_forwarder(
-        self, config: CharmConfig, sinks: tuple[SinkConfig, ...], bundle: Bundle
+        self, config: state.CharmConfig, sinks: tuple[SinkConfig, ...], bundle: Bundle
     ) -> None:
         """Run the forwarder on the current sinks; a sink change reloads it and spares Falco."""
         self._sink_names = tuple(sink.name for sink in sinks)
@@ -261,7 +223,7 @@ class FalcoK8sCharm(ops.CharmBase):
         try:
             text = render_forwarder_config(sinks, topology, config.alert_log_retention_mb)
             settled = forwarder_service.converge(self.forwarder, text, bundle)
-        except InvalidStateError as exc:
+        except state.InvalidStateError as exc:
             self._statuses.append(ops.BlockedStatus(str(exc)))
             return
         except WorkloadError as exc:
@@ -274,7 +236,12 @@ class FalcoK8sCharm(ops.CharmBase):
             self._notes.extend(forwarder_notes(FORWARDER_PORT, self._sink_names))
 
     def _falco_files(
-        self, config: CharmConfig, bundle: Bundle, tls: WebhookTls | None, *, recall: bool = True
+        self,
+        config: state.CharmConfig,
+        bundle: Bundle,
+        tls: WebhookTls | None,
+        *,
+        recall: bool = True,
     ) -> rules_gate.FalcoFiles:
         """The candidate for the current config; an unchanged rules text is not checked again."""
         pem = tls.pem if tls is not None else None
@@ -306,8 +273,6 @@ class FalcoK8sCharm(ops.CharmBase):
         elif outcome.note:
             self._notes.append(outcome.note)
 
-    # -- status ---------------------------------------------------------------------------------
-
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
         if not self._reconciled:
             return
@@ -324,8 +289,6 @@ class FalcoK8sCharm(ops.CharmBase):
             event.add_status(ops.ActiveStatus("; ".join(part for part in parts if part)))
         else:
             event.add_status(ops.MaintenanceStatus("starting Falco"))
-
-    # -- actions ----------------------------------------------------------------------------------
 
     def _on_show_rules(self, event: ops.ActionEvent) -> None:
         """Ask Falco which rules it loaded; results, not stdout, so `juju run` shows them."""
@@ -354,10 +317,12 @@ class FalcoK8sCharm(ops.CharmBase):
         from cluster import AuditWebhookCluster, ClusterError
 
         try:
-            webhook = webhook_state(self._config().require(WEBHOOK_OPTIONS))
+            webhook = state.webhook_state(
+                state.load_config(self.config).require(state.WEBHOOK_OPTIONS)
+            )
             tls = self.certificates.current()
             address = AuditWebhookCluster(self.app.name, self.model.name).read_address()
-        except (InvalidStateError, ClusterError) as exc:
+        except (state.InvalidStateError, ClusterError) as exc:
             event.fail(str(exc))
             return
         if address is None:
@@ -375,11 +340,11 @@ class FalcoK8sCharm(ops.CharmBase):
     def _on_validate_rules(self, event: ops.ActionEvent) -> None:
         """Run the config-change gate on demand; apply nothing."""
         try:
-            config = self._config().require(FALCO_OPTIONS)
+            config = state.load_config(self.config).require(state.FALCO_OPTIONS)
             tls = self.certificates.current()
             files = self._falco_files(config, load_bundle(self.charm_dir), tls, recall=False)
             result = rules_gate.validate(self.falco, files)
-        except InvalidStateError as exc:
+        except state.InvalidStateError as exc:
             event.set_results({"valid": "false", "errors": str(exc)})
             event.fail(str(exc))
             return

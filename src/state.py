@@ -106,6 +106,15 @@ class LoadedConfig:
         return self.values
 
 
+def load_config(options: Mapping[str, object]) -> LoadedConfig:
+    """The charm's options, typed; invalid ones are left at their defaults and named."""
+    raw = {key.replace("-", "_"): value for key, value in options.items()}
+    try:
+        return LoadedConfig(CharmConfig.model_validate(raw))
+    except pydantic.ValidationError as exc:
+        return without_invalid(raw, exc)
+
+
 def without_invalid(raw: Mapping[str, object], error: pydantic.ValidationError) -> LoadedConfig:
     """Load ``raw`` again leaving out the options ``error`` names (they take their defaults)."""
     invalid = frozenset(str(item["loc"][0]) for item in error.errors())  # all field errors

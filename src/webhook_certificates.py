@@ -13,7 +13,15 @@ from datetime import UTC, datetime
 import ops
 from charmlibs.interfaces import tls_certificates as tls
 
-from webhook_tls import CertificateSans, WebhookTls, WebhookTlsError, webhook_tls
+from webhook_config import WebhookAddress
+from webhook_tls import (
+    CertificateSans,
+    WebhookTls,
+    WebhookTlsError,
+    certificate_sans,
+    tls_notes,
+    webhook_tls,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +56,14 @@ class WebhookCertificates:
         except tls.TLSCertificatesError as exc:
             # `current` says so in the status; the request is retried on the next hook.
             logger.warning("certificate request not synced: %s", exc)
+
+    def converge(
+        self, address: WebhookAddress, app: str, model: str, tls: WebhookTls | None
+    ) -> list[str]:
+        """Request a certificate for ``address``; what the status should say of ``tls``."""
+        sans = certificate_sans(address, app, model)
+        self.request(sans)
+        return tls_notes(self.related, tls, sans)
 
     def current(self) -> WebhookTls | None:
         """The newest certificate issued for this unit's key, or None before one is issued.
