@@ -26,7 +26,7 @@ from constants import FORWARDER_PORT  # tests point it at a forwarder of their o
 from falco_forwarder.config import JujuTopology, SinkConfig
 from falco_output import RulesListingError
 from peer_memory import UnitMemory
-from rules_listing import filter_rules, show_rules_result
+from rules_listing import show_rules_result
 from sink_relations import read_sinks
 from webhook_certificates import WebhookCertificates
 from webhook_config import WebhookAddress, webhook_action_result, webhook_kubeconfig
@@ -113,7 +113,7 @@ class FalcoK8sCharm(ops.CharmBase):
         if bundle is not None and loaded.usable_for(state.SINK_OPTIONS):
             sinks = self._checked(lambda: read_sinks(self, config.http_output, self.graylog))
         if bundle is not None and loaded.usable_for(state.FALCO_OPTIONS) and tls_usable:
-            candidate = self._checked(lambda: self._falco_files(config, bundle, self._tls))
+            candidate = self._checked(lambda: self._falco_files(config, bundle))
         if loaded.usable_for(state.WEBHOOK_OPTIONS) and tls_usable:
             webhook = self._checked(lambda: state.webhook_state(config))
         self._address = self._converge_webhook(webhook)
@@ -236,17 +236,11 @@ class FalcoK8sCharm(ops.CharmBase):
             self._notes.extend(forwarder_notes(FORWARDER_PORT, self._sink_names))
 
     def _falco_files(
-        self,
-        config: state.CharmConfig,
-        bundle: Bundle,
-        tls: WebhookTls | None,
-        *,
-        recall: bool = True,
+        self, config: state.CharmConfig, bundle: Bundle, *, recall: bool = True
     ) -> rules_gate.FalcoFiles:
         """The candidate for the current config; an unchanged rules text is not checked again."""
-        pem = tls.pem if tls is not None else None
         remembered = self.memory.recall(CHECKED_KEY) if recall else ""
-        wanted = falco_service.candidate(config, bundle, pem, remembered)
+        wanted = falco_service.candidate(config, bundle, self._tls, remembered)
         if recall:
             self.memory.remember(CHECKED_KEY, wanted.checked)
         self._notes.extend(wanted.notes)
@@ -261,8 +255,8 @@ class FalcoK8sCharm(ops.CharmBase):
             candidate,
             bundle,
             self.memory.recall(LAST_GOOD_KEY),
-            self._tls.pem if self._tls is not None else None,
-            pem_usable=tls_usable,
+            self._tls,
+            tls_usable=tls_usable,
         )
         if outcome.accepted:
             self.memory.remember(LAST_GOOD_KEY, outcome.accepted)
@@ -292,25 +286,18 @@ class FalcoK8sCharm(ops.CharmBase):
 
     def _on_show_rules(self, event: ops.ActionEvent) -> None:
         """Ask Falco which rules it loaded; results, not stdout, so `juju run` shows them."""
-        params = event.params
         try:
             if not self.falco.can_connect() or not falco_service.config_is_ours(self.falco):
                 event.fail(
                     "Falco is not reachable yet (no Pebble or no config): retry when active"
                 )
                 return
-            rules = filter_rules(
-                falco_service.loaded_rules(self.falco),
-                name=str(params.get("name", "")),
-                tag=str(params.get("tag", "")),
-                minimum_priority=str(params.get("minimum-priority", "")),
-                enabled=None if params.get("enabled") is None else bool(params["enabled"]),
-            )
-            raw = falco_service.rule_files_text(self.falco) if params.get("raw") else None
+            raw = falco_service.rule_files_text(self.falco) if event.params.get("raw") else None
+            results = show_rules_result(falco_service.loaded_rules(self.falco), event.params, raw)
         except (WorkloadError, RulesListingError) as exc:
             event.fail(str(exc))
             return
-        event.set_results(show_rules_result(rules, raw))
+        event.set_results(results)
 
     def _on_get_webhook_config(self, event: ops.ActionEvent) -> None:
         """Hand the cluster admin the apiserver side, right by construction."""
@@ -341,8 +328,8 @@ class FalcoK8sCharm(ops.CharmBase):
         """Run the config-change gate on demand; apply nothing."""
         try:
             config = state.load_config(self.config).require(state.FALCO_OPTIONS)
-            tls = self.certificates.current()
-            files = self._falco_files(config, load_bundle(self.charm_dir), tls, recall=False)
+            self._tls = self.certificates.current()
+            files = self._falco_files(config, load_bundle(self.charm_dir), recall=False)
             result = rules_gate.validate(self.falco, files)
         except state.InvalidStateError as exc:
             event.set_results({"valid": "false", "errors": str(exc)})

@@ -27,6 +27,7 @@ from falco_output import LoadedRule, RulesListingError, first_error_line, parse_
 from pebble_layers import FALCO_COMMAND, falco_layer
 from rules_listing import apply_selection, parse_rules_selection
 from state import CharmConfig, falco_state
+from webhook_tls import WebhookTls
 from workload import Workload
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class Candidate:
 
 
 def candidate(
-    config: CharmConfig, bundle: Bundle, webhook_pem: bytes | None, remembered: str = ""
+    config: CharmConfig, bundle: Bundle, tls: WebhookTls | None, remembered: str = ""
 ) -> Candidate:
     """The candidate file set for ``config``; InvalidStateError names what the operator must fix.
 
@@ -79,9 +80,8 @@ def candidate(
     if falco.unmatched:
         logger.warning("disabled_rules entries select no rule: %s", falco.unmatched)
         notes = (f"disabled_rules matched nothing: {', '.join(falco.unmatched)}",)
-    files = rules_gate.FalcoFiles(
-        falco.settings, bundle.stock_rules, falco.custom_rules, webhook_pem
-    )
+    pem = tls.pem if tls is not None else None
+    files = rules_gate.FalcoFiles(falco.settings, bundle.stock_rules, falco.custom_rules, pem)
     return Candidate(files, falco.checked, notes)
 
 
@@ -90,9 +90,9 @@ def converge(
     candidate: rules_gate.FalcoFiles | None,
     bundle: Bundle,
     last_good: str,
-    webhook_pem: bytes | None,
+    tls: WebhookTls | None,
     *,
-    pem_usable: bool,
+    tls_usable: bool,
 ) -> FalcoOutcome:
     """Swap in the candidate if Falco accepts it, and keep Falco running on the last good.
 
@@ -102,6 +102,7 @@ def converge(
     falco.sync_tree(bundle.plugins, bundle.plugins_manifest, manifest_path=PLUGIN_MANIFEST)
     # Falco creates the log file, not its directory: private to the pod's root users.
     falco.ensure_dir(ALERT_LOG_DIR, permissions=0o700)
+    webhook_pem = tls.pem if tls is not None else None
     applied: rules_gate.FalcoFiles | None = None
     accepted = rejected = ""
     if candidate is not None:
@@ -114,7 +115,7 @@ def converge(
     # Otherwise the live files are the last config Falco accepted, if the charm wrote them
     # and they serve the current certificate (or the new one cannot be served anyway).
     live = applied is not None or (
-        config_is_ours(falco) and (not pem_usable or falco.read(WEBHOOK_PEM) == webhook_pem)
+        config_is_ours(falco) and (not tls_usable or falco.read(WEBHOOK_PEM) == webhook_pem)
     )
     if not live and last_good:
         applied = _restore(falco, last_good, bundle, webhook_pem)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -130,8 +130,18 @@ def _severity(priority: str) -> int:
 ACTION_RESULT_MAX_CHARS = 100_000
 
 
-def show_rules_result(rules: list[LoadedRule], raw: str | None = None) -> dict[str, str]:
-    """The action's results: the count, the rules as JSON and, if asked, the files' text."""
+def show_rules_result(
+    loaded: list[LoadedRule], params: Mapping[str, Any], raw: str | None = None
+) -> dict[str, str]:
+    """The action's results: the rules its ``params`` select, and, if given, the files' text."""
+    enabled = params.get("enabled")
+    rules = filter_rules(
+        loaded,
+        name=str(params.get("name", "")),
+        tag=str(params.get("tag", "")),
+        minimum_priority=str(params.get("minimum-priority", "")),
+        enabled=None if enabled is None else bool(enabled),
+    )
     results = {"count": str(len(rules))}
     results.update(fit_result("rules", json.dumps([rule.as_result() for rule in rules], indent=1)))
     if raw is not None:

@@ -16,8 +16,10 @@ from falco_config import FalcoSettings, render_falco_yaml
 from falco_output import RulesListingError
 from pebble_layers import FALCO_COMMAND
 from state import CharmConfig, InvalidStateError
+from webhook_tls import WebhookTls
 
 BUNDLE = Bundle(plugins={}, stock_rules=STOCK_RULES.encode(), forwarder={})
+TLS = WebhookTls(pem=b"certificate, chain and key", ca_cert="CA")
 LIST = [*FALCO_COMMAND, "-L", "-o", "json_output=true"]
 
 
@@ -29,12 +31,12 @@ def charm_falco_yaml(selection: list[dict[str, dict[str, str]]] | None = None) -
 def test_the_candidate_carries_the_options_and_the_current_certificate():
     config = CharmConfig(minimum_priority="warning", custom_rules=CI_RULE)
 
-    wanted = falco_service.candidate(config, BUNDLE, b"PEM")
+    wanted = falco_service.candidate(config, BUNDLE, TLS)
 
     assert wanted.files.settings.priority == "warning"
     assert wanted.files.custom_rules == CI_RULE
     assert wanted.files.stock_rules == BUNDLE.stock_rules
-    assert wanted.files.webhook_pem == b"PEM"
+    assert wanted.files.webhook_pem == TLS.pem
     assert wanted.notes == ()
 
 
