@@ -27,7 +27,7 @@ from falco_forwarder.config import JujuTopology, SinkConfig
 from falco_output import RulesListingError
 from peer_memory import UnitMemory
 from rules_listing import show_rules_result
-from sink_relations import read_sinks
+from sink_relations import RELATION_READERS, read_sinks
 from webhook_certificates import WebhookCertificates
 from webhook_config import WebhookAddress, webhook_action_result, webhook_kubeconfig
 from webhook_tls import WebhookIdentity, WebhookTls, WebhookTlsError
@@ -65,15 +65,7 @@ class FalcoK8sCharm(ops.CharmBase):
         self.certificates = WebhookCertificates(self, "certificates")
         self.apiserver_file = ApiserverFileRecords(self.model, PEER_RELATION)
         self.memory = UnitMemory(self.model, PEER_RELATION)
-        reconciling = (
-            *(self.on[name].relation_changed for name in ("falcosidekick", "certificates")),
-            *(self.on[name].relation_broken for name in ("falcosidekick", "certificates")),
-            *(
-                getattr(self.on[name], f"relation_{kind}")
-                for name in constants.COS_RELATIONS
-                for kind in ("joined", "changed", "departed", "broken")
-            ),
-        )
+        related = dict.fromkeys(("certificates", *RELATION_READERS, *constants.COS_RELATIONS))
         for event in (
             self.on.install,
             self.on.upgrade_charm,
@@ -86,7 +78,10 @@ class FalcoK8sCharm(ops.CharmBase):
             self.on[PEER_RELATION].relation_changed,
             self.graylog.on.endpoint_changed,
             self.graylog.on.endpoint_removed,
-            *reconciling,
+            *(self.on[name].relation_changed for name in related),
+            *(self.on[name].relation_broken for name in related),
+            *(self.on[name].relation_joined for name in constants.COS_RELATIONS),
+            *(self.on[name].relation_departed for name in constants.COS_RELATIONS),
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)

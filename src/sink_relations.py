@@ -7,6 +7,8 @@ Relation libraries stay here; what leaves is plain data. Light on purpose: every
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import ops
 
 from alert_sinks import FALCOSIDEKICK, GRAYLOG, HTTP_OUTPUT, Endpoint, build_sinks
@@ -22,15 +24,10 @@ def read_sinks(
     charm: ops.CharmBase, http_output: str, graylog: GelfEndpointRequirer
 ) -> tuple[SinkConfig, ...]:
     """Every sink from the ``http_output`` option and the relations; InvalidStateError if bad."""
-    return build_sinks(
-        {
-            HTTP_OUTPUT: [Endpoint(http_output)] if http_output else [],
-            GRAYLOG: _graylog_endpoints(graylog),
-            FALCOSIDEKICK: _falcosidekick_endpoints(charm),
-            LOKI_SINK_RELATION: _loki_endpoints(charm),
-            OTLP_SINK_RELATION: _otlp_endpoints(charm),
-        }
-    )
+    found = {relation: read(charm) for relation, read in RELATION_READERS.items()}
+    found[HTTP_OUTPUT] = [Endpoint(http_output)] if http_output else []
+    found[GRAYLOG] = _graylog_endpoints(graylog)
+    return build_sinks(found)
 
 
 def _graylog_endpoints(graylog: GelfEndpointRequirer) -> list[Endpoint]:
@@ -73,3 +70,12 @@ def _otlp_endpoints(charm: ops.CharmBase) -> list[Endpoint]:
         Endpoint(endpoint.endpoint, str(relation_id))
         for relation_id, endpoint in sorted(endpoints.items())
     ]
+
+
+# The reader of each relation that brings sinks, by relation name (the charm reconciles on their
+# events). graylog is read through its library, whose own events the charm observes.
+RELATION_READERS: Mapping[str, Callable[[ops.CharmBase], list[Endpoint]]] = {
+    FALCOSIDEKICK: _falcosidekick_endpoints,
+    LOKI_SINK_RELATION: _loki_endpoints,
+    OTLP_SINK_RELATION: _otlp_endpoints,
+}

@@ -106,3 +106,9 @@ def test_a_refused_header_never_shows_its_secret_value():
 )
 def test_segments_are_a_sixteenth_of_retention_within_1_and_64_mib(retention_mb, segment_mb):
     assert segment_bytes(retention_mb * MIB) == segment_mb * MIB
+
+
+def test_every_sink_kind_has_a_reader_and_every_relation_reader_a_kind():
+    from sink_relations import RELATION_READERS
+
+    assert set(SINK_KINDS) == {HTTP_OUTPUT, GRAYLOG, *RELATION_READERS}
