@@ -18,6 +18,7 @@ from alert_sinks import (
 )
 from constants import LOKI_SINK_RELATION, MIB, OTLP_SINK_RELATION
 from falco_forwarder.config import FORMATS, JujuTopology, SinkConfig, config_from_dict
+from sink_relations import RELATION_READERS
 from state import InvalidStateError
 
 TOPOLOGY = JujuTopology("sec", "7f6c1a2e-9b1d-4c55-8d0e-2f1f0c9e4b11", "falco-k8s", "falco-k8s/0")
@@ -109,6 +110,4 @@ def test_segments_are_a_sixteenth_of_retention_within_1_and_64_mib(retention_mb,
 
 
 def test_every_sink_kind_has_a_reader_and_every_relation_reader_a_kind():
-    from sink_relations import RELATION_READERS
-
     assert set(SINK_KINDS) == {HTTP_OUTPUT, GRAYLOG, *RELATION_READERS}
