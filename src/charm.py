@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """falco-k8s: Falco on the Kubernetes audit stream, as a Juju sidecar charm.
 
-The class only wires events to one reconcile path; what to build lives in the renderers,
-how to touch Pebble in ``workload``, how to gate Falco changes in ``rules_gate``.
+The class only wires events to one reconcile path, statuses and actions: sinks come from
+``sink_relations`` and ``alert_sinks``, Falco's own behaviour from ``falco_service``, the
+forwarder's from ``forwarder_service``, the cluster side from ``cluster``.
 """
 
 from __future__ import annotations
