@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import ops
-from charmlibs.interfaces import tls_certificates as tls
 
 from webhook_config import WebhookAddress
 from webhook_tls import (
@@ -22,6 +22,9 @@ from webhook_tls import (
     tls_notes,
     webhook_tls,
 )
+
+if TYPE_CHECKING:
+    from charmlibs.interfaces import tls_certificates as tls
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +39,19 @@ class WebhookCertificates:
         self._model = charm.model
         self._relation_name = relation_name
         self._sans: CertificateSans | None = None
-        # Requests are a callable: the SANs are known only once this hook read the Service.
-        self._requirer = tls.TLSCertificatesRequiresV4(
-            charm, relation_name, certificate_requests=self._requests, mode=tls.Mode.UNIT
-        )
+        self._requirer: tls.TLSCertificatesRequiresV4 | None = None
+        if self.related:
+            # The library and `cryptography` cost every hook ~130 ms to import: only a unit
+            # with a provider related loads them (a relation is listed from relation-created on).
+            from charmlibs.interfaces import tls_certificates  # noqa: PLC0415
+
+            # Requests are a callable: the SANs are known only once this hook read the Service.
+            self._requirer = tls_certificates.TLSCertificatesRequiresV4(
+                charm,
+                relation_name,
+                certificate_requests=self._requests,
+                mode=tls_certificates.Mode.UNIT,
+            )
 
     @property
     def related(self) -> bool:
@@ -48,12 +60,14 @@ class WebhookCertificates:
 
     def request(self, sans: CertificateSans) -> None:
         """Ask for a certificate naming ``sans``; a request for other SANs is replaced."""
-        if not self.related:
+        if self._requirer is None:
             return
+        from charmlibs.interfaces.tls_certificates import TLSCertificatesError  # noqa: PLC0415
+
         self._sans = sans
         try:
             self._requirer.sync()
-        except tls.TLSCertificatesError as exc:
+        except TLSCertificatesError as exc:
             # `current` says so in the status; the request is retried on the next hook.
             logger.warning("certificate request not synced: %s", exc)
 
@@ -76,8 +90,10 @@ class WebhookCertificates:
             WebhookTlsError: the chosen certificate cannot be served (unparsable, or not for
                 this unit's key).
         """
-        if not self.related:
+        if self._requirer is None:
             return None
+        from charmlibs.interfaces.tls_certificates import TLSCertificatesError  # noqa: PLC0415
+
         key = self._requirer.private_key
         if key is None:
             return None
@@ -87,7 +103,7 @@ class WebhookCertificates:
         }
         try:
             provided = self._requirer.get_provider_certificates()
-        except tls.TLSCertificatesError:
+        except TLSCertificatesError:
             raise WebhookTlsError(UNREADABLE) from None
         now = datetime.now(UTC)
         usable = [
@@ -116,17 +132,22 @@ class WebhookCertificates:
     def _requests(
         self, _: tls.ProviderCapabilities | None
     ) -> list[tls.CertificateRequestAttributes]:
+        from charmlibs.interfaces.tls_certificates import (  # noqa: PLC0415
+            CertificateRequestAttributes,
+        )
+
+        assert self._requirer is not None  # the library calls back only the requirer it has
         if self._sans is None:
             # The library's own handlers run before the charm knows the Service's address:
             # keep what is already requested rather than withdraw it.
             return [
-                tls.CertificateRequestAttributes.from_csr(
+                CertificateRequestAttributes.from_csr(
                     request.certificate_signing_request, request.is_ca
                 )
                 for request in self._requirer.get_csrs_from_requirer_relation_data()
             ]
         return [
-            tls.CertificateRequestAttributes(
+            CertificateRequestAttributes(
                 common_name=self._sans.common_name,
                 sans_dns=self._sans.dns,
                 sans_ip=self._sans.ips,

@@ -12,13 +12,14 @@ import ipaddress
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from typing import TYPE_CHECKING
 
 from state import InvalidStateError
 from webhook_config import NODE_LOOPBACK, WebhookAddress, webhook_resource_name
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 # An X.509 common name may hold at most 64 characters; the SANs carry the names anyway.
 _COMMON_NAME_MAX = 64
@@ -93,6 +94,9 @@ def webhook_tls(
         WebhookTlsError: a certificate or the key does not parse, or they do not belong
             together (the message names what, never the key).
     """
+    # `cryptography` costs every hook ~100 ms to import: only a unit with a certificate pays.
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     leaf = _certificate(certificate, "certificate")
     _certificate(ca_cert, "CA certificate")
     intermediates = [_certificate(pem, "chain certificate") for pem in chain]
@@ -118,19 +122,25 @@ def webhook_tls(
 
 
 def _certificate(pem: str, what: str) -> x509.Certificate:
+    from cryptography.x509 import load_pem_x509_certificate  # noqa: PLC0415
+
     try:
-        return x509.load_pem_x509_certificate(pem.encode())
+        return load_pem_x509_certificate(pem.encode())
     except ValueError:
         raise WebhookTlsError(f"certificates: the provider's {what} does not parse") from None
 
 
 def _public(key: PublicKeyTypes) -> bytes:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
 def _sans(certificate: x509.Certificate) -> tuple[frozenset[str], frozenset[str]]:
+    from cryptography import x509  # noqa: PLC0415
+
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import base64
 import json
-import shlex
-import time
 
 import jubilant
 import pytest
 import yaml
-from conftest import APP
-from test_charm import AUDIT_BATCH, alert_rules, falco_file
+from deployment import APP, until
+from inside_pod import (
+    DISALLOWED_USER_RULE,
+    audit_batch,
+    charm_shell,
+    falco_file,
+    logged_alerts,
+    marker_names,
+    raised_for,
+)
+
+from constants import FALCO_CONTAINER, WEBHOOK_CONFIG_FILE, WEBHOOK_PEM
 
 pytestmark = pytest.mark.integration
 
@@ -40,38 +48,43 @@ def with_tls(deployed: jubilant.Juju) -> jubilant.Juju:
     return deployed
 
 
-def _post(juju: jubilant.Juju, server: str, ca: str) -> None:
-    juju.ssh(UNIT, shlex.join(["python3", "-c", POST, server, json.dumps(AUDIT_BATCH), ca]))
+def _webhook_cluster(juju: jubilant.Juju) -> tuple[str, dict[str, str]]:
+    """The webhook file `get-webhook-config` hands out, and its cluster entry."""
+    text = juju.run(UNIT, "get-webhook-config").results["webhook-config"]
+    return text, yaml.safe_load(text)["clusters"][0]["cluster"]
+
+
+def _post(juju: jubilant.Juju, server: str, ca: str, names: list[str]) -> None:
+    """Post one audit batch for ``names`` to ``server``, verifying it against ``ca`` only."""
+    charm_shell(juju, UNIT, ["python3", "-c", POST, server, json.dumps(audit_batch(names)), ca])
 
 
 def test_webhook_serves_https_with_the_providers_ca(with_tls: jubilant.Juju):
-    results = with_tls.run(UNIT, "get-webhook-config").results
-    cluster = yaml.safe_load(results["webhook-config"])["clusters"][0]["cluster"]
+    webhook_config, cluster = _webhook_cluster(with_tls)
     assert cluster["server"].startswith("https://")
     ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
-    assert falco_file(with_tls, "/etc/falco/webhook-config.yaml") == results["webhook-config"]
-    mode = with_tls.ssh(UNIT, "stat -c %a /etc/falco/k8saudit-webhook.pem", container="falco")
+    assert falco_file(with_tls, UNIT, WEBHOOK_CONFIG_FILE) == webhook_config
+    mode = with_tls.ssh(UNIT, f"stat -c %a {WEBHOOK_PEM}", container=FALCO_CONTAINER)
     assert mode.strip() == "600"
     # Having handed out the current file, the charm is active again.
     with_tls.wait(lambda s: jubilant.all_active(s, APP), error=jubilant.any_error)
 
-    _post(with_tls, cluster["server"], ca)
+    names = marker_names(1)
+    _post(with_tls, cluster["server"], ca, names)
 
-    deadline = time.monotonic() + 60
-    while "Disallowed K8s User" not in alert_rules(
-        falco_file(with_tls, "/var/log/falco.log").splitlines()
-    ):
-        if time.monotonic() > deadline:
-            pytest.fail("no alert for the audit event posted over https")
-        time.sleep(2)
+    until(
+        lambda: raised_for(logged_alerts(with_tls, UNIT), names) == set(names),
+        f"a '{DISALLOWED_USER_RULE}' alert for the audit event posted over https",
+        timeout=60,
+        delay=2,
+    )
 
 
 def test_plain_http_is_refused(with_tls: jubilant.Juju):
-    results = with_tls.run(UNIT, "get-webhook-config").results
-    server = yaml.safe_load(results["webhook-config"])["clusters"][0]["cluster"]["server"]
+    _, cluster = _webhook_cluster(with_tls)
 
     with pytest.raises(jubilant.CLIError):
-        _post(with_tls, server.replace("https://", "http://"), "")
+        _post(with_tls, cluster["server"].replace("https://", "http://"), "", marker_names(1))
 
 
 def test_removing_the_relation_goes_back_to_http(with_tls: jubilant.Juju):
@@ -80,7 +93,6 @@ def test_removing_the_relation_goes_back_to_http(with_tls: jubilant.Juju):
         lambda s: "TLS was removed" in s.apps[APP].units[UNIT].workload_status.message,
         error=jubilant.any_error,
     )
-    results = with_tls.run(UNIT, "get-webhook-config").results
-    cluster = yaml.safe_load(results["webhook-config"])["clusters"][0]["cluster"]
+    _, cluster = _webhook_cluster(with_tls)
     assert cluster["server"].startswith("http://")
     assert "certificate-authority-data" not in cluster

@@ -218,14 +218,14 @@ def test_logging_forwards_both_services_logs_with_topology_labels(ctx, falco_fs)
     out = run(ctx, falco_fs, relation)
 
     for name in ("falco", "forwarder"):
-        targets = out.get_container(name).plan.to_dict()["log-targets"]
+        targets = out.get_container(name).plan.log_targets
         assert set(targets) == {"loki-loki-0", "loki-loki-1"}
         target = targets["loki-loki-0"]
-        assert target["location"] == LOKI_URL
-        assert target["services"] == ["all"]
-        assert target["labels"]["juju_application"] == "falco-k8s"
-        assert target["labels"]["juju_unit"] == "falco-k8s/0"
-        assert target["labels"]["juju_charm"] == "falco-k8s"
+        assert target.location == LOKI_URL
+        assert target.services == ["all"]
+        assert target.labels["juju_application"] == "falco-k8s"
+        assert target.labels["juju_unit"] == "falco-k8s/0"
+        assert target.labels["juju_charm"] == "falco-k8s"
     LokiRequirerApp.model_validate(out.get_relation(relation.id).local_app_data)
 
 

@@ -17,10 +17,7 @@ from charm_pod import ACTIVE, CI_RULE, Calls, falco_container, pod
 from falco_metrics_standin import FalcoMetrics
 from ops import testing
 
-RESTARTED = testing.ActiveStatus(
-    "audit webhook at http://10.152.183.77:9765/k8s-audit;"
-    " Falco restarted: its hot reload was missed"
-)
+RESTARTED = testing.ActiveStatus(f"{ACTIVE.message}; Falco restarted: its hot reload was missed")
 UNCONFIRMED = testing.WaitingStatus(
     "Falco reload unconfirmed: Falco restarted, not yet running the new config"
 )

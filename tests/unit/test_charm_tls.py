@@ -411,6 +411,7 @@ def test_unreadable_provider_data_blocks_and_keeps_https_running(ctx, falco_fs, 
     live = {name: _live(falco_fs, name).read_bytes() for name in ("falco.yaml", PEM_NAME)}
     configmap = _configmap_kubeconfig(kube_api)
     relation = served.get_relations("certificates")[0]
+    assert isinstance(relation, testing.Relation)  # not a peer or subordinate relation
     [entry] = json.loads(relation.remote_app_data["certificates"])
     entry["certificate"] = (
         "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----"

@@ -1,4 +1,4 @@
-"""Every hook is a fresh process: the COS libraries load only on hooks that need them."""
+"""Every hook is a fresh process: the COS and TLS libraries load only on hooks that need them."""
 
 import os
 import subprocess
@@ -6,10 +6,18 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-COS_MODULES = ("cosl", "charmlibs", "cos", "grafana_dashboard", "prometheus_scrape")
+# charmlibs holds both the OTLP and the tls-certificates library; cryptography is the TLS cost.
+COS_MODULES = (
+    "cosl",
+    "charmlibs",
+    "cos",
+    "grafana_dashboard",
+    "prometheus_scrape",
+    "cryptography",
+)
 
 
-def test_importing_the_charm_loads_no_cos_module():
+def test_importing_the_charm_loads_no_cos_or_tls_library():
     code = (
         "import sys, charm; "
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {COS_MODULES!r}))"

@@ -16,7 +16,7 @@ import yaml
 
 from constants import DASHBOARDS_DIR, LOKI_RULES_DIR, OTLP_RULES_DIR, PROMETHEUS_RULES_DIR
 from cos_rules import PLACEHOLDER, load_rules
-from falco_forwarder.metrics import Metrics
+from falco_forwarder.metrics import DROP_REASONS, Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL = ROOT / "build" / "bin" / "promtool"
@@ -55,7 +55,7 @@ _OUR_PREFIXES = re.compile(r"\b(?:falco_forwarder|falcosecurity)_[a-z0-9_]+")
 
 def forwarder_metrics() -> frozenset[str]:
     """The families the forwarder's own code exports, read from what it renders."""
-    text = Metrics(["s"], ["r"], ["d"]).render({"s": 0}, 0)
+    text = Metrics(["s"]).render({"s": 0}, 0)
     return frozenset(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
 
 
@@ -134,6 +134,43 @@ def test_every_logql_expression_parses():
     assert f"{len(expressions)} of {len(expressions)} LogQL expressions parse" in output
 
 
+def promtool_test(tmp_path: Path, series: dict[str, str], alerts: list[dict[str, Any]]) -> str:
+    """Run ``promtool test rules`` on the shipped rules: ``series`` fed in, ``alerts`` expected.
+
+    The rules keep only their summary annotation, so an expected alert states its rendered
+    summary and not the long description.
+    """
+    document = shipped_rules(PROMETHEUS_RULES_DIR)
+    for group in document["groups"]:
+        for rule in group["rules"]:
+            rule["annotations"] = {"summary": rule["annotations"]["summary"]}
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(document))
+    inputs = [
+        {"series": name.replace("{", "{" + _matchers(unit_labels()) + ", ", 1), "values": values}
+        for name, values in series.items()
+    ]
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": inputs, "alert_rule_test": alerts}],
+    }
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(tests))
+    result = subprocess.run(
+        [str(PROMTOOL), "test", "rules", "test.yaml"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    print(result.stdout, result.stderr)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def _matchers(labels: dict[str, str]) -> str:
+    return ", ".join(f'{key}="{value}"' for key, value in labels.items())
+
+
 def test_promtool_refuses_a_broken_expression(tmp_path: Path):
     rule = {"alert": "Broken", "expr": "rate(falco_forwarder_dropped_total[5m]"}
     with pytest.raises(AssertionError, match="FAILED"):
@@ -154,7 +191,12 @@ def test_every_metric_in_promql_is_one_falco_or_the_forwarder_exports():
         assert names, f"{where}: no metric selector in {expr}"
         assert names <= known, f"{where}: unknown metrics {sorted(names - known)}"
         used |= names
-    assert {"falco_forwarder_sink_up", "falcosecurity_falco_rules_matches_total"} <= used
+    assert {
+        "falco_forwarder_sink_up",
+        "falco_forwarder_backlog_bytes",
+        "falco_forwarder_alert_log_bytes",
+        "falcosecurity_falco_rules_matches_total",
+    } <= used
 
 
 def test_rules_watch_this_application_only_and_say_what_to_do():
@@ -177,3 +219,90 @@ def test_the_dashboard_uses_the_datasource_variables_cos_injects():
         for panel in dashboard["panels"]:
             if panel["type"] != "row":
                 assert panel["datasource"]["uid"] in ("${prometheusds}", "${lokids}")
+
+
+def unit_labels() -> dict[str, str]:
+    """The topology labels of every series scraped from the unit."""
+    keys = ("model", "model_uuid", "application", "unit")
+    return {f"juju_{key}": TOPOLOGY[key] for key in keys}
+
+
+def alert_labels(**labels: str) -> dict[str, str]:
+    """The labels of an alert on the unit: its series' topology, the rule's charm, ``labels``."""
+    return {**unit_labels(), "juju_charm": TOPOLOGY["charm_name"], **labels}
+
+
+def test_a_sink_behind_on_most_of_the_alert_log_warns_before_retention_drops(tmp_path: Path):
+    # A 1000-byte log; loki-0 has 800 bytes to deliver (over 3/4), http_output 500 (half).
+    output = promtool_test(
+        tmp_path,
+        {
+            "falco_forwarder_alert_log_bytes{}": "1000x40",
+            'falco_forwarder_backlog_bytes{sink="loki-0"}': "800x40",
+            'falco_forwarder_backlog_bytes{sink="http_output"}': "500x40",
+        },
+        [
+            {"eval_time": "10m", "alertname": "FalcoSinkBacklogNearRetention", "exp_alerts": []},
+            {
+                "eval_time": "20m",
+                "alertname": "FalcoSinkBacklogNearRetention",
+                "exp_alerts": [
+                    {
+                        "exp_labels": alert_labels(severity="warning", sink="loki-0"),
+                        "exp_annotations": {
+                            "summary": "Sink loki-0 on falco-k8s/0 has 800B undelivered,"
+                            " over 3/4 of the alert log"
+                        },
+                    },
+                ],
+            },
+        ],
+    )
+    assert "SUCCESS" in output
+
+
+def test_alerts_lost_to_retention_raise_a_critical_alert_naming_sink_and_reason(tmp_path: Path):
+    # Retention removed 7 unread alerts of loki-0 at minute 5; nothing else was lost.
+    dropped = 'falco_forwarder_dropped_total{sink="loki-0", reason="%s"}'
+    series = {dropped % reason: "0x20" for reason in DROP_REASONS}
+    series[dropped % "retention"] = "0x4 7x15"
+    output = promtool_test(
+        tmp_path,
+        series,
+        [
+            {
+                "eval_time": "10m",
+                "alertname": "FalcoAlertsDropped",
+                "exp_alerts": [
+                    {
+                        "exp_labels": alert_labels(
+                            severity="critical", sink="loki-0", reason="retention"
+                        ),
+                        "exp_annotations": {
+                            "summary": "7 alerts dropped for sink loki-0 (retention)"
+                        },
+                    }
+                ],
+            },
+            {"eval_time": "20m", "alertname": "FalcoAlertsDropped", "exp_alerts": []},
+        ],
+    )
+    assert "SUCCESS" in output
+
+
+def test_every_drop_reason_is_explained_where_on_call_reads_it():
+    (rule,) = [
+        rule
+        for group in shipped_rules(PROMETHEUS_RULES_DIR)["groups"]
+        for rule in group["rules"]
+        if rule["alert"] == "FalcoAlertsDropped"
+    ]
+    (panel,) = [
+        panel
+        for path in (ROOT / DASHBOARDS_DIR).glob("*.json")
+        for panel in json.loads(path.read_text())["panels"]
+        if panel["title"] == "Dropped by sink and reason"
+    ]
+    for reason in DROP_REASONS:
+        assert f"{reason}:" in rule["annotations"]["description"], reason
+        assert f"{reason}:" in panel["description"] or f"{reason}," in panel["description"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+from constants import WEBHOOK_PEM
 from falco_reload import LoadedFiles, expected_files, parse_loaded_files
 
 # Falco 0.44.1's exposition as falco_metrics.cpp writes it (sha256 values shortened).
@@ -53,3 +54,17 @@ def test_expected_files_are_the_written_bytes_by_base_name_and_skip_absent_files
         config={"falco.yaml": hashlib.sha256(b"priority: debug\n").hexdigest()},
         rules={"k8s_audit_rules.yaml": hashlib.sha256(b"- rule: x\n").hexdigest()},
     )
+
+
+def test_the_webhook_pem_is_not_expected_in_falcos_report():
+    """Falco lists config and rules files only; falco.yaml carries the PEM's digest."""
+    layout: dict[str, str | bytes | None] = {
+        "/etc/falco/k8s_audit_rules.yaml": b"- rule: x\n",
+        WEBHOOK_PEM: b"-----BEGIN CERTIFICATE-----\n",
+        "/etc/falco/falco.yaml": "priority: debug\n",
+    }
+
+    expected = expected_files(layout)
+
+    assert set(expected.rules) == {"k8s_audit_rules.yaml"}
+    assert set(expected.config) == {"falco.yaml"}

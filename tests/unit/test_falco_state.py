@@ -9,7 +9,6 @@ import pytest
 from charm_pod import CI_RULE
 
 import state
-from constants import FORWARDER_URL
 from falco_config import FalcoSettings
 from state import CharmConfig, InvalidStateError, falco_state
 
@@ -38,7 +37,6 @@ def test_falco_state_returns_the_typed_settings_falco_needs():
 
     assert falco.settings == FalcoSettings(
         priority="warning",
-        http_output_url=FORWARDER_URL,
         rules_selection=[{"disable": {"tag": "k8s"}}],
     )
     assert falco.custom_rules == RULES

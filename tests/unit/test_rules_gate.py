@@ -47,6 +47,7 @@ def test_the_layout_writes_rules_before_the_config_that_loads_them():
     assert list(layout) == [
         "/etc/falco/staging/k8s_audit_rules.yaml",
         "/etc/falco/staging/rules.d/custom_rules.yaml",
+        "/etc/falco/staging/k8saudit-webhook.pem",  # None without TLS: removed if present
         "/etc/falco/staging/falco.yaml",
     ]
     config = yaml.safe_load(str(layout["/etc/falco/staging/falco.yaml"]))

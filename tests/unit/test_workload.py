@@ -34,9 +34,6 @@ def test_push_if_changed_writes_only_a_different_content(tmp_path: Path):
 def test_missing_files_read_as_none(tmp_path: Path):
     with workload(tmp_path) as (box, _):
         assert box.read("/data/none") is None
-        assert box.file_size("/data/none") is None
-        box.push_if_changed("/data/five", "12345")
-        assert box.file_size("/data/five") == 5
 
 
 def test_remove_if_present_and_ensure_dir(tmp_path: Path):

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
 PEM = serialization.Encoding.PEM
@@ -71,7 +72,7 @@ class TestCa:
     def _sign(
         self,
         subject: x509.Name,
-        public_key: x509.certificate.CertificatePublicKeyTypes,
+        public_key: CertificatePublicKeyTypes,
         sans: x509.SubjectAlternativeName | None,
         days: int,
     ) -> str:

@@ -3,16 +3,18 @@
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cos_receivers import Receiver, loki_entries, loki_receiver, otlp_receiver, otlp_records
 from forwarder_helpers import (
     ForwarderFactory,
+    append_alert,
+    config_dict,
     encode,
     falco_alert,
     metric,
-    post_alert,
     sink_dict,
     wait_for,
 )
@@ -28,7 +30,7 @@ from falco_forwarder.config import (
     config_from_dict,
     encoder,
 )
-from falco_forwarder.forwarder import DROP_REASONS
+from falco_forwarder.metrics import DROP_REASONS
 
 JUJU = JujuTopology("cos", "f2c5e3a1-7b4d-4e2a-9c1d-0123456789ab", "falco-k8s", "falco-k8s/0")
 OUTAGE_SECONDS = 30
@@ -57,15 +59,8 @@ def test_each_new_format_is_one_registry_entry_with_an_encoder(fmt: str):
     assert encoder(fmt) is {FORMAT_LOKI: loki.encode, FORMAT_OTLP: otlp.encode}[fmt]
 
 
-def test_an_unknown_format_is_refused_naming_the_known_ones():
-    data = {
-        "listen": {"host": "127.0.0.1", "port": 0},
-        "max_body_bytes": 1024,
-        "spool": {"dir": "/tmp/x", "max_bytes": 1024},
-        "juju": {"model": "m", "model_uuid": "u", "application": "a", "unit": "a/0"},
-        "retry": {"initial_seconds": 1, "max_seconds": 2, "timeout_seconds": 3},
-        "sinks": [sink_dict("s", "http://127.0.0.1:1/", "syslog")],
-    }
+def test_an_unknown_format_is_refused_naming_the_known_ones(tmp_path: Path):
+    data = config_dict(tmp_path, [sink_dict("s", "http://127.0.0.1:1/", "syslog")])
     with pytest.raises(ConfigError, match="loki, otlp-json"):
         config_from_dict(data)
 
@@ -186,7 +181,7 @@ def test_5xx_and_429_are_retried_until_the_receiver_takes_the_alert(
     receiver = make(script=[503, 500, 429])
     receivers.append(receiver)
     forwarder = make_forwarder([sink_dict("cos", receiver.url, fmt)])
-    assert post_alert(forwarder.port, encode(falco_alert())) == 200
+    append_alert(forwarder, encode(falco_alert()))
 
     wait_for(lambda: metric(forwarder.port, "falco_forwarder_delivered_total", sink="cos") == 1)
     assert len(receiver.accepted) == 1
@@ -203,7 +198,7 @@ def test_a_4xx_drops_that_alert_counted_and_the_next_ones_get_through(
     receivers.append(receiver)
     forwarder = make_forwarder([sink_dict("cos", receiver.url, fmt)])
     for i in range(3):
-        assert post_alert(forwarder.port, encode(falco_alert(i))) == 200
+        append_alert(forwarder, encode(falco_alert(i)))
 
     wait_for(lambda: metric(forwarder.port, "falco_forwarder_delivered_total", sink="cos") == 2)
     reason = {"sink": "cos", "reason": "http_4xx"}
@@ -223,20 +218,21 @@ def test_no_alert_is_lost_across_a_30_s_outage_of_loki_and_the_collector(
     )
     names = [f"pod-{i}" for i in range(200)]
     for name in names[:20]:
-        assert post_alert(forwarder.port, _alert_named(name)) == 200
+        append_alert(forwarder, _alert_named(name))
     wait_for(lambda: len(loki_rx.accepted) == 20 and len(otlp_rx.accepted) == 20)
     loki_rx.stop()
     otlp_rx.stop()
     for name in names[20:180]:  # a steady flow through the whole outage
-        assert post_alert(forwarder.port, _alert_named(name)) == 200
+        append_alert(forwarder, _alert_named(name))
         time.sleep(OUTAGE_SECONDS / 160)
+    waiting = sum(len(_alert_named(name)) + 1 for name in names[20:180])  # lines, newlines
     for sink in ("loki", "otel"):
-        assert metric(forwarder.port, "falco_forwarder_queue_depth", sink=sink) == 160
+        assert metric(forwarder.port, "falco_forwarder_backlog_bytes", sink=sink) == waiting
         assert metric(forwarder.port, "falco_forwarder_sink_up", sink=sink) == 0
     loki_rx.start()
     otlp_rx.start()
     for name in names[180:]:
-        assert post_alert(forwarder.port, _alert_named(name)) == 200
+        append_alert(forwarder, _alert_named(name))
 
     wait_for(lambda: len(loki_rx.accepted) == 200 and len(otlp_rx.accepted) == 200, timeout=60)
     assert [

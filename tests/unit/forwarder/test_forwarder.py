@@ -192,7 +192,7 @@ def test_an_alert_the_gelf_mapping_fails_on_is_dropped_and_the_rest_delivered(
         == 1
     )
     assert metric(forwarder.port, "falco_forwarder_backlog_bytes", sink="graylog") == 0
-    assert "sink graylog: cannot map an alert to GELF" in caplog.text
+    assert "sink graylog: cannot map an alert to gelf; dropping it" in caplog.text  # the format
     assert "OverflowError: a bug in the mapping" in caplog.text
 
 

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-import jsonschema
+import jsonschema.validators
 import pytest
 from falco_plugin_api import (
     FRAMEWORK_API_VERSION,

@@ -5,7 +5,7 @@ on, and nothing else:
 
 - the command line the charm uses: ``-c FILE --disable-source syscall`` to run, with
   ``--dry-run`` to validate, with ``-L -o json_output=true`` to list the loaded rules (one
-  JSON document on stdout, the shape ``rules_listing`` parses);
+  JSON document on stdout, the shape ``falco_output.parse_rules_listing`` parses);
 - the webserver's ``GET /healthz`` on ``webserver.listen_port`` and the k8saudit listener on
   the port in the k8saudit plugin's ``open_params`` (Pebble's checks probe both);
 - ``file_output`` with ``keep_alive: false``: for every alert, open the file in append mode,

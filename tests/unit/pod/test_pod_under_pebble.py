@@ -43,8 +43,8 @@ from constants import (
 )
 from falco_config import FalcoSettings, render_falco_yaml
 from falco_forwarder.config import FORMAT_FALCO_JSON, JujuTopology, SinkConfig, config_to_dict
+from falco_output import parse_rules_listing
 from pebble_layers import FALCO_COMMAND, falco_layer, forwarder_layer
-from rules_listing import parse_rules_listing
 from workload import Workload, WorkloadError
 
 STANDIN = Path(__file__).with_name("falco_standin.py")
