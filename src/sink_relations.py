@@ -1,8 +1,8 @@
 """Read where alerts go from config and relations, as plain `alert_sinks.Endpoint` data.
 
-The only sink code that knows ``ops``: one reader per source in `alert_sinks.SINK_KINDS`.
-Relation libraries stay here; what leaves is plain data. Light on purpose: every hook imports it
-(the OTLP library is imported only when a ``send-otlp`` relation exists).
+The only sink code that knows ``ops``: one reader per relation in `RELATION_READERS`, next to
+the kinds in `alert_sinks.SINK_KINDS`. Relation libraries stay here; what leaves is plain data.
+Light on purpose: every hook imports it (the OTLP library only with a ``send-otlp`` relation).
 """
 
 from __future__ import annotations
