@@ -20,7 +20,7 @@ CASES = {
     "import charm": "import charm",
     "import charm + cluster (lightkube)": "import charm, cluster",
     # What a hook with a COS relation adds: cosl and the OTLP library, imported only there.
-    "import charm + cos (a COS hook)": "import charm, cos, cos_sinks",
+    "import charm + cos (a COS hook)": "import charm, cos",
 }
 
 

@@ -1,78 +1,37 @@
 #!/usr/bin/env python3
 """falco-k8s: Falco on the Kubernetes audit stream, as a Juju sidecar charm.
 
-The class only wires events to one reconcile path; what to build lives in the renderers,
-how to touch Pebble in ``workload``, how to gate Falco changes in ``rules_gate``.
+The class only wires events to one reconcile path, statuses and actions: sinks come from
+``sink_relations`` and ``alert_sinks``, Falco's own behaviour from ``falco_service``, the
+forwarder's from ``forwarder_service``, the cluster side from ``cluster``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import TypeVar
 
 import ops
-import pydantic
 
-import falco_reload
+import constants
+import falco_service
+import forwarder_service
 import rules_gate
+import state
+from alert_sinks import render_forwarder_config
 from apiserver_file import ApiserverFileRecords
-from bundle import Bundle, load_bundle, manifest_digest
-from charms.falco_k8s.v0.gelf import GelfEndpointError, GelfEndpointRequirer
-from constants import (
-    ALERT_LOG_DIR,
-    COS_RELATIONS,
-    FALCO_CONFIG,
-    FALCO_CONFIG_DIR,
-    FALCO_CONTAINER,
-    FALCO_CUSTOM_RULES,
-    FALCO_SERVICE,
-    FORWARDER_CONFIG,
-    FORWARDER_CONTAINER,
-    FORWARDER_PKG_DIR,
-    FORWARDER_PORT,
-    FORWARDER_SERVICE,
-    K8S_AUDIT_RULES,
-    K8SAUDIT_PORT,
-    LOGGING_RELATION,
-    PLUGIN_MANIFEST,
-    WEBHOOK_CONFIG_FILE,
-    WEBHOOK_PEM,
-    WEBSERVER_PORT,
-)
-from cos_sinks import cos_sinks
-from falco_config import is_managed
-from falco_forwarder.config import (
-    FORMAT_FALCO_JSON,
-    FORMAT_GELF,
-    ConfigError,
-    JujuTopology,
-    SinkConfig,
-    config_from_dict,
-    config_to_dict,
-)
-from falco_output import RulesListingError, first_error_line, parse_rules_listing
-from falcosidekick import falcosidekick_endpoint
-from pebble_layers import FALCO_COMMAND, falco_layer, forwarder_layer
-from rules_listing import apply_selection, filter_rules, parse_rules_selection
-from state import (
-    FALCO_OPTIONS,
-    SINK_OPTIONS,
-    WEBHOOK_OPTIONS,
-    CharmConfig,
-    InvalidStateError,
-    LoadedConfig,
-    WebhookState,
-    falco_state,
-    forwarder_config,
-    http_output_sink,
-    webhook_state,
-    without_invalid,
-)
+from bundle import Bundle, load_bundle
+from charms.falco_k8s.v0.gelf import GelfEndpointRequirer
+from constants import FORWARDER_PORT  # tests point it at a forwarder of their own
+from falco_forwarder.config import JujuTopology, SinkConfig
+from falco_output import RulesListingError
+from peer_memory import UnitMemory
+from rules_listing import show_rules_result
+from sink_relations import RELATION_READERS, read_sinks
 from webhook_certificates import WebhookCertificates
 from webhook_config import WebhookAddress, webhook_action_result, webhook_kubeconfig
-from webhook_tls import WebhookIdentity, WebhookTls, WebhookTlsError, certificate_sans, tls_notes
+from webhook_tls import WebhookIdentity, WebhookTls, WebhookTlsError
 from workload import Workload, WorkloadError
 
 logger = logging.getLogger(__name__)
@@ -82,17 +41,6 @@ _T = TypeVar("_T")
 PEER_RELATION = "falco-peers"
 LAST_GOOD_KEY = "last-good-falco"
 CHECKED_KEY = "checked-falco-rules"
-
-
-# Juju passes each action result as one command-line argument, which Linux caps at 128 KiB.
-ACTION_RESULT_MAX_CHARS = 100_000
-
-
-def _fit_result(key: str, text: str) -> dict[str, str]:
-    """One action result, cut to what Juju can carry and saying so rather than failing."""
-    if len(text) <= ACTION_RESULT_MAX_CHARS:
-        return {key: text}
-    return {key: text[:ACTION_RESULT_MAX_CHARS], f"{key}-truncated": f"{len(text)} characters"}
 
 
 class FalcoK8sCharm(ops.CharmBase):
@@ -108,11 +56,17 @@ class FalcoK8sCharm(ops.CharmBase):
         self._notes: list[str] = []  # worth a look, not worth blocking for
         self._sink_names: tuple[str, ...] = ()
         self._tls: WebhookTls | None = None
-        self.falco = Workload(self.unit.get_container(FALCO_CONTAINER), FALCO_SERVICE)
-        self.forwarder = Workload(self.unit.get_container(FORWARDER_CONTAINER), FORWARDER_SERVICE)
+        self.falco = Workload(
+            self.unit.get_container(constants.FALCO_CONTAINER), constants.FALCO_SERVICE
+        )
+        self.forwarder = Workload(
+            self.unit.get_container(constants.FORWARDER_CONTAINER), constants.FORWARDER_SERVICE
+        )
         self.graylog = GelfEndpointRequirer(self, relation_name="graylog")
         self.certificates = WebhookCertificates(self, "certificates")
         self.apiserver_file = ApiserverFileRecords(self.model, PEER_RELATION)
+        self.memory = UnitMemory(self.model, PEER_RELATION)
+        related = dict.fromkeys(("certificates", *RELATION_READERS, *constants.COS_RELATIONS))
         for event in (
             self.on.install,
             self.on.upgrade_charm,
@@ -122,18 +76,13 @@ class FalcoK8sCharm(ops.CharmBase):
             self.on.falco_pebble_ready,
             self.on.forwarder_pebble_ready,
             self.on.alert_log_storage_attached,
+            self.on[PEER_RELATION].relation_changed,
             self.graylog.on.endpoint_changed,
             self.graylog.on.endpoint_removed,
-            self.on.falcosidekick_relation_changed,
-            self.on.falcosidekick_relation_broken,
-            self.on.certificates_relation_changed,
-            self.on.certificates_relation_broken,
-            self.on.falco_peers_relation_changed,
-            *(
-                getattr(self.on, f"{name.replace('-', '_')}_relation_{kind}")
-                for name in COS_RELATIONS
-                for kind in ("joined", "changed", "departed", "broken")
-            ),
+            *(self.on[name].relation_changed for name in related),
+            *(self.on[name].relation_broken for name in related),
+            *(self.on[name].relation_joined for name in constants.COS_RELATIONS),
+            *(self.on[name].relation_departed for name in constants.COS_RELATIONS),
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
@@ -142,16 +91,14 @@ class FalcoK8sCharm(ops.CharmBase):
         framework.observe(self.on.get_webhook_config_action, self._on_get_webhook_config)
         framework.observe(self.on.remove, self._on_remove)
 
-    # -- the one reconcile path ---------------------------------------------------------------
-
     def _reconcile(self, event: ops.EventBase) -> None:
         """Converge everything on the current config; record why not when it cannot."""
         self._reconciled = True
-        self.unit.set_ports(WEBSERVER_PORT, K8SAUDIT_PORT)
+        self.unit.set_ports(constants.WEBSERVER_PORT, constants.K8SAUDIT_PORT)
         # Each part is checked on its own, so a bad webhook option does not hold back a rules
         # change, and a bad option never stops the last good config from being restored.
         bundle = self._checked(lambda: load_bundle(self.charm_dir))
-        loaded = self._config()
+        loaded = state.load_config(self.config)
         if loaded.reason:
             self._statuses.append(ops.BlockedStatus(loaded.reason))
         config = loaded.values
@@ -159,14 +106,13 @@ class FalcoK8sCharm(ops.CharmBase):
         # A certificate that cannot be served holds back what it feeds: Falco's files, the
         # webhook file.
         tls_usable = self._read_tls()
-        if bundle is not None and loaded.usable_for(SINK_OPTIONS):
-            sinks = self._checked(lambda: self._sinks(config))
-        if bundle is not None and loaded.usable_for(FALCO_OPTIONS) and tls_usable:
-            candidate = self._checked(lambda: self._falco_files(config, bundle, self._tls))
-        if loaded.usable_for(WEBHOOK_OPTIONS) and tls_usable:
-            webhook = self._checked(lambda: webhook_state(config))
+        if bundle is not None and loaded.usable_for(state.SINK_OPTIONS):
+            sinks = self._checked(lambda: read_sinks(self, config.http_output, self.graylog))
+        if bundle is not None and loaded.usable_for(state.FALCO_OPTIONS) and tls_usable:
+            candidate = self._checked(lambda: self._falco_files(config, bundle))
+        if loaded.usable_for(state.WEBHOOK_OPTIONS) and tls_usable:
+            webhook = self._checked(lambda: state.webhook_state(config))
         self._address = self._converge_webhook(webhook)
-        self._converge_webhook_tls()
         if bundle is not None and sinks is not None:
             self._converge_forwarder(config, sinks, bundle)
         self._publish_cos(event)
@@ -176,63 +122,47 @@ class FalcoK8sCharm(ops.CharmBase):
         if bundle is None:
             return
         try:
-            self.falco.sync_tree(
-                bundle.plugins, bundle.plugins_manifest, manifest_path=PLUGIN_MANIFEST
-            )
-            # Falco creates the log file, not its directory: private to the pod's root users.
-            self.falco.ensure_dir(ALERT_LOG_DIR, permissions=0o700)
             self._converge_falco(candidate, bundle, tls_usable)
             if self._address is not None:
-                self.falco.push_if_changed(
-                    WEBHOOK_CONFIG_FILE, webhook_kubeconfig(self._address, self._ca_cert)
-                )
+                kubeconfig = webhook_kubeconfig(self._address, self._ca_cert)
+                self.falco.push_if_changed(constants.WEBHOOK_CONFIG_FILE, kubeconfig)
         except WorkloadError as exc:
-            # The container went away or stalled mid-change: the live files are untouched or
-            # complete (each is swapped whole), and the next event converges again.
             self._statuses.append(ops.WaitingStatus(f"falco container: {exc}; will retry"))
 
     def _checked(self, build: Callable[[], _T]) -> _T | None:
         """Run a state builder; an operator-fixable problem becomes a Blocked reason."""
         try:
             return build()
-        except InvalidStateError as exc:
+        except state.InvalidStateError as exc:
             self._statuses.append(ops.BlockedStatus(str(exc)))
             return None
 
-    def _config(self) -> LoadedConfig:
-        """The config; invalid options are left at their defaults and named in ``reason``."""
-        try:
-            return LoadedConfig(self.load_config(CharmConfig))
-        except pydantic.ValidationError as exc:
-            raw = {key.replace("-", "_"): value for key, value in self.config.items()}
-            return without_invalid(raw, exc)
-
-    def _converge_webhook(self, webhook: WebhookState | None) -> WebhookAddress | None:
+    def _converge_webhook(self, webhook: state.WebhookState | None) -> WebhookAddress | None:
         """Leader: apply the webhook objects. Any unit: read back where the apiserver sends to."""
         from cluster import AuditWebhookCluster, ClusterError
 
-        cluster = AuditWebhookCluster(self.app.name, self.model.name)
+        leader = self.unit.is_leader()
         try:
-            if self.unit.is_leader() and webhook is not None:
-                return cluster.apply(
-                    webhook.spec,
-                    audit_policy=webhook.audit_policy,
-                    allowed_cidrs=webhook.allowed_cidrs,
-                    ca_cert=self._ca_cert,
-                )
-            address = cluster.read_address()
+            address = AuditWebhookCluster(self.app.name, self.model.name).converge(
+                webhook, leader=leader, ca_cert=self._ca_cert
+            )
         except ClusterError as exc:
             # Falco keeps running meanwhile: only the cluster side waits for the fix.
-            if exc.retryable:
-                self._statuses.append(ops.WaitingStatus(f"{exc}; will retry"))
-            else:
-                self._statuses.append(ops.BlockedStatus(str(exc)))
+            retry = ops.WaitingStatus(f"{exc}; will retry")
+            self._statuses.append(retry if exc.retryable else ops.BlockedStatus(str(exc)))
             return None
-        if address is None and not self.unit.is_leader():
+        if address is None and not leader:
             # A leader gets here only with invalid webhook options, already named as Blocked.
             self._statuses.append(
                 ops.WaitingStatus("waiting for the leader to create the audit webhook Service")
             )
+        elif address is not None:
+            # Certificates for the live address; the TLS notes come first: they are about it.
+            self._notes[:0] = self.certificates.converge(
+                address, self.app.name, self.model.name, self._tls
+            )
+            if reason := self.apiserver_file.outdated(WebhookIdentity.served(address, self._tls)):
+                self._statuses.append(ops.BlockedStatus(reason))
         return address
 
     def _read_tls(self) -> bool:
@@ -247,18 +177,6 @@ class FalcoK8sCharm(ops.CharmBase):
     @property
     def _ca_cert(self) -> str | None:
         return self._tls.ca_cert if self._tls is not None else None
-
-    def _converge_webhook_tls(self) -> None:
-        """Request a certificate for the live address; note what the apiserver's file needs."""
-        if self._address is None:
-            return
-        sans = certificate_sans(self._address, self.app.name, self.model.name)
-        self.certificates.request(sans)
-        # First after the address the status names: they are about that address.
-        self._notes[:0] = tls_notes(self.certificates.related, self._tls, sans)
-        served = WebhookIdentity.served(self._address, self._tls)
-        if reason := self.apiserver_file.outdated(served):
-            self._statuses.append(ops.BlockedStatus(reason))
 
     def _on_remove(self, _: ops.RemoveEvent) -> None:
         """When the application goes away, delete the cluster objects the charm created.
@@ -275,39 +193,19 @@ class FalcoK8sCharm(ops.CharmBase):
         except ClusterError as exc:
             logger.error("could not delete the audit webhook objects: %s", exc)
 
-    def _sinks(self, config: CharmConfig) -> tuple[SinkConfig, ...]:
-        """Every destination alerts go to, from config and relations."""
-        sinks = list(http_output_sink(config))
-        try:
-            endpoints = self.graylog.endpoints()
-        except GelfEndpointError as exc:
-            raise InvalidStateError(str(exc)) from None
-        sinks += [
-            SinkConfig("graylog", FORMAT_GELF, e.url, e.headers, e.ca_cert, e.max_message_bytes)
-            for e in endpoints
-        ]
-        for relation in self.model.relations["falcosidekick"]:
-            if endpoint := falcosidekick_endpoint(relation):
-                sinks.append(
-                    SinkConfig(
-                        "falcosidekick", FORMAT_FALCO_JSON, endpoint.url, ca_cert=endpoint.ca_cert
-                    )
-                )
-        sinks += cos_sinks(self)
-        return tuple(sinks)
-
     def _publish_cos(self, event: ops.EventBase) -> None:
         """Scrape jobs, rules, dashboards and log forwarding; COS code loads only if related."""
         logging_gone = (
-            isinstance(event, ops.RelationBrokenEvent) and event.relation.name == LOGGING_RELATION
+            isinstance(event, ops.RelationBrokenEvent)
+            and event.relation.name == constants.LOGGING_RELATION
         )
-        if logging_gone or any(self.model.relations[name] for name in COS_RELATIONS):
+        if logging_gone or any(self.model.relations[name] for name in constants.COS_RELATIONS):
             from cos import publish_cos
 
             publish_cos(self, [self.falco, self.forwarder])
 
     def _converge_forwarder(
-        self, config: CharmConfig, sinks: tuple[SinkConfig, ...], bundle: Bundle
+        self, config: state.CharmConfig, sinks: tuple[SinkConfig, ...], bundle: Bundle
     ) -> None:
         """Run the forwarder on the current sinks; a sink change reloads it and spares Falco."""
         self._sink_names = tuple(sink.name for sink in sinks)
@@ -318,131 +216,52 @@ class FalcoK8sCharm(ops.CharmBase):
                 )
             return
         topology = JujuTopology(self.model.name, self.model.uuid, self.app.name, self.unit.name)
-        settings = config_to_dict(forwarder_config(sinks, topology, config.alert_log_retention_mb))
         try:
-            config_from_dict(settings)  # the forwarder's own check, e.g. of a relation's CA
-        except ConfigError as exc:
-            self._statuses.append(ops.BlockedStatus(f"alert sinks: {exc}"))
+            text = render_forwarder_config(sinks, topology, config.alert_log_retention_mb)
+            settled = forwarder_service.converge(self.forwarder, text, bundle)
+        except state.InvalidStateError as exc:
+            self._statuses.append(ops.BlockedStatus(str(exc)))
             return
-        text = json.dumps(settings, indent=1, sort_keys=True)
-        try:
-            self.forwarder.sync_tree(
-                bundle.forwarder,
-                bundle.forwarder_manifest,
-                manifest_path=f"{FORWARDER_PKG_DIR}/.manifest",
-            )
-            # Mode 0600: the only file that may hold the sinks' auth headers.
-            reconfigured = self.forwarder.push_if_changed(
-                FORWARDER_CONFIG, text, permissions=0o600
-            )
-            started = self.forwarder.ensure_service(
-                forwarder_layer(manifest_digest(bundle.forwarder_manifest))
-            )
-            if reconfigured and not started:
-                # Reload in place: sinks that did not change keep delivering undisturbed.
-                self.forwarder.signal("SIGHUP")
         except WorkloadError as exc:
             self._statuses.append(ops.WaitingStatus(f"forwarder container: {exc}; will retry"))
             return
         # A forwarder started or reloading just now has nothing to tell about these sinks yet.
-        if sinks and not started and not reconfigured:
-            self._notes.extend(self._delivery_notes())
+        if sinks and settled:
+            from delivery_status import forwarder_notes
 
-    def _delivery_notes(self) -> list[str]:
-        """Failing sinks and lost alerts, from the forwarder's own counts."""
-        from delivery_status import delivery_notes, read_delivery
-
-        delivery = read_delivery(FORWARDER_PORT)
-        if delivery is None:
-            logger.warning("the forwarder's metrics did not answer; delivery state unknown")
-            return ["forwarder not answering"]
-        return delivery_notes(delivery, self._sink_names)
+            self._notes.extend(forwarder_notes(FORWARDER_PORT, self._sink_names))
 
     def _falco_files(
-        self, config: CharmConfig, bundle: Bundle, tls: WebhookTls | None, *, recall: bool = True
+        self, config: state.CharmConfig, bundle: Bundle, *, recall: bool = True
     ) -> rules_gate.FalcoFiles:
-        """The candidate file set for the current config.
-
-        Falco always writes its alerts to the alert log, sinks or none: adding the first sink
-        or removing the last then only reloads the forwarder, and never touches Falco. An
-        unchanged rules text is not checked again (``recall``): its last check's outcome is
-        remembered.
-        """
-        falco = falco_state(
-            config, bundle.stock_rules, self._recall(CHECKED_KEY) if recall else ""
-        )
+        """The candidate for the current config; an unchanged rules text is not checked again."""
+        remembered = self.memory.recall(CHECKED_KEY) if recall else ""
+        wanted = falco_service.candidate(config, bundle, self._tls, remembered)
         if recall:
-            self._remember(CHECKED_KEY, falco.checked)
-        # Falco accepts selections that match nothing silently; pass them on anyway, since the
-        # rules may come later, but tell the operator.
-        if falco.unmatched:
-            logger.warning("disabled_rules entries select no rule: %s", falco.unmatched)
-            self._notes.append(f"disabled_rules matched nothing: {', '.join(falco.unmatched)}")
-        pem = tls.pem if tls is not None else None
-        return rules_gate.FalcoFiles(falco.settings, bundle.stock_rules, falco.custom_rules, pem)
+            self.memory.remember(CHECKED_KEY, wanted.checked)
+        self._notes.extend(wanted.notes)
+        return wanted.files
 
     def _converge_falco(
         self, candidate: rules_gate.FalcoFiles | None, bundle: Bundle, tls_usable: bool
     ) -> None:
         """Swap in the candidate if Falco accepts it, and keep Falco running on the last good."""
-        applied: rules_gate.FalcoFiles | None = None
-        if candidate is not None:
-            try:
-                rules_gate.apply(self.falco, candidate)
-                self._remember(LAST_GOOD_KEY, candidate.to_json())
-                applied = candidate
-            except rules_gate.GateRejectedError as exc:
-                what = "custom_rules" if exc.about_custom_rules else "falco.yaml"
-                self._statuses.append(ops.BlockedStatus(f"{what} rejected by Falco: {exc}"))
-        # Otherwise the live files are the last config Falco accepted, if the charm wrote them
-        # and they serve the current certificate (or the new one cannot be served anyway).
-        pem = self._tls.pem if self._tls is not None else None
-        live = applied is not None or (
-            self._falco_config_is_ours()
-            and (not tls_usable or self.falco.read(WEBHOOK_PEM) == pem)
+        outcome = falco_service.converge(
+            self.falco,
+            candidate,
+            bundle,
+            self.memory.recall(LAST_GOOD_KEY),
+            self._tls,
+            tls_usable=tls_usable,
         )
-        if not live and (last_good := self._recall(LAST_GOOD_KEY)):
-            # A fresh container (pod rescheduled) or a new certificate while the current config
-            # is refused: bring back the last config Falco accepted, with the current
-            # certificate, rather than leave the cluster unwatched or the webhook file wrong.
-            try:
-                restored = rules_gate.FalcoFiles.from_json(last_good, bundle, pem)
-                rules_gate.apply(self.falco, restored)
-                applied = restored
-                live = True
-            except rules_gate.GateRejectedError as exc:
-                logger.error("last good config no longer accepted by Falco: %s", exc.output)
-            except ValueError as exc:
-                logger.error("cannot restore the last good config: %s", exc)
-        if live:
-            started = self.falco.ensure_service(
-                falco_layer(manifest_digest(bundle.plugins_manifest))
-            )
-            if applied is not None and not started:
-                # A running Falco hot-reloads; only its own report says the change landed.
-                check = falco_reload.confirm_reload(self.falco, applied.at(FALCO_CONFIG_DIR))
-                if check.problem:
-                    self._statuses.append(ops.WaitingStatus(check.problem))
-                elif check.note:
-                    self._notes.append(check.note)
-
-    def _falco_config_is_ours(self) -> bool:
-        """Whether the live falco.yaml is one the charm wrote, not the image's own default."""
-        live = self.falco.read(FALCO_CONFIG)
-        return live is not None and is_managed(live)
-
-    def _recall(self, key: str) -> str:
-        """What this unit remembered under ``key`` (see `_remember`), or "" if nothing."""
-        peers = self.model.get_relation(PEER_RELATION)
-        return peers.data[self.unit].get(key, "") if peers else ""
-
-    def _remember(self, key: str, text: str) -> None:
-        """Keep it in this unit's peer databag: the controller holds it across pod restarts."""
-        peers = self.model.get_relation(PEER_RELATION)
-        if peers is not None and peers.data[self.unit].get(key) != text:
-            peers.data[self.unit][key] = text
-
-    # -- status ---------------------------------------------------------------------------------
+        if outcome.accepted:
+            self.memory.remember(LAST_GOOD_KEY, outcome.accepted)
+        if outcome.rejected:
+            self._statuses.append(ops.BlockedStatus(outcome.rejected))
+        if outcome.problem:
+            self._statuses.append(ops.WaitingStatus(outcome.problem))
+        elif outcome.note:
+            self._notes.append(outcome.note)
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
         if not self._reconciled:
@@ -461,57 +280,32 @@ class FalcoK8sCharm(ops.CharmBase):
         else:
             event.add_status(ops.MaintenanceStatus("starting Falco"))
 
-    # -- actions ----------------------------------------------------------------------------------
-
     def _on_show_rules(self, event: ops.ActionEvent) -> None:
         """Ask Falco which rules it loaded; results, not stdout, so `juju run` shows them."""
         try:
-            if not self.falco.can_connect() or not self._falco_config_is_ours():
+            if not self.falco.can_connect() or not falco_service.config_is_ours(self.falco):
                 event.fail(
                     "Falco is not reachable yet (no Pebble or no config): retry when active"
                 )
                 return
-            result = self.falco.run([*FALCO_COMMAND, "-L", "-o", "json_output=true"], timeout=60)
-            if result.exit_code != 0:
-                event.fail(f"falco -L failed: {first_error_line(result.output)}")
-                return
-            selection = parse_rules_selection(self.falco.read(FALCO_CONFIG) or b"")
-            enabled = event.params.get("enabled")
-            rules = filter_rules(
-                apply_selection(parse_rules_listing(result.stdout), selection),
-                name=str(event.params.get("name", "")),
-                tag=str(event.params.get("tag", "")),
-                minimum_priority=str(event.params.get("minimum-priority", "")),
-                enabled=None if enabled is None else bool(enabled),
-            )
-            results = {"count": str(len(rules))}
-            results.update(
-                _fit_result("rules", json.dumps([rule.as_result() for rule in rules], indent=1))
-            )
-            if event.params.get("raw"):
-                results.update(_fit_result("raw", self._rule_files_text()))
+            raw = falco_service.rule_files_text(self.falco) if event.params.get("raw") else None
+            results = show_rules_result(falco_service.loaded_rules(self.falco), event.params, raw)
         except (WorkloadError, RulesListingError) as exc:
             event.fail(str(exc))
             return
         event.set_results(results)
-
-    def _rule_files_text(self) -> str:
-        parts: list[str] = []
-        for path in (K8S_AUDIT_RULES, FALCO_CUSTOM_RULES):
-            content = self.falco.read(path)
-            if content is not None:
-                parts.append(f"# ---- {path} ----\n{content.decode(errors='replace')}")
-        return "\n".join(parts)
 
     def _on_get_webhook_config(self, event: ops.ActionEvent) -> None:
         """Hand the cluster admin the apiserver side, right by construction."""
         from cluster import AuditWebhookCluster, ClusterError
 
         try:
-            webhook = webhook_state(self._config().require(WEBHOOK_OPTIONS))
+            webhook = state.webhook_state(
+                state.load_config(self.config).require(state.WEBHOOK_OPTIONS)
+            )
             tls = self.certificates.current()
             address = AuditWebhookCluster(self.app.name, self.model.name).read_address()
-        except (InvalidStateError, ClusterError) as exc:
+        except (state.InvalidStateError, ClusterError) as exc:
             event.fail(str(exc))
             return
         if address is None:
@@ -529,11 +323,11 @@ class FalcoK8sCharm(ops.CharmBase):
     def _on_validate_rules(self, event: ops.ActionEvent) -> None:
         """Run the config-change gate on demand; apply nothing."""
         try:
-            config = self._config().require(FALCO_OPTIONS)
-            tls = self.certificates.current()
-            files = self._falco_files(config, load_bundle(self.charm_dir), tls, recall=False)
+            config = state.load_config(self.config).require(state.FALCO_OPTIONS)
+            self._tls = self.certificates.current()
+            files = self._falco_files(config, load_bundle(self.charm_dir), recall=False)
             result = rules_gate.validate(self.falco, files)
-        except InvalidStateError as exc:
+        except state.InvalidStateError as exc:
             event.set_results({"valid": "false", "errors": str(exc)})
             event.fail(str(exc))
             return

@@ -37,6 +37,7 @@ from lightkube.resources.core_v1 import ConfigMap, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 
 from constants import FORWARDER_PORT, K8SAUDIT_PORT, WEBSERVER_PORT
+from state import WebhookState
 from webhook_config import (
     AUDIT_POLICY_KEY,
     WEBHOOK_CONFIG_KEY,
@@ -145,6 +146,19 @@ class AuditWebhookCluster:
         """
         for resource in (NetworkPolicy, ConfigMap, Service):
             self._delete(resource)
+
+    def converge(
+        self, webhook: WebhookState | None, *, leader: bool, ca_cert: str | None
+    ) -> WebhookAddress | None:
+        """The leader applies ``webhook`` (when valid); any unit reads back the live address."""
+        if leader and webhook is not None:
+            return self.apply(
+                webhook.spec,
+                audit_policy=webhook.audit_policy,
+                allowed_cidrs=webhook.allowed_cidrs,
+                ca_cert=ca_cert,
+            )
+        return self.read_address()
 
     @contextmanager
     def _errors(self, action: str) -> Generator[None]:

@@ -8,11 +8,23 @@ operators look, and not only in the forwarder's log.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 
 from constants import MIB
 from falco_forwarder.metrics import DeliveryState, parse_delivery
 from pod_metrics import read_metrics
+
+logger = logging.getLogger(__name__)
+
+
+def forwarder_notes(port: int, sinks: Collection[str]) -> list[str]:
+    """Failing sinks and lost alerts, from the forwarder's own counts on ``port``."""
+    delivery = read_delivery(port)
+    if delivery is None:
+        logger.warning("the forwarder's metrics did not answer; delivery state unknown")
+        return ["forwarder not answering"]
+    return delivery_notes(delivery, sinks)
 
 
 def read_delivery(port: int) -> DeliveryState | None:

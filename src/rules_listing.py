@@ -10,7 +10,8 @@ applies it, in order, by name with Falco's ``*`` wildcard or by tag (``indexable
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -123,3 +124,33 @@ def _severity(priority: str) -> int:
             f"unknown priority {priority!r}: expected one of {', '.join(PRIORITIES)}"
         )
     return PRIORITIES.index(key)
+
+
+# Juju passes each action result as one command-line argument, which Linux caps at 128 KiB.
+ACTION_RESULT_MAX_CHARS = 100_000
+
+
+def show_rules_result(
+    loaded: list[LoadedRule], params: Mapping[str, Any], raw: str | None = None
+) -> dict[str, str]:
+    """The action's results: the rules its ``params`` select, and, if given, the files' text."""
+    enabled = params.get("enabled")
+    rules = filter_rules(
+        loaded,
+        name=str(params.get("name", "")),
+        tag=str(params.get("tag", "")),
+        minimum_priority=str(params.get("minimum-priority", "")),
+        enabled=None if enabled is None else bool(enabled),
+    )
+    results = {"count": str(len(rules))}
+    results.update(fit_result("rules", json.dumps([rule.as_result() for rule in rules], indent=1)))
+    if raw is not None:
+        results.update(fit_result("raw", raw))
+    return results
+
+
+def fit_result(key: str, text: str) -> dict[str, str]:
+    """One action result, cut to what Juju can carry and saying so rather than failing."""
+    if len(text) <= ACTION_RESULT_MAX_CHARS:
+        return {key: text}
+    return {key: text[:ACTION_RESULT_MAX_CHARS], f"{key}-truncated": f"{len(text)} characters"}

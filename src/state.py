@@ -12,12 +12,10 @@ import dataclasses
 import functools
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
-from urllib.parse import urlsplit
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -25,25 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 import custom_rules
 import rules_listing
 from audit_policy import AuditPolicyError, resolve_audit_policy
-from constants import (
-    ALERT_LOG,
-    ALERT_STATE_DIR,
-    FORWARDER_LISTEN_HOST,
-    FORWARDER_PORT,
-    MIB,
-    PRIORITIES,
-)
+from constants import PRIORITIES
 from custom_rules import CustomRulesError, parse_disabled_rules, read_custom_rules, rule_names
 from falco_config import FalcoSettings
-from falco_forwarder.config import (
-    FORMAT_FALCO_JSON,
-    AlertLogConfig,
-    ForwarderConfig,
-    JujuTopology,
-    ListenConfig,
-    RetryConfig,
-    SinkConfig,
-)
+from falco_forwarder.config import url_problem
 from webhook_config import InvalidCidrError, WebhookServiceSpec, parse_allowed_cidrs
 
 
@@ -52,22 +35,9 @@ class InvalidStateError(ValueError):
 
 
 def check_http_url(value: str) -> str:
-    """Accept only ASCII http(s) URLs with a host: what the forwarder can send to.
-
-    Messages end up in the unit status, so credentials in the URL are never echoed.
-    """
-    shown = re.sub(r"//[^/@]*@", "//***@", value)
-    try:
-        parts = urlsplit(value)
-        port = parts.port  # raises on a malformed port
-    except ValueError as exc:
-        raise ValueError(f"{shown!r} is not a valid URL ({exc})") from None
-    if parts.scheme not in ("http", "https"):
-        got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
-        raise ValueError(f"only http:// and https:// URLs are accepted (got {got})")
-    if not parts.hostname or " " in value or not value.isascii():
-        raise ValueError(f"{shown!r} is not an ASCII URL with a host")
-    del port
+    """Accept only what the forwarder can send to (its own rule); the reason is for the status."""
+    if problem := url_problem(value):
+        raise ValueError(problem)
     return value
 
 
@@ -134,6 +104,15 @@ class LoadedConfig:
         if not self.usable_for(options):
             raise InvalidStateError(self.reason)
         return self.values
+
+
+def load_config(options: Mapping[str, object]) -> LoadedConfig:
+    """The charm's options, typed; invalid ones are left at their defaults and named."""
+    raw = {key.replace("-", "_"): value for key, value in options.items()}
+    try:
+        return LoadedConfig(CharmConfig.model_validate(raw))
+    except pydantic.ValidationError as exc:
+        return without_invalid(raw, exc)
 
 
 def without_invalid(raw: Mapping[str, object], error: pydantic.ValidationError) -> LoadedConfig:
@@ -266,35 +245,3 @@ def webhook_state(config: CharmConfig) -> WebhookState:
     except InvalidCidrError as exc:
         raise InvalidStateError(f"webhook_{exc}") from None
     return WebhookState(spec, policy, cidrs)
-
-
-def http_output_sink(config: CharmConfig) -> tuple[SinkConfig, ...]:
-    """The operator's own endpoint, fed Falco's JSON unchanged as before the forwarder existed."""
-    if not config.http_output:
-        return ()
-    return (SinkConfig("http_output", FORMAT_FALCO_JSON, config.http_output),)
-
-
-def segment_bytes(retention_bytes: int) -> int:
-    """Rotation size: 1/16 of retention (the log stays within 17/16 of it), 1 to 64 MiB."""
-    return min(max(retention_bytes // 16, MIB), 64 * MIB)
-
-
-def forwarder_config(
-    sinks: tuple[SinkConfig, ...], topology: JujuTopology, retention_mb: int
-) -> ForwarderConfig:
-    """The forwarder's whole configuration: what it reads, where it keeps state, and sinks."""
-    retention = retention_mb * MIB
-    return ForwarderConfig(
-        listen=ListenConfig(host=FORWARDER_LISTEN_HOST, port=FORWARDER_PORT),
-        alert_log=AlertLogConfig(
-            file=Path(ALERT_LOG),
-            state_dir=Path(ALERT_STATE_DIR),
-            retention_bytes=retention,
-            segment_bytes=segment_bytes(retention),
-        ),
-        juju=topology,
-        # Backoff capped at 15 s: a sink that comes back is caught up within seconds.
-        retry=RetryConfig(initial_seconds=0.5, max_seconds=15.0, timeout_seconds=10.0),
-        sinks=sinks,
-    )

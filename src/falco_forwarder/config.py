@@ -31,6 +31,7 @@ FORMATS: Final[Mapping[str, str | None]] = MappingProxyType(
 
 # Sink names become checkpoint file names and metric label values.
 _SINK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_USERINFO = re.compile(r"//[^/@]*@")
 # RFC 9110 token characters for header names; field values: visible Latin-1, spaces, tabs.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e\xa0-\xff]*")
@@ -105,6 +106,26 @@ class SinkConfig:
             host = f"[{host}]"
         port = f":{parts.port}" if parts.port is not None else ""
         return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def url_problem(url: str) -> str:
+    """Why ``url`` cannot be a sink's URL, or "": ASCII http(s) with a host and a valid port.
+
+    The one URL rule: the charm applies it to options and relation data as well. The reason
+    never echoes credentials the URL carries.
+    """
+    shown = _USERINFO.sub("//***@", url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError on a malformed port
+    except ValueError as exc:
+        return f"{shown!r} is not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        return f"only http:// and https:// URLs are accepted (got {got})"
+    if not parts.hostname or " " in url or not url.isascii():
+        return f"{shown!r} is not an ASCII URL with a host"
+    return ""
 
 
 Encoder: TypeAlias = Callable[[Mapping[str, Any], JujuTopology, int | None], bytes]
@@ -248,13 +269,7 @@ def _sink(data: object, where: str) -> SinkConfig:
     if fmt not in FORMATS:
         raise ConfigError(f"{where}.format must be one of {', '.join(FORMATS)}")
     url = _string(item, "url", where)
-    try:
-        parts = urlsplit(url)
-        valid_url = parts.scheme in ("http", "https") and bool(parts.hostname) and url.isascii()
-        _ = parts.port  # raises ValueError on a malformed port
-    except ValueError:
-        valid_url = False
-    if not valid_url:
+    if url_problem(url):
         raise ConfigError(f"{where}.url must be an ASCII http:// or https:// URL with a host")
     ca_cert = item.get("ca_cert")
     if ca_cert is not None:

@@ -16,7 +16,7 @@ from typing import Final, Self
 from falco_forwarder.alert_log import AlertLog
 from falco_forwarder.burstlog import BurstLog
 from falco_forwarder.config import ConfigError, ForwarderConfig, SinkConfig, load_config
-from falco_forwarder.metrics import CONFIG_RELOADS, DROPPED, RETENTION, Metrics
+from falco_forwarder.metrics import CONFIG_RELOADS, RETENTION, Metrics
 from falco_forwarder.server import StatusServer
 from falco_forwarder.worker import SinkWorker
 
@@ -193,7 +193,7 @@ class Forwarder:
         )
 
     def _on_retention_drop(self, sink: str, count: int) -> None:
-        self.metrics.inc(DROPPED, count, sink=sink, reason=RETENTION)
+        self.metrics.drop(sink, RETENTION, count)
         self._retention_drops.event(
             "sink %s lagged beyond the %d-byte alert log retention: dropped %d unread alerts"
             " (raise alert_log_retention_mb to keep more)",

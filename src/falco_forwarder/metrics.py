@@ -76,6 +76,12 @@ class Metrics:
             series = self._counters[name]
             series[key] = series.get(key, 0) + amount
 
+    def drop(self, sink: str, reason: str, amount: int = 1) -> None:
+        """Count alerts given up for ``sink``: every drop is counted here, with a known reason."""
+        if reason not in DROP_REASONS:
+            raise ValueError(f"unknown drop reason {reason!r}")
+        self.inc(DROPPED, amount, sink=sink, reason=reason)
+
     def set_up(self, sink: str, up: bool) -> None:
         """Record whether ``sink``'s last delivery attempt got an answer (a refusal counts)."""
         with self._lock:

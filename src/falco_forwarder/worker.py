@@ -15,7 +15,7 @@ from typing import Final
 from falco_forwarder.alert_log import AlertLog
 from falco_forwarder.burstlog import BurstLog
 from falco_forwarder.config import JujuTopology, RetryConfig, SinkConfig, encoder
-from falco_forwarder.metrics import DELIVERED, DROPPED, MALFORMED, RETRIED, UNMAPPABLE, Metrics
+from falco_forwarder.metrics import DELIVERED, MALFORMED, RETRIED, UNMAPPABLE, Metrics
 from falco_forwarder.reader import Line, LogReader
 from falco_forwarder.sinks import HttpSender, Outcome
 
@@ -103,7 +103,7 @@ class SinkWorker:
         """Deliver or drop ``line``; False if stopping or moved on (start over, or exit)."""
         body = self._render(line.data)
         if isinstance(body, str):
-            return self._finish(line, generation, DROPPED, body)
+            return self._finish(line, generation, dropped=body)
         attempts = 0
         while True:
             attempt = self._sender.post(body)
@@ -111,7 +111,7 @@ class SinkWorker:
             if attempt.outcome is Outcome.DELIVERED:
                 self._outage.end("sink %s: delivering again", self._sink.name)
                 self._refusals.end("sink %s: accepting alerts again", self._sink.name)
-                return self._finish(line, generation, DELIVERED)
+                return self._finish(line, generation)
             if attempt.outcome is Outcome.DROP:
                 self._refusals.event(
                     "sink %s (%s) refused an alert with %s; dropped it, not retrying",
@@ -119,7 +119,7 @@ class SinkWorker:
                     self._sink.safe_url,
                     attempt.detail,
                 )
-                return self._finish(line, generation, DROPPED, attempt.drop_reason)
+                return self._finish(line, generation, dropped=attempt.drop_reason)
             self._metrics.inc(RETRIED, sink=self._sink.name)
             self._outage.event(
                 "sink %s (%s) failed: %s; retrying with backoff",
@@ -132,14 +132,17 @@ class SinkWorker:
             if self._stop.wait(delay) or self._log.generation(self._sink.name) != generation:
                 return False  # shutting down (resumed here later), or dropped by retention
 
-    def _finish(self, line: Line, generation: int, counter: str, reason: str = "") -> bool:
-        """Move the checkpoint past ``line`` and count it, unless retention got there first."""
+    def _finish(self, line: Line, generation: int, *, dropped: str = "") -> bool:
+        """Move the checkpoint past ``line`` and count it delivered, or ``dropped`` (the reason).
+
+        Nothing is counted when retention got there first: it counted the line already.
+        """
         if not self._log.commit(self._sink.name, generation, line.end):
-            return False  # already counted as dropped by retention
-        if reason:
-            self._metrics.inc(counter, sink=self._sink.name, reason=reason)
+            return False
+        if dropped:
+            self._metrics.drop(self._sink.name, dropped)
         else:
-            self._metrics.inc(counter, sink=self._sink.name)
+            self._metrics.inc(DELIVERED, sink=self._sink.name)
         return True
 
     def _render(self, data: bytes) -> bytes | str:

@@ -1,5 +1,7 @@
 """The Prometheus exposition of the forwarder's counters and gauges."""
 
+import pytest
+
 from falco_forwarder.metrics import (
     DELIVERED,
     DROP_REASONS,
@@ -15,7 +17,7 @@ def test_renders_counters_and_gauges():
     metrics = Metrics(["gelf"])
     metrics.inc(DELIVERED, sink="gelf")
     metrics.inc(DELIVERED, sink="gelf")
-    metrics.inc(DROPPED, 40, sink="gelf", reason=RETENTION)
+    metrics.drop("gelf", RETENTION, 40)
 
     text = metrics.render({"gelf": 3}, 1234)
 
@@ -33,6 +35,15 @@ def test_renders_counters_and_gauges():
     assert 'falco_forwarder_backlog_bytes{sink="gelf"} 3' in lines
     assert "falco_forwarder_alert_log_bytes 1234" in lines
     assert metrics.value(DROPPED, reason=RETENTION, sink="gelf") == 40  # label order irrelevant
+
+
+def test_a_drop_with_a_reason_not_in_the_list_is_refused():
+    metrics = Metrics(["gelf"])
+
+    with pytest.raises(ValueError, match="unknown drop reason 'timeout'"):
+        metrics.drop("gelf", "timeout")
+
+    assert metrics.value(DROPPED, sink="gelf", reason="timeout") == 0
 
 
 def test_escapes_label_values():

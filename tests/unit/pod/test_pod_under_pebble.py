@@ -22,6 +22,7 @@ import yaml
 from forwarder_helpers import SinkFactory, SinkServer, metric, wait_for
 from real_pebble import Root, pebble
 
+from alert_sinks import forwarder_config
 from bundle import load_bundle, manifest_digest
 from constants import (
     ALERT_LOG_DIR,
@@ -44,7 +45,6 @@ from falco_config import FalcoSettings, render_falco_yaml
 from falco_forwarder.config import FORMAT_FALCO_JSON, JujuTopology, SinkConfig, config_to_dict
 from falco_output import parse_rules_listing
 from pebble_layers import FALCO_COMMAND, falco_layer, forwarder_layer
-from state import forwarder_config
 from workload import Workload, WorkloadError
 
 STANDIN = Path(__file__).with_name("falco_standin.py")
