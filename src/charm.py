@@ -8,8 +8,7 @@ forwarder's from ``forwarder_service``, the cluster side from ``cluster``.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import ops
@@ -19,22 +18,19 @@ import falco_service
 import forwarder_service
 import rules_gate
 import state
-from alert_sinks import render_forwarder_config
 from apiserver_file import ApiserverFileRecords
 from bundle import Bundle, load_bundle
 from charms.falco_k8s.v0.gelf import GelfEndpointRequirer
 from constants import FORWARDER_PORT  # tests point it at a forwarder of their own
-from falco_forwarder.config import JujuTopology, SinkConfig
+from cos_hook import publish_if_related
+from falco_forwarder.config import JujuTopology
 from falco_output import RulesListingError
 from peer_memory import UnitMemory
-from rules_listing import show_rules_result
 from sink_relations import RELATION_READERS, read_sinks
 from webhook_certificates import WebhookCertificates
 from webhook_config import WebhookAddress, webhook_action_result, webhook_kubeconfig
-from webhook_tls import WebhookIdentity, WebhookTls, WebhookTlsError
+from webhook_tls import WebhookIdentity, WebhookTls, WebhookTlsError, ca_cert_of
 from workload import Workload, WorkloadError
-
-logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
@@ -99,8 +95,7 @@ class FalcoK8sCharm(ops.CharmBase):
         # change, and a bad option never stops the last good config from being restored.
         bundle = self._checked(lambda: load_bundle(self.charm_dir))
         loaded = state.load_config(self.config)
-        if loaded.reason:
-            self._statuses.append(ops.BlockedStatus(loaded.reason))
+        self._report(blocked=loaded.reason)
         config = loaded.values
         candidate, webhook, sinks = None, None, None
         # A certificate that cannot be served holds back what it feeds: Falco's files, the
@@ -114,8 +109,16 @@ class FalcoK8sCharm(ops.CharmBase):
             webhook = self._checked(lambda: state.webhook_state(config))
         self._address = self._converge_webhook(webhook)
         if bundle is not None and sinks is not None:
-            self._converge_forwarder(config, sinks, bundle)
-        self._publish_cos(event)
+            self._sink_names = tuple(sink.name for sink in sinks)
+            topology = JujuTopology(
+                self.model.name, self.model.uuid, self.app.name, self.unit.name
+            )
+            retention = config.alert_log_retention_mb
+            report = forwarder_service.reconcile(
+                self.forwarder, sinks, topology, retention, bundle, metrics_port=FORWARDER_PORT
+            )
+            self._report(report.blocked, report.waiting, report.notes)
+        publish_if_related(self, event, [self.falco, self.forwarder])
         if not self.falco.can_connect():
             self._statuses.append(ops.WaitingStatus("waiting for Pebble in the falco container"))
             return
@@ -124,7 +127,7 @@ class FalcoK8sCharm(ops.CharmBase):
         try:
             self._converge_falco(candidate, bundle, tls_usable)
             if self._address is not None:
-                kubeconfig = webhook_kubeconfig(self._address, self._ca_cert)
+                kubeconfig = webhook_kubeconfig(self._address, ca_cert_of(self._tls))
                 self.falco.push_if_changed(constants.WEBHOOK_CONFIG_FILE, kubeconfig)
         except WorkloadError as exc:
             self._statuses.append(ops.WaitingStatus(f"falco container: {exc}; will retry"))
@@ -137,6 +140,15 @@ class FalcoK8sCharm(ops.CharmBase):
             self._statuses.append(ops.BlockedStatus(str(exc)))
             return None
 
+    def _report(self, blocked: str = "", waiting: str = "", notes: Iterable[str] = ()) -> None:
+        """A part's outcome as statuses; its notes matter only when it has no reason to give."""
+        if blocked:
+            self._statuses.append(ops.BlockedStatus(blocked))
+        if waiting:
+            self._statuses.append(ops.WaitingStatus(waiting))
+        elif not blocked:
+            self._notes.extend(note for note in notes if note)
+
     def _converge_webhook(self, webhook: state.WebhookState | None) -> WebhookAddress | None:
         """Leader: apply the webhook objects. Any unit: read back where the apiserver sends to."""
         from cluster import AuditWebhookCluster, ClusterError
@@ -144,7 +156,7 @@ class FalcoK8sCharm(ops.CharmBase):
         leader = self.unit.is_leader()
         try:
             address = AuditWebhookCluster(self.app.name, self.model.name).converge(
-                webhook, leader=leader, ca_cert=self._ca_cert
+                webhook, leader=leader, ca_cert=ca_cert_of(self._tls)
             )
         except ClusterError as exc:
             # Falco keeps running meanwhile: only the cluster side waits for the fix.
@@ -153,9 +165,7 @@ class FalcoK8sCharm(ops.CharmBase):
             return None
         if address is None and not leader:
             # A leader gets here only with invalid webhook options, already named as Blocked.
-            self._statuses.append(
-                ops.WaitingStatus("waiting for the leader to create the audit webhook Service")
-            )
+            self._report(waiting="waiting for the leader to create the audit webhook Service")
         elif address is not None:
             # Certificates for the live address; the TLS notes come first: they are about it.
             self._notes[:0] = self.certificates.converge(
@@ -174,62 +184,16 @@ class FalcoK8sCharm(ops.CharmBase):
             return False
         return True
 
-    @property
-    def _ca_cert(self) -> str | None:
-        return self._tls.ca_cert if self._tls is not None else None
-
     def _on_remove(self, _: ops.RemoveEvent) -> None:
         """When the application goes away, delete the cluster objects the charm created.
 
         Not on a scale-down: the next leader would recreate the Service with a new address and
         the kube-apiserver's webhook file would point nowhere.
         """
-        if not self.unit.is_leader() or self.app.planned_units() > 0:
-            return
-        from cluster import AuditWebhookCluster, ClusterError
+        if self.unit.is_leader() and self.app.planned_units() == 0:
+            from cluster import remove_webhook_objects
 
-        try:
-            AuditWebhookCluster(self.app.name, self.model.name).remove()
-        except ClusterError as exc:
-            logger.error("could not delete the audit webhook objects: %s", exc)
-
-    def _publish_cos(self, event: ops.EventBase) -> None:
-        """Scrape jobs, rules, dashboards and log forwarding; COS code loads only if related."""
-        logging_gone = (
-            isinstance(event, ops.RelationBrokenEvent)
-            and event.relation.name == constants.LOGGING_RELATION
-        )
-        if logging_gone or any(self.model.relations[name] for name in constants.COS_RELATIONS):
-            from cos import publish_cos
-
-            publish_cos(self, [self.falco, self.forwarder])
-
-    def _converge_forwarder(
-        self, config: state.CharmConfig, sinks: tuple[SinkConfig, ...], bundle: Bundle
-    ) -> None:
-        """Run the forwarder on the current sinks; a sink change reloads it and spares Falco."""
-        self._sink_names = tuple(sink.name for sink in sinks)
-        if not self.forwarder.can_connect():
-            if sinks:
-                self._statuses.append(
-                    ops.WaitingStatus("waiting for Pebble in the forwarder container")
-                )
-            return
-        topology = JujuTopology(self.model.name, self.model.uuid, self.app.name, self.unit.name)
-        try:
-            text = render_forwarder_config(sinks, topology, config.alert_log_retention_mb)
-            settled = forwarder_service.converge(self.forwarder, text, bundle)
-        except state.InvalidStateError as exc:
-            self._statuses.append(ops.BlockedStatus(str(exc)))
-            return
-        except WorkloadError as exc:
-            self._statuses.append(ops.WaitingStatus(f"forwarder container: {exc}; will retry"))
-            return
-        # A forwarder started or reloading just now has nothing to tell about these sinks yet.
-        if sinks and settled:
-            from delivery_status import forwarder_notes
-
-            self._notes.extend(forwarder_notes(FORWARDER_PORT, self._sink_names))
+            remove_webhook_objects(self.app.name, self.model.name)
 
     def _falco_files(
         self, config: state.CharmConfig, bundle: Bundle, *, recall: bool = True
@@ -256,12 +220,7 @@ class FalcoK8sCharm(ops.CharmBase):
         )
         if outcome.accepted:
             self.memory.remember(LAST_GOOD_KEY, outcome.accepted)
-        if outcome.rejected:
-            self._statuses.append(ops.BlockedStatus(outcome.rejected))
-        if outcome.problem:
-            self._statuses.append(ops.WaitingStatus(outcome.problem))
-        elif outcome.note:
-            self._notes.append(outcome.note)
+        self._report(outcome.rejected, outcome.problem, [outcome.note])
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
         if not self._reconciled:
@@ -283,13 +242,7 @@ class FalcoK8sCharm(ops.CharmBase):
     def _on_show_rules(self, event: ops.ActionEvent) -> None:
         """Ask Falco which rules it loaded; results, not stdout, so `juju run` shows them."""
         try:
-            if not self.falco.can_connect() or not falco_service.config_is_ours(self.falco):
-                event.fail(
-                    "Falco is not reachable yet (no Pebble or no config): retry when active"
-                )
-                return
-            raw = falco_service.rule_files_text(self.falco) if event.params.get("raw") else None
-            results = show_rules_result(falco_service.loaded_rules(self.falco), event.params, raw)
+            results = falco_service.show_rules(self.falco, event.params)
         except (WorkloadError, RulesListingError) as exc:
             event.fail(str(exc))
             return
@@ -311,7 +264,7 @@ class FalcoK8sCharm(ops.CharmBase):
         if address is None:
             event.fail("the audit webhook Service does not exist yet: is the leader trusted?")
             return
-        kubeconfig = webhook_kubeconfig(address, tls.ca_cert if tls is not None else None)
+        kubeconfig = webhook_kubeconfig(address, ca_cert_of(tls))
         event.set_results(
             webhook_action_result(self.model.name, self.app.name, kubeconfig, webhook.audit_policy)
         )

@@ -18,6 +18,7 @@ operator has to redeploy the kube-apiserver's webhook file for the new address a
 """
 
 import ipaddress
+import logging
 from collections.abc import Generator
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
@@ -54,6 +55,8 @@ _Resource = TypeVar("_Resource", Service, ConfigMap, NetworkPolicy)
 _NOT_FOUND = 404
 _FORBIDDEN = 403
 _TOO_MANY_REQUESTS = 429
+
+logger = logging.getLogger(__name__)
 
 
 class ClusterError(Exception):
@@ -291,6 +294,17 @@ class AuditWebhookCluster:
                 ingress=[webhook, metrics],
             ),
         )
+
+
+def remove_webhook_objects(app: str, model: str) -> None:
+    """Delete the application's cluster objects on its removal; a failure is logged, not raised.
+
+    The remove hook is the last one: a raise would leave the unit stuck in error for nothing.
+    """
+    try:
+        AuditWebhookCluster(app, model).remove()
+    except ClusterError as exc:
+        logger.error("could not delete the audit webhook objects: %s", exc)
 
 
 def _holds(live: Any, wanted: Any) -> bool:

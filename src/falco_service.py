@@ -8,7 +8,9 @@ charm turns them into statuses and keeps what is to be remembered.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import falco_reload
 import rules_gate
@@ -25,7 +27,7 @@ from constants import (
 from falco_config import is_managed
 from falco_output import LoadedRule, RulesListingError, first_error_line, parse_rules_listing
 from pebble_layers import FALCO_COMMAND, falco_layer
-from rules_listing import apply_selection, parse_rules_selection
+from rules_listing import apply_selection, parse_rules_selection, show_rules_result
 from state import CharmConfig, falco_state
 from webhook_tls import WebhookTls
 from workload import Workload
@@ -148,6 +150,20 @@ def _restore(
         logger.error("cannot restore the last good config: %s", exc)
         return None
     return restored
+
+
+def show_rules(falco: Workload, params: Mapping[str, Any]) -> dict[str, str]:
+    """The show-rules action's results: the loaded rules ``params`` select, and the raw files.
+
+    Raises RulesListingError while Falco is not reachable or not on the charm's config (the
+    image's default would list rules the charm never asked for), and when it cannot list them.
+    """
+    if not falco.can_connect() or not config_is_ours(falco):
+        raise RulesListingError(
+            "Falco is not reachable yet (no Pebble or no config): retry when active"
+        )
+    raw = rule_files_text(falco) if params.get("raw") else None
+    return show_rules_result(loaded_rules(falco), params, raw)
 
 
 def loaded_rules(falco: Workload) -> list[LoadedRule]:

@@ -1,14 +1,63 @@
 """The forwarder in its container: its code, its config file, its service; reloaded, not restarted.
 
-Usable outside a charm: a `Workload` and plain data in (the bundle, the config text).
+Usable outside a charm: a `Workload` and plain data in (the bundle, the sinks, the topology),
+and a `ForwarderReport` out, in the words the unit status needs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from alert_sinks import render_forwarder_config
 from bundle import Bundle, manifest_digest
 from constants import FORWARDER_CONFIG, FORWARDER_PKG_DIR
+from falco_forwarder.config import JujuTopology, SinkConfig
 from pebble_layers import forwarder_layer
-from workload import Workload
+from state import InvalidStateError
+from workload import Workload, WorkloadError
+
+
+@dataclass(frozen=True)
+class ForwarderReport:
+    """What converging the forwarder found; the charm maps it to statuses."""
+
+    blocked: str = ""
+    """An operator-fixable reason the forwarder's config cannot be written (Blocked)."""
+    waiting: str = ""
+    """Why the forwarder is not on the current sinks yet (Waiting); the next hook retries."""
+    notes: tuple[str, ...] = ()
+    """Failing sinks and lost alerts, worth saying in an Active status."""
+
+
+def reconcile(
+    forwarder: Workload,
+    sinks: tuple[SinkConfig, ...],
+    topology: JujuTopology,
+    retention_mb: int,
+    bundle: Bundle,
+    *,
+    metrics_port: int,
+) -> ForwarderReport:
+    """Run the forwarder on the current sinks; a sink change reloads it and spares Falco."""
+    if not forwarder.can_connect():
+        # With no sink there is nothing to deliver, so nothing to wait for.
+        return ForwarderReport(
+            waiting="waiting for Pebble in the forwarder container" if sinks else ""
+        )
+    try:
+        text = render_forwarder_config(sinks, topology, retention_mb)
+        settled = converge(forwarder, text, bundle)
+    except InvalidStateError as exc:
+        return ForwarderReport(blocked=str(exc))
+    except WorkloadError as exc:
+        return ForwarderReport(waiting=f"forwarder container: {exc}; will retry")
+    # A forwarder started or reloading just now has nothing to tell about these sinks yet.
+    if not (sinks and settled):
+        return ForwarderReport()
+    from delivery_status import forwarder_notes  # noqa: PLC0415 - only with settled sinks
+
+    names = [sink.name for sink in sinks]
+    return ForwarderReport(notes=tuple(forwarder_notes(metrics_port, names)))
 
 
 def converge(forwarder: Workload, config_text: str, bundle: Bundle) -> bool:

@@ -80,6 +80,11 @@ class WebhookTls:
         ]
 
 
+def ca_cert_of(tls: WebhookTls | None) -> str | None:
+    """The CA the apiserver must trust, or None while the webhook is served on plain HTTP."""
+    return tls.ca_cert if tls is not None else None
+
+
 def webhook_tls(
     certificate: str, chain: Sequence[str], ca_cert: str, private_key: str
 ) -> WebhookTls:

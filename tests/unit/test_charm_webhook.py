@@ -186,6 +186,17 @@ def test_remove_deletes_what_the_charm_created(ctx, falco_fs, kube_api):
     assert not kube_api.objects
 
 
+def test_a_failed_deletion_on_remove_is_logged_not_raised(ctx, falco_fs, kube_api, caplog):
+    out = configure(ctx, falco_fs, webhook_allowed_cidrs="10.0.0.0/8")
+    kube_api.failures["DELETE", CONFIGMAP] = status(503, "etcd leader changed")
+
+    # The remove hook is the unit's last: it must end cleanly for the unit to go away.
+    ctx.run(ctx.on.remove(), dataclasses.replace(out, planned_units=0))
+
+    assert "could not delete the audit webhook objects" in caplog.text
+    assert "etcd leader changed" in caplog.text
+
+
 @pytest.mark.parametrize(
     "removing",
     [{"leader": False, "planned_units": 0}, {"leader": True, "planned_units": 2}],
