@@ -1,7 +1,12 @@
-"""A fake Kubernetes API answering like the real one, for lightkube at its HTTP layer.
+"""A stand-in for kube-apiserver, answering lightkube at its HTTP layer (no Kubernetes runs here).
 
-Used two ways: behind lightkube's own transport hook (adapter tests), and behind a real HTTP
-server on 127.0.0.1 that the charm reaches through KUBECONFIG (charm tests).
+It models what the charm relies on, from the Kubernetes API conventions (kubernetes v1.31,
+``staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go`` for server-side apply and
+``staging/src/k8s.io/apimachinery/pkg/apis/meta/v1/types.go`` for ``Status``): GET of a named
+object or a 404 ``Status``, server-side apply by PATCH returning the object (a Service gets its
+allocated cluster IP and node port), DELETE answering a ``Success`` status. Used two ways:
+behind lightkube's own transport hook (adapter tests), and behind a real HTTP server on
+127.0.0.1 that the charm reaches through KUBECONFIG (charm tests).
 """
 
 from __future__ import annotations
