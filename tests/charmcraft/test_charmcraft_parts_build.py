@@ -14,15 +14,14 @@ from __future__ import annotations
 import copy
 import gc
 import hashlib
-import importlib.util
 import shutil
 import subprocess
 import warnings
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import craft_parts
+import fetch_falco_plugins as fetcher
 import pytest
 import yaml
 from craft_parts import Step, packages
@@ -31,20 +30,6 @@ from craft_parts.packages.base import DummyRepository
 from constants import BUNDLE_DIR, PLUGIN_FILES, STOCK_RULES_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_fetcher() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "fetch_falco_plugins", ROOT / "tools" / "fetch_falco_plugins.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fetcher = _load_fetcher()
 
 
 def _git(*args: str, cwd: Path) -> str:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
 import subprocess
 from pathlib import Path
-from types import ModuleType
 
+import fetch_falco_plugins as fetcher
 import pytest
 import yaml
 
@@ -20,20 +19,6 @@ PINS = {  # plugin: (commit, module version)
     "k8saudit": ("43ec9491a5bf25140868a182734a022625eeb9dd", "v0.18.0"),
     "json": ("c1ac9ce767951f48b067e2e2e3b8e7150cbba358", "v0.7.4"),
 }
-
-
-def _load_fetcher() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "fetch_falco_plugins", ROOT / "tools" / "fetch_falco_plugins.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fetcher = _load_fetcher()
 
 
 @pytest.fixture(scope="module")
