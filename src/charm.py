@@ -52,6 +52,7 @@ class FalcoK8sCharm(ops.CharmBase):
         self._notes: list[str] = []  # worth a look, not worth blocking for
         self._sink_names: tuple[str, ...] = ()
         self._tls: WebhookTls | None = None
+        self._tls_usable = True  # False while the relation's certificate cannot be served
         self.falco = Workload(
             self.unit.get_container(constants.FALCO_CONTAINER), constants.FALCO_SERVICE
         )
@@ -99,8 +100,8 @@ class FalcoK8sCharm(ops.CharmBase):
         config = loaded.values
         candidate, webhook, sinks = None, None, None
         # A certificate that cannot be served holds back what it feeds: Falco's files, the
-        # webhook file.
-        tls_usable = self._read_tls()
+        # webhook file, and the check of the apiserver's file against it.
+        tls_usable = self._tls_usable = self._read_tls()
         if bundle is not None and loaded.usable_for(state.SINK_OPTIONS):
             sinks = self._checked(lambda: read_sinks(self, config.http_output, self.graylog))
         if bundle is not None and loaded.usable_for(state.FALCO_OPTIONS) and tls_usable:
@@ -126,7 +127,7 @@ class FalcoK8sCharm(ops.CharmBase):
             return
         try:
             self._converge_falco(candidate, bundle, tls_usable)
-            if self._address is not None:
+            if self._address is not None and tls_usable:
                 kubeconfig = webhook_kubeconfig(self._address, ca_cert_of(self._tls))
                 self.falco.push_if_changed(constants.WEBHOOK_CONFIG_FILE, kubeconfig)
         except WorkloadError as exc:
@@ -171,7 +172,8 @@ class FalcoK8sCharm(ops.CharmBase):
             self._notes[:0] = self.certificates.converge(
                 address, self.app.name, self.model.name, self._tls
             )
-            if reason := self.apiserver_file.outdated(WebhookIdentity.served(address, self._tls)):
+            served = WebhookIdentity.served(address, self._tls)
+            if self._tls_usable and (reason := self.apiserver_file.outdated(served)):
                 self._statuses.append(ops.BlockedStatus(reason))
         return address
 

@@ -2,12 +2,12 @@
 
 Everything is written with server-side apply under the application's name as field manager, so
 re-running `AuditWebhookCluster.apply` converges on the wanted state. Each object is read back
-first and written only when it lacks something the charm wants: a converged leader reads and
-writes nothing, `update-status` included. The read-back also catches drift (someone edited or
-deleted an object), so no periodic re-apply is needed. An option cleared that only lets
-Kubernetes choose (a node port, a cluster IP) keeps the value the Service has, so the
-kube-apiserver's webhook file stays right. The Service Juju creates for the application is never
-touched. Every API or transport failure leaves this module as `ClusterError` (or
+first and written only when it lacks something the charm wants: a converged leader only reads
+(three GETs) and writes nothing, `update-status` included. The read-back also catches drift
+(someone edited or deleted an object), so no periodic re-apply is needed. An option cleared
+that only lets Kubernetes choose (a node port, a cluster IP) keeps the value the Service has,
+so the kube-apiserver's webhook file stays right. The Service Juju creates for the application
+is never touched. Every API or transport failure leaves this module as `ClusterError` (or
 `ClusterForbiddenError` when the charm lacks RBAC), never as a lightkube or httpx2 exception.
 
 A fixed ``cluster_ip`` cannot be moved on an existing Service (Kubernetes makes it immutable).

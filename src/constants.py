@@ -38,9 +38,9 @@ FORWARDER_LISTEN_HOST = "0.0.0.0"  # noqa: S104
 FORWARDER_PKG_DIR = "/opt/falco-forwarder"
 FORWARDER_CONFIG = "/etc/falco-forwarder/config.json"
 
-# One storage mounted at the same place in both containers: Falco appends its JSON alerts to
-# ALERT_LOG, the forwarder reads, rotates and retains it and keeps its checkpoints beside it.
-ALERT_STORAGE = "alert-log"
+# One storage ("alert-log") mounted at the same place in both containers: Falco appends its
+# JSON alerts to ALERT_LOG, the forwarder reads, rotates and retains it and keeps its
+# checkpoints beside it.
 ALERTS_DIR = "/var/lib/falco-alerts"
 ALERT_LOG_DIR = f"{ALERTS_DIR}/log"
 ALERT_LOG = f"{ALERT_LOG_DIR}/falco.log"

@@ -29,7 +29,7 @@ from constants import (
     OTLP_SINK_RELATION,
     PROMETHEUS_RULES_DIR,
 )
-from cos_rules import load_rules
+from cos_rules import load_rules, rule_labels
 from log_forwarding import LAYER, target_changes
 from workload import Workload, WorkloadError
 
@@ -53,13 +53,17 @@ def _publish_scrape(charm: ops.CharmBase, topology: Mapping[str, str]) -> None:
     relations = charm.model.relations[METRICS_RELATION]
     if not relations:
         return
-    rules = load_rules(charm.charm_dir / PROMETHEUS_RULES_DIR, topology)
+    leader = charm.unit.is_leader()
+    app_fields: Mapping[str, str] = {}
+    if leader:  # only the leader writes the app databag: others need not read the rules
+        rules = load_rules(charm.charm_dir / PROMETHEUS_RULES_DIR, topology)
+        app_fields = prometheus_scrape.app_data(topology, rules)
     prometheus_scrape.publish(
         relations,
         app=charm.app,
         unit=charm.unit,
-        leader=charm.unit.is_leader(),
-        app_fields=prometheus_scrape.app_data(topology, rules),
+        leader=leader,
+        app_fields=app_fields,
         unit_fields=prometheus_scrape.unit_data(socket.getfqdn(), charm.unit.name),
     )
 
@@ -93,8 +97,7 @@ def _forward_logs(
     endpoints: dict[str, str] = {}
     for relation in charm.model.relations[LOGGING_RELATION]:
         endpoints.update(loki_push.push_endpoints(relation))
-    labels = {f"juju_{key}": value for key, value in topology.items() if key != "charm_name"}
-    labels["juju_charm"] = topology["charm_name"]
+    labels = {**rule_labels(topology), "juju_unit": topology["unit"]}
     for workload in workloads:
         if not workload.can_connect():
             continue

@@ -108,9 +108,20 @@ class ReloadCheck:
         return "Falco reload unconfirmed: Falco restarted, not yet running the new config"
 
 
-def confirm_reload(workload: Workload, layout: Mapping[str, str | bytes | None]) -> ReloadCheck:
-    """Wait (bounded) for Falco to report ``layout``; restart it through Pebble if it does not."""
+def confirm_reload(
+    workload: Workload, layout: Mapping[str, str | bytes | None], *, changed: bool
+) -> ReloadCheck:
+    """Wait (bounded) for Falco to report ``layout``; restart it through Pebble if it does not.
+
+    A hook that wrote nothing (``changed`` False) only looks once, to catch a reload lost
+    earlier: if Falco's webserver does not answer, Falco is (re)starting and reads the files
+    on disk anyway, so no hook waits on it.
+    """
     expected = expected_files(layout)
+    if not changed:
+        text = read_metrics(METRICS_PORT)
+        if text is None or parse_loaded_files(text) == expected:
+            return ReloadCheck(confirmed=True)
     if wait_until_loaded(expected, CONFIRM_WAIT_SECONDS):
         return ReloadCheck(confirmed=True)
     logger.warning(

@@ -107,9 +107,10 @@ def converge(
     webhook_pem = tls.pem if tls is not None else None
     applied: rules_gate.FalcoFiles | None = None
     accepted = rejected = ""
+    changed = False
     if candidate is not None:
         try:
-            rules_gate.apply(falco, candidate)
+            changed = rules_gate.apply(falco, candidate)
             applied, accepted = candidate, candidate.to_json()
         except rules_gate.GateRejectedError as exc:
             what = "custom_rules" if exc.about_custom_rules else "falco.yaml"
@@ -121,14 +122,14 @@ def converge(
     )
     if not live and last_good:
         applied = _restore(falco, last_good, bundle, webhook_pem)
-        live = applied is not None
+        live = changed = applied is not None
     if not live:
         return FalcoOutcome(accepted, rejected)
     started = falco.ensure_service(falco_layer(manifest_digest(bundle.plugins_manifest)))
     if applied is None or started:
         return FalcoOutcome(accepted, rejected)
     # A running Falco hot-reloads; only its own report says the change landed.
-    check = falco_reload.confirm_reload(falco, applied.at(FALCO_CONFIG_DIR))
+    check = falco_reload.confirm_reload(falco, applied.at(FALCO_CONFIG_DIR), changed=changed)
     return FalcoOutcome(accepted, rejected, check.problem, check.note)
 
 

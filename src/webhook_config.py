@@ -65,11 +65,6 @@ class WebhookAddress:
     cluster_ip: str
     node_port: int | None = None
 
-    @property
-    def server_url(self) -> str:
-        """The plain-HTTP webhook URL for this address (see `webhook_server_url`)."""
-        return self.url(tls=False)
-
     def url(self, *, tls: bool) -> str:
         """The webhook URL for this address, ``https`` when Falco serves a certificate."""
         return webhook_server_url(self.service_type, self.cluster_ip, self.node_port, tls=tls)
@@ -79,7 +74,7 @@ class WebhookAddress:
         """What the apiserver's side needs for this address, when it is not a given."""
         if self.service_type == "NodePort":
             # nftables and ipvs modes do not answer node ports on 127.0.0.1.
-            return "127.0.0.1 node ports need kube-proxy in iptables mode"
+            return f"{NODE_LOOPBACK} node ports need kube-proxy in iptables mode"
         return ""
 
 

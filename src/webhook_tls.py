@@ -64,11 +64,6 @@ class WebhookTls:
     dns_sans: frozenset[str] = frozenset()
 
     @property
-    def pem_sha256(self) -> str:
-        """Digest of the PEM: written into falco.yaml so a new certificate reloads Falco."""
-        return hashlib.sha256(self.pem).hexdigest()
-
-    @property
     def ca_sha256(self) -> str:
         """Which CA the apiserver must trust, without repeating the CA itself."""
         return hashlib.sha256(self.ca_cert.strip().encode()).hexdigest()

@@ -31,8 +31,7 @@ class Position:
 class Checkpoint:
     """The file holding one position; not thread-safe (the alert log serialises access)."""
 
-    def __init__(self, path: Path, fd: int, position: Position | None):
-        self.path = path
+    def __init__(self, fd: int, position: Position | None):
         self._fd = fd
         self.position = position
         self._dirty = False
@@ -49,7 +48,7 @@ class Checkpoint:
         position = _parse(raw)
         if raw and position is None:
             logger.warning("checkpoint %s is unreadable (%r); starting over", path, raw[:64])
-        return cls(path, fd, position)
+        return cls(fd, position)
 
     def write(self, position: Position) -> None:
         """Record ``position``; it reaches the disk at the next `sync`."""

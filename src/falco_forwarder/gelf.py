@@ -13,9 +13,9 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Final, TypeAlias
 
+from falco_forwarder.alert_time import alert_time_ns
 from falco_forwarder.config import JujuTopology
 
 GELF_VERSION: Final = "1.1"
@@ -55,10 +55,6 @@ _GRAYLOG_NAMES: Final = frozenset(
 # Graylog reads whole numbers as a signed 64-bit long, wrapping anything larger.
 _LONG_RANGE: Final = range(-(2**63), 2**63)
 
-_RFC3339 = re.compile(
-    r"(?P<base>[0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ](?P<clock>[0-9]{2}:[0-9]{2}:[0-9]{2})"
-    r"(?:\.(?P<frac>[0-9]{1,9}))?(?P<tz>[Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
 
 GelfMessage: TypeAlias = dict[str, str | int | float]
@@ -200,17 +196,9 @@ def _tags(tags: object) -> str:
 
 
 def _timestamp(value: object, now: Callable[[], float]) -> float:
-    """Epoch seconds with millisecond precision from an RFC 3339 time, else the current time."""
-    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        return round(now(), 3)
-    tz = "+00:00" if match["tz"] in ("Z", "z") else match["tz"]
-    try:
-        seconds = datetime.fromisoformat(f"{match['base']}T{match['clock']}{tz}").timestamp()
-    except ValueError:  # e.g. month 13 or a leap second
-        return round(now(), 3)
-    nanos = int((match["frac"] or "0").ljust(9, "0"))
-    return (int(seconds) * 1000 + (nanos + 500_000) // 1_000_000) / 1000
+    """Epoch seconds with millisecond precision, read as the Loki and OTLP sinks read it."""
+    nanos = alert_time_ns(value, lambda: round(now() * 1_000_000_000))
+    return ((nanos + 500_000) // 1_000_000) / 1000
 
 
 def _dumps(value: object) -> bytes:

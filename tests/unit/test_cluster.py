@@ -140,7 +140,7 @@ def test_unchanged_fixed_cluster_ip_is_accepted(api: FakeApiServer, cluster: Aud
     address = apply(cluster, WebhookServiceSpec(cluster_ip="fd00:0::004d"))
 
     assert api.writes() == []
-    assert address.server_url == "http://[fd00::4d]:9765/k8s-audit"
+    assert address.url(tls=False) == "http://[fd00::4d]:9765/k8s-audit"
 
 
 def test_changed_fixed_cluster_ip_is_refused(api: FakeApiServer, cluster: AuditWebhookCluster):

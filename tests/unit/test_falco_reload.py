@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import socket
+from typing import Any, cast
 
-from constants import WEBHOOK_PEM
+import pytest
+
+import falco_reload
+from constants import FALCO_CONFIG, WEBHOOK_PEM
 from falco_reload import LoadedFiles, expected_files, parse_loaded_files
 
 # Falco 0.44.1's exposition as falco_metrics.cpp writes it (sha256 values shortened).
@@ -68,3 +73,26 @@ def test_the_webhook_pem_is_not_expected_in_falcos_report():
 
     assert set(expected.rules) == {"k8s_audit_rules.yaml"}
     assert set(expected.config) == {"falco.yaml"}
+
+
+class _NoRestart:
+    """A Falco workload that must not be restarted."""
+
+    def restart(self) -> None:
+        raise AssertionError("restarted Falco on a hook that changed nothing")
+
+
+def test_a_hook_that_wrote_nothing_does_not_wait_on_a_falco_that_is_not_answering(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    with socket.socket() as probe:  # a port nothing listens on: Falco (re)starting
+        probe.bind(("127.0.0.1", 0))
+        monkeypatch.setattr(falco_reload, "METRICS_PORT", probe.getsockname()[1])
+    monkeypatch.setattr(falco_reload, "CONFIRM_WAIT_SECONDS", 30.0)
+
+    check = falco_reload.confirm_reload(
+        cast(Any, _NoRestart()), {FALCO_CONFIG: "a: 1\n"}, changed=False
+    )
+
+    assert check.confirmed
+    assert not check.restarted

@@ -87,8 +87,8 @@ def test_server_url_refuses_what_the_apiserver_cannot_reach(
 def test_address_renders_its_kubeconfig():
     address = WebhookAddress("NodePort", "10.152.183.77", 30765)
 
-    assert address.server_url == "http://127.0.0.1:30765/k8s-audit"
-    assert server_of(webhook_kubeconfig(address)) == address.server_url
+    assert address.url(tls=False) == "http://127.0.0.1:30765/k8s-audit"
+    assert server_of(webhook_kubeconfig(address)) == address.url(tls=False)
 
 
 def test_kubeconfig_survives_yaml_special_values():

@@ -9,6 +9,7 @@ from forwarder_helpers import falco_alert
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from falco_forwarder.alert_time import alert_time_ns
 from falco_forwarder.config import JujuTopology
 from falco_forwarder.gelf import GelfMessage, encode_gelf, field_name, to_gelf
 
@@ -382,3 +383,13 @@ def test_field_naming_does_not_depend_on_key_order(fields: dict[str, Any]):
 )
 def test_any_alert_object_gives_valid_gelf(alert: dict[str, Any], limit: int):
     assert_valid_gelf(to_gelf(alert, JUJU, limit), limit)
+
+
+@pytest.mark.parametrize(
+    "time", ["2026-11-27T10:30:00.123456789+05:30", "2026-11-27T10:30:00.5+0530"]
+)
+def test_gelf_reads_an_alert_time_as_the_loki_and_otlp_sinks_do(time: str):
+    nanos = alert_time_ns(time, now=lambda: 0)
+
+    assert nanos != 0
+    assert to_gelf({"time": time}, JUJU, now=lambda: 0.0)["timestamp"] == round(nanos / 1e9, 3)

@@ -12,6 +12,7 @@ to a free 127.0.0.1 port.
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import json
 import ssl
@@ -55,7 +56,7 @@ def https_k8saudit(charm_tls: WebhookTls, tmp_path: Path) -> tuple[dict[str, Any
     text = render_falco_yaml(
         FalcoSettings(),
         (K8S_AUDIT_RULES, FALCO_RULES_D),
-        WebhookPemFile(str(pem), charm_tls.pem_sha256),
+        WebhookPemFile(str(pem), hashlib.sha256(charm_tls.pem).hexdigest()),
     )
     plugin = next(p for p in yaml.safe_load(text)["plugins"] if p["name"] == "k8saudit")
     return plugin["init_config"], plugin["open_params"]
