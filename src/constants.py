@@ -19,7 +19,7 @@ PLUGINS_DIR = "/usr/share/falco/plugins"
 
 # Artefacts the charm carries (built at pack time into its plugins/ directory), because the
 # upstream image lacks them: file name there -> path in the container.
-BUNDLE_DIR = "plugins"
+PAYLOAD_DIR = "plugins"
 PLUGIN_FILES = {
     "libk8saudit.so": f"{PLUGINS_DIR}/libk8saudit.so",
     "libjson.so": f"{PLUGINS_DIR}/libjson.so",
@@ -60,7 +60,11 @@ PRIORITIES = (
 
 MIB = 1024 * 1024
 
-# COS: relation names, and the files the charm ships for them (relative to the charm directory).
+# Relation names, as metadata.yaml declares them.
+PEER_RELATION = "falco-peers"
+CERTIFICATES_RELATION = "certificates"
+GRAYLOG_RELATION = "graylog"
+FALCOSIDEKICK_RELATION = "falcosidekick"
 METRICS_RELATION = "metrics-endpoint"
 DASHBOARD_RELATION = "grafana-dashboard"
 LOGGING_RELATION = "logging"
@@ -73,7 +77,3 @@ COS_RELATIONS = (
     LOKI_SINK_RELATION,
     OTLP_SINK_RELATION,
 )
-PROMETHEUS_RULES_DIR = "src/prometheus_alert_rules"
-LOKI_RULES_DIR = "src/loki_alert_rules"
-OTLP_RULES_DIR = "src/otlp_alert_rules"
-DASHBOARDS_DIR = "src/grafana_dashboards"

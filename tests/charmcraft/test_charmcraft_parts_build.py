@@ -27,7 +27,7 @@ import yaml
 from craft_parts import Step, packages
 from craft_parts.packages.base import DummyRepository
 
-from constants import BUNDLE_DIR, PLUGIN_FILES, STOCK_RULES_FILE
+from constants import PAYLOAD_DIR, PLUGIN_FILES, STOCK_RULES_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,7 +100,7 @@ def _digests(directory: Path) -> dict[str, str]:
 
 def test_the_parts_prime_exactly_the_bundle_the_charm_reads(built):
     prime, _ = built
-    expected = {f"{BUNDLE_DIR}/{name}" for name in (*PLUGIN_FILES, STOCK_RULES_FILE)}
+    expected = {f"{PAYLOAD_DIR}/{name}" for name in (*PLUGIN_FILES, STOCK_RULES_FILE)}
 
     assert set(_digests(prime)) == expected  # and not the build script
 
@@ -108,7 +108,7 @@ def test_the_parts_prime_exactly_the_bundle_the_charm_reads(built):
 def test_the_parts_and_ci_build_the_same_bytes(built):
     prime, ci = built
     ci_files = {
-        f"{BUNDLE_DIR}/{name}": digest
+        f"{PAYLOAD_DIR}/{name}": digest
         for name, digest in _digests(ci).items()
         if not name.startswith(".")
     }

@@ -20,7 +20,7 @@ import jubilant
 import yaml
 from lightkube import Client
 
-from webhook_config import webhook_resource_name
+from webhook._apiserver_side import webhook_resource_name
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "falco-k8s"

@@ -19,7 +19,7 @@ from lightkube.models.core_v1 import Container, PodSpec, SecurityContext
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, Pod
 
-from webhook_config import MICROK8S_APISERVER_ARGS, MICROK8S_RESTART
+from webhook._apiserver_side import MICROK8S_APISERVER_ARGS, MICROK8S_RESTART
 
 pytestmark = [pytest.mark.integration, pytest.mark.microk8s]
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 import yaml
 
-from audit_policy import (
+from webhook._audit_policy import (
     LEVELS,
     AuditPolicyError,
     recommended_policy,

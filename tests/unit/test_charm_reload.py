@@ -13,11 +13,11 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from charm_pod import ACTIVE, CI_RULE, Calls, falco_container, pod
-from falco_metrics_standin import FalcoMetrics
+from charm_pod import ACTIVE, CI_RULE, Calls, active, falco_container, pod
+from fakes.fake_falco_metrics import FalcoMetrics
 from ops import testing
 
-RESTARTED = testing.ActiveStatus(f"{ACTIVE.message}; Falco restarted: its hot reload was missed")
+RESTARTED = active("Falco restarted (missed hot reload)")
 UNCONFIRMED = testing.WaitingStatus(
     "Falco reload unconfirmed: Falco restarted, not yet running the new config"
 )

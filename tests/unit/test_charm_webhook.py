@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 from charm_pod import ACTIVE, NO_TLS_NOTE, falco_container, pod
-from kube_api import FakeApiServer, status
+from fakes.fake_kube_api import FakeApiServer, status
 from ops import testing
 
 NS = "audit"
@@ -62,8 +62,8 @@ def test_node_port_service_gives_a_loopback_server(ctx, falco_fs, kube_api):
     pushed = (falco_fs / "etc-falco" / "webhook-config.yaml").read_text()
     assert kubeconfig_server(pushed) == "http://127.0.0.1:30765/k8s-audit"
     assert out.unit_status == testing.ActiveStatus(
-        "audit webhook at http://127.0.0.1:30765/k8s-audit;"
-        f" 127.0.0.1 node ports need kube-proxy in iptables mode; {NO_TLS_NOTE}"
+        f"{NO_TLS_NOTE}; webhook http://127.0.0.1:30765/k8s-audit;"
+        " NodePort needs kube-proxy iptables mode"
     )
 
 

@@ -7,12 +7,12 @@ from typing import Any
 import httpx2
 import pytest
 import yaml
-from kube_api import ALLOCATED_IP, ALLOCATED_NODE_PORT, FakeApiServer, status
+from fakes.fake_kube_api import ALLOCATED_IP, ALLOCATED_NODE_PORT, FakeApiServer, status
 from lightkube import Client, KubeConfig
 from lightkube.config.models import Cluster, User
 
-from cluster import AuditWebhookCluster, ClusterError, ClusterForbiddenError
-from webhook_config import WebhookAddress, WebhookServiceSpec
+from webhook._apiserver_side import WebhookAddress, WebhookServiceSpec
+from webhook._cluster import AuditWebhookCluster, ClusterError, ClusterForbiddenError
 
 APP = "falco"
 NS = "falco-model"

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from constants import DASHBOARDS_DIR, LOKI_RULES_DIR, OTLP_RULES_DIR, PROMETHEUS_RULES_DIR
-from cos_rules import PLACEHOLDER, load_rules
+from cos._alert_rules import PLACEHOLDER, load_rules
+from cos._publish import DASHBOARDS_DIR, LOKI_RULES_DIR, OTLP_RULES_DIR, PROMETHEUS_RULES_DIR
 from falco_forwarder.metrics import DROP_REASONS, Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,14 +59,14 @@ def forwarder_metrics() -> frozenset[str]:
     return frozenset(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
 
 
-def shipped_rules(directory: str) -> dict[str, Any]:
-    return load_rules(ROOT / directory, TOPOLOGY)
+def shipped_rules(directory: Path) -> dict[str, Any]:
+    return load_rules(directory, TOPOLOGY)
 
 
 def dashboard_expressions(datasource: str) -> list[tuple[str, str]]:
     """(panel title, expression) for every target of the panels on ``datasource``."""
     found: list[tuple[str, str]] = []
-    for path in sorted((ROOT / DASHBOARDS_DIR).glob("*.json")):
+    for path in sorted(DASHBOARDS_DIR.glob("*.json")):
         for panel in json.loads(path.read_text())["panels"]:
             if panel.get("datasource", {}).get("uid") != datasource:
                 continue
@@ -78,10 +78,10 @@ def dashboard_expressions(datasource: str) -> list[tuple[str, str]]:
     return found
 
 
-def rule_expressions(directory: str) -> list[tuple[str, str]]:
+def rule_expressions(directory: Path) -> list[tuple[str, str]]:
     groups = shipped_rules(directory)["groups"]
     return [
-        (f"{directory}: {rule['alert']}", rule["expr"])
+        (f"{directory.name}: {rule['alert']}", rule["expr"])
         for group in groups
         for rule in group["rules"]
     ]
@@ -212,7 +212,7 @@ def test_rules_watch_this_application_only_and_say_what_to_do():
 
 
 def test_the_dashboard_uses_the_datasource_variables_cos_injects():
-    for path in (ROOT / DASHBOARDS_DIR).glob("*.json"):
+    for path in DASHBOARDS_DIR.glob("*.json"):
         dashboard = json.loads(path.read_text())
         variables = {v["name"] for v in dashboard["templating"]["list"]}
         assert {"prometheusds", "lokids"} <= variables
@@ -299,7 +299,7 @@ def test_every_drop_reason_is_explained_where_on_call_reads_it():
     ]
     (panel,) = [
         panel
-        for path in (ROOT / DASHBOARDS_DIR).glob("*.json")
+        for path in DASHBOARDS_DIR.glob("*.json")
         for panel in json.loads(path.read_text())["panels"]
         if panel["title"] == "Dropped by sink and reason"
     ]

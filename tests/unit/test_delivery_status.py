@@ -12,14 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from charm_pod import ACTIVE, falco_container, pod
+from charm_pod import active, falco_container, pod
 from ops import testing
 
-import charm
-from delivery_status import delivery_notes, read_delivery
 from falco_forwarder.config import config_from_dict
 from falco_forwarder.forwarder import Forwarder
 from falco_forwarder.metrics import DeliveryState
+from sinks import _alert_sinks as alert_sinks
+from sinks._delivery_status import delivery_notes, read_delivery
 
 
 def closed_port() -> int:
@@ -156,7 +156,7 @@ def test_a_failing_sink_shows_in_the_unit_status(
 ):
     written = write_alerts(forwarder, 2)
     wait_until_down(forwarder.port)
-    monkeypatch.setattr(charm, "FORWARDER_PORT", forwarder.port)
+    monkeypatch.setattr(alert_sinks, "METRICS_PORT", forwarder.port)
     container = falco_container(falco_fs)
     state = testing.State(
         config={"http_output": "https://siem.example.com/falco"},
@@ -167,8 +167,8 @@ def test_a_failing_sink_shows_in_the_unit_status(
 
     out = ctx.run(ctx.on.update_status(), deployed)
 
-    assert out.unit_status == testing.ActiveStatus(
-        f"{ACTIVE.message}; http_output failing, {written} B queued; alerts to http_output"
+    assert out.unit_status == active(
+        f"http_output failing, {written} B queued", alerts_to="http_output"
     )
 
 
@@ -180,12 +180,10 @@ def test_a_forwarder_that_does_not_answer_is_noted(ctx, falco_fs):
         leader=True,
     )
     deployed = ctx.run(ctx.on.pebble_ready(container), state)
-    assert deployed.unit_status == testing.ActiveStatus(
-        f"{ACTIVE.message}; alerts to http_output"  # just started: nothing to ask yet
-    )
+    assert deployed.unit_status == active(
+        alerts_to="http_output"
+    )  # just started: nothing to ask yet
 
     out = ctx.run(ctx.on.update_status(), deployed)  # nothing listens on the metrics port
 
-    assert out.unit_status == testing.ActiveStatus(
-        f"{ACTIVE.message}; forwarder not answering; alerts to http_output"
-    )
+    assert out.unit_status == active("forwarder not answering", alerts_to="http_output")

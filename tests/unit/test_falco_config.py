@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from falco_config import FalcoSettings, WebhookPemFile, is_managed, render_falco_yaml
+from falco._falco_yaml import FalcoSettings, WebhookPemFile, is_managed, render_falco_yaml
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 SCHEMA = SHARED / "falco" / "falco-0.44.1-config.schema.json"

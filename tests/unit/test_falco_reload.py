@@ -8,9 +8,9 @@ from typing import Any, cast
 
 import pytest
 
-import falco_reload
 from constants import FALCO_CONFIG, WEBHOOK_PEM
-from falco_reload import LoadedFiles, expected_files, parse_loaded_files
+from falco import _reload as falco_reload
+from falco._reload import LoadedFiles, expected_files, parse_loaded_files
 
 # Falco 0.44.1's exposition as falco_metrics.cpp writes it (sha256 values shortened).
 EXPOSITION = """\

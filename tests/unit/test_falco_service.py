@@ -19,19 +19,19 @@ from charm_pod import (
 from ops import testing
 from pebble_box import workload
 
-import falco_service
-from bundle import Bundle
 from constants import FALCO_CONFIG_DIR, FALCO_SERVICE
-from falco_config import FalcoSettings, render_falco_yaml
-from falco_output import RulesListingError
-from pebble_layers import FALCO_COMMAND
-from rules_gate import FalcoFiles
-from state import CharmConfig, InvalidStateError
-from webhook_tls import WebhookTls
+from falco import _service as falco_service
+from falco._cli_answers import RulesListingError
+from falco._falco_yaml import FalcoSettings, render_falco_yaml
+from falco._gate import FalcoFiles
+from falco._layer import FALCO_COMMAND
+from falco._options import FalcoOptions as CharmConfig
+from options import InvalidStateError
+from payload import Payload
 from workload import Workload
 
-BUNDLE = Bundle(plugins={}, stock_rules=STOCK_RULES.encode(), forwarder={})
-TLS = WebhookTls(pem=b"certificate, chain and key", ca_cert="CA")
+BUNDLE = Payload(plugins={}, stock_rules=STOCK_RULES.encode(), forwarder={})
+PEM = b"certificate, chain and key"
 LIST = [*FALCO_COMMAND, "-L", "-o", "json_output=true"]
 
 
@@ -43,12 +43,12 @@ def charm_falco_yaml(selection: list[dict[str, dict[str, str]]] | None = None) -
 def test_the_candidate_carries_the_options_and_the_current_certificate():
     config = CharmConfig(minimum_priority="warning", custom_rules=CI_RULE)
 
-    wanted = falco_service.candidate(config, BUNDLE, TLS)
+    wanted = falco_service.candidate(config, BUNDLE, PEM)
 
     assert wanted.files.settings.priority == "warning"
     assert wanted.files.custom_rules == CI_RULE
     assert wanted.files.stock_rules == BUNDLE.stock_rules
-    assert wanted.files.webhook_pem == TLS.pem
+    assert wanted.files.webhook_pem == PEM
     assert wanted.notes == ()
 
 

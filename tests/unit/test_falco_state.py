@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 from charm_pod import CI_RULE
 
-import state
-from falco_config import FalcoSettings
-from state import CharmConfig, InvalidStateError, falco_state
+from falco import _options as state
+from falco._falco_yaml import FalcoSettings
+from falco._options import FalcoOptions as CharmConfig
+from falco._options import falco_state
+from options import InvalidStateError
 
 STOCK = b"- rule: Disallowed K8s User\n  condition: kevt\n  tags: [k8s]\n"
 RULES = CI_RULE

@@ -10,10 +10,10 @@ import yaml
 from ops import testing
 from pebble_box import workload
 
-from bundle import Bundle
 from constants import FALCO_BIN, FALCO_CONFIG_DIR
-from falco_config import FalcoSettings
-from rules_gate import FalcoFiles, GateRejectedError, apply, is_live, validate
+from falco._falco_yaml import FalcoSettings
+from falco._gate import FalcoFiles, GateRejectedError, apply, is_live, validate
+from payload import Payload
 
 STOCK = b"- rule: Disallowed K8s User\n  condition: kevt\n"
 CUSTOM = "- list: allowed_k8s_users\n  items: [ci]\n  override:\n    items: append\n"
@@ -69,7 +69,7 @@ def test_blank_custom_rules_mean_no_custom_file():
 
 
 def test_a_remembered_candidate_comes_back_on_the_charms_own_stock_rules():
-    bundle = Bundle(plugins={}, stock_rules=b"- rule: newer stock\n", forwarder={})
+    bundle = Payload(plugins={}, stock_rules=b"- rule: newer stock\n", forwarder={})
 
     restored = FalcoFiles.from_json(FILES.to_json(), bundle)
 
@@ -84,7 +84,7 @@ def test_a_remembered_candidate_comes_back_on_the_charms_own_stock_rules():
 )
 def test_an_unreadable_remembered_candidate_is_a_value_error(text: str):
     with pytest.raises(ValueError, match="unreadable remembered config"):
-        FalcoFiles.from_json(text, Bundle(plugins={}, stock_rules=STOCK, forwarder={}))
+        FalcoFiles.from_json(text, Payload(plugins={}, stock_rules=STOCK, forwarder={}))
 
 
 def test_apply_dry_runs_the_staged_candidate_then_swaps_it_in(tmp_path: Path):

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from webhook_config import (
+from webhook._apiserver_side import (
     AUDIT_POLICY_KEY,
     MICROK8S_APISERVER_ARGS,
     MICROK8S_AUDIT_POLICY,

@@ -20,8 +20,8 @@ from falco_plugin_api import Plugin
 from k8saudit_listener import K8sAuditListener, loopback_params, open_k8saudit
 
 from constants import FALCO_RULES_D, K8S_AUDIT_RULES
-from falco_config import FalcoSettings, render_falco_yaml
-from webhook_config import WebhookAddress, webhook_kubeconfig
+from falco._falco_yaml import FalcoSettings, render_falco_yaml
+from webhook._apiserver_side import WebhookAddress, webhook_kubeconfig
 
 BUILD = Path(__file__).resolve().parents[3] / "build" / "plugins"
 

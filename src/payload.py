@@ -1,4 +1,4 @@
-"""What the charm carries into its containers: Falco's plugins and rules, the forwarder's code.
+"""The charm's payload for its containers: Falco's plugins and rules, the forwarder's code.
 
 The upstream Falco image lacks the plugins and the k8s audit rules, and the forwarder image is a
 plain Python one, so both get their files from the charm package.
@@ -12,18 +12,18 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from constants import BUNDLE_DIR, FORWARDER_PKG_DIR, PLUGIN_FILES, STOCK_RULES_FILE
-from state import InvalidStateError
+from constants import FORWARDER_PKG_DIR, PAYLOAD_DIR, PLUGIN_FILES, STOCK_RULES_FILE
+from options import InvalidStateError
 
 FORWARDER_PACKAGE = "falco_forwarder"
 
 
-class BundleMissingError(InvalidStateError):
+class PayloadMissingError(InvalidStateError):
     """The charm was packed without its plugin part; the message says how to fix it."""
 
 
 @dataclass(frozen=True)
-class Bundle:
+class Payload:
     """Files keyed by their path in the container they go to, and the stock k8s audit rules."""
 
     plugins: dict[str, bytes]
@@ -52,18 +52,18 @@ def manifest_digest(manifest: str) -> str:
     return hashlib.sha256(manifest.encode()).hexdigest()
 
 
-def load_bundle(charm_dir: Path) -> Bundle:
-    """Read the bundle packed into ``charm_dir``; raise BundleMissingError naming what lacks."""
-    root = charm_dir / BUNDLE_DIR
+def load_payload(charm_dir: Path) -> Payload:
+    """Read the payload packed into ``charm_dir``; raise PayloadMissingError naming what lacks."""
+    root = charm_dir / PAYLOAD_DIR
     missing = [name for name in (*PLUGIN_FILES, STOCK_RULES_FILE) if not (root / name).is_file()]
     package = sorted((charm_dir / "src" / FORWARDER_PACKAGE).glob("*.py"))
     if not package:
         missing.append(f"src/{FORWARDER_PACKAGE}")
     if missing:
-        raise BundleMissingError(
+        raise PayloadMissingError(
             f"charm package lacks {', '.join(missing)}: rebuild it with charmcraft pack"
         )
-    return Bundle(
+    return Payload(
         plugins={path: (root / name).read_bytes() for name, path in PLUGIN_FILES.items()},
         stock_rules=(root / STOCK_RULES_FILE).read_bytes(),
         forwarder={

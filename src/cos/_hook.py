@@ -24,6 +24,6 @@ def publish_if_related(
         isinstance(event, ops.RelationBrokenEvent) and event.relation.name == LOGGING_RELATION
     )
     if logging_gone or any(charm.model.relations[name] for name in COS_RELATIONS):
-        from cos import publish_cos  # noqa: PLC0415 - the point of this module
+        from cos._publish import publish_cos  # noqa: PLC0415 - the point of this module
 
         publish_cos(charm, workloads)

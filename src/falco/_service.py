@@ -1,8 +1,8 @@
 """Falco's own behaviour in its container: converge on a candidate, keep the last good, list rules.
 
-Usable outside a charm: it takes a `Workload` and plain data (the candidate files, the last
-good config as remembered text, the current certificate) and returns plain outcomes; the
-charm turns them into statuses and keeps what is to be remembered.
+The functions take a `Workload` and plain data (the candidate files, the last good config as
+remembered text, the current certificate) and return plain outcomes; `FalcoService` binds them
+to the unit's container and memory and reports in the shape the charm's status is made of.
 """
 
 from __future__ import annotations
@@ -12,25 +12,35 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import falco_reload
-import rules_gate
-from bundle import Bundle, manifest_digest
+import ops
+
 from constants import (
     ALERT_LOG_DIR,
     FALCO_CONFIG,
     FALCO_CONFIG_DIR,
     FALCO_CUSTOM_RULES,
+    FALCO_SERVICE,
     K8S_AUDIT_RULES,
     PLUGIN_MANIFEST,
     WEBHOOK_PEM,
 )
-from falco_config import is_managed
-from falco_output import LoadedRule, RulesListingError, first_error_line, parse_rules_listing
-from pebble_layers import FALCO_COMMAND, falco_layer
-from rules_listing import apply_selection, parse_rules_selection, show_rules_result
-from state import CharmConfig, falco_state
-from webhook_tls import WebhookTls
-from workload import Workload
+from falco import _gate as rules_gate
+from falco import _reload as falco_reload
+from falco._cli_answers import (
+    LoadedRule,
+    RulesListingError,
+    first_error_line,
+    parse_rules_listing,
+)
+from falco._falco_yaml import is_managed
+from falco._layer import FALCO_COMMAND, falco_layer
+from falco._options import FalcoOptions, falco_state
+from falco._rules_listing import apply_selection, parse_rules_selection, show_rules_result
+from options import InvalidStateError, load_options
+from payload import Payload, manifest_digest
+from peer_memory import UnitMemory
+from report import Report
+from workload import CommandResult, Workload, WorkloadError
 
 logger = logging.getLogger(__name__)
 
@@ -68,31 +78,32 @@ class Candidate:
 
 
 def candidate(
-    config: CharmConfig, bundle: Bundle, tls: WebhookTls | None, remembered: str = ""
+    config: FalcoOptions, payload: Payload, webhook_pem: bytes | None, remembered: str = ""
 ) -> Candidate:
     """The candidate file set for ``config``; InvalidStateError names what the operator must fix.
 
     Falco always writes its alerts to the alert log, sinks or none: adding the first sink or
     removing the last then only reloads the forwarder, and never touches Falco.
     """
-    falco = falco_state(config, bundle.stock_rules, remembered)
+    falco = falco_state(config, payload.stock_rules, remembered)
     notes: tuple[str, ...] = ()
     # Falco accepts selections that match nothing silently; pass them on anyway, since the
     # rules may come later, but tell the operator.
     if falco.unmatched:
         logger.warning("disabled_rules entries select no rule: %s", falco.unmatched)
         notes = (f"disabled_rules matched nothing: {', '.join(falco.unmatched)}",)
-    pem = tls.pem if tls is not None else None
-    files = rules_gate.FalcoFiles(falco.settings, bundle.stock_rules, falco.custom_rules, pem)
+    files = rules_gate.FalcoFiles(
+        falco.settings, payload.stock_rules, falco.custom_rules, webhook_pem
+    )
     return Candidate(files, falco.checked, notes)
 
 
 def converge(
     falco: Workload,
     candidate: rules_gate.FalcoFiles | None,
-    bundle: Bundle,
+    payload: Payload,
     last_good: str,
-    tls: WebhookTls | None,
+    webhook_pem: bytes | None,
     *,
     tls_usable: bool,
 ) -> FalcoOutcome:
@@ -101,10 +112,9 @@ def converge(
     Raises WorkloadError when the container goes away or stalls mid-change: the live files are
     then untouched or complete (each is swapped whole), and the next call converges again.
     """
-    falco.sync_tree(bundle.plugins, bundle.plugins_manifest, manifest_path=PLUGIN_MANIFEST)
+    falco.sync_tree(payload.plugins, payload.plugins_manifest, manifest_path=PLUGIN_MANIFEST)
     # Falco creates the log file, not its directory: private to the pod's root users.
     falco.ensure_dir(ALERT_LOG_DIR, permissions=0o700)
-    webhook_pem = tls.pem if tls is not None else None
     applied: rules_gate.FalcoFiles | None = None
     accepted = rejected = ""
     changed = False
@@ -121,11 +131,11 @@ def converge(
         config_is_ours(falco) and (not tls_usable or falco.read(WEBHOOK_PEM) == webhook_pem)
     )
     if not live and last_good:
-        applied = _restore(falco, last_good, bundle, webhook_pem)
+        applied = _restore(falco, last_good, payload, webhook_pem)
         live = changed = applied is not None
     if not live:
         return FalcoOutcome(accepted, rejected)
-    started = falco.ensure_service(falco_layer(manifest_digest(bundle.plugins_manifest)))
+    started = falco.ensure_service(falco_layer(manifest_digest(payload.plugins_manifest)))
     if applied is None or started:
         return FalcoOutcome(accepted, rejected)
     # A running Falco hot-reloads; only its own report says the change landed.
@@ -134,7 +144,7 @@ def converge(
 
 
 def _restore(
-    falco: Workload, last_good: str, bundle: Bundle, webhook_pem: bytes | None
+    falco: Workload, last_good: str, payload: Payload, webhook_pem: bytes | None
 ) -> rules_gate.FalcoFiles | None:
     """Bring back the last config Falco accepted, with the current certificate.
 
@@ -142,7 +152,7 @@ def _restore(
     refused: better than leaving the cluster unwatched or the webhook file wrong.
     """
     try:
-        restored = rules_gate.FalcoFiles.from_json(last_good, bundle, webhook_pem)
+        restored = rules_gate.FalcoFiles.from_json(last_good, payload, webhook_pem)
         rules_gate.apply(falco, restored)
     except rules_gate.GateRejectedError as exc:
         logger.error("last good config no longer accepted by Falco: %s", exc.output)
@@ -190,3 +200,100 @@ def rule_files_text(falco: Workload) -> str:
         if content is not None:
             parts.append(f"# ---- {path} ----\n{content.decode(errors='replace')}")
     return "\n".join(parts)
+
+
+class FalcoService:
+    """Falco in this unit's container: its files, its service, and what the unit remembers of it.
+
+    What Falco last accepted and the outcome of the last rules check are kept in the unit's
+    peer data, so a rescheduled pod restores the last good config and unchanged rules are not
+    checked again.
+    """
+
+    LAST_GOOD_KEY = "last-good-falco"
+    CHECKED_KEY = "checked-falco-rules"
+
+    def __init__(self, container: ops.Container, memory: UnitMemory):
+        self.workload = Workload(container, FALCO_SERVICE)
+        self._memory = memory
+
+    def converge(
+        self,
+        config: ops.ConfigData,
+        payload: Payload | None,
+        webhook_pem: bytes | None,
+        *,
+        tls_usable: bool,
+    ) -> Report:
+        """Run Falco on the current options; a bad option or refused rules keep the last good.
+
+        A certificate that cannot be served (``tls_usable`` False) holds back Falco's files,
+        which name the certificate, but never the restore of the last good config.
+        """
+        if not self.workload.can_connect():
+            return Report(waiting="waiting for Pebble in the falco container")
+        if payload is None:
+            return Report()
+        refused, notes, wanted = Report(), (), None
+        if tls_usable:
+            try:
+                found = self._candidate(config, payload, webhook_pem)
+                wanted, notes = found.files, found.notes
+            except InvalidStateError as exc:
+                refused = Report.refused(exc)
+        try:
+            outcome = converge(
+                self.workload,
+                wanted,
+                payload,
+                self._memory.recall(self.LAST_GOOD_KEY),
+                webhook_pem,
+                tls_usable=tls_usable,
+            )
+        except WorkloadError as exc:
+            return Report(waiting=f"falco container: {exc}; will retry")
+        if outcome.accepted:
+            self._memory.remember(self.LAST_GOOD_KEY, outcome.accepted)
+        if refused.blocked:
+            return refused
+        if not self.workload.is_running():
+            return Report(outcome.rejected, maintenance="starting Falco")
+        return Report(outcome.rejected, waiting=outcome.problem, notes=(*notes, outcome.note))
+
+    def validate(
+        self, config: ops.ConfigData, payload: Payload, webhook_pem: bytes | None
+    ) -> CommandResult:
+        """Run the config-change gate on the current options and apply nothing.
+
+        Raises InvalidStateError for a bad option, GateRejectedError when Falco refuses the
+        rules, WorkloadError when the container cannot run the check.
+        """
+        files = self._candidate(config, payload, webhook_pem, recall=False).files
+        return rules_gate.validate(self.workload, files)
+
+    def show_rules(self, params: Mapping[str, Any]) -> dict[str, str]:
+        """The show-rules action's results (see `show_rules`)."""
+        return show_rules(self.workload, params)
+
+    def keep_copy(self, path: str, text: str) -> None:
+        """Keep a file for the admin in Falco's container (the apiserver's webhook file)."""
+        try:
+            self.workload.push_if_changed(path, text)
+        except WorkloadError as exc:
+            logger.warning("could not keep %s in the falco container: %s", path, exc)
+
+    def _candidate(
+        self,
+        config: ops.ConfigData,
+        payload: Payload,
+        webhook_pem: bytes | None,
+        *,
+        recall: bool = True,
+    ) -> Candidate:
+        """The candidate for the current options; an unchanged rules text is not checked again."""
+        options = load_options(FalcoOptions, config)
+        remembered = self._memory.recall(self.CHECKED_KEY) if recall else ""
+        found = candidate(options, payload, webhook_pem, remembered)
+        if recall:
+            self._memory.remember(self.CHECKED_KEY, found.checked)
+        return found

@@ -98,7 +98,7 @@ class ReloadCheck:
     @property
     def note(self) -> str:
         """Worth saying in an Active status: Falco runs the config, but needed a restart."""
-        return "Falco restarted: its hot reload was missed" if self.restarted else ""
+        return "Falco restarted (missed hot reload)" if self.restarted else ""
 
     @property
     def problem(self) -> str:

@@ -13,7 +13,7 @@ import time
 
 import ops
 
-from webhook_tls import WebhookIdentity, outdated_apiserver_file
+from webhook._tls import WebhookIdentity, outdated_apiserver_file
 
 BASELINE_KEY = "apiserver-webhook-file"
 HANDED_OUT_KEY = "apiserver-webhook-file-fetched"

@@ -1,20 +1,10 @@
-"""Pebble layers for the two services: pure data, so tests and the charm agree on them."""
+"""Falco's Pebble layer: pure data, so tests and the charm agree on it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from constants import (
-    FALCO_BIN,
-    FALCO_CONFIG,
-    FALCO_SERVICE,
-    FORWARDER_CONFIG,
-    FORWARDER_PKG_DIR,
-    FORWARDER_PORT,
-    FORWARDER_SERVICE,
-    K8SAUDIT_PORT,
-    WEBSERVER_PORT,
-)
+from constants import FALCO_BIN, FALCO_CONFIG, FALCO_SERVICE, K8SAUDIT_PORT, WEBSERVER_PORT
 
 FALCO_COMMAND = (FALCO_BIN, "-c", FALCO_CONFIG, "--disable-source", "syscall")
 
@@ -52,37 +42,5 @@ def falco_layer(plugins_digest: str) -> dict[str, Any]:
                 "threshold": 3,
                 "tcp": {"port": K8SAUDIT_PORT},
             },
-        },
-    }
-
-
-def forwarder_layer(code_digest: str) -> dict[str, Any]:
-    """The alert forwarder; its code digest in the environment restarts it on a charm upgrade.
-
-    Config changes do not restart it: the charm sends SIGHUP and it reloads in place.
-    """
-    return {
-        "summary": "Falco alert forwarder",
-        "services": {
-            FORWARDER_SERVICE: {
-                "override": "replace",
-                "summary": "Delivers Falco alerts to every sink with retries",
-                "command": f"python3 -m falco_forwarder --config {FORWARDER_CONFIG}",
-                "startup": "enabled",
-                "environment": {
-                    "PYTHONPATH": FORWARDER_PKG_DIR,
-                    "FORWARDER_CODE_SHA256": code_digest,
-                },
-                "on-check-failure": {"forwarder-healthz": "restart"},
-            }
-        },
-        "checks": {
-            "forwarder-healthz": {
-                "override": "replace",
-                "level": "alive",
-                "period": "10s",
-                "threshold": 3,
-                "http": {"url": f"http://127.0.0.1:{FORWARDER_PORT}/healthz"},
-            }
         },
     }

@@ -18,7 +18,7 @@ from typing import Any, cast
 import yaml
 
 from constants import PRIORITIES
-from falco_output import LoadedRule, RulesListingError
+from falco._cli_answers import LoadedRule, RulesListingError
 
 
 @dataclass(frozen=True)

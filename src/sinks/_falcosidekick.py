@@ -1,7 +1,8 @@
-"""Requirer side of ``falcosidekick_http_endpoint``, as Canonical's falcosidekick-k8s provides it.
+"""`falcosidekick`: Canonical's falcosidekick-k8s, fed every alert as Falco's JSON.
 
-That charm's leader writes ``url`` (and, in newer releases, ``ca_cert``) to its app databag,
-each value JSON-encoded as ``ops.Relation.save`` writes it.
+Requirer side of ``falcosidekick_http_endpoint``: that charm's leader writes ``url`` (and, in
+newer releases, ``ca_cert``) to its app databag, each value JSON-encoded as
+``ops.Relation.save`` writes it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import ops
 import pydantic
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from state import InvalidStateError, check_http_url, describe_validation_error
+from constants import FALCOSIDEKICK_RELATION
+from falco_forwarder.config import FORMAT_FALCO_JSON, SinkConfig, url_problem
+from options import InvalidStateError, describe_validation_error
+from sinks._source import SinkSource
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +33,23 @@ class FalcosidekickEndpoint(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return check_http_url(value.strip())
+        value = value.strip()
+        if problem := url_problem(value):
+            raise ValueError(problem)
+        return value
+
+
+class Falcosidekick(SinkSource):
+    """One sink per falcosidekick application related."""
+
+    relation = FALCOSIDEKICK_RELATION
+
+    def read(self) -> list[SinkConfig]:
+        return [
+            SinkConfig(FALCOSIDEKICK_RELATION, FORMAT_FALCO_JSON, found.url, ca_cert=found.ca_cert)
+            for relation in self._charm.model.relations[FALCOSIDEKICK_RELATION]
+            if (found := falcosidekick_endpoint(relation))
+        ]
 
 
 def falcosidekick_endpoint(relation: ops.Relation) -> FalcosidekickEndpoint | None:

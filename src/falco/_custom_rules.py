@@ -16,7 +16,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from constants import PRIORITIES
-from rules_listing import matches_wildcard
+from falco._rules_listing import matches_wildcard
 
 # Juju keeps config values in the controller database and sends the whole value to every unit on
 # each change, and Falco re-reads the file at every hot reload. Falco's complete stock k8s audit

@@ -74,7 +74,7 @@ class WebhookAddress:
         """What the apiserver's side needs for this address, when it is not a given."""
         if self.service_type == "NodePort":
             # nftables and ipvs modes do not answer node ports on 127.0.0.1.
-            return f"{NODE_LOOPBACK} node ports need kube-proxy in iptables mode"
+            return "NodePort needs kube-proxy iptables mode"
         return ""
 
 

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from state import InvalidStateError
-from webhook_config import NODE_LOOPBACK, WebhookAddress, webhook_resource_name
+from options import InvalidStateError
+from webhook._apiserver_side import NODE_LOOPBACK, WebhookAddress, webhook_resource_name
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -203,9 +203,9 @@ def outdated_apiserver_file(served: WebhookIdentity, records: Iterable[str]) -> 
 def tls_notes(related: bool, tls: WebhookTls | None, sans: CertificateSans | None) -> list[str]:
     """What the status should say about the webhook's TLS, when anything."""
     if not related:
-        return ["audit webhook without TLS: relate certificates"]
+        return ["no TLS: relate certificates"]
     if tls is None:
-        return ["audit webhook without TLS: waiting for a certificate"]
+        return ["no TLS yet: waiting for a certificate"]
     if sans is not None and (missing := tls.missing(sans)):
         return [f"webhook certificate lacks {', '.join(missing)}"]
     return []

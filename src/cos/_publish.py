@@ -9,34 +9,38 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import ops
 from charmlibs.interfaces.otlp import OtlpRequirer, RuleStore
 from cosl import JujuTopology
 
-import grafana_dashboard
-import loki_push
-import prometheus_scrape
 from constants import (
     DASHBOARD_RELATION,
-    DASHBOARDS_DIR,
     LOGGING_RELATION,
-    LOKI_RULES_DIR,
     LOKI_SINK_RELATION,
     METRICS_RELATION,
-    OTLP_RULES_DIR,
     OTLP_SINK_RELATION,
-    PROMETHEUS_RULES_DIR,
 )
-from cos_rules import load_rules, rule_labels
-from log_forwarding import LAYER, target_changes
+from cos import _grafana_dashboard as grafana_dashboard
+from cos import _loki_push as loki_push
+from cos import _prometheus_scrape as prometheus_scrape
+from cos._alert_rules import load_rules, rule_labels
+from cos._log_forwarding import LAYER, target_changes
 from workload import Workload, WorkloadError
 
 if TYPE_CHECKING:
     from cosl.types import OfficialRuleFileFormat
 
 logger = logging.getLogger(__name__)
+
+# What the charm ships for COS, beside this module.
+_HERE = Path(__file__).parent
+PROMETHEUS_RULES_DIR = _HERE / "prometheus_alert_rules"
+LOKI_RULES_DIR = _HERE / "loki_alert_rules"
+OTLP_RULES_DIR = _HERE / "otlp_alert_rules"
+DASHBOARDS_DIR = _HERE / "grafana_dashboards"
 
 
 def publish_cos(charm: ops.CharmBase, workloads: list[Workload]) -> None:
@@ -56,7 +60,7 @@ def _publish_scrape(charm: ops.CharmBase, topology: Mapping[str, str]) -> None:
     leader = charm.unit.is_leader()
     app_fields: Mapping[str, str] = {}
     if leader:  # only the leader writes the app databag: others need not read the rules
-        rules = load_rules(charm.charm_dir / PROMETHEUS_RULES_DIR, topology)
+        rules = load_rules(PROMETHEUS_RULES_DIR, topology)
         app_fields = prometheus_scrape.app_data(topology, rules)
     prometheus_scrape.publish(
         relations,
@@ -74,18 +78,18 @@ def _publish_app_data(
     """The leader's part: dashboards, and the rules that go with the log relations."""
     relations = charm.model.relations
     if relations[DASHBOARD_RELATION]:
-        dashboards = grafana_dashboard.app_data(charm.charm_dir / DASHBOARDS_DIR, topology)
+        dashboards = grafana_dashboard.app_data(DASHBOARDS_DIR, topology)
         for relation in relations[DASHBOARD_RELATION]:
             relation.data[charm.app].update(dashboards)
     # The Loki rules read the alert streams, which only send-loki-logs creates.
     for relation in relations[LOGGING_RELATION]:
         relation.data[charm.app].update(loki_push.app_data(topology, {}))
     if relations[LOKI_SINK_RELATION]:
-        data = loki_push.app_data(topology, load_rules(charm.charm_dir / LOKI_RULES_DIR, topology))
+        data = loki_push.app_data(topology, load_rules(LOKI_RULES_DIR, topology))
         for relation in relations[LOKI_SINK_RELATION]:
             relation.data[charm.app].update(data)
     if relations[OTLP_SINK_RELATION]:
-        rules = load_rules(charm.charm_dir / OTLP_RULES_DIR, topology)
+        rules = load_rules(OTLP_RULES_DIR, topology)
         store = RuleStore(cos_topology).add_logql(cast("OfficialRuleFileFormat", rules))
         OtlpRequirer(charm, OTLP_SINK_RELATION, rules=store).publish()
 

@@ -38,8 +38,7 @@ from lightkube.resources.core_v1 import ConfigMap, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 
 from constants import FORWARDER_PORT, K8SAUDIT_PORT, WEBSERVER_PORT
-from state import WebhookState
-from webhook_config import (
+from webhook._apiserver_side import (
     AUDIT_POLICY_KEY,
     WEBHOOK_CONFIG_KEY,
     WebhookAddress,
@@ -47,6 +46,7 @@ from webhook_config import (
     webhook_kubeconfig,
     webhook_resource_name,
 )
+from webhook._options import WebhookState
 
 WEBHOOK_PORT_NAME = "k8s-audit"
 

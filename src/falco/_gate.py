@@ -14,7 +14,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from bundle import Bundle
 from constants import (
     FALCO_BIN,
     FALCO_CONFIG,
@@ -24,8 +23,9 @@ from constants import (
     K8S_AUDIT_RULES,
     WEBHOOK_PEM,
 )
-from falco_config import FalcoSettings, WebhookPemFile, render_falco_yaml
-from falco_output import first_error_line
+from falco._cli_answers import first_error_line
+from falco._falco_yaml import FalcoSettings, WebhookPemFile, render_falco_yaml
+from payload import Payload
 from workload import CommandResult, Workload
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,9 @@ class FalcoFiles:
         )
 
     @classmethod
-    def from_json(cls, text: str, bundle: Bundle, webhook_pem: bytes | None = None) -> FalcoFiles:
+    def from_json(
+        cls, text: str, payload: Payload, webhook_pem: bytes | None = None
+    ) -> FalcoFiles:
         """Rebuild a remembered candidate on the charm's stock rules and the current PEM.
 
         Raises ValueError when the text is not one (e.g. written by an older charm revision).
@@ -83,7 +85,7 @@ class FalcoFiles:
         try:
             data = json.loads(text)
             settings = FalcoSettings(**data["settings"])
-            return cls(settings, bundle.stock_rules, str(data["custom_rules"]), webhook_pem)
+            return cls(settings, payload.stock_rules, str(data["custom_rules"]), webhook_pem)
         except (ValueError, TypeError, KeyError) as exc:
             raise ValueError(f"unreadable remembered config: {exc!r}") from None
 

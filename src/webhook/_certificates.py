@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import ops
 
-from webhook_config import WebhookAddress
-from webhook_tls import (
+from webhook._apiserver_side import WebhookAddress
+from webhook._tls import (
     CertificateSans,
     WebhookTls,
     WebhookTlsError,

@@ -1,0 +1,72 @@
+"""The forwarder's config file: what it reads, where it keeps state, and every sink.
+
+Pure: the sinks (already in the forwarder's own `SinkConfig` shape) and the options in, the
+forwarder's JSON text out; no ``ops``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import Field
+
+from constants import ALERT_LOG, ALERT_STATE_DIR, FORWARDER_LISTEN_HOST, FORWARDER_PORT, MIB
+from falco_forwarder.config import (
+    AlertLogConfig,
+    ConfigError,
+    ForwarderConfig,
+    JujuTopology,
+    ListenConfig,
+    RetryConfig,
+    SinkConfig,
+    config_from_dict,
+    config_to_dict,
+)
+from options import InvalidStateError, Options
+
+
+class ForwarderOptions(Options):
+    """The options that shape the forwarder's work, whatever the sinks."""
+
+    alert_log_retention_mb: int = Field(default=512, ge=16, le=1_000_000)
+
+
+def segment_bytes(retention_bytes: int) -> int:
+    """Rotation size: 1/16 of retention (the log stays within 17/16 of it), 1 to 64 MiB."""
+    return min(max(retention_bytes // 16, MIB), 64 * MIB)
+
+
+def forwarder_config(
+    sinks: tuple[SinkConfig, ...], topology: JujuTopology, retention_mb: int
+) -> ForwarderConfig:
+    """The forwarder's whole configuration: what it reads, where it keeps state, and sinks."""
+    retention = retention_mb * MIB
+    return ForwarderConfig(
+        listen=ListenConfig(host=FORWARDER_LISTEN_HOST, port=FORWARDER_PORT),
+        alert_log=AlertLogConfig(
+            file=Path(ALERT_LOG),
+            state_dir=Path(ALERT_STATE_DIR),
+            retention_bytes=retention,
+            segment_bytes=segment_bytes(retention),
+        ),
+        juju=topology,
+        # Backoff capped at 15 s: a sink that comes back is caught up within seconds.
+        retry=RetryConfig(initial_seconds=0.5, max_seconds=15.0, timeout_seconds=10.0),
+        sinks=sinks,
+    )
+
+
+def render_forwarder_config(
+    sinks: tuple[SinkConfig, ...], topology: JujuTopology, retention_mb: int
+) -> str:
+    """The forwarder's config file, checked by the forwarder's own reader (e.g. a relation's CA).
+
+    Raises InvalidStateError, for a Blocked status, when the forwarder would refuse it.
+    """
+    settings = config_to_dict(forwarder_config(sinks, topology, retention_mb))
+    try:
+        config_from_dict(settings)
+    except ConfigError as exc:
+        raise InvalidStateError(f"alert sinks: {exc}") from None
+    return json.dumps(settings, indent=1, sort_keys=True)
