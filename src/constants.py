@@ -60,11 +60,10 @@ PRIORITIES = (
 
 MIB = 1024 * 1024
 
-# Relation names, as metadata.yaml declares them.
+# Relation names that more than one module uses, as metadata.yaml declares them; a sink
+# relation only its kind reads is named on the kind (`SinkSource.relation`).
 PEER_RELATION = "falco-peers"
 CERTIFICATES_RELATION = "certificates"
-GRAYLOG_RELATION = "graylog"
-FALCOSIDEKICK_RELATION = "falcosidekick"
 METRICS_RELATION = "metrics-endpoint"
 DASHBOARD_RELATION = "grafana-dashboard"
 LOGGING_RELATION = "logging"

@@ -49,7 +49,7 @@ def delivery_notes(state: DeliveryState, sinks: Collection[str]) -> list[str]:
         if dropped := state.dropped.get(sink):
             parts.append(f"{sum(dropped.values())} dropped ({_by_reason(dropped)})")
         if parts:
-            notes.append(f"{sink} {'; '.join(parts)}")
+            notes.append(f"{sink} {', '.join(parts)}")
     return notes
 
 

@@ -14,12 +14,13 @@ import ops
 import pydantic
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from constants import FALCOSIDEKICK_RELATION
 from falco_forwarder.config import FORMAT_FALCO_JSON, SinkConfig, url_problem
 from options import InvalidStateError, describe_validation_error
 from sinks._source import SinkSource
 
 logger = logging.getLogger(__name__)
+
+RELATION = "falcosidekick"
 
 
 class FalcosidekickEndpoint(BaseModel):
@@ -42,12 +43,12 @@ class FalcosidekickEndpoint(BaseModel):
 class Falcosidekick(SinkSource):
     """One sink per falcosidekick application related."""
 
-    relation = FALCOSIDEKICK_RELATION
+    relation = RELATION
 
     def read(self) -> list[SinkConfig]:
         return [
-            SinkConfig(FALCOSIDEKICK_RELATION, FORMAT_FALCO_JSON, found.url, ca_cert=found.ca_cert)
-            for relation in self._charm.model.relations[FALCOSIDEKICK_RELATION]
+            SinkConfig(RELATION, FORMAT_FALCO_JSON, found.url, ca_cert=found.ca_cert)
+            for relation in self._charm.model.relations[RELATION]
             if (found := falcosidekick_endpoint(relation))
         ]
 

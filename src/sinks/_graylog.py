@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 
 import ops
 
-from constants import GRAYLOG_RELATION
 from falco_forwarder.config import FORMAT_GELF, SinkConfig
 from options import InvalidStateError
 from sinks._source import SinkSource
+
+RELATION = "graylog"
 
 if TYPE_CHECKING:
     from charms.falco_k8s.v0.gelf import GelfEndpointRequirer
@@ -22,15 +23,15 @@ if TYPE_CHECKING:
 class Graylog(SinkSource):
     """One GELF sink per Graylog endpoint related."""
 
-    relation = GRAYLOG_RELATION
+    relation = RELATION
 
     def __init__(self, charm: ops.CharmBase):
         super().__init__(charm)
         self._requirer: GelfEndpointRequirer | None = None
-        if charm.model.relations[GRAYLOG_RELATION]:  # listed from relation-created on
+        if charm.model.relations[RELATION]:  # listed from relation-created on
             from charms.falco_k8s.v0.gelf import GelfEndpointRequirer  # noqa: PLC0415
 
-            self._requirer = GelfEndpointRequirer(charm, relation_name=GRAYLOG_RELATION)
+            self._requirer = GelfEndpointRequirer(charm, relation_name=RELATION)
 
     def events(self) -> list[ops.BoundEvent]:
         """The library's own events: they also follow a rotated auth secret."""

@@ -140,7 +140,7 @@ SINKS = ("graylog", "http_output", "falcosidekick")
             ),
             [
                 "falcosidekick 1 dropped (http_4xx 1)",
-                "graylog failing, 9.0 MiB queued; 42 dropped (malformed 2, retention 40)",
+                "graylog failing, 9.0 MiB queued, 42 dropped (malformed 2, retention 40)",
                 "http_output failing, 512 B queued",
             ],
         ),
