@@ -31,7 +31,7 @@ def test_maintenance_outweighs_waiting_as_ops_orders_them():
 def test_active_lists_every_note_before_what_the_parts_do():
     reports = [
         Report(notes=("no TLS: relate certificates",), summary=("webhook http://10.1.2.3:9765",)),
-        Report(notes=("Falco restarted (missed hot reload)",)),
+        Report(notes=("Falco restarted",)),
         Report(notes=("graylog failing",), summary=("alerts to graylog",)),
     ]
 
