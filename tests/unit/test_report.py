@@ -37,8 +37,8 @@ def test_active_lists_every_note_before_what_the_parts_do():
 
     assert unit_status(reports) == (
         "active",
-        "no TLS: relate certificates; Falco restarted (missed hot reload);"
-        " graylog failing; webhook http://10.1.2.3:9765; alerts to graylog",
+        "no TLS: relate certificates; Falco restarted; graylog failing;"
+        " webhook http://10.1.2.3:9765; alerts to graylog",
     )
 
 
