@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from pydantic import field_validator
-
 from constants import PRIORITIES
 from falco import _custom_rules, _rules_listing
 from falco._custom_rules import (
@@ -25,22 +23,23 @@ from falco._custom_rules import (
     rule_names,
 )
 from falco._falco_yaml import FalcoSettings
-from options import InvalidStateError, Options
+from options import InvalidStateError, option_error
 
 
-class FalcoOptions(Options):
+@dataclass(frozen=True)
+class FalcoOptions:
     """The options that shape what Falco runs."""
 
     minimum_priority: str = "debug"
     custom_rules: str = ""
     disabled_rules: str = ""
 
-    @field_validator("minimum_priority", mode="before")
-    @classmethod
-    def _priority(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().lower() in PRIORITIES:
-            return value.strip().lower()
-        raise ValueError(f"must be one of {', '.join(PRIORITIES)} (got {value!r})")
+    def __post_init__(self) -> None:
+        priority = self.minimum_priority.strip().lower()
+        if priority not in PRIORITIES:
+            problem = f"must be one of {', '.join(PRIORITIES)}"
+            raise option_error("minimum_priority", problem, self.minimum_priority)
+        object.__setattr__(self, "minimum_priority", priority)
 
 
 @dataclass(frozen=True)

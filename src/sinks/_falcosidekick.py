@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 
 import ops
-import pydantic
-from pydantic import BaseModel, ConfigDict, field_validator
 
 from falco_forwarder.config import FORMAT_FALCO_JSON, SinkConfig, url_problem
-from options import InvalidStateError, describe_validation_error
+from options import InvalidStateError
 from sinks._source import SinkSource
 
 logger = logging.getLogger(__name__)
@@ -23,21 +22,12 @@ logger = logging.getLogger(__name__)
 RELATION = "falcosidekick"
 
 
-class FalcosidekickEndpoint(BaseModel):
+@dataclass(frozen=True)
+class FalcosidekickEndpoint:
     """Where falcosidekick accepts Falco's JSON alerts."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
 
     url: str
     ca_cert: str | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        value = value.strip()
-        if problem := url_problem(value):
-            raise ValueError(problem)
-        return value
 
 
 class Falcosidekick(SinkSource):
@@ -55,14 +45,21 @@ class Falcosidekick(SinkSource):
 
 def falcosidekick_endpoint(relation: ops.Relation) -> FalcosidekickEndpoint | None:
     """The endpoint the remote app published; None until it has; InvalidStateError if broken."""
-    if not relation.data[relation.app].get("url"):
+    data = relation.data[relation.app]
+    if not data.get("url"):
         logger.debug("falcosidekick relation %d: no url published yet", relation.id)
         return None
-    try:
-        return relation.load(FalcosidekickEndpoint, relation.app, decoder=_lenient_json)
-    except pydantic.ValidationError as exc:
-        reason = describe_validation_error(exc)
-        raise InvalidStateError(f"falcosidekick relation {relation.id}: {reason}") from None
+    url, ca_cert = _lenient_json(data["url"]), _lenient_json(data.get("ca_cert", "null"))
+    problem = ""
+    if not isinstance(url, str):
+        problem = "url: must be a string"
+    elif problem := url_problem(url.strip()):
+        problem = f"url: {problem}"
+    elif ca_cert is not None and not isinstance(ca_cert, str):
+        problem = "ca_cert: must be a string"
+    if problem:
+        raise InvalidStateError(f"falcosidekick relation {relation.id}: {problem}")
+    return FalcosidekickEndpoint(str(url).strip(), ca_cert if isinstance(ca_cert, str) else None)
 
 
 def _lenient_json(value: str) -> object:

@@ -7,9 +7,8 @@ forwarder's JSON text out; no ``ops``.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-
-from pydantic import Field
 
 from constants import ALERT_LOG, ALERT_STATE_DIR, FORWARDER_LISTEN_HOST, FORWARDER_PORT, MIB
 from falco_forwarder.config import (
@@ -23,13 +22,21 @@ from falco_forwarder.config import (
     config_from_dict,
     config_to_dict,
 )
-from options import InvalidStateError, Options
+from options import InvalidStateError, option_error
+
+RETENTION_MB = range(16, 1_000_001)
 
 
-class ForwarderOptions(Options):
+@dataclass(frozen=True)
+class ForwarderOptions:
     """The options that shape the forwarder's work, whatever the sinks."""
 
-    alert_log_retention_mb: int = Field(default=512, ge=16, le=1_000_000)
+    alert_log_retention_mb: int = 512
+
+    def __post_init__(self) -> None:
+        if self.alert_log_retention_mb not in RETENTION_MB:
+            problem = f"must be {RETENTION_MB.start} to {RETENTION_MB.stop - 1} (MiB)"
+            raise option_error("alert_log_retention_mb", problem, self.alert_log_retention_mb)
 
 
 def segment_bytes(retention_bytes: int) -> int:

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator
+from dataclasses import dataclass
 
 from falco_forwarder.config import FORMAT_FALCO_JSON, SinkConfig, url_problem
-from options import Options, load_options
+from options import load_options, option_error
 from sinks._source import SinkSource
 
 NAME = "http_output"
 
 
-class HttpOutputOptions(Options):
+@dataclass(frozen=True)
+class HttpOutputOptions:
     """An http:// or https:// URL; empty for none."""
 
     http_output: str = ""
 
-    @field_validator("http_output")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        value = value.strip()
-        if value and (problem := url_problem(value)):
-            raise ValueError(problem)
-        return value
+    def __post_init__(self) -> None:
+        url = self.http_output.strip()
+        if url and (problem := url_problem(url)):
+            raise option_error("http_output", problem)
+        object.__setattr__(self, "http_output", url)
 
 
 class HttpOutput(SinkSource):

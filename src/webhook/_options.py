@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
-from options import InvalidStateError, Options
+from options import InvalidStateError, option_error
 from webhook._apiserver_side import InvalidCidrError, WebhookServiceSpec, parse_allowed_cidrs
 from webhook._audit_policy import AuditPolicyError, resolve_audit_policy
 
+ServiceType = Literal["ClusterIP", "NodePort"]
+SERVICE_TYPES: tuple[ServiceType, ...] = ("ClusterIP", "NodePort")
 
-class WebhookOptions(Options):
+
+@dataclass(frozen=True)
+class WebhookOptions:
     """The options that shape the webhook's objects and the files handed to the admin."""
 
-    webhook_service_type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    webhook_service_type: str = "ClusterIP"
     webhook_node_port: int = 0
     webhook_cluster_ip: str = ""
     webhook_allowed_cidrs: str = ""
     audit_policy: str = ""
+
+    def __post_init__(self) -> None:
+        if self.webhook_service_type not in SERVICE_TYPES:
+            problem = f"must be {' or '.join(SERVICE_TYPES)}"
+            raise option_error("webhook_service_type", problem, self.webhook_service_type)
+
+    @property
+    def service_type(self) -> ServiceType:
+        """The Service type, checked."""
+        return cast("ServiceType", self.webhook_service_type)
 
 
 @dataclass(frozen=True)
@@ -33,7 +47,7 @@ def webhook_state(config: WebhookOptions) -> WebhookState:
     """Check the webhook options; raise InvalidStateError with the reason."""
     try:
         spec = WebhookServiceSpec(
-            service_type=config.webhook_service_type,
+            service_type=config.service_type,
             node_port=config.webhook_node_port or None,
             cluster_ip=config.webhook_cluster_ip.strip() or None,
         )

@@ -268,7 +268,9 @@ def test_a_bad_webhook_option_does_not_hold_back_a_rules_change(ctx, falco_fs, g
 
     assert (falco_fs / LIVE_CUSTOM).read_text() == rules
     assert out.unit_status.name == "blocked"
-    assert out.unit_status.message.startswith("webhook_service_type: Input should be")
+    assert out.unit_status.message.startswith(
+        "webhook_service_type: must be ClusterIP or NodePort"
+    )
     # The Service is left as it was: read back, never re-applied.
     assert "PATCH" not in {method for method, _ in kube_api.sent()[requests:]}
 
