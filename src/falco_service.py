@@ -17,6 +17,7 @@ import rules_gate
 from bundle import Bundle, manifest_digest
 from constants import (
     ALERT_LOG_DIR,
+    CHARM_RULES,
     FALCO_CONFIG,
     FALCO_CONFIG_DIR,
     FALCO_CUSTOM_RULES,
@@ -75,7 +76,7 @@ def candidate(
     Falco always writes its alerts to the alert log, sinks or none: adding the first sink or
     removing the last then only reloads the forwarder, and never touches Falco.
     """
-    falco = falco_state(config, bundle.stock_rules, remembered)
+    falco = falco_state(config, bundle.shipped_rules, remembered)
     notes: tuple[str, ...] = ()
     # Falco accepts selections that match nothing silently; pass them on anyway, since the
     # rules may come later, but tell the operator.
@@ -83,7 +84,7 @@ def candidate(
         logger.warning("disabled_rules entries select no rule: %s", falco.unmatched)
         notes = (f"disabled_rules matched nothing: {', '.join(falco.unmatched)}",)
     pem = tls.pem if tls is not None else None
-    files = rules_gate.FalcoFiles(falco.settings, bundle.stock_rules, falco.custom_rules, pem)
+    files = rules_gate.FalcoFiles(falco.settings, *bundle.shipped_rules, falco.custom_rules, pem)
     return Candidate(files, falco.checked, notes)
 
 
@@ -185,7 +186,7 @@ def loaded_rules(falco: Workload) -> list[LoadedRule]:
 def rule_files_text(falco: Workload) -> str:
     """The live rule files, each under a ``# ---- path ----`` line, for show-rules ``raw``."""
     parts: list[str] = []
-    for path in (K8S_AUDIT_RULES, FALCO_CUSTOM_RULES):
+    for path in (K8S_AUDIT_RULES, CHARM_RULES, FALCO_CUSTOM_RULES):
         content = falco.read(path)
         if content is not None:
             parts.append(f"# ---- {path} ----\n{content.decode(errors='replace')}")

@@ -19,7 +19,7 @@ from ops import testing
 import charm
 import falco_reload
 from charm import FalcoK8sCharm
-from constants import FALCO_CONTAINER, FALCO_SERVICE
+from constants import CHARM_RULES_FILE, FALCO_CONTAINER, FALCO_SERVICE
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -69,6 +69,7 @@ def charm_root(tmp_path: Path) -> Path:
     shipped = ("prometheus_alert_rules", "loki_alert_rules", "otlp_alert_rules")
     for directory in ("falco_forwarder", "grafana_dashboards", *shipped):
         shutil.copytree(SRC / directory, root / "src" / directory)
+    shutil.copy(SRC.parent / CHARM_RULES_FILE, root / CHARM_RULES_FILE)
     return root
 
 

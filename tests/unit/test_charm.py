@@ -13,6 +13,7 @@ import pytest
 import yaml
 from charm_pod import (
     ACTIVE,
+    CHARM_RULES_TEXT,
     DRY_RUN_PREFIX,
     IMAGE_FALCO_YAML,
     LIST_PREFIX,
@@ -26,7 +27,14 @@ from ops import testing
 
 from state import FALCO_OPTIONS, SINK_OPTIONS, WEBHOOK_OPTIONS, CharmConfig
 
-CHECKER = Path(__file__).resolve().parents[3] / "shared" / "tools" / "falco-config-check"
+CHECKER = next(
+    (
+        p / "shared" / "tools" / "falco-config-check"
+        for p in Path(__file__).resolve().parents
+        if (p / "shared" / "tools").is_dir()
+    ),
+    Path("shared/tools/falco-config-check"),
+)
 
 
 def falco_yaml(fs: Path) -> dict[str, Any]:
@@ -54,8 +62,17 @@ def test_pebble_ready_installs_plugins_rules_and_config(ctx, falco_fs, charm_roo
     for name in ("libk8saudit.so", "libjson.so"):
         assert (plugins / name).read_bytes() == (charm_root / "plugins" / name).read_bytes()
     assert (falco_fs / "etc-falco" / "k8s_audit_rules.yaml").read_text() == STOCK_RULES
+    assert (falco_fs / "etc-falco" / "falco_k8s_rules.yaml").read_bytes() == (
+        charm_root / "src" / "falco_k8s_rules.yaml"
+    ).read_bytes()
     config = falco_yaml(falco_fs)
-    assert config["rules_files"] == ["/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d"]
+    # The charm's rules between the stock ones and custom_rules (rules.d), which may override
+    # or disable them.
+    assert config["rules_files"] == [
+        "/etc/falco/k8s_audit_rules.yaml",
+        "/etc/falco/falco_k8s_rules.yaml",
+        "/etc/falco/rules.d",
+    ]
     assert config["load_plugins"] == ["k8saudit", "json"]
     assert config["plugins"][0]["open_params"] == "http://:9765/k8s-audit"
     assert config["http_output"] == {"enabled": False}  # the forwarder reads the alert log
@@ -72,8 +89,12 @@ def test_changes_are_dry_run_on_staged_files_before_going_live(ctx, falco_fs):
     staged = yaml.safe_load((falco_fs / "etc-falco" / "staging" / "falco.yaml").read_text())
     assert staged["rules_files"] == [
         "/etc/falco/staging/k8s_audit_rules.yaml",
+        "/etc/falco/staging/falco_k8s_rules.yaml",
         "/etc/falco/staging/rules.d",
     ]
+    assert (falco_fs / "etc-falco" / "staging" / "falco_k8s_rules.yaml").read_text() == (
+        CHARM_RULES_TEXT
+    )
 
 
 def test_layer_runs_falco_audit_only_with_health_checks(ctx, falco_fs):
@@ -318,6 +339,7 @@ def test_show_rules_raw_returns_rule_files(ctx, falco_fs):
 
     assert "# ---- /etc/falco/k8s_audit_rules.yaml ----" in results["raw"]
     assert "Disallowed K8s User" in results["raw"]
+    assert f"# ---- /etc/falco/falco_k8s_rules.yaml ----\n{CHARM_RULES_TEXT}" in results["raw"]
 
 
 def test_show_rules_fails_cleanly_without_pebble(ctx, falco_fs):
