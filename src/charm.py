@@ -37,6 +37,7 @@ _T = TypeVar("_T")
 PEER_RELATION = "falco-peers"
 LAST_GOOD_KEY = "last-good-falco"
 CHECKED_KEY = "checked-falco-rules"
+UNCONFIRMED_KEY = "unconfirmed-falco-change"
 
 
 class FalcoK8sCharm(ops.CharmBase):
@@ -219,9 +220,12 @@ class FalcoK8sCharm(ops.CharmBase):
             self.memory.recall(LAST_GOOD_KEY),
             self._tls,
             tls_usable=tls_usable,
+            unconfirmed=bool(self.memory.recall(UNCONFIRMED_KEY)),
         )
         if outcome.accepted:
             self.memory.remember(LAST_GOOD_KEY, outcome.accepted)
+        if outcome.confirmed is not None:
+            self.memory.remember(UNCONFIRMED_KEY, "" if outcome.confirmed else "true")
         self._report(outcome.rejected, outcome.problem, [outcome.note])
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:

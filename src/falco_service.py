@@ -50,6 +50,8 @@ class FalcoOutcome:
     """Why the config cannot be called applied yet (Waiting)."""
     note: str = ""
     """Worth saying in an Active status."""
+    confirmed: bool | None = None
+    """Whether Falco reported the files written; None when it was not asked in this hook."""
 
 
 def config_is_ours(falco: Workload) -> bool:
@@ -96,9 +98,12 @@ def converge(
     tls: WebhookTls | None,
     *,
     tls_usable: bool,
+    unconfirmed: bool = False,
 ) -> FalcoOutcome:
     """Swap in the candidate if Falco accepts it, and keep Falco running on the last good.
 
+    ``unconfirmed``: Falco never reported the files of the last change (remembered by the
+    caller from an earlier outcome's ``confirmed``); the outcome keeps saying so until it does.
     Raises WorkloadError when the container goes away or stalls mid-change: the live files are
     then untouched or complete (each is swapped whole), and the next call converges again.
     """
@@ -124,14 +129,17 @@ def converge(
     if not live and last_good:
         applied = _restore(falco, last_good, bundle, webhook_pem)
         live = changed = applied is not None
+    pending = falco_reload.NOT_ASKED if unconfirmed else ""
     if not live:
-        return FalcoOutcome(accepted, rejected)
+        return FalcoOutcome(accepted, rejected, pending)
     started = falco.ensure_service(falco_layer(manifest_digest(bundle.plugins_manifest)))
     if applied is None or started:
-        return FalcoOutcome(accepted, rejected)
+        return FalcoOutcome(accepted, rejected, pending)
     # A running Falco hot-reloads; only its own report says the change landed.
-    check = falco_reload.confirm_reload(falco, applied.at(FALCO_CONFIG_DIR), changed=changed)
-    return FalcoOutcome(accepted, rejected, check.problem, check.note)
+    check = falco_reload.confirm_reload(
+        falco, applied.at(FALCO_CONFIG_DIR), changed=changed, unconfirmed=unconfirmed
+    )
+    return FalcoOutcome(accepted, rejected, check.problem, check.note, check.confirmed)
 
 
 def _restore(
