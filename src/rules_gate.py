@@ -54,8 +54,9 @@ class FalcoFiles:
     """The files Falco reads, keyed by their live path.
 
     Rules load in this order: the stock rules, the charm's own, then ``custom_rules``, which can
-    therefore override or disable either. ``webhook_pem`` (certificate, chain and key for k8saudit's https listener) comes from the
-    certificates relation, never from what is remembered: it holds a private key.
+    therefore override or disable either. ``webhook_pem`` (certificate, chain and key for
+    k8saudit's https listener) comes from the certificates relation, never from what is
+    remembered: it holds a private key.
     """
 
     settings: FalcoSettings

@@ -129,9 +129,10 @@ def test_falcos_report_of_the_charms_own_rules_is_checked(
 ):
     out = deployed(ctx, falco_fs)
     loaded = falco_metrics.loaded_now()
-    assert loaded["rules"]["falco_k8s_rules.yaml"] == hashlib.sha256(
-        CHARM_RULES_TEXT.encode()
-    ).hexdigest()
+    assert (
+        loaded["rules"]["falco_k8s_rules.yaml"]
+        == hashlib.sha256(CHARM_RULES_TEXT.encode()).hexdigest()
+    )
     # Falco runs everything the charm wrote but an older copy of the charm's own rules.
     loaded["rules"]["falco_k8s_rules.yaml"] = "0" * 64
     falco_metrics.snapshot, falco_metrics.follow = loaded, False

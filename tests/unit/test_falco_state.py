@@ -45,6 +45,17 @@ def test_falco_state_returns_the_typed_settings_falco_needs():
     assert falco.unmatched == ()
 
 
+def test_custom_rules_may_turn_off_or_extend_the_charms_own_rules():
+    # Loaded after the charm's file, custom_rules can switch its rule off or append to its list.
+    text = (
+        "- rule: K8s Audit Event Truncated\n  enabled: false\n"
+        "- list: falco_k8s_body_inspected_resources\n  items: [leases]\n"
+        "  override:\n    items: append\n"
+    )
+
+    assert falco_state(CharmConfig(custom_rules=text), SHIPPED).custom_rules == text
+
+
 def test_disabled_rules_match_the_charms_own_rules_as_the_stock_ones():
     config = CharmConfig(disabled_rules="K8s Audit Event Truncated, tag:falco_k8s, Nope")
 

@@ -95,8 +95,8 @@ def test_a_remembered_candidate_comes_back_on_the_charms_own_shipped_rules():
     "text", ["{not json", "{}", '{"settings": {"nope": 1}, "custom_rules": ""}']
 )
 def test_an_unreadable_remembered_candidate_is_a_value_error(text: str):
+    bundle = Bundle(plugins={}, stock_rules=STOCK, charm_rules=CHARM, forwarder={})
     with pytest.raises(ValueError, match="unreadable remembered config"):
-        bundle = Bundle(plugins={}, stock_rules=STOCK, charm_rules=CHARM, forwarder={})
         FalcoFiles.from_json(text, bundle)
 
 

@@ -9,12 +9,12 @@ import pytest
 from falco_plugin_api import (
     FRAMEWORK_API_VERSION,
     PLUGIN_EVENT_TYPE,
-    Plugin,
     PluginError,
     api_version_compatible,
 )
 from k8saudit_listener import audit_event, event_list, falco_init_config, open_k8saudit
 from rule_fields import fields_used_by, owner
+
 
 def test_falco_0_44_offers_the_plugin_api_each_plugin_requires(k8saudit, json_plugin):
     for plugin in (k8saudit, json_plugin):
