@@ -93,6 +93,20 @@ def truncated(event: dict[str, Any]) -> dict[str, Any]:
     return cut
 
 
+def change(verb: str, resource: str, *, stage: str = "ResponseComplete") -> dict[str, Any]:
+    """A change logged with its bodies, as the recommended policy logs pods, RBAC, workloads."""
+    body = {"kind": "Pod", "spec": {"containers": [{"securityContext": {"privileged": True}}]}}
+    return audit_event(
+        level="RequestResponse",
+        verb=verb,
+        resource=resource,
+        namespace="default",
+        name="padded",
+        stage=stage,
+        body=body,
+    )
+
+
 def rule(rules: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return next(item for item in rules if item.get("rule") == name)
 
@@ -220,54 +234,22 @@ def test_a_truncated_change_fires_and_the_same_change_whole_does_not(all_rules, 
         for arg in args
     )
     output_fields = sorted(OUTPUT_NAMES.values())
-    pod = audit_event(
-        level="RequestResponse",
-        verb="create",
-        resource="pods",
-        namespace="default",
-        name="padded",
-        body={"kind": "Pod", "spec": {"containers": [{"securityContext": {"privileged": True}}]}},
-    )
-    patch = audit_event(
-        level="RequestResponse", verb="patch", resource="clusterroles", namespace="", name="x"
-    )
-    secret = audit_event(
-        level="Metadata", verb="update", resource="secrets", namespace="a", name="s"
-    )
-    get = audit_event(
-        level="RequestResponse", verb="get", resource="pods", namespace="a", name="p"
-    )
-    started = audit_event(
-        level="RequestResponse",
-        verb="create",
-        resource="pods",
-        namespace="a",
-        name="p",
-        stage="ResponseStarted",
-    )
-    events = [
-        RECORDED_TRUNCATED,
-        untruncated(RECORDED_TRUNCATED),
-        truncated(pod),
-        pod,
-        truncated(patch),
-        truncated(secret),  # not a kind whose body a rule reads
-        truncated(get),  # a read: no body to hide
-        truncated(started),  # a stage kevt leaves out
+    cases = [  # (event, whether the rule fires)
+        (RECORDED_TRUNCATED, True),
+        (untruncated(RECORDED_TRUNCATED), False),
+        (truncated(change("create", "pods")), True),
+        (change("create", "pods"), False),
+        (truncated(change("patch", "clusterroles")), True),
+        (truncated(change("update", "deployments")), True),
+        (truncated(change("update", "secrets")), False),  # no rule reads a secret's body
+        (truncated(change("get", "pods")), False),  # a read: no body to hide
+        (truncated(change("create", "pods", stage="ResponseStarted")), False),  # not kevt
     ]
+    events = [event for event, _ in cases]
 
     results = extract(events, condition_fields + output_fields)
 
-    assert [fires(values, lists) for values in results] == [
-        True,
-        False,
-        True,
-        False,
-        True,
-        False,
-        False,
-        False,
-    ]
+    assert [fires(values, lists) for values in results] == [fired for _, fired in cases]
     recorded, whole = results[0], results[1]
     assert recorded[TRUNCATED] == ["true"]
     assert whole[TRUNCATED] == []  # no such annotation: the field has no value
