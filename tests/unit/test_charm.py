@@ -135,6 +135,19 @@ def test_missing_plugin_bundle_blocks_with_rebuild_hint(ctx, falco_fs, charm_roo
     assert (falco_fs / "etc-falco" / "falco.yaml").read_text() == IMAGE_FALCO_YAML  # untouched
 
 
+def test_a_package_without_the_charms_own_rules_blocks_with_rebuild_hint(
+    ctx, falco_fs, charm_root
+):
+    (charm_root / "src" / "falco_k8s_rules.yaml").unlink()
+
+    out = deployed(ctx, falco_fs)
+
+    assert out.unit_status == testing.BlockedStatus(
+        "charm package lacks src/falco_k8s_rules.yaml: rebuild it with charmcraft pack"
+    )
+    assert (falco_fs / "etc-falco" / "falco.yaml").read_text() == IMAGE_FALCO_YAML
+
+
 def test_identical_config_changed_pushes_and_restarts_nothing(ctx, falco_fs, calls: Calls):
     out = deployed(ctx, falco_fs, minimum_priority="warning")
     calls.reset()
