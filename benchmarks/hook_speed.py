@@ -82,6 +82,9 @@ def charm_env(tree: Path, work: Path) -> Iterator[dict[str, Any]]:
     (root / "plugins" / "libjson.so").write_bytes(b"\x7fELF json stand-in")
     (root / "plugins" / "k8s_audit_rules.yaml").write_text(pod_helpers.STOCK_RULES)
     shutil.copytree(tree / "src" / "falco_forwarder", root / "src" / "falco_forwarder")
+    charm_rules = importlib.import_module("constants").CHARM_RULES_FILE
+    (root / charm_rules).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tree / charm_rules, root / charm_rules)
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(kube_api.serve(kube_api.FakeApiServer()))
         kubeconfig = work / "kubeconfig"

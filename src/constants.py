@@ -12,6 +12,8 @@ FALCO_RULES_D = f"{FALCO_CONFIG_DIR}/rules.d"
 FALCO_CUSTOM_RULES = f"{FALCO_RULES_D}/custom_rules.yaml"
 FALCO_STAGING_DIR = f"{FALCO_CONFIG_DIR}/staging"
 K8S_AUDIT_RULES = f"{FALCO_CONFIG_DIR}/k8s_audit_rules.yaml"
+# The charm's own rules, loaded between the stock rules and custom_rules.
+CHARM_RULES = f"{FALCO_CONFIG_DIR}/falco_k8s_rules.yaml"
 WEBHOOK_CONFIG_FILE = f"{FALCO_CONFIG_DIR}/webhook-config.yaml"
 # k8saudit's certificate, chain and private key in one PEM (its sslCertificate), mode 0600.
 WEBHOOK_PEM = f"{FALCO_CONFIG_DIR}/k8saudit-webhook.pem"
@@ -26,6 +28,7 @@ PLUGIN_FILES = {
 }
 PLUGIN_MANIFEST = f"{PLUGINS_DIR}/.falco-k8s-bundle.sha256"
 STOCK_RULES_FILE = "k8s_audit_rules.yaml"
+CHARM_RULES_FILE = "src/falco/falco_k8s_rules.yaml"  # relative to the charm directory
 
 WEBSERVER_PORT = 8765
 K8SAUDIT_PORT = 9765

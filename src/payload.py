@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from constants import FORWARDER_PKG_DIR, PAYLOAD_DIR, PLUGIN_FILES, STOCK_RULES_FILE
+from constants import (
+    CHARM_RULES_FILE,
+    FORWARDER_PKG_DIR,
+    PAYLOAD_DIR,
+    PLUGIN_FILES,
+    STOCK_RULES_FILE,
+)
 from options import InvalidStateError
 
 FORWARDER_PACKAGE = "falco_forwarder"
@@ -24,11 +30,20 @@ class PayloadMissingError(InvalidStateError):
 
 @dataclass(frozen=True)
 class Payload:
-    """Files keyed by their path in the container they go to, and the stock k8s audit rules."""
+    """Files keyed by their path in the container they go to, and the rules files Falco loads.
+
+    ``stock_rules`` are upstream's k8s audit rules; ``charm_rules`` the charm's own.
+    """
 
     plugins: dict[str, bytes]
     stock_rules: bytes
+    charm_rules: bytes
     forwarder: dict[str, bytes]
+
+    @property
+    def shipped_rules(self) -> tuple[bytes, bytes]:
+        """The rules files the charm ships, in Falco's load order."""
+        return (self.stock_rules, self.charm_rules)
 
     @cached_property
     def plugins_manifest(self) -> str:
@@ -56,6 +71,8 @@ def load_payload(charm_dir: Path) -> Payload:
     """Read the payload packed into ``charm_dir``; raise PayloadMissingError naming what lacks."""
     root = charm_dir / PAYLOAD_DIR
     missing = [name for name in (*PLUGIN_FILES, STOCK_RULES_FILE) if not (root / name).is_file()]
+    if not (charm_dir / CHARM_RULES_FILE).is_file():
+        missing.append(CHARM_RULES_FILE)
     package = sorted((charm_dir / "src" / FORWARDER_PACKAGE).glob("*.py"))
     if not package:
         missing.append(f"src/{FORWARDER_PACKAGE}")
@@ -66,6 +83,7 @@ def load_payload(charm_dir: Path) -> Payload:
     return Payload(
         plugins={path: (root / name).read_bytes() for name, path in PLUGIN_FILES.items()},
         stock_rules=(root / STOCK_RULES_FILE).read_bytes(),
+        charm_rules=(charm_dir / CHARM_RULES_FILE).read_bytes(),
         forwarder={
             f"{FORWARDER_PKG_DIR}/{FORWARDER_PACKAGE}/{path.name}": path.read_bytes()
             for path in package

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from constants import (
+    CHARM_RULES,
     FALCO_BIN,
     FALCO_CONFIG,
     FALCO_CONFIG_DIR,
@@ -52,17 +53,20 @@ class GateRejectedError(Exception):
 class FalcoFiles:
     """The files Falco reads, keyed by their live path.
 
-    ``webhook_pem`` (certificate, chain and key for k8saudit's https listener) comes from the
-    certificates relation, never from what is remembered: it holds a private key.
+    Rules load in this order: the stock rules, the charm's own, then ``custom_rules``, which can
+    therefore override or disable either. ``webhook_pem`` (certificate, chain and key for
+    k8saudit's https listener) comes from the certificates relation, never from what is
+    remembered: it holds a private key.
     """
 
     settings: FalcoSettings
     stock_rules: bytes
+    charm_rules: bytes
     custom_rules: str
     webhook_pem: bytes | None = field(default=None, repr=False)
 
     def to_json(self) -> str:
-        """What to remember of an accepted candidate; the stock rules come with the charm.
+        """What to remember of an accepted candidate; the shipped rules come with the charm.
 
         The webhook PEM is left out: a private key has no place in the peer databag.
         """
@@ -78,20 +82,22 @@ class FalcoFiles:
     def from_json(
         cls, text: str, payload: Payload, webhook_pem: bytes | None = None
     ) -> FalcoFiles:
-        """Rebuild a remembered candidate on the charm's stock rules and the current PEM.
+        """Rebuild a remembered candidate on the charm's shipped rules and the current PEM.
 
         Raises ValueError when the text is not one (e.g. written by an older charm revision).
         """
         try:
             data = json.loads(text)
             settings = FalcoSettings(**data["settings"])
-            return cls(settings, payload.stock_rules, str(data["custom_rules"]), webhook_pem)
+            custom = str(data["custom_rules"])
+            return cls(settings, *payload.shipped_rules, custom, webhook_pem)
         except (ValueError, TypeError, KeyError) as exc:
             raise ValueError(f"unreadable remembered config: {exc!r}") from None
 
     def at(self, root: str) -> dict[str, str | bytes | None]:
         """The file set laid out under ``root``; None means the file must not exist."""
         stock = K8S_AUDIT_RULES.replace(FALCO_CONFIG_DIR, root, 1)
+        charm = CHARM_RULES.replace(FALCO_CONFIG_DIR, root, 1)
         custom = FALCO_CUSTOM_RULES.replace(FALCO_CONFIG_DIR, root, 1)
         rules_dir = custom.rsplit("/", 1)[0]
         pem = WEBHOOK_PEM.replace(FALCO_CONFIG_DIR, root, 1)
@@ -102,10 +108,11 @@ class FalcoFiles:
             # Rules and PEM first, falco.yaml last: Falco's file watcher reloads on falco.yaml,
             # and only falco.yaml names the PEM's digest.
             stock: self.stock_rules,
+            charm: self.charm_rules,
             custom: self.custom_rules or None,
             pem: self.webhook_pem,
             FALCO_CONFIG.replace(FALCO_CONFIG_DIR, root, 1): render_falco_yaml(
-                self.settings, (stock, rules_dir), pem_file
+                self.settings, (stock, charm, rules_dir), pem_file
             ),
         }
 

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -54,22 +55,25 @@ class FalcoState:
     """This check's outcome (JSON), for `falco_state` to skip an unchanged text next time."""
 
 
-def falco_state(config: FalcoOptions, stock_rules: bytes, remembered: str = "") -> FalcoState:
-    """Check the rules options; raise InvalidStateError with the reason.
+def falco_state(
+    config: FalcoOptions, shipped_rules: Sequence[bytes], remembered: str = ""
+) -> FalcoState:
+    """Check the rules options against the rules files the charm ships; raise InvalidStateError.
 
     Checking 1 MiB of rules costs most of a hook, and every hook would pay it again: when
     ``remembered`` (an earlier ``checked``) is for the same rules, options and checks, its
     outcome is used instead.
     """
     disabled = parse_disabled_rules(config.disabled_rules)
-    key = _check_key(config, stock_rules)
+    key = _check_key(config, shipped_rules)
     outcome = _recall(remembered, key)
     if outcome is None:
         try:
             custom = read_custom_rules(config.custom_rules)
         except CustomRulesError as exc:
             raise InvalidStateError(str(exc)) from None
-        unmatched = disabled.unmatched(rule_names(stock_rules), custom.rules)
+        shipped = (rule_names(rules) for rules in shipped_rules)
+        unmatched = disabled.unmatched(*shipped, custom.rules)
         outcome = _RulesCheck(key, blank=not custom.text, unmatched=tuple(unmatched))
     settings = FalcoSettings(
         priority=config.minimum_priority,
@@ -92,10 +96,10 @@ class _RulesCheck:
     unmatched: tuple[str, ...]
 
 
-def _check_key(config: FalcoOptions, stock_rules: bytes) -> str:
+def _check_key(config: FalcoOptions, shipped_rules: Sequence[bytes]) -> str:
     """Fingerprint of everything the rules check reads, the checking code included."""
     digest = hashlib.sha256(_checks_digest())
-    for part in (stock_rules, config.custom_rules.encode("utf-8", "surrogatepass")):
+    for part in (*shipped_rules, config.custom_rules.encode("utf-8", "surrogatepass")):
         digest.update(hashlib.sha256(part).digest())
     digest.update(config.disabled_rules.encode("utf-8", "surrogatepass"))
     return digest.hexdigest()

@@ -1,8 +1,9 @@
 """Confirm, from Falco's own view, that it runs the files the charm wrote; restart it if not.
 
 Falco hot-reloads when a watched file changes, but it can miss a change: one written while its
-restarted app has read its config but not yet re-added its watches, and every change after one
-failed reload dry-run (the watches go with the old inode). Its webserver's ``/metrics``
+restarted app has read its config but not yet re-added its watches, and a change to a file
+whose inode a failed reload replaced (Pebble's push renames a new file over the old: the watch
+went with the old inode; a file written in place keeps it). Its webserver's ``/metrics``
 (``falco_metrics.cpp`` @ 0.44.1) lists the sha256 of each config and rules file it loaded, as
 ``falcosecurity_falco_sha256_config_files_info{file_name="falco.yaml",sha256="…"} 1`` and
 ``falcosecurity_falco_sha256_rules_files_info{…}``, with the file's base name. They are compared
@@ -88,12 +89,19 @@ def wait_until_loaded(expected: LoadedFiles, wait_seconds: float) -> bool:
         time.sleep(POLL_SECONDS)
 
 
+# Why a change stays unconfirmed in later hooks, until Falco reports the files written.
+SILENT = "Falco reload unconfirmed: Falco's /metrics has not answered since the last change"
+NOT_ASKED = "Falco reload unconfirmed: Falco has not reported the last change's files yet"
+
+
 @dataclass(frozen=True)
 class ReloadCheck:
     """How confirming Falco's reload went, in the words the unit status needs."""
 
     confirmed: bool
     restarted: bool = False
+    silent: bool = False
+    """Falco's /metrics did not answer, after a change it never confirmed."""
 
     @property
     def note(self) -> str:
@@ -105,23 +113,32 @@ class ReloadCheck:
         """Why the config cannot be called applied; empty when it is."""
         if self.confirmed:
             return ""
+        if self.silent:
+            return SILENT
         return "Falco reload unconfirmed: Falco restarted, not yet running the new config"
 
 
 def confirm_reload(
-    workload: Workload, layout: Mapping[str, str | bytes | None], *, changed: bool
+    workload: Workload,
+    layout: Mapping[str, str | bytes | None],
+    *,
+    changed: bool,
+    unconfirmed: bool = False,
 ) -> ReloadCheck:
     """Wait (bounded) for Falco to report ``layout``; restart it through Pebble if it does not.
 
     A hook that wrote nothing (``changed`` False) only looks once, to catch a reload lost
-    earlier: if Falco's webserver does not answer, Falco is (re)starting and reads the files
-    on disk anyway, so no hook waits on it.
+    earlier, and no hook waits on a webserver that does not answer. Such silence passes only
+    when Falco confirmed the last change (it is restarting, and reads those files anyway):
+    after a change it never confirmed (``unconfirmed``), only its report of the files does.
     """
     expected = expected_files(layout)
     if not changed:
         text = read_metrics(METRICS_PORT)
-        if text is None or parse_loaded_files(text) == expected:
+        if text is not None and parse_loaded_files(text) == expected:
             return ReloadCheck(confirmed=True)
+        if text is None:
+            return ReloadCheck(confirmed=not unconfirmed, silent=unconfirmed)
     if wait_until_loaded(expected, CONFIRM_WAIT_SECONDS):
         return ReloadCheck(confirmed=True)
     logger.warning(

@@ -16,6 +16,7 @@ import ops
 
 from constants import (
     ALERT_LOG_DIR,
+    CHARM_RULES,
     FALCO_CONFIG,
     FALCO_CONFIG_DIR,
     FALCO_CUSTOM_RULES,
@@ -59,6 +60,8 @@ class FalcoOutcome:
     """Why the config cannot be called applied yet (Waiting)."""
     note: str = ""
     """Worth saying in an Active status."""
+    confirmed: bool | None = None
+    """Whether Falco reported the files written; None when it was not asked in this hook."""
 
 
 def config_is_ours(falco: Workload) -> bool:
@@ -85,7 +88,7 @@ def candidate(
     Falco always writes its alerts to the alert log, sinks or none: adding the first sink or
     removing the last then only reloads the forwarder, and never touches Falco.
     """
-    falco = falco_state(config, payload.stock_rules, remembered)
+    falco = falco_state(config, payload.shipped_rules, remembered)
     notes: tuple[str, ...] = ()
     # Falco accepts selections that match nothing silently; pass them on anyway, since the
     # rules may come later, but tell the operator.
@@ -93,7 +96,7 @@ def candidate(
         logger.warning("disabled_rules entries select no rule: %s", falco.unmatched)
         notes = (f"disabled_rules matched nothing: {', '.join(falco.unmatched)}",)
     files = rules_gate.FalcoFiles(
-        falco.settings, payload.stock_rules, falco.custom_rules, webhook_pem
+        falco.settings, *payload.shipped_rules, falco.custom_rules, webhook_pem
     )
     return Candidate(files, falco.checked, notes)
 
@@ -106,9 +109,12 @@ def converge(
     webhook_pem: bytes | None,
     *,
     tls_usable: bool,
+    unconfirmed: bool = False,
 ) -> FalcoOutcome:
     """Swap in the candidate if Falco accepts it, and keep Falco running on the last good.
 
+    ``unconfirmed``: Falco never reported the files of the last change (remembered by the
+    caller from an earlier outcome's ``confirmed``); the outcome keeps saying so until it does.
     Raises WorkloadError when the container goes away or stalls mid-change: the live files are
     then untouched or complete (each is swapped whole), and the next call converges again.
     """
@@ -133,14 +139,17 @@ def converge(
     if not live and last_good:
         applied = _restore(falco, last_good, payload, webhook_pem)
         live = changed = applied is not None
+    pending = falco_reload.NOT_ASKED if unconfirmed else ""
     if not live:
-        return FalcoOutcome(accepted, rejected)
+        return FalcoOutcome(accepted, rejected, pending)
     started = falco.ensure_service(falco_layer(manifest_digest(payload.plugins_manifest)))
     if applied is None or started:
-        return FalcoOutcome(accepted, rejected)
+        return FalcoOutcome(accepted, rejected, pending)
     # A running Falco hot-reloads; only its own report says the change landed.
-    check = falco_reload.confirm_reload(falco, applied.at(FALCO_CONFIG_DIR), changed=changed)
-    return FalcoOutcome(accepted, rejected, check.problem, check.note)
+    check = falco_reload.confirm_reload(
+        falco, applied.at(FALCO_CONFIG_DIR), changed=changed, unconfirmed=unconfirmed
+    )
+    return FalcoOutcome(accepted, rejected, check.problem, check.note, check.confirmed)
 
 
 def _restore(
@@ -195,7 +204,7 @@ def loaded_rules(falco: Workload) -> list[LoadedRule]:
 def rule_files_text(falco: Workload) -> str:
     """The live rule files, each under a ``# ---- path ----`` line, for show-rules ``raw``."""
     parts: list[str] = []
-    for path in (K8S_AUDIT_RULES, FALCO_CUSTOM_RULES):
+    for path in (K8S_AUDIT_RULES, CHARM_RULES, FALCO_CUSTOM_RULES):
         content = falco.read(path)
         if content is not None:
             parts.append(f"# ---- {path} ----\n{content.decode(errors='replace')}")
@@ -212,6 +221,7 @@ class FalcoService:
 
     LAST_GOOD_KEY = "last-good-falco"
     CHECKED_KEY = "checked-falco-rules"
+    UNCONFIRMED_KEY = "unconfirmed-falco-change"
 
     def __init__(self, container: ops.Container, memory: UnitMemory):
         self.workload = Workload(container, FALCO_SERVICE)
@@ -249,14 +259,18 @@ class FalcoService:
                 self._memory.recall(self.LAST_GOOD_KEY),
                 webhook_pem,
                 tls_usable=tls_usable,
+                unconfirmed=bool(self._memory.recall(self.UNCONFIRMED_KEY)),
             )
         except WorkloadError as exc:
             return Report(waiting=f"falco container: {exc}; will retry")
         if outcome.accepted:
             self._memory.remember(self.LAST_GOOD_KEY, outcome.accepted)
+        if outcome.confirmed is not None:
+            # A change Falco never confirmed keeps every later hook Waiting until it does.
+            self._memory.remember(self.UNCONFIRMED_KEY, "" if outcome.confirmed else "true")
         if refused.blocked:
             return refused
-        if not self.workload.is_running():
+        if not outcome.problem and not self.workload.is_running():
             return Report(outcome.rejected, maintenance="starting Falco")
         return Report(outcome.rejected, waiting=outcome.problem, notes=(*notes, outcome.note))
 

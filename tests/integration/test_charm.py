@@ -53,6 +53,8 @@ def test_show_rules_lists_what_falco_loaded(deployed: jubilant.Juju):
     rules = json.loads(task.results["rules"])
     assert int(task.results["count"]) == len(rules) > 10
     assert any(rule["name"] == DISALLOWED_USER_RULE for rule in rules)
+    # The charm's own rules file, loaded after the stock one.
+    assert any(rule["name"] == "K8s Audit Event Truncated" for rule in rules)
     assert all(rule["source"] == "k8s_audit" for rule in rules)
 
 

@@ -9,8 +9,11 @@ from typing import Any
 
 from ops import testing
 
-from constants import FALCO_BIN, FALCO_CONFIG, FALCO_STAGING_DIR
+from constants import CHARM_RULES_FILE, FALCO_BIN, FALCO_CONFIG, FALCO_STAGING_DIR
 from report import status_message
+
+# The charm's own rules file, as the charm ships it.
+CHARM_RULES_TEXT = (Path(__file__).resolve().parents[2] / CHARM_RULES_FILE).read_text()
 
 STOCK_RULES = """\
 - required_engine_version: 15

@@ -17,7 +17,7 @@ from fakes.fake_kube_api import FakeApiServer, serve
 from ops import testing
 
 from charm import FalcoK8sCharm
-from constants import FALCO_CONTAINER, FALCO_SERVICE
+from constants import CHARM_RULES_FILE, FALCO_CONTAINER, FALCO_SERVICE
 from falco import _reload as falco_reload
 from sinks import _alert_sinks as alert_sinks
 
@@ -70,6 +70,8 @@ def charm_root(tmp_path: Path) -> Path:
     (plugins / "libjson.so").write_bytes(b"\x7fELF json 0.7.4 stand-in")
     (plugins / "k8s_audit_rules.yaml").write_text(STOCK_RULES)
     shutil.copytree(SRC / "falco_forwarder", root / "src" / "falco_forwarder")
+    (root / CHARM_RULES_FILE).parent.mkdir(parents=True)
+    shutil.copy(SRC.parent / CHARM_RULES_FILE, root / CHARM_RULES_FILE)
     return root
 
 

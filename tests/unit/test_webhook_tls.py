@@ -182,12 +182,12 @@ def test_the_remembered_falco_config_never_holds_the_key():
     ca = TestCa()
     cert, key = ca.server_pem()
     pem = webhook_tls(cert, [], ca.pem, key).pem
-    files = FalcoFiles(FalcoSettings(), b"- list: x\n  items: []\n", "", pem)
+    files = FalcoFiles(FalcoSettings(), b"- list: x\n  items: []\n", b"", "", pem)
 
     remembered = files.to_json()
 
     assert "PRIVATE" not in remembered
     assert "PRIVATE" not in repr(files)
-    bundle = Payload(plugins={}, stock_rules=files.stock_rules, forwarder={})
+    bundle = Payload(plugins={}, stock_rules=files.stock_rules, charm_rules=b"", forwarder={})
     assert FalcoFiles.from_json(remembered, bundle, pem).webhook_pem == pem
     assert FalcoFiles.from_json(remembered, bundle).webhook_pem is None

@@ -9,8 +9,9 @@ What it loaded follows Falco: falco.yaml, then each ``rules_files`` entry, a fil
 directory's regular files in name order (``load_rules_files.cpp``, ``configuration.cpp``).
 
 By default it is a Falco whose hot reloads all land: it reports the files as they are now. The
-failure modes Falco 0.44.1 really has are switched on per test: ``freeze`` (watches lost after
-a failed reload dry-run: nothing is reloaded until a restart) and ``miss_next_change`` (the
+failure modes Falco 0.44.1 really has are switched on per test: ``freeze`` (a failed reload
+dry-run after the charm's push renamed new files over the watched ones: their watches went
+with the old inodes, and nothing is reloaded until a restart) and ``miss_next_change`` (the
 restart window: the webserver is down a while, then Falco runs the config it read before the
 change). A Pebble restart of the falco service makes it load the files afresh.
 """

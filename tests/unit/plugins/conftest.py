@@ -19,11 +19,12 @@ import yaml
 from falco_plugin_api import Plugin
 from k8saudit_listener import K8sAuditListener, loopback_params, open_k8saudit
 
-from constants import FALCO_RULES_D, K8S_AUDIT_RULES
+from constants import CHARM_RULES_FILE, FALCO_RULES_D, K8S_AUDIT_RULES
 from falco._falco_yaml import FalcoSettings, render_falco_yaml
 from webhook._apiserver_side import WebhookAddress, webhook_kubeconfig
 
-BUILD = Path(__file__).resolve().parents[3] / "build" / "plugins"
+ROOT = Path(__file__).resolve().parents[3]
+BUILD = ROOT / "build" / "plugins"
 
 
 def _built(name: str) -> Path:
@@ -49,6 +50,12 @@ def json_plugin() -> Plugin:
 def stock_rules() -> list[dict[str, Any]]:
     """The k8s_audit_rules.yaml the build checked and the charm ships."""
     return yaml.safe_load(_built("k8s_audit_rules.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def charm_rules() -> list[dict[str, Any]]:
+    """The charm's own rules file, as the charm ships it."""
+    return yaml.safe_load((ROOT / CHARM_RULES_FILE).read_text())
 
 
 @pytest.fixture(scope="session")
