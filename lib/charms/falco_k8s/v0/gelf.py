@@ -16,7 +16,10 @@ Provider application databag:
 - ``max_message_bytes``: largest GELF message the input accepts (default 65536).
 
 Requirer application databag: ``model``, ``model_uuid``, ``application`` and
-``charm`` (the charm name).
+``charm`` (the charm name), and optionally ``cluster``: the name of the Kubernetes
+cluster the sender watches, which its messages also carry as the GELF field
+``_cluster``, so that a provider shared by several clusters can route on it
+(LIBPATCH 3; providers of earlier patches ignore it).
 
 Provider side (Graylog)::
 
@@ -46,7 +49,8 @@ Requirer side (log sender)::
     class SenderCharm(ops.CharmBase):
         def __init__(self, framework: ops.Framework):
             super().__init__(framework)
-            self.graylog = GelfEndpointRequirer(self, relation_name="graylog")
+            cluster = str(self.config.get("cluster_name", "")) or None
+            self.graylog = GelfEndpointRequirer(self, relation_name="graylog", cluster=cluster)
             framework.observe(self.graylog.on.endpoint_changed, self._reconcile)
             framework.observe(self.graylog.on.endpoint_removed, self._reconcile)
 
@@ -86,7 +90,7 @@ LIBAPI = 0
 
 # Increment this PATCH version before using `charmcraft publish-lib` or reset
 # to 0 if you are raising the major API version.
-LIBPATCH = 2
+LIBPATCH = 3
 
 PYDEPS = ["pydantic>=2"]
 
@@ -104,6 +108,22 @@ _PEM_CERTS = re.compile(
     r"-----END CERTIFICATE-----\s*)+"
 )
 _TOPOLOGY_KEYS: Final = ("model", "model_uuid", "application", "charm")
+# A cluster name as cloud providers and kubeconfig files commonly write one, kept short
+# and free of separators so that it can name a stream or a label as it is.
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_cluster_name(value: str) -> str:
+    """Return ``value`` if it is a cluster name the ``cluster`` field accepts.
+
+    Raises:
+        ValueError: naming the rule (never echoing the value), for a sender's own option.
+    """
+    if not _CLUSTER_NAME.fullmatch(value):
+        raise ValueError(
+            "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return value
 
 
 class GelfEndpointError(ValueError):
@@ -176,6 +196,12 @@ class GelfSenderTopology(BaseModel):
     model_uuid: str
     application: str = Field(min_length=1)
     charm: str = Field(min_length=1)
+    cluster: str | None = None
+
+    @field_validator("cluster")
+    @classmethod
+    def _check_cluster(cls, value: str | None) -> str | None:
+        return None if value is None else check_cluster_name(value)
 
     @field_validator("model_uuid")
     @classmethod
@@ -327,6 +353,19 @@ class GelfEndpointProvider(ops.Object):
 
     def sender(self, relation: ops.Relation) -> GelfSenderTopology | None:
         """Return the topology a requirer published, or None if absent or invalid."""
+        try:
+            return self.load_sender(relation)
+        except GelfEndpointError as e:
+            logger.warning("ignoring sender topology: %s", e)
+            return None
+
+    def load_sender(self, relation: ops.Relation) -> GelfSenderTopology | None:
+        """Return the topology a requirer published, or None if it published none yet.
+
+        Raises:
+            GelfEndpointError: if the topology is invalid; the message names the relation
+                and the field, never a value.
+        """
         databag = relation.data[relation.app]
         if not any(key in databag for key in _TOPOLOGY_KEYS):
             logger.debug("%s: no sender topology yet", _where(relation))
@@ -334,8 +373,7 @@ class GelfEndpointProvider(ops.Object):
         try:
             return relation.load(GelfSenderTopology, relation.app, decoder=_decode)
         except ValidationError as e:
-            logger.warning("%s: ignoring sender topology: %s", _where(relation), _describe(e))
-            return None
+            raise GelfEndpointError(f"{_where(relation)}: {_describe(e)}") from None
 
     def senders(self) -> list[GelfSenderTopology]:
         """Return the valid topologies of all related senders."""
@@ -352,10 +390,18 @@ class GelfEndpointRequirer(ops.Object):
 
     on = GelfEndpointRequirerEvents()
 
-    def __init__(self, charm: ops.CharmBase, relation_name: str = "graylog"):
+    def __init__(
+        self, charm: ops.CharmBase, relation_name: str = "graylog", cluster: str | None = None
+    ):
+        """``cluster``: the cluster name the sender's messages carry as ``_cluster``, if any.
+
+        An invalid name is left out of the topology (and logged): check it first with
+        `check_cluster_name`, as the sender's own option.
+        """
         super().__init__(charm, relation_name)
         self._charm = charm
         self._relation_name = relation_name
+        self._cluster = cluster
         events = charm.on[relation_name]
         observe = charm.framework.observe
         observe(events.relation_created, self._on_joined)
@@ -367,12 +413,20 @@ class GelfEndpointRequirer(ops.Object):
 
     @property
     def topology(self) -> GelfSenderTopology:
-        """This application's Juju topology, as published to providers."""
+        """This application's Juju topology and cluster name, as published to providers."""
+        cluster = self._cluster
+        if cluster is not None:
+            try:
+                check_cluster_name(cluster)
+            except ValueError as e:
+                logger.error("not publishing the cluster name: %s", e)
+                cluster = None
         return GelfSenderTopology(
             model=self.model.name,
             model_uuid=self.model.uuid,
             application=self._charm.app.name,
             charm=self._charm.meta.name,
+            cluster=cluster,
         )
 
     def publish_topology(self, relation: ops.Relation | None = None) -> None:
@@ -384,7 +438,12 @@ class GelfEndpointRequirer(ops.Object):
             [relation] if relation is not None else self.model.relations[self._relation_name]
         )
         for target in relations:
-            target.save(topology, self._charm.app)
+            databag = target.data[self._charm.app]
+            for key, value in topology.model_dump().items():
+                if value is None:  # absent, as LIBPATCH 2 wrote it: no `"cluster": null`
+                    databag.pop(key, None)
+                else:
+                    databag[key] = json.dumps(value)
 
     def endpoints(self) -> list[GelfEndpoint]:
         """Return one resolved endpoint per related provider that is ready, by relation id.
