@@ -117,9 +117,7 @@ class GraylogApi:
         try:
             status, raw = self._exchange(method, self._path + path, data, headers)
         except TimeoutError:
-            raise GraylogUnreachableError(
-                f"no whole answer within {self._budget:g} s"
-            ) from None
+            raise GraylogUnreachableError(f"no whole answer within {self._budget:g} s") from None
         except ssl.SSLCertVerificationError as e:
             raise GraylogUntrustedError(str(e.verify_message)) from None
         except (OSError, http.client.HTTPException) as e:
@@ -143,6 +141,8 @@ class GraylogApi:
             raw = response.read(MAX_ANSWER_BYTES + 1)
             if len(raw) > MAX_ANSWER_BYTES:
                 raise http.client.HTTPException(f"answer over {MAX_ANSWER_BYTES} bytes")
+            if response.length:  # read(amt) returns what came before the close, silently
+                raise http.client.IncompleteRead(raw, response.length)
             return response.status, raw
         finally:
             connection.close()
@@ -158,7 +158,7 @@ class GraylogApi:
         else:
             connection = http.client.HTTPConnection(self._host, self._port, timeout=remaining)
         # http.client's own hook for making the socket: here the name lookup is bounded too.
-        connection._create_connection = self._open_socket  # type: ignore[attr-defined]  # noqa: SLF001
+        connection._create_connection = self._open_socket  # type: ignore[attr-defined]
         connection.connect()  # the TLS handshake runs under one timeout for all its reads
         sock = connection.sock
         connection.sock = _DeadlineSocket(sock, self._deadline)

@@ -174,7 +174,7 @@ def _library_rule(field: str, value: str) -> None:
     """Apply the gelf library's rule for one of its endpoint fields to an option's value."""
     data = {**_FIELD_ERROR_PLACEHOLDERS, field: value}
     if field == "auth_header_name":
-        data["auth_secret_id"] = "secret:placeholder"
+        data["auth_secret_id"] = "secret:placeholder"  # noqa: S105 (not a secret)
     try:
         GelfEndpointData.model_validate(data)
     except pydantic.ValidationError as e:

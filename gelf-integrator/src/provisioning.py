@@ -157,7 +157,9 @@ class _Caller:
                 raise ProvisioningBlockedError(
                     f"api_token_secret: the token's user lacks {permission} (HTTP 403 on {where})"
                 ) from None
-            raise ProvisioningBlockedError(f"api_url: {where}: HTTP {e.status}: {e.message}") from None
+            raise ProvisioningBlockedError(
+                f"api_url: {where}: HTTP {e.status}: {e.message}"
+            ) from None
 
 
 def _ensure_input(

@@ -33,8 +33,15 @@ def ctx() -> testing.Context[GelfIntegratorCharm]:
     return testing.Context(GelfIntegratorCharm)
 
 
-def requirer(app: str = "falco-k8s", model: str = "cos", **kwargs: Any) -> testing.Relation:
-    topology = {**FALCO_TOPOLOGY, "application": app, "model": model}
+def requirer(
+    app: str = "falco-k8s", model: str = "cos", remote_app_data_extra=None, **kwargs: Any
+) -> testing.Relation:
+    topology = {
+        **FALCO_TOPOLOGY,
+        "application": app,
+        "model": model,
+        **(remote_app_data_extra or {}),
+    }
     return testing.Relation(
         "gelf",
         remote_app_name=app,
@@ -187,7 +194,9 @@ def test_the_non_leader_validates_but_does_not_publish(ctx):
     out = ctx.run(ctx.on.config_changed(), state(relations=[relation], leader=False))
 
     assert out.get_relation(relation.id).local_app_data == {}
-    assert out.unit_status == testing.ActiveStatus(f"{WHERE}; 1 requirer app (published by the leader)")
+    assert out.unit_status == testing.ActiveStatus(
+        f"{WHERE}; 1 requirer app (published by the leader)"
+    )
 
 
 # -- the auth secret ---------------------------------------------------------------------------
@@ -456,3 +465,34 @@ def test_the_last_broken_relation_leaves_no_requirer(ctx):
     out = ctx.run(ctx.on.relation_broken(relation), state(relations=[relation]))
 
     assert out.unit_status == testing.ActiveStatus(f"{WHERE}; 0 requirer apps")
+
+
+def test_a_sender_naming_its_cluster_gets_a_stream_per_cluster(ctx, graylog):
+    port = free_port()
+    prod = requirer(remote_app_data_extra={"cluster": "prod-eu"})
+    staging = requirer("falco-staging", remote_app_data_extra={"cluster": "staging"})
+
+    out = ctx.run(
+        ctx.on.config_changed(), provisioning_state(graylog, port, relations=[prod, staging])
+    )
+
+    assert out.unit_status.name == "active"
+    running = {s["title"] for s in graylog.streams.values() if not s["disabled"]}
+    assert running == {
+        "Default Stream",
+        "Falco alerts: prod-eu/cos/falco-k8s",
+        "Falco alerts: staging/cos/falco-staging",
+    }
+
+
+def test_a_bad_cluster_name_blocks_naming_the_relation_and_the_field(ctx, graylog):
+    port = free_port()
+    relation = requirer(remote_app_data_extra={"cluster": "prod eu/1"})
+
+    out = ctx.run(ctx.on.config_changed(), provisioning_state(graylog, port, relations=[relation]))
+
+    assert out.unit_status.name == "blocked"
+    assert out.unit_status.message.startswith(
+        f"gelf relation {relation.id} (falco-k8s): cluster: must be"
+    )
+    assert not any(s["title"].startswith("Falco alerts") for s in graylog.streams.values())

@@ -103,9 +103,11 @@ AUTH_CONTENT_KEY: Final = "value"
 # RFC 9110 token: the characters allowed in an HTTP header name.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Unambiguous (the body cannot contain "-"), so matching stays linear on hostile input.
+# ASCII only: OpenSSL reads no other whitespace (Python's \s would take U+2028 and more).
 _PEM_CERTS = re.compile(
     r"\s*(?:-----BEGIN CERTIFICATE-----\s*[A-Za-z0-9+/=][A-Za-z0-9+/=\s]*"
-    r"-----END CERTIFICATE-----\s*)+"
+    r"-----END CERTIFICATE-----\s*)+",
+    re.ASCII,
 )
 _TOPOLOGY_KEYS: Final = ("model", "model_uuid", "application", "charm")
 # A cluster name as cloud providers and kubeconfig files commonly write one, kept short
