@@ -522,6 +522,15 @@ def test_requirer_publishes_its_cluster_name_and_the_provider_reads_it():
     assert sender.cluster == "prod-eu.1"
 
 
+def test_requirer_republishes_its_cluster_name_when_the_config_changes():
+    ctx = testing.Context(ClusterRequirerCharm, meta=REQUIRER_META, app_name="falco")
+    rel = graylog_relation(local_app_data={**encode(**expected_topology()), "cluster": '"old"'})
+    out = ctx.run(
+        ctx.on.config_changed(), testing.State(leader=True, relations=[rel], model=MODEL)
+    )
+    assert json.loads(out.get_relation(rel.id).local_app_data["cluster"]) == "prod-eu.1"
+
+
 def test_requirer_without_a_cluster_name_writes_no_cluster_key():
     ctx = requirer_ctx()
     rel = graylog_relation(local_app_data=encode(cluster="old-name"))

@@ -397,7 +397,8 @@ class GelfEndpointRequirer(ops.Object):
     ):
         """``cluster``: the cluster name the sender's messages carry as ``_cluster``, if any.
 
-        An invalid name is left out of the topology (and logged): check it first with
+        The topology is (re)published on relation-created/joined, leader-elected and
+        config-changed. An invalid name is left out of it (and logged): check it first with
         `check_cluster_name`, as the sender's own option.
         """
         super().__init__(charm, relation_name)
@@ -408,7 +409,8 @@ class GelfEndpointRequirer(ops.Object):
         observe = charm.framework.observe
         observe(events.relation_created, self._on_joined)
         observe(events.relation_joined, self._on_joined)
-        observe(charm.on.leader_elected, self._on_leader_elected)
+        observe(charm.on.leader_elected, self._publish_everywhere)
+        observe(charm.on.config_changed, self._publish_everywhere)  # a new cluster name
         observe(events.relation_changed, self._on_changed)
         observe(events.relation_broken, self._on_broken)
         observe(charm.on.secret_changed, self._on_secret_changed)
@@ -511,7 +513,7 @@ class GelfEndpointRequirer(ops.Object):
     def _on_joined(self, event: ops.RelationEvent) -> None:
         self.publish_topology(event.relation)
 
-    def _on_leader_elected(self, _: ops.LeaderElectedEvent) -> None:
+    def _publish_everywhere(self, _: ops.EventBase) -> None:
         self.publish_topology()
 
     def _on_changed(self, event: ops.RelationChangedEvent) -> None:
