@@ -562,8 +562,10 @@ def test_provider_load_sender_names_the_relation_and_field_of_a_bad_cluster():
         "gelf", remote_app_name="falco", remote_app_data=encode(**TOPOLOGY, cluster="a b")
     )
     with ctx(ctx.on.update_status(), testing.State(relations=[bad])) as mgr:
+        relation = mgr.charm.model.get_relation("gelf", bad.id)
+        assert relation is not None
         with pytest.raises(GelfEndpointError) as error:
-            mgr.charm.gelf.load_sender(mgr.charm.model.get_relation("gelf", bad.id))
+            mgr.charm.gelf.load_sender(relation)
         assert mgr.charm.gelf.senders() == []  # the lenient reader skips it, as before
         mgr.run()
     assert str(error.value).startswith(f"gelf relation {bad.id} (falco): cluster: must be 1-100")
