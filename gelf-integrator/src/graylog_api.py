@@ -128,7 +128,7 @@ class GraylogApi:
             return None
         try:
             return json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # nesting deeper than the parser goes
             raise GraylogHttpError(method, path, status, "answer is not JSON") from None
 
     def _exchange(
@@ -159,7 +159,11 @@ class GraylogApi:
             connection = http.client.HTTPConnection(self._host, self._port, timeout=remaining)
         # http.client's own hook for making the socket: here the name lookup is bounded too.
         connection._create_connection = self._open_socket  # type: ignore[attr-defined]
-        connection.connect()  # the TLS handshake runs under one timeout for all its reads
+        try:
+            connection.connect()  # the TLS handshake runs under one timeout for all its reads
+        except BaseException:
+            connection.close()  # the plain socket, when TLS failed
+            raise
         sock = connection.sock
         connection.sock = _DeadlineSocket(sock, self._deadline)
         return connection, sock
@@ -198,7 +202,7 @@ class GraylogApi:
         text = raw[:4096].decode("utf-8", "replace")
         try:
             decoded: Any = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             decoded = None
         message = field_of(decoded, "message")
         if isinstance(message, str):

@@ -158,6 +158,14 @@ def test_a_broken_answer_is_no_answer_not_a_crash(make_graylog, raw, reason):
     assert reason in str(error.value)
 
 
+@pytest.mark.parametrize("status", [200, 500])
+def test_an_answer_nested_deeper_than_the_parser_goes_is_no_crash(serve, status):
+    server = serve(status, b"[" * 100_000)
+
+    with pytest.raises(GraylogHttpError, match=f"HTTP {status}: "):
+        GraylogApi(url(server), TOKEN).get("/streams")
+
+
 def test_an_answer_over_the_size_cap_is_refused(make_graylog, monkeypatch):
     graylog = make_graylog()
     monkeypatch.setattr(graylog_api, "MAX_ANSWER_BYTES", 64)
