@@ -570,3 +570,18 @@ def test_provider_load_sender_names_the_relation_and_field_of_a_bad_cluster():
         mgr.run()
     assert str(error.value).startswith(f"gelf relation {bad.id} (falco): cluster: must be 1-100")
     assert "a b" not in str(error.value)
+
+
+def test_a_value_nested_past_the_json_parsers_depth_is_reported_not_raised():
+    ctx = provider_ctx()
+    deep = testing.Relation(
+        "gelf",
+        remote_app_name="falco",
+        remote_app_data={**encode(**TOPOLOGY), "model_uuid": "[" * 5000},
+    )
+    with ctx(ctx.on.update_status(), testing.State(relations=[deep])) as mgr:
+        relation = mgr.charm.model.get_relation("gelf", deep.id)
+        assert relation is not None
+        with pytest.raises(GelfEndpointError, match=r"model_uuid: must be a UUID$"):
+            mgr.charm.gelf.load_sender(relation)
+        mgr.run()

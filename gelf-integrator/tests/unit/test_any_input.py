@@ -142,7 +142,7 @@ def topologies(draw: st.DrawFn) -> dict[str, str]:
         keys = st.sampled_from(
             ["model", "model_uuid", "application", "charm", "cluster"]
         ) | st.text(max_size=10)
-        raw = st.text(max_size=60) | json_values.map(json.dumps)
+        raw = st.text(max_size=60) | json_values.map(json.dumps) | st.just("[" * 3000)
         return draw(st.dictionaries(keys, raw, max_size=6))
     topology: dict[str, Any] = {
         "model": draw(names),
@@ -413,6 +413,12 @@ _SENDER = {
 )
 # ...and a CA that looks like PEM but is no certificate, with api_url set, an SSLError.
 @example(case=Case({**_GOOD, "ca_cert": PEM_LOOKALIKE}, token_content={"token": "TOKEN"}))
+# A relation value nested past the JSON parser's depth raised a RecursionError in the library.
+@example(
+    case=Case(
+        _GOOD, token_content={"token": "TOKEN"}, relations=[{**_SENDER, "model_uuid": "[" * 5000}]
+    )
+)
 def test_no_input_ends_in_a_hook_error_a_slow_hook_an_unnamed_refusal_or_a_shown_secret(
     case: Case, tls_server
 ):

@@ -263,7 +263,7 @@ def _decode(raw: str) -> Any:
     """
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # nesting past the parser's depth is no JSON either
         return raw
 
 
