@@ -175,7 +175,7 @@ def test_graylog_relation_broken_removes_the_sink(ctx, falco_fs):
     relation = graylog_relation(url=GRAYLOG_URL)
     out = run(ctx, falco_fs, relations=[relation])
 
-    out = ctx.run(ctx.on.relation_broken(relation), out)
+    out = ctx.run(ctx.on.relation_broken(out.get_relation(relation.id)), out)
 
     assert forwarder_config(out)["sinks"] == []
     assert falco_yaml(falco_fs)["file_output"]["filename"] == ALERT_LOG
