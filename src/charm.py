@@ -40,7 +40,7 @@ class FalcoK8sCharm(ops.CharmBase):
         memory = UnitMemory(self.model, constants.PEER_RELATION)
         self.falco = FalcoService(self.unit.get_container(constants.FALCO_CONTAINER), memory)
         self.sinks = AlertSinks(self)
-        self.webhook = AuditWebhook(self)
+        self.webhook = AuditWebhook(self, memory)
         related = (constants.CERTIFICATES_RELATION, *constants.COS_RELATIONS)
         for event in (
             self.on.install,

@@ -46,6 +46,7 @@ from webhook._apiserver_side import (
     webhook_kubeconfig,
     webhook_resource_name,
 )
+from webhook._audit_policy import AuditPolicy
 from webhook._options import WebhookState
 
 WEBHOOK_PORT_NAME = "k8s-audit"
@@ -98,7 +99,7 @@ class AuditWebhookCluster:
         self,
         spec: WebhookServiceSpec,
         *,
-        audit_policy: str,
+        audit_policy: AuditPolicy,
         allowed_cidrs: tuple[str, ...],
         ca_cert: str | None = None,
     ) -> WebhookAddress:
@@ -117,14 +118,18 @@ class AuditWebhookCluster:
             self._refuse_cluster_ip_change(live, spec.cluster_ip)
         service = self._converge(self._service(spec), live)
         address = self._address(service)
+        live_map = self._read(ConfigMap)
+        # The policy is rendered only when the ConfigMap does not hold it already.
+        live_data = cast("dict[str, str]", live_map.data or {} if live_map else {})  # pyright: ignore[reportUnknownMemberType]
+        live_policy = live_data.get(AUDIT_POLICY_KEY)
         config_map = ConfigMap(
             metadata=self._metadata(),
             data={
                 WEBHOOK_CONFIG_KEY: webhook_kubeconfig(address, ca_cert),
-                AUDIT_POLICY_KEY: audit_policy,
+                AUDIT_POLICY_KEY: audit_policy.text(live_policy),
             },
         )
-        self._converge(config_map, self._read(ConfigMap))
+        self._converge(config_map, live_map)
         policy = self._read(NetworkPolicy)
         if allowed_cidrs:
             self._converge(self._network_policy(allowed_cidrs), policy)

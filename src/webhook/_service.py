@@ -14,11 +14,13 @@ import ops
 
 from constants import CERTIFICATES_RELATION, PEER_RELATION
 from options import InvalidStateError, load_options
+from peer_memory import UnitMemory
 from report import Report
 from webhook._apiserver_file import ApiserverFileRecords
 from webhook._apiserver_side import webhook_action_result, webhook_kubeconfig
+from webhook._audit_policy import AuditPolicy, audit_policy
 from webhook._certificates import WebhookCertificates
-from webhook._options import WebhookOptions, webhook_state
+from webhook._options import WebhookOptions, WebhookState, webhook_state
 from webhook._tls import WebhookIdentity, WebhookTls, ca_cert_of
 
 logger = logging.getLogger(__name__)
@@ -43,12 +45,19 @@ class WebhookOutcome:
 
 
 class AuditWebhook:
-    """The webhook of one application: its objects, its certificate, the admin's file."""
+    """The webhook of one application: its objects, its certificate, the admin's file.
 
-    def __init__(self, charm: ops.CharmBase):
+    The outcome of checking ``audit_policy`` is kept in the unit's peer data, so an unchanged
+    policy is not checked again.
+    """
+
+    CHECKED_POLICY_KEY = "checked-audit-policy"
+
+    def __init__(self, charm: ops.CharmBase, memory: UnitMemory):
         self._app = charm.app
         self._unit = charm.unit
         self._model = charm.model
+        self._memory = memory
         self.certificates = WebhookCertificates(charm, CERTIFICATES_RELATION)
         self._files = ApiserverFileRecords(charm.model, PEER_RELATION)
 
@@ -66,8 +75,7 @@ class AuditWebhook:
             refused.append(str(exc))
             tls_usable = False
         try:
-            options = load_options(WebhookOptions, config)
-            wanted = webhook_state(options) if tls_usable else None
+            wanted = self._wanted(config) if tls_usable else None
         except InvalidStateError as exc:
             refused.append(str(exc))
         from webhook._cluster import AuditWebhookCluster, ClusterError  # noqa: PLC0415
@@ -109,7 +117,7 @@ class AuditWebhook:
         """
         from webhook._cluster import AuditWebhookCluster, ClusterError  # noqa: PLC0415
 
-        wanted = webhook_state(load_options(WebhookOptions, config))
+        wanted = self._wanted(config)
         tls = self.certificates.current()
         try:
             address = AuditWebhookCluster(self._app.name, self._model.name).read_address()
@@ -121,11 +129,22 @@ class AuditWebhook:
             )
         kubeconfig = webhook_kubeconfig(address, ca_cert_of(tls))
         results = webhook_action_result(
-            self._model.name, self._app.name, kubeconfig, wanted.audit_policy
+            self._model.name, self._app.name, kubeconfig, wanted.audit_policy.text()
         )
         # The admin now holds this file: the status stops asking for it to be replaced.
         self._files.handed_out(WebhookIdentity.served(address, tls))
         return results
+
+    def _wanted(self, config: ops.ConfigData) -> WebhookState:
+        """The objects the options ask for; InvalidStateError names the option at fault."""
+        options = load_options(WebhookOptions, config)
+        return webhook_state(options, self._audit_policy(options.audit_policy))
+
+    def _audit_policy(self, option: str) -> AuditPolicy:
+        """``audit_policy`` checked, or as remembered when checked before."""
+        policy = audit_policy(option, self._memory.recall(self.CHECKED_POLICY_KEY))
+        self._memory.remember(self.CHECKED_POLICY_KEY, policy.check.to_json())
+        return policy
 
     def remove(self) -> None:
         """Delete the cluster objects when the application goes, never on a scale-down.

@@ -11,6 +11,8 @@ from charm_pod import ACTIVE, NO_TLS_NOTE, falco_container, pod
 from fakes.fake_kube_api import FakeApiServer, status
 from ops import testing
 
+from webhook import _audit_policy
+
 NS = "audit"
 NAME = "falco-k8s-audit-webhook"
 SERVICE = f"/api/v1/namespaces/{NS}/services/{NAME}"
@@ -229,3 +231,92 @@ def test_get_webhook_config_hands_over_the_apiserver_side(ctx, falco_fs, kube_ap
 def test_get_webhook_config_fails_before_the_service_exists(ctx, falco_fs):
     with pytest.raises(testing.ActionFailed, match="does not exist yet"):
         ctx.run(ctx.on.action("get-webhook-config"), state(falco_fs, leader=False))
+
+
+# -- audit_policy: refused without a hook error, checked once per text -------------------------
+
+POLICY_HEADER = "apiVersion: audit.k8s.io/v1\nkind: Policy\n"
+# In the canonical form the charm publishes.
+CUSTOM_POLICY = POLICY_HEADER + "rules:\n- level: Metadata\n  verbs:\n  - create\n- level: None\n"
+
+
+def with_peers(out: testing.State, **config: Any) -> testing.State:
+    peers = testing.PeerRelation("falco-peers")
+    return dataclasses.replace(out, config=config, relations={peers})
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        (POLICY_HEADER + "rules: " + "[" * 900 + "]" * 900, "audit_policy is nested more than"),
+        (
+            POLICY_HEADER + "metadata:\n" + "".join(f"{'  ' * i}k{i}:\n" for i in range(1, 900)),
+            "audit_policy is nested more than",
+        ),
+        (
+            POLICY_HEADER + "metadata:\n  a: &a [x, x]\n  b: &b [*a, *a]\n  c: [*b, *b]\n"
+            "rules: [{level: None}]\n",
+            "audit_policy: YAML anchors and aliases are refused (line 4)",
+        ),
+    ],
+    ids=["deep flow", "deep block", "aliases"],
+)
+def test_an_audit_policy_the_apiserver_refuses_blocks_and_keeps_the_configmap(
+    ctx, falco_fs, kube_api, policy, message
+):
+    out = configure(ctx, falco_fs)
+    configmap = kube_api.objects[CONFIGMAP]["data"]
+
+    out = ctx.run(
+        ctx.on.config_changed(), dataclasses.replace(out, config={"audit_policy": policy})
+    )
+
+    assert isinstance(out.unit_status, testing.BlockedStatus)
+    assert out.unit_status.message.startswith(message), out.unit_status.message
+    assert kube_api.objects[CONFIGMAP]["data"] == configmap
+
+
+def test_an_unchanged_audit_policy_is_checked_once(ctx, falco_fs, kube_api, monkeypatch):
+    out = ctx.run(ctx.on.config_changed(), with_peers(state(falco_fs), audit_policy=CUSTOM_POLICY))
+    assert kube_api.objects[CONFIGMAP]["data"]["audit-policy.yaml"] == CUSTOM_POLICY
+    checks: list[str] = []
+    monkeypatch.setattr(_audit_policy, "validate_audit_policy", checks.append)
+
+    for _ in range(2):
+        out = ctx.run(ctx.on.update_status(), out)
+
+    assert checks == []
+    assert out.unit_status == ACTIVE
+    assert kube_api.writes()[-1] == ("PATCH", CONFIGMAP)  # written once, by config-changed
+
+
+def test_an_unchanged_refused_audit_policy_is_not_checked_again(
+    ctx, falco_fs, kube_api, monkeypatch
+):
+    refused = POLICY_HEADER + "rules: [{level: Everything}]\n"
+    out = ctx.run(ctx.on.config_changed(), with_peers(state(falco_fs), audit_policy=refused))
+    checks: list[str] = []
+    monkeypatch.setattr(_audit_policy, "validate_audit_policy", checks.append)
+
+    out = ctx.run(ctx.on.update_status(), out)
+
+    assert checks == []
+    assert out.unit_status.message.startswith("audit_policy rules[0]: level 'Everything'")
+
+
+def test_a_configmap_edited_by_hand_gets_the_remembered_policy_back(ctx, falco_fs, kube_api):
+    out = ctx.run(ctx.on.config_changed(), with_peers(state(falco_fs), audit_policy=CUSTOM_POLICY))
+    kube_api.objects[CONFIGMAP]["data"]["audit-policy.yaml"] = "rules: []\n"
+
+    ctx.run(ctx.on.update_status(), out)
+
+    assert kube_api.objects[CONFIGMAP]["data"]["audit-policy.yaml"] == CUSTOM_POLICY
+
+
+def test_get_webhook_config_hands_out_a_remembered_policy(ctx, falco_fs, kube_api):
+    out = ctx.run(ctx.on.config_changed(), with_peers(state(falco_fs), audit_policy=CUSTOM_POLICY))
+
+    ctx.run(ctx.on.action("get-webhook-config"), out)
+
+    assert ctx.action_results is not None
+    assert ctx.action_results["audit-policy"] == CUSTOM_POLICY

@@ -12,6 +12,7 @@ from lightkube import Client, KubeConfig
 from lightkube.config.models import Cluster, User
 
 from webhook._apiserver_side import WebhookAddress, WebhookServiceSpec
+from webhook._audit_policy import audit_policy
 from webhook._cluster import AuditWebhookCluster, ClusterError, ClusterForbiddenError
 
 APP = "falco"
@@ -43,7 +44,7 @@ def cluster(api: FakeApiServer) -> AuditWebhookCluster:
 
 
 def apply(cluster: AuditWebhookCluster, spec: WebhookServiceSpec, *cidrs: str) -> WebhookAddress:
-    return cluster.apply(spec, audit_policy=POLICY, allowed_cidrs=cidrs)
+    return cluster.apply(spec, audit_policy=audit_policy(POLICY), allowed_cidrs=cidrs)
 
 
 def assert_server_side_apply(request: httpx2.Request) -> None:
