@@ -117,3 +117,14 @@ def test_a_bad_text_is_refused_every_time(checks: list[str]):
         with pytest.raises(InvalidStateError, match="custom_rules item 1"):
             falco_state(config, SHIPPED)
     assert len(checks) == 2
+
+
+def test_detection_off_is_remembered_with_the_check(checks: list[str]):
+    config = CharmConfig(custom_rules=RULES, disabled_rules="*")
+    first = falco_state(config, SHIPPED)
+
+    again = falco_state(config, SHIPPED, first.checked)
+
+    assert first.detection_off
+    assert again.detection_off
+    assert checks == [RULES]

@@ -1,0 +1,114 @@
+"""Bad input through the whole charm (Scenario): a clear Blocked or note, no hook error.
+
+Each case feeds one option or relation datum the way Juju hands it over and checks what the
+operator sees and that the last good files stay as they were.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from charm_pod import active, falco_container, pod
+from ops import testing
+
+from report import STATUS_MAX_CHARS
+
+NS = "audit"
+
+
+def deployed(ctx, fs: Path, *relations: Any, **config: Any) -> testing.State:
+    """A leader after its first pebble-ready, with its peer relation and ``relations``."""
+    container = falco_container(fs)
+    state = testing.State(
+        config=config,
+        containers=pod(container),
+        leader=True,
+        model=testing.Model(name=NS),
+        relations={testing.PeerRelation("falco-peers"), *relations},
+    )
+    return ctx.run(ctx.on.pebble_ready(container), state)
+
+
+def reconfigure(ctx, state: testing.State, **config: Any) -> testing.State:
+    return ctx.run(ctx.on.config_changed(), dataclasses.replace(state, config=config))
+
+
+def live_falco(fs: Path) -> dict[str, bytes]:
+    """Every file Falco runs on, by name."""
+    root = fs / "etc-falco"
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def peer_bytes(state: testing.State) -> int:
+    [peers] = [r for r in state.relations if r.endpoint == "falco-peers"]
+    assert isinstance(peers, testing.PeerRelation)
+    return len(json.dumps(dict(peers.local_unit_data)))
+
+
+def assert_blocked(state: testing.State, message: str) -> None:
+    assert isinstance(state.unit_status, testing.BlockedStatus), state.unit_status
+    assert state.unit_status.message == message
+    assert len(state.unit_status.message) <= STATUS_MAX_CHARS
+
+
+# -- disabled_rules ----------------------------------------------------------------------------
+
+
+def test_disabled_rules_over_the_size_limit_blocks_and_keeps_the_peer_data_small(ctx, falco_fs):
+    out = deployed(ctx, falco_fs)
+    before = live_falco(falco_fs)
+
+    blocked = reconfigure(ctx, out, disabled_rules="Rule A," * (4 * 1024 * 1024 // 7))
+
+    assert_blocked(
+        blocked,
+        "disabled_rules: 4194302 bytes, over the limit of 16384; use tag:<tag> entries",
+    )
+    assert live_falco(falco_fs) == before
+    assert peer_bytes(blocked) < 64 * 1024
+
+
+def test_disabled_rules_with_too_many_entries_blocks(ctx, falco_fs):
+    out = deployed(ctx, falco_fs)
+    before = live_falco(falco_fs)
+
+    blocked = reconfigure(ctx, out, disabled_rules=",".join(f"r{i}" for i in range(300)))
+
+    assert_blocked(
+        blocked, "disabled_rules: 300 entries, over the limit of 256; use tag:<tag> entries"
+    )
+    assert live_falco(falco_fs) == before
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x1b", "\u202e"], ids=["NUL", "ESC", "RLO"])
+def test_disabled_rules_with_control_characters_blocks_without_echoing_them(
+    ctx, falco_fs, character
+):
+    out = deployed(ctx, falco_fs)
+    before = live_falco(falco_fs)
+
+    blocked = reconfigure(ctx, out, disabled_rules=f"Disallowed K8s User, evil{character}[2J")
+
+    assert_blocked(
+        blocked,
+        f"disabled_rules: entry 2 holds U+{ord(character):04X}, a control or direction"
+        " character no rule name has",
+    )
+    assert live_falco(falco_fs) == before
+
+
+@pytest.mark.parametrize("value", ["*", "**", "tag:k8s", "Disallowed K8s User, tag:falco_k8s"])
+def test_disabling_every_rule_says_detection_is_off(ctx, falco_fs, value):
+    out = reconfigure(ctx, deployed(ctx, falco_fs), disabled_rules=value)
+
+    assert out.unit_status == active("disabled_rules switches off every rule: detection is off")
+
+
+def test_disabling_some_rules_leaves_detection_on(ctx, falco_fs):
+    out = reconfigure(ctx, deployed(ctx, falco_fs), disabled_rules="Disallowed*")
+
+    assert out.unit_status == active()
