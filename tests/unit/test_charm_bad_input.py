@@ -112,3 +112,66 @@ def test_disabling_some_rules_leaves_detection_on(ctx, falco_fs):
     out = reconfigure(ctx, deployed(ctx, falco_fs), disabled_rules="Disallowed*")
 
     assert out.unit_status == active()
+
+
+# -- URLs: http_output and falcosidekick -------------------------------------------------------
+
+
+def sidekick_relation(url: str) -> testing.Relation:
+    return testing.Relation(
+        "falcosidekick", remote_app_name="falcosidekick-k8s", remote_app_data={"url": url}
+    )
+
+
+def forwarder_config(state: testing.State) -> bytes | None:
+    config = Path(state.get_container("forwarder").mounts["config"].source) / "config.json"
+    return config.read_bytes() if config.exists() else None
+
+
+@pytest.mark.parametrize("character", ["/", "?", "#", "@"])
+def test_a_password_with_an_unencoded_delimiter_is_never_echoed(ctx, falco_fs, character):
+    url = f"http://alice:pa{character}ss-s3cret@alerts.example.com:99999/falco"
+    out = reconfigure(ctx, deployed(ctx, falco_fs), http_output="http://alerts.example.com/")
+    before = forwarder_config(out)
+
+    blocked = reconfigure(ctx, out, http_output=url)
+
+    assert_blocked(
+        blocked,
+        "http_output: the URL's host or port is malformed (percent-encode /?#@ in a password)",
+    )
+    assert forwarder_config(blocked) == before
+
+
+@pytest.mark.parametrize("character", ["/", "?", "#", "@"])
+def test_a_falcosidekick_url_password_is_never_echoed(ctx, falco_fs, character):
+    relation = sidekick_relation(json.dumps(f"http://alice:pa{character}ss-s3cret@sk:0x/"))
+
+    out = deployed(ctx, falco_fs, relation)
+
+    assert_blocked(
+        out,
+        f"falcosidekick relation {relation.id}: url: the URL's host or port is malformed"
+        " (percent-encode /?#@ in a password)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://alerts.example.com:0/", "http_output: the URL's port must be 1 to 65535, not 0"),
+        (
+            "http://alerts.example.com/" + "a" * 1024 * 1024,
+            "http_output: the URL is 1048602 characters long; the limit is 2048",
+        ),
+        (
+            "http://alerts.example.com/\nfalco",
+            "http_output: the URL must be visible ASCII: no space, control or non-ASCII character",
+        ),
+    ],
+    ids=["port 0", "1 MiB", "a newline"],
+)
+def test_a_url_no_server_answers_blocks(ctx, falco_fs, url, message):
+    out = deployed(ctx, falco_fs)
+
+    assert_blocked(reconfigure(ctx, out, http_output=url), message)

@@ -259,7 +259,7 @@ def test_invalid_falcosidekick_url_blocks(ctx, falco_fs):
 
     assert out.unit_status == testing.BlockedStatus(
         f"falcosidekick relation {relation.id}: url: only http:// and https:// URLs are "
-        "accepted (got scheme 'sidekick')"
+        "accepted (got no scheme)"
     )
 
 
