@@ -118,14 +118,8 @@ def url_problem(url: str) -> str:
     quotes nothing after the scheme: a password holding an unencoded '/', '?', '#' or '@' is not
     where a URL parser looks for it, so no part of the URL is safe to show.
     """
-    if len(url) > MAX_URL_CHARS:
-        return f"the URL is {len(url)} characters long; the limit is {MAX_URL_CHARS}"
-    scheme = _SCHEME.match(url)
-    if scheme is None or scheme.group(1).lower() not in ("http", "https"):
-        got = f"scheme {scheme.group(1)!r}" if scheme else "no scheme"
-        return f"only http:// and https:// URLs are accepted (got {got})"
-    if not _VISIBLE_ASCII.fullmatch(url):
-        return "the URL must be visible ASCII: no space, control or non-ASCII character"
+    if problem := _url_text_problem(url):
+        return problem
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -135,6 +129,19 @@ def url_problem(url: str) -> str:
         return "the URL has no host"
     if port == 0:
         return "the URL's port must be 1 to 65535, not 0"
+    return ""
+
+
+def _url_text_problem(url: str) -> str:
+    """What is wrong with ``url`` before parsing it: its length, scheme or characters."""
+    if len(url) > MAX_URL_CHARS:
+        return f"the URL is {len(url)} characters long; the limit is {MAX_URL_CHARS}"
+    scheme = _SCHEME.match(url)
+    if scheme is None or scheme.group(1).lower() not in ("http", "https"):
+        got = f"scheme {scheme.group(1)!r}" if scheme else "no scheme"
+        return f"only http:// and https:// URLs are accepted (got {got})"
+    if not _VISIBLE_ASCII.fullmatch(url):
+        return "the URL must be visible ASCII: no space, control or non-ASCII character"
     return ""
 
 
