@@ -71,13 +71,13 @@ class FalcoK8sCharm(ops.CharmBase):
         payload, missing = self._payload()
         webhook = self.webhook.converge(self.config)
         delivery = self.sinks.converge(payload)
-        publish_if_related(self, event, [self.falco.workload, self.sinks.forwarder])
+        cos = publish_if_related(self, event, [self.falco.workload, self.sinks.forwarder])
         falco = self.falco.converge(
             self.config, payload, webhook.webhook_pem, tls_usable=webhook.tls_usable
         )
         if webhook.kubeconfig is not None and self.falco.workload.can_connect():
             self.falco.keep_copy(constants.WEBHOOK_CONFIG_FILE, webhook.kubeconfig)
-        self._reports = [missing, webhook.report, falco, delivery]
+        self._reports = [missing, webhook.report, falco, delivery, cos]
 
     def _payload(self) -> tuple[Payload | None, Report]:
         """What the charm carries into its containers, or why it cannot."""

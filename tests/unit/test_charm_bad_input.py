@@ -175,3 +175,46 @@ def test_a_url_no_server_answers_blocks(ctx, falco_fs, url, message):
     out = deployed(ctx, falco_fs)
 
     assert_blocked(reconfigure(ctx, out, http_output=url), message)
+
+
+# -- send-otlp ---------------------------------------------------------------------------------
+
+
+def otlp_relation(endpoints: str) -> testing.Relation:
+    return testing.Relation(
+        "send-otlp", remote_app_name="otelcol", remote_app_data={"endpoints": endpoints}
+    )
+
+
+HTTP_LOGS = {"protocol": "http", "telemetries": ["logs"]}
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "problem"),
+    [
+        ("not json", "endpoints is not JSON"),
+        ("[" * 100_000, "endpoints is not JSON"),
+        (json.dumps([{"protocol": "http"}]), "no valid OTLP/HTTP endpoint for logs offered"),
+        (json.dumps({"endpoint": "x"}), "no valid OTLP/HTTP endpoint for logs offered"),
+        (
+            json.dumps([{**HTTP_LOGS, "endpoint": "http://otel:0"}]),
+            "endpoint: the URL's port must be 1 to 65535, not 0",
+        ),
+    ],
+    ids=["not JSON", "deep JSON", "no endpoint field", "not a list", "port 0"],
+)
+def test_bad_otlp_endpoints_block_naming_the_relation(ctx, falco_fs, endpoints, problem):
+    good = otlp_relation(json.dumps([{**HTTP_LOGS, "endpoint": "http://otel:4318"}]))
+    out = deployed(ctx, falco_fs, good)
+    before = forwarder_config(out)
+    assert before is not None
+    assert b"http://otel:4318/v1/logs" in before
+    bad = dataclasses.replace(good, remote_app_data={"endpoints": endpoints})
+
+    out = ctx.run(
+        ctx.on.relation_changed(bad),
+        dataclasses.replace(out, relations={*out.relations - {out.get_relation(good.id)}, bad}),
+    )
+
+    assert_blocked(out, f"send-otlp relation {good.id}: {problem}")
+    assert forwarder_config(out) == before
