@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 from options import InvalidStateError, option_error
-from webhook._apiserver_side import InvalidCidrError, WebhookServiceSpec, parse_allowed_cidrs
+from webhook._apiserver_side import (
+    InvalidCidrError,
+    WebhookServiceSpec,
+    open_to_everyone,
+    parse_allowed_cidrs,
+)
 from webhook._audit_policy import AuditPolicy
 
 ServiceType = Literal["ClusterIP", "NodePort"]
@@ -41,6 +46,14 @@ class WebhookState:
     spec: WebhookServiceSpec
     audit_policy: AuditPolicy
     allowed_cidrs: tuple[str, ...]
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the status should say of these options: an allowed network that is everyone."""
+        return tuple(
+            f"webhook_allowed_cidrs {cidr} lets every address reach the webhook"
+            for cidr in open_to_everyone(self.allowed_cidrs)
+        )
 
 
 def webhook_state(config: WebhookOptions, policy: AuditPolicy) -> WebhookState:

@@ -106,7 +106,8 @@ class AuditWebhook:
             f"webhook {address.url(tls=tls is not None)}",
             address.reachability_note,
         )
-        report = Report(outdated or "", notes=tuple(tls_notes), summary=summary)
+        notes = (*tls_notes, *(wanted.notes if wanted else ()))
+        report = Report(outdated or "", notes=notes, summary=summary)
         return WebhookOutcome(report, tls, kubeconfig=kubeconfig)
 
     def handout(self, config: ops.ConfigData) -> dict[str, str]:

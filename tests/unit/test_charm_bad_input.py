@@ -218,3 +218,57 @@ def test_bad_otlp_endpoints_block_naming_the_relation(ctx, falco_fs, endpoints, 
 
     assert_blocked(out, f"send-otlp relation {good.id}: {problem}")
     assert forwarder_config(out) == before
+
+
+# -- the webhook's Service and NetworkPolicy ---------------------------------------------------
+
+SERVICE = f"/api/v1/namespaces/{NS}/services/falco-k8s-audit-webhook"
+NETWORKPOLICY = (
+    f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/falco-k8s-audit-webhook"
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("fe80::1%eth0", "is scoped: a Service takes a plain address"),
+        ("0.0.0.0", "is an unspecified address, never a Service's"),
+        ("::", "is an unspecified address, never a Service's"),
+        ("127.0.0.1", "is a loopback address, never a Service's"),
+        ("::1", "is a loopback address, never a Service's"),
+        ("169.254.0.10", "is a link-local address, never a Service's"),
+        ("fe80::10", "is a link-local address, never a Service's"),
+        ("224.0.0.1", "is a multicast address, never a Service's"),
+        ("10.0.0.300", "is not an IP address"),
+    ],
+)
+def test_a_cluster_ip_no_service_can_have_blocks_naming_the_option(
+    ctx, falco_fs, kube_api, value, problem
+):
+    out = deployed(ctx, falco_fs)
+    service = kube_api.objects[SERVICE]
+
+    out = reconfigure(ctx, out, webhook_cluster_ip=value)
+
+    assert_blocked(out, f"webhook_cluster_ip {value!r} {problem}")
+    assert kube_api.objects[SERVICE] == service
+
+
+def test_a_scoped_allowed_cidr_blocks_naming_the_option(ctx, falco_fs, kube_api):
+    out = reconfigure(ctx, deployed(ctx, falco_fs), webhook_allowed_cidrs="10.0.0.0/8")
+    policy = kube_api.objects[NETWORKPOLICY]
+
+    out = reconfigure(ctx, out, webhook_allowed_cidrs="10.0.0.0/8, fe80::1%eth0/64")
+
+    assert_blocked(out, "webhook_allowed_cidrs: 'fe80::1%eth0/64' is scoped: give a plain CIDR")
+    assert kube_api.objects[NETWORKPOLICY] == policy
+
+
+@pytest.mark.parametrize("everyone", ["0.0.0.0/0", "::/0", "10.1.2.3/0"])
+def test_allowed_cidrs_that_let_everyone_in_say_so(ctx, falco_fs, kube_api, everyone):
+    out = reconfigure(ctx, deployed(ctx, falco_fs), webhook_allowed_cidrs=f"10.0.0.0/8,{everyone}")
+
+    cidr = "::/0" if ":" in everyone else "0.0.0.0/0"
+    assert out.unit_status == active(
+        f"webhook_allowed_cidrs {cidr} lets every address reach the webhook"
+    )
