@@ -25,6 +25,7 @@ from falco._custom_rules import (
 )
 from falco._falco_yaml import FalcoSettings
 from options import InvalidStateError, option_error
+from peer_memory import recalled_check
 from report import UNPRINTABLE
 
 # disabled_rules lands in falco.yaml, in the unit's peer data and, entry by entry, in the status;
@@ -157,16 +158,10 @@ def _checks_digest() -> bytes:
 
 def _recall(remembered: str, key: str) -> _RulesCheck | None:
     """The remembered outcome if it is for ``key``; None when there is none or it is stale."""
-    try:
-        data: object = json.loads(remembered) if remembered else None
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    fields = cast("dict[str, object]", data)
+    fields = recalled_check(remembered, key) or {}
     blank, unmatched = fields.get("blank"), fields.get("unmatched")
     every_rule_off = fields.get("every_rule_off")
-    if fields.get("key") != key or not isinstance(blank, bool) or not isinstance(unmatched, list):
+    if not isinstance(blank, bool) or not isinstance(unmatched, list):
         return None
     if not isinstance(every_rule_off, bool):
         return None

@@ -21,6 +21,7 @@ from typing import Any, cast
 import yaml
 
 from options import InvalidStateError
+from peer_memory import recalled_check
 
 AUDIT_API_VERSION = "audit.k8s.io/v1"
 AUDIT_KIND = "Policy"
@@ -184,15 +185,9 @@ class PolicyCheck:
     @classmethod
     def recall(cls, remembered: str, key: str) -> PolicyCheck | None:
         """The remembered check if it is for ``key``; None when there is none or it is stale."""
-        try:
-            data: object = json.loads(remembered) if remembered else None
-        except ValueError:
-            return None
-        if not isinstance(data, dict):
-            return None
-        fields = cast("dict[str, object]", data)
+        fields = recalled_check(remembered, key) or {}
         sha256, error = fields.get("sha256"), fields.get("error")
-        if fields.get("key") != key or not isinstance(sha256, str) or not isinstance(error, str):
+        if not isinstance(sha256, str) or not isinstance(error, str):
             return None
         return cls(key, sha256, error) if bool(sha256) != bool(error) else None
 

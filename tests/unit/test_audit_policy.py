@@ -456,7 +456,14 @@ def test_a_remembered_refusal_is_reused_without_parsing(monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize(
     "remembered",
-    ["", "not json", "[]", '{"key": "other", "sha256": "x", "error": ""}', '{"key": 1}'],
+    [
+        "",
+        "not json",
+        "[]",
+        "[" * 100_000,
+        '{"key": "other", "sha256": "x", "error": ""}',
+        '{"key": 1}',
+    ],
 )
 def test_a_check_for_another_text_or_unreadable_is_done_again(remembered: str):
     custom = HEADER + "rules:\n- level: Metadata\n"

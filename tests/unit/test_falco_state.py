@@ -95,7 +95,7 @@ def test_any_change_to_what_the_check_reads_checks_again(
     assert len(checks) == 2
 
 
-@pytest.mark.parametrize("remembered", ["", "{not json", "[]", '{"key": "x"}'])
+@pytest.mark.parametrize("remembered", ["", "{not json", "[]", "[" * 100_000, '{"key": "x"}'])
 def test_nothing_usable_remembered_means_a_full_check(checks: list[str], remembered: str):
     falco_state(CharmConfig(custom_rules=RULES), SHIPPED, remembered)
     assert checks == [RULES]
