@@ -182,7 +182,7 @@ def outdated_apiserver_file(served: WebhookIdentity, records: Iterable[str]) -> 
         try:
             data = json.loads(text)
             entry = (float(data["at"]), WebhookIdentity(str(data["url"]), str(data["ca_sha256"])))
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):
             continue  # not a record this charm wrote: ignore it rather than nag
         if latest is None or entry[0] >= latest[0]:
             latest = entry
