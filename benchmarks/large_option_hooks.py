@@ -45,9 +45,9 @@ def audit_policy(size: int) -> str:
 
 
 def disabled_rules(size: int) -> str:
-    """About ``size`` bytes of distinct rule names, none of which exists."""
-    names = (f"Rule {number:07d}" for number in range(size // 13 + 1))
-    return ",".join(names)[:size]
+    """``size`` bytes of 1,024 distinct long rule names, none of which exists."""
+    length = size // 1024
+    return ",".join(f"{number:04d} ".ljust(length - 1, "x") for number in range(1024))
 
 
 CASES: dict[str, dict[str, str]] = {
@@ -107,16 +107,17 @@ def main() -> None:
         return
     trees = {"before": args.before.resolve(), "after": ROOT}
     for side, tree in trees.items():
-        print(f"{side}: {tree}")
-        results = {case: in_own_process(tree, case, args.runs) for case in CASES}
-        base = results["defaults (baseline)"]
-        for case, result in results.items():
+        print(f"{side}: {tree}", flush=True)
+        base = in_own_process(tree, "defaults (baseline)", args.runs)
+        for case in CASES:
+            result = in_own_process(tree, case, args.runs)
             print(
                 f"  {case:22s} config-changed {result['first']:6.2f} s"
                 f" (x{result['first'] / base['first']:5.1f}),"
                 f" update-status {result['update_status']:6.2f} s"
                 f" (x{result['update_status'] / base['update_status']:5.1f}),"
-                f" peer data {result['peer_bytes']:>9d} B; {result['status']}"
+                f" peer data {result['peer_bytes']:>9d} B; {result['status']}",
+                flush=True,
             )
 
 
