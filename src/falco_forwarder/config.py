@@ -294,7 +294,7 @@ def _sink(data: object, where: str) -> SinkConfig:
             raise ConfigError(f"{where}.ca_cert must be a PEM string or null")
         try:
             ssl.create_default_context(cadata=ca_cert)
-        except (ssl.SSLError, ValueError) as e:
+        except (ssl.SSLError, ValueError, TypeError) as e:  # TypeError: not ASCII
             raise ConfigError(f"{where}.ca_cert is not a valid PEM certificate") from e
     max_message_bytes = None
     if item.get("max_message_bytes") is not None:

@@ -272,3 +272,15 @@ def test_allowed_cidrs_that_let_everyone_in_say_so(ctx, falco_fs, kube_api, ever
     assert out.unit_status == active(
         f"webhook_allowed_cidrs {cidr} lets every address reach the webhook"
     )
+
+
+def test_a_falcosidekick_ca_that_is_not_ascii_blocks(ctx, falco_fs):
+    relation = testing.Relation(
+        "falcosidekick",
+        remote_app_name="falcosidekick-k8s",
+        remote_app_data={"url": json.dumps("https://sk:2801/"), "ca_cert": json.dumps("\x80")},
+    )
+
+    out = deployed(ctx, falco_fs, relation)
+
+    assert_blocked(out, "alert sinks: falcosidekick.ca_cert is not a valid PEM certificate")
