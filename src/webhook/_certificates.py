@@ -146,10 +146,10 @@ class WebhookCertificates:
         )
 
     def _published(self) -> bool:
-        """Whether the provider's data lists any certificate."""
+        """Whether the provider's data holds certificates, or anything but none."""
         relation = self._model.get_relation(self._relation_name)
         raw = relation.data[relation.app].get("certificates") if relation and relation.app else ""
-        return bool(raw) and bool(json.loads(raw or "null"))
+        return json.loads(raw or "null") not in ([], None)
 
     def _requests(
         self, _: tls.ProviderCapabilities | None
