@@ -220,8 +220,8 @@ class AuditWebhookCluster:
         current = live.spec.clusterIP if live is not None and live.spec is not None else None
         if current and current != str(ipaddress.ip_address(wanted)):
             raise ClusterError(
-                f"Service {self.name} has clusterIP {current}, which Kubernetes cannot change to"
-                f" {wanted}: run: kubectl -n {self.namespace} delete service {self.name}"
+                f"webhook_cluster_ip {wanted}: Kubernetes cannot move the Service off {current}:"
+                f" run: kubectl -n {self.namespace} delete service {self.name}"
                 " (the charm recreates it), then update the kube-apiserver webhook file"
             )
 
