@@ -1,8 +1,9 @@
 """The shipped alert rules and dashboard, checked by the real tools and against real metrics.
 
-PromQL goes through promtool (``promtool check rules``, Prometheus 2.42 from Debian), LogQL
-through Grafana's LogQL grammar (``@grafana/lezer-logql``); both are installed into build/ by
-tools/install-cos-checkers, which tox runs first. A missing checker fails, never skips.
+PromQL goes through promtool (``promtool check rules``, Prometheus 3.11 as tools/promtool/go.mod
+pins it), LogQL through Grafana's LogQL grammar (``@grafana/lezer-logql``); both are installed
+into build/ by tools/install-cos-checkers, which tox runs first. A missing checker fails, never
+skips.
 """
 
 import json
