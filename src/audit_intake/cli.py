@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from audit_intake.config import ConfigError, load_config
-from audit_intake.service import Intake
+from audit_intake.service import BIND_WAIT_SECONDS, Intake
 
 logger = logging.getLogger("audit_intake")
 
@@ -45,6 +45,12 @@ def _serve(argv: Sequence[str] | None) -> int:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
+    parser.add_argument(
+        "--bind-wait",
+        type=float,
+        default=BIND_WAIT_SECONDS,
+        help="seconds to keep trying a webhook port in use",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,
@@ -57,7 +63,7 @@ def _serve(argv: Sequence[str] | None) -> int:
         logger.error("invalid configuration: %s", exc)
         return 2
     try:
-        intake = Intake(config)
+        intake = Intake(config, bind_wait_seconds=args.bind_wait)
     except (OSError, ssl.SSLError) as exc:
         logger.error("cannot start: %s", exc)
         return 1

@@ -6,6 +6,7 @@ turned away and why, what Falco's k8saudit answered, and what waits on disk for 
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Final
@@ -137,3 +138,17 @@ class IntakeMetrics:
                 number = repr(value) if value % 1 else str(int(value))
                 lines.append(f"{name}{shown} {number}")
         return "\n".join(lines) + "\n"
+
+
+_SAMPLE: Final = re.compile(
+    r'^(?P<name>[a-z_]+)(?:\{[a-z_]+="(?P<label>[^"]*)"\})? (?P<value>[0-9.e+-]+)$', re.MULTILINE
+)
+
+
+def read_series(text: str, name: str) -> dict[str, float]:
+    """One family of a rendered page: each sample's one label value ("" if none), its value."""
+    return {
+        sample["label"] or "": float(sample["value"])
+        for sample in _SAMPLE.finditer(text)
+        if sample["name"] == name
+    }

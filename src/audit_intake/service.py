@@ -6,6 +6,7 @@ open finishes with what it started with, the next one uses the new ones.
 
 from __future__ import annotations
 
+import errno
 import logging
 import ssl
 import threading
@@ -28,12 +29,17 @@ logger = logging.getLogger(__name__)
 HEALTH_PATH: Final = "/healthz"
 METRICS_PATH: Final = "/metrics"
 _POLL_SECONDS: Final = 0.1  # how often the serving loops look for shutdown
+# At an upgrade the webhook port is k8saudit's until Falco reloads onto its loopback port.
+BIND_WAIT_SECONDS: Final = 30.0
 
 
 class Intake:
-    """Binds both ports on construction; serves after `start`, until `close`."""
+    """Binds both ports on construction; serves after `start`, until `close`.
 
-    def __init__(self, config: IntakeConfig):
+    A webhook port in use is tried again for ``bind_wait_seconds`` before giving up.
+    """
+
+    def __init__(self, config: IntakeConfig, *, bind_wait_seconds: float = 0.0):
         self.config = config
         self.tokens: tuple[AcceptedToken, ...] = config.tokens
         self.tls_context: ssl.SSLContext | None = tls_context(config.tls_pem)
@@ -43,7 +49,7 @@ class Intake:
         self._servers: list[ThreadingHTTPServer] = []
         self._started = False
         try:
-            self._servers.append(WebhookServer((config.webhook_host, config.webhook_port), self))
+            self._servers.append(self._bind_webhook(bind_wait_seconds))
             self._servers.append(StatusServer((config.metrics_host, config.metrics_port), self))
         except BaseException:
             self.close()
@@ -52,6 +58,18 @@ class Intake:
             threading.Thread(target=server.serve_forever, args=(_POLL_SECONDS,), name=name)
             for server, name in zip(self._servers, ("webhook", "status"), strict=True)
         ]
+
+    def _bind_webhook(self, wait_seconds: float) -> WebhookServer:
+        address = (self.config.webhook_host, self.config.webhook_port)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                return WebhookServer(address, self)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                    raise
+                logger.warning("port %d in use: trying again", address[1])
+                time.sleep(0.5)
 
     @property
     def webhook_port(self) -> int:

@@ -13,9 +13,10 @@ from typing import Literal
 
 import yaml
 
-from constants import K8SAUDIT_PATH, K8SAUDIT_PORT
+from constants import K8SAUDIT_PATH, WEBHOOK_PORT
 
-# Keys of the charm's ConfigMap; the kubectl one-liners below read them back.
+# The audit policy is in the charm's ConfigMap; the webhook file, which holds the token, in its
+# Secret of the same name. The kubectl one-liners below read them back.
 WEBHOOK_CONFIG_KEY = "webhook-config.yaml"
 AUDIT_POLICY_KEY = "audit-policy.yaml"
 
@@ -65,9 +66,10 @@ class WebhookAddress:
     cluster_ip: str
     node_port: int | None = None
 
-    def url(self, *, tls: bool) -> str:
-        """The webhook URL for this address, ``https`` when Falco serves a certificate."""
-        return webhook_server_url(self.service_type, self.cluster_ip, self.node_port, tls=tls)
+    @property
+    def url(self) -> str:
+        """The webhook URL for this address."""
+        return webhook_server_url(self.service_type, self.cluster_ip, self.node_port)
 
     @property
     def reachability_note(self) -> str:
@@ -143,10 +145,8 @@ def webhook_resource_name(app: str) -> str:
     return f"{app}-audit-webhook"
 
 
-def webhook_server_url(
-    service_type: str, cluster_ip: str, node_port: int | None, *, tls: bool = False
-) -> str:
-    """The URL the kube-apiserver posts audit batches to.
+def webhook_server_url(service_type: str, cluster_ip: str, node_port: int | None) -> str:
+    """The URL the kube-apiserver posts audit batches to: always https, as the token needs it.
 
     The apiserver does not use cluster DNS, so the host is always an IP address. A NodePort
     Service is reached on the loopback address of the node the apiserver runs on (this needs
@@ -164,27 +164,26 @@ def webhook_server_url(
     else:
         ip = ipaddress.ip_address(cluster_ip)
         host = f"[{ip}]" if ip.version == 6 else str(ip)
-        port = K8SAUDIT_PORT
-    scheme = "https" if tls else "http"
-    return f"{scheme}://{host}:{port}{K8SAUDIT_PATH}"
+        port = WEBHOOK_PORT
+    return f"https://{host}:{port}{K8SAUDIT_PATH}"
 
 
-def webhook_kubeconfig(address: WebhookAddress, ca_cert: str | None = None) -> str:
+def webhook_kubeconfig(address: WebhookAddress, ca_cert: str, token: str) -> str:
     """The kubeconfig-format file named by ``--audit-webhook-config-file``, for a live Service.
 
-    With ``ca_cert`` (PEM) the apiserver speaks https and verifies Falco's certificate against
-    that CA; without it, plain HTTP. The webhook has no client authentication, so the user entry
-    is empty; the file still needs a user and a context for the apiserver to load it.
+    The apiserver verifies the intake's certificate against ``ca_cert`` (PEM) and sends
+    ``token`` as ``Authorization: Bearer``; client-go sends a kubeconfig's credentials to an
+    https server only, which is why the webhook is always https.
     """
-    no_credentials: dict[str, str] = {}
-    cluster: dict[str, str] = {"server": address.url(tls=ca_cert is not None)}
-    if ca_cert is not None:
-        cluster["certificate-authority-data"] = base64.b64encode(ca_cert.encode()).decode()
+    cluster = {
+        "server": address.url,
+        "certificate-authority-data": base64.b64encode(ca_cert.encode()).decode(),
+    }
     document = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": _KUBECONFIG_NAME, "cluster": cluster}],
-        "users": [{"name": _KUBECONFIG_NAME, "user": no_credentials}],
+        "users": [{"name": _KUBECONFIG_NAME, "user": {"token": token}}],
         "contexts": [
             {
                 "name": _KUBECONFIG_NAME,
@@ -213,27 +212,34 @@ def apiserver_flags(
     ]
 
 
-def _configmap_extract(kubectl: str, namespace: str, app: str, key: str) -> str:
-    """Shell command printing one key of the charm's ConfigMap to stdout."""
+# Where each file handed to the admin lives in the cluster: the webhook file, which holds the
+# token, in the Secret (base64, as Kubernetes keeps a Secret's data); the policy in the ConfigMap.
+_STORED_IN = {WEBHOOK_CONFIG_KEY: "secret", AUDIT_POLICY_KEY: "configmap"}
+
+
+def _cluster_extract(kubectl: str, namespace: str, app: str, key: str) -> str:
+    """Shell command printing one file kept in the charm's Secret or ConfigMap to stdout."""
     jsonpath = "{.data." + key.replace(".", "\\.") + "}"
-    return shlex.join(
+    kind = _STORED_IN[key]
+    command = shlex.join(
         [
             *kubectl.split(),
             "-n",
             namespace,
             "get",
-            "configmap",
+            kind,
             webhook_resource_name(app),
             "-o",
             f"jsonpath={jsonpath}",
         ]
     )
+    return f"{command} | base64 -d" if kind == "secret" else command
 
 
 def kubectl_commands(namespace: str, app: str) -> str:
-    """Commands saving both ConfigMap keys to files in the current directory, one per line."""
+    """Commands saving both files to the current directory, one per line."""
     return "\n".join(
-        f"{_configmap_extract('kubectl', namespace, app, key)} > {key}"
+        f"{_cluster_extract('kubectl', namespace, app, key)} > {key}"
         for key in (WEBHOOK_CONFIG_KEY, AUDIT_POLICY_KEY)
     )
 
@@ -245,7 +251,7 @@ def microk8s_instructions(namespace: str, app: str) -> str:
     flags are removed from the args file before the current ones are appended.
     """
     copies = [
-        f"{_configmap_extract('microk8s kubectl', namespace, app, key)}"
+        f"{_cluster_extract('microk8s kubectl', namespace, app, key)}"
         f" | sudo tee {shlex.quote(path)} >/dev/null"
         for key, path in (
             (WEBHOOK_CONFIG_KEY, MICROK8S_WEBHOOK_CONFIG),

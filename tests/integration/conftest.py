@@ -67,5 +67,5 @@ def juju(request: pytest.FixtureRequest) -> Iterator[jubilant.Juju]:
 def deployed(juju: jubilant.Juju, charm: Path) -> jubilant.Juju:
     """falco-k8s deployed as the README says (stock images, --trust), and active."""
     deploy(juju, charm)
-    wait_for(juju, "active", "audit webhook at http://")
+    wait_for(juju, "active", "webhook https://")
     return juju

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from typing import Any
 
 import pytest
 import yaml
-from charm_pod import ACTIVE, NO_TLS_NOTE, falco_container, pod
+from charm_pod import ACTIVE, falco_container, peers, pod
 from fakes.fake_kube_api import FakeApiServer, status
 from ops import testing
 
@@ -15,6 +16,7 @@ NS = "audit"
 NAME = "falco-k8s-audit-webhook"
 SERVICE = f"/api/v1/namespaces/{NS}/services/{NAME}"
 CONFIGMAP = f"/api/v1/namespaces/{NS}/configmaps/{NAME}"
+SECRET = f"/api/v1/namespaces/{NS}/secrets/{NAME}"
 NETWORKPOLICY = f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/{NAME}"
 WRITES = {"PATCH", "POST", "PUT", "DELETE"}
 
@@ -23,6 +25,7 @@ def state(fs, *, leader: bool = True, **config: Any) -> testing.State:
     return testing.State(
         config=config,
         containers=pod(falco_container(fs)),
+        relations={peers()},
         leader=leader,
         model=testing.Model(name=NS),
     )
@@ -36,11 +39,17 @@ def kubeconfig_server(text: str) -> str:
     return yaml.safe_load(text)["clusters"][0]["cluster"]["server"]
 
 
-def test_leader_applies_service_configmap_with_server_side_apply(ctx, falco_fs, kube_api):
+def secret_kubeconfig(kube_api: FakeApiServer) -> str:
+    return base64.b64decode(kube_api.objects[SECRET]["data"]["webhook-config.yaml"]).decode()
+
+
+def test_leader_applies_service_configmap_and_secret_with_server_side_apply(
+    ctx, falco_fs, kube_api
+):
     out = configure(ctx, falco_fs)
 
-    assert kube_api.writes() == [("PATCH", SERVICE), ("PATCH", CONFIGMAP)]
-    for path in (SERVICE, CONFIGMAP):
+    assert kube_api.writes() == [("PATCH", SERVICE), ("PATCH", CONFIGMAP), ("PATCH", SECRET)]
+    for path in (SERVICE, CONFIGMAP, SECRET):
         request = kube_api.apply_request(path)
         assert request.headers["Content-Type"] == "application/apply-patch+yaml"
         assert dict(request.url.params) == {"fieldManager": "falco-k8s", "force": "true"}
@@ -48,22 +57,35 @@ def test_leader_applies_service_configmap_with_server_side_apply(ctx, falco_fs, 
     assert service["spec"]["selector"] == {"app.kubernetes.io/name": "falco-k8s"}
     assert service["spec"]["ports"][0]["port"] == 9765
     data = kube_api.objects[CONFIGMAP]["data"]
-    assert kubeconfig_server(data["webhook-config.yaml"]) == "http://10.152.183.77:9765/k8s-audit"
+    assert set(data) == {"audit-policy.yaml"}  # the webhook file holds the token: the Secret
     assert yaml.safe_load(data["audit-policy.yaml"])["kind"] == "Policy"
-    pushed = (falco_fs / "etc-falco" / "webhook-config.yaml").read_text()
-    assert pushed == data["webhook-config.yaml"]
+    kubeconfig = secret_kubeconfig(kube_api)
+    assert kubeconfig_server(kubeconfig) == "https://10.152.183.77:9765/k8s-audit"
+    assert not (falco_fs / "etc-falco" / "webhook-config.yaml").exists()
     assert out.unit_status == ACTIVE
+
+
+def test_an_older_configmap_naming_the_webhook_file_loses_it(ctx, falco_fs, kube_api):
+    """An upgraded charm's ConfigMap held the kubeconfig; the Secret holds it now."""
+    kube_api.objects[CONFIGMAP] = {
+        "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "metadata": {"name": NAME, "namespace": NS},
+        "data": {"webhook-config.yaml": "server: http://...", "audit-policy.yaml": "x"},
+    }
+
+    configure(ctx, falco_fs)
+
+    assert set(kube_api.applied(CONFIGMAP)["data"]) == {"audit-policy.yaml"}
 
 
 def test_node_port_service_gives_a_loopback_server(ctx, falco_fs, kube_api):
     out = configure(ctx, falco_fs, webhook_service_type="NodePort", webhook_node_port=30765)
 
     assert kube_api.applied(SERVICE)["spec"]["ports"][0]["nodePort"] == 30765
-    pushed = (falco_fs / "etc-falco" / "webhook-config.yaml").read_text()
-    assert kubeconfig_server(pushed) == "http://127.0.0.1:30765/k8s-audit"
+    assert kubeconfig_server(secret_kubeconfig(kube_api)) == "https://127.0.0.1:30765/k8s-audit"
     assert out.unit_status == testing.ActiveStatus(
-        f"{NO_TLS_NOTE}; webhook http://127.0.0.1:30765/k8s-audit;"
-        " NodePort needs kube-proxy iptables mode"
+        "webhook https://127.0.0.1:30765/k8s-audit; NodePort needs kube-proxy iptables mode"
     )
 
 
@@ -93,19 +115,26 @@ def test_update_status_on_a_converged_leader_writes_nothing_to_the_api(
 
 
 def test_non_leader_only_reads(ctx, falco_fs, kube_api):
-    configure(ctx, falco_fs)  # the leader created the Service
+    leader = configure(ctx, falco_fs)  # the leader created the Service and the credentials
     kube_api.requests.clear()
 
-    out = configure(ctx, falco_fs, leader=False)
+    out = ctx.run(ctx.on.config_changed(), dataclasses.replace(leader, leader=False))
 
     assert kube_api.sent() == [("GET", SERVICE)]
     assert out.unit_status == ACTIVE
 
 
-def test_non_leader_waits_for_the_service(ctx, falco_fs, kube_api):
-    out = configure(ctx, falco_fs, leader=False)
+def test_non_leader_waits_for_the_credentials_then_the_service(ctx, falco_fs, kube_api):
+    early = configure(ctx, falco_fs, leader=False)
+    leader = configure(ctx, falco_fs)
+    kube_api.objects.clear()  # as if the leader had only made the credentials yet
+    kube_api.requests.clear()
+    out = ctx.run(ctx.on.config_changed(), dataclasses.replace(leader, leader=False))
 
     assert not [r for r in kube_api.requests if r.method in WRITES]
+    assert early.unit_status == testing.WaitingStatus(
+        "waiting for the leader to create the webhook credentials"
+    )
     assert out.unit_status == testing.WaitingStatus(
         "waiting for the leader to create the audit webhook Service"
     )
@@ -181,7 +210,7 @@ def test_remove_deletes_what_the_charm_created(ctx, falco_fs, kube_api):
     ctx.run(ctx.on.remove(), dataclasses.replace(out, planned_units=0))
 
     assert sorted(kube_api.sent()) == sorted(
-        [("DELETE", NETWORKPOLICY), ("DELETE", CONFIGMAP), ("DELETE", SERVICE)]
+        [("DELETE", NETWORKPOLICY), ("DELETE", SECRET), ("DELETE", CONFIGMAP), ("DELETE", SERVICE)]
     )
     assert not kube_api.objects
 
@@ -218,14 +247,30 @@ def test_get_webhook_config_hands_over_the_apiserver_side(ctx, falco_fs, kube_ap
 
     results = ctx.action_results
     assert results is not None
-    assert kubeconfig_server(results["webhook-config"]) == "http://10.152.183.77:9765/k8s-audit"
+    assert results["webhook-config"] == secret_kubeconfig(kube_api)
+    kubeconfig = yaml.safe_load(results["webhook-config"])
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://10.152.183.77:9765/k8s-audit"
+    assert kubeconfig["users"][0]["user"]["token"] == credentials(out)["token"]
     assert yaml.safe_load(results["audit-policy"])["apiVersion"] == "audit.k8s.io/v1"
     assert "--audit-webhook-config-file=" in results["apiserver-flags"]
     assert "/var/snap/microk8s/current/args/kube-apiserver" in results["microk8s"]
+    assert f"-n {NS} get secret {NAME}" in results["kubectl"]
     assert f"-n {NS} get configmap {NAME}" in results["kubectl"]
     assert all(isinstance(value, str) for value in results.values())
 
 
-def test_get_webhook_config_fails_before_the_service_exists(ctx, falco_fs):
-    with pytest.raises(testing.ActionFailed, match="does not exist yet"):
+def credentials(state: testing.State) -> dict[str, str]:
+    [secret] = [s for s in state.secrets if s.label == "webhook-credentials"]
+    assert secret.tracked_content is not None
+    return dict(secret.tracked_content)
+
+
+def test_get_webhook_config_fails_before_the_credentials_or_the_service_exist(
+    ctx, falco_fs, kube_api
+):
+    with pytest.raises(testing.ActionFailed, match="credentials do not exist yet"):
         ctx.run(ctx.on.action("get-webhook-config"), state(falco_fs, leader=False))
+    leader = configure(ctx, falco_fs)
+    kube_api.objects.clear()
+    with pytest.raises(testing.ActionFailed, match="Service does not exist yet"):
+        ctx.run(ctx.on.action("get-webhook-config"), dataclasses.replace(leader, leader=False))

@@ -1,5 +1,6 @@
 """The lightkube adapter against a fake API server behind lightkube's own HTTP transport hook."""
 
+import base64
 import socket
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ NS = "falco-model"
 NAME = "falco-audit-webhook"
 SERVICE = f"/api/v1/namespaces/{NS}/services/{NAME}"
 CONFIGMAP = f"/api/v1/namespaces/{NS}/configmaps/{NAME}"
+SECRET = f"/api/v1/namespaces/{NS}/secrets/{NAME}"
 NETWORKPOLICY = f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/{NAME}"
 LABELS = {
     "app.kubernetes.io/name": APP,
@@ -27,6 +29,8 @@ LABELS = {
 }
 METADATA = {"name": NAME, "namespace": NS, "labels": LABELS}
 POLICY = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n"
+CA_PEM = "-----BEGIN CERTIFICATE-----\nthe webhook CA\n-----END CERTIFICATE-----\n"
+TOKEN = "the-webhook-token"
 
 
 @pytest.fixture
@@ -43,7 +47,14 @@ def cluster(api: FakeApiServer) -> AuditWebhookCluster:
 
 
 def apply(cluster: AuditWebhookCluster, spec: WebhookServiceSpec, *cidrs: str) -> WebhookAddress:
-    return cluster.apply(spec, audit_policy=POLICY, allowed_cidrs=cidrs)
+    return cluster.apply(
+        spec, audit_policy=POLICY, allowed_cidrs=cidrs, ca_cert=CA_PEM, token=TOKEN
+    )
+
+
+def secret_kubeconfig(api: FakeApiServer) -> dict[str, Any]:
+    data = api.applied(SECRET)["data"]["webhook-config.yaml"]
+    return yaml.safe_load(base64.b64decode(data))
 
 
 def assert_server_side_apply(request: httpx2.Request) -> None:
@@ -57,7 +68,7 @@ def test_apply_cluster_ip_service(api: FakeApiServer, cluster: AuditWebhookClust
 
     assert address == WebhookAddress("ClusterIP", ALLOCATED_IP, None)
     # Each object is read back first; a policy that does not exist is not deleted.
-    assert api.writes() == [("PATCH", SERVICE), ("PATCH", CONFIGMAP)]
+    assert api.writes() == [("PATCH", SERVICE), ("PATCH", CONFIGMAP), ("PATCH", SECRET)]
     assert_server_side_apply(api.apply_request(SERVICE))
     assert api.applied(SERVICE) == {
         "apiVersion": "v1",
@@ -71,7 +82,7 @@ def test_apply_cluster_ip_service(api: FakeApiServer, cluster: AuditWebhookClust
     }
 
 
-def test_configmap_carries_kubeconfig_of_the_live_service(
+def test_configmap_carries_the_policy_and_the_secret_the_kubeconfig_of_the_live_service(
     api: FakeApiServer, cluster: AuditWebhookCluster
 ):
     apply(cluster, WebhookServiceSpec())
@@ -81,10 +92,23 @@ def test_configmap_carries_kubeconfig_of_the_live_service(
     assert body["apiVersion"] == "v1"
     assert body["kind"] == "ConfigMap"
     assert body["metadata"] == METADATA
-    assert set(body["data"]) == {"webhook-config.yaml", "audit-policy.yaml"}
-    assert body["data"]["audit-policy.yaml"] == POLICY
-    kubeconfig = yaml.safe_load(body["data"]["webhook-config.yaml"])
-    assert kubeconfig["clusters"][0]["cluster"]["server"] == "http://10.152.183.77:9765/k8s-audit"
+    assert body["data"] == {"audit-policy.yaml": POLICY}
+    assert_server_side_apply(api.apply_request(SECRET))
+    secret = api.applied(SECRET)
+    assert (secret["kind"], secret["type"], secret["metadata"]) == ("Secret", "Opaque", METADATA)
+    kubeconfig = secret_kubeconfig(api)
+    cluster_entry = kubeconfig["clusters"][0]["cluster"]
+    assert cluster_entry["server"] == "https://10.152.183.77:9765/k8s-audit"
+    assert base64.b64decode(cluster_entry["certificate-authority-data"]).decode() == CA_PEM
+    assert kubeconfig["users"][0]["user"] == {"token": TOKEN}
+
+
+def test_without_a_ca_or_token_yet_no_secret_is_written(
+    api: FakeApiServer, cluster: AuditWebhookCluster
+):
+    cluster.apply(WebhookServiceSpec(), audit_policy=POLICY, allowed_cidrs=())
+
+    assert api.writes() == [("PATCH", SERVICE), ("PATCH", CONFIGMAP)]
 
 
 def test_apply_node_port_allocated(api: FakeApiServer, cluster: AuditWebhookCluster):
@@ -95,8 +119,8 @@ def test_apply_node_port_allocated(api: FakeApiServer, cluster: AuditWebhookClus
     assert spec["type"] == "NodePort"
     assert "nodePort" not in spec["ports"][0]
     assert "clusterIP" not in spec
-    kubeconfig = yaml.safe_load(api.applied(CONFIGMAP)["data"]["webhook-config.yaml"])
-    assert kubeconfig["clusters"][0]["cluster"]["server"] == "http://127.0.0.1:30765/k8s-audit"
+    kubeconfig = secret_kubeconfig(api)
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:30765/k8s-audit"
 
 
 def test_apply_fixed_node_port_and_cluster_ip(api: FakeApiServer, cluster: AuditWebhookCluster):
@@ -140,7 +164,7 @@ def test_unchanged_fixed_cluster_ip_is_accepted(api: FakeApiServer, cluster: Aud
     address = apply(cluster, WebhookServiceSpec(cluster_ip="fd00:0::004d"))
 
     assert api.writes() == []
-    assert address.url(tls=False) == "http://[fd00::4d]:9765/k8s-audit"
+    assert address.url == "https://[fd00::4d]:9765/k8s-audit"
 
 
 def test_changed_fixed_cluster_ip_is_refused(api: FakeApiServer, cluster: AuditWebhookCluster):
@@ -160,7 +184,12 @@ def test_changed_fixed_cluster_ip_is_refused(api: FakeApiServer, cluster: AuditW
 def test_network_policy_applied_for_cidrs(api: FakeApiServer, cluster: AuditWebhookCluster):
     apply(cluster, WebhookServiceSpec(), "10.0.0.0/24", "fd00::/64")
 
-    assert api.writes() == [("PATCH", SERVICE), ("PATCH", CONFIGMAP), ("PATCH", NETWORKPOLICY)]
+    assert api.writes() == [
+        ("PATCH", SERVICE),
+        ("PATCH", CONFIGMAP),
+        ("PATCH", SECRET),
+        ("PATCH", NETWORKPOLICY),
+    ]
     assert_server_side_apply(api.apply_request(NETWORKPOLICY))
     assert api.applied(NETWORKPOLICY) == {
         "apiVersion": "networking.k8s.io/v1",
@@ -181,6 +210,7 @@ def test_network_policy_applied_for_cidrs(api: FakeApiServer, cluster: AuditWebh
                     "ports": [
                         {"port": 8765, "protocol": "TCP"},
                         {"port": 9802, "protocol": "TCP"},  # scraped over metrics-endpoint
+                        {"port": 9803, "protocol": "TCP"},
                     ]
                 },
             ],
@@ -218,7 +248,7 @@ def test_converged_objects_are_read_and_not_written(
 
     assert again == first
     assert api.writes() == []
-    assert {path for _, path in api.sent()} == {SERVICE, CONFIGMAP, NETWORKPOLICY}
+    assert {path for _, path in api.sent()} == {SERVICE, CONFIGMAP, SECRET, NETWORKPOLICY}
 
 
 def test_an_object_edited_or_deleted_by_someone_else_is_applied_again(
@@ -241,7 +271,8 @@ def test_a_changed_option_is_applied(api: FakeApiServer, cluster: AuditWebhookCl
 
     apply(cluster, WebhookServiceSpec(service_type="NodePort", node_port=30999))
 
-    assert api.writes() == [("PATCH", SERVICE), ("PATCH", CONFIGMAP)]
+    # The Service and the kubeconfig naming its port: the policy did not change.
+    assert api.writes() == [("PATCH", SERVICE), ("PATCH", SECRET)]
     assert api.applied(SERVICE)["spec"]["ports"][0]["nodePort"] == 30999
 
 
@@ -344,14 +375,14 @@ def test_missing_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         AuditWebhookCluster(APP, NS).remove()
 
 
-def test_remove_deletes_all_three(api: FakeApiServer, cluster: AuditWebhookCluster):
+def test_remove_deletes_all_four(api: FakeApiServer, cluster: AuditWebhookCluster):
     apply(cluster, WebhookServiceSpec(), "10.0.0.0/8")
     api.requests.clear()
 
     cluster.remove()
 
     assert sorted(api.sent()) == sorted(
-        [("DELETE", SERVICE), ("DELETE", CONFIGMAP), ("DELETE", NETWORKPOLICY)]
+        [("DELETE", SERVICE), ("DELETE", CONFIGMAP), ("DELETE", SECRET), ("DELETE", NETWORKPOLICY)]
     )
     assert api.objects == {}
 
@@ -359,7 +390,7 @@ def test_remove_deletes_all_three(api: FakeApiServer, cluster: AuditWebhookClust
 def test_remove_tolerates_absent_objects(api: FakeApiServer, cluster: AuditWebhookCluster):
     cluster.remove()
 
-    assert len(api.sent()) == 3
+    assert len(api.sent()) == 4
     assert {method for method, _ in api.sent()} == {"DELETE"}
 
 

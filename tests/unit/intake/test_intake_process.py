@@ -42,9 +42,9 @@ def write(path: Path, **overrides: object) -> dict[str, object]:
     return data
 
 
-def start(config: Path) -> subprocess.Popen[str]:
+def start(config: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "audit_intake", "--config", str(config)],
+        [sys.executable, "-m", "audit_intake", "--config", str(config), *extra],
         env={"PYTHONPATH": str(SRC)},
         stderr=subprocess.PIPE,
         text=True,
@@ -179,11 +179,12 @@ def test_an_invalid_configuration_exits_2_and_a_taken_port_exits_1(tmp_path: Pat
         config = tmp_path / "config.json"
         write(config, webhook_port=taken.getsockname()[1])
         invalid = start(bad)
-        busy = start(config)
+        busy = start(config, "--bind-wait", "1")
         _, invalid_err = invalid.communicate(timeout=20)
         _, busy_err = busy.communicate(timeout=20)
 
     assert invalid.returncode == 2
     assert "missing keys" in invalid_err
     assert busy.returncode == 1
+    assert "in use: trying again" in busy_err
     assert "cannot start" in busy_err
