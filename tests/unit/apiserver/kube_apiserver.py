@@ -262,9 +262,14 @@ class KubeApiServer:
 
     def create_namespace(self, name: str) -> None:
         """A namespace as a cluster has it: with the ``default`` service account pods need."""
-        admin = self.client()
-        admin.create(Namespace(metadata=ObjectMeta(name=name)))
-        admin.create(ServiceAccount(metadata=ObjectMeta(name="default", namespace=name)))
+        self.client().create(Namespace(metadata=ObjectMeta(name=name)))
+        self._default_service_account(name)
+
+    def _default_service_account(self, namespace: str) -> None:
+        """What the controller-manager's service-account controller would have made."""
+        self.client().create(
+            ServiceAccount(metadata=ObjectMeta(name="default", namespace=namespace))
+        )
 
     def grant_untrusted(self, namespace: str) -> None:
         """The Role Juju gives an untrusted application's service account in its namespace."""
@@ -317,6 +322,8 @@ class KubeApiServer:
             admin.create(ClusterRole(metadata=ObjectMeta(name=user), rules=rules))
             self.bind_cluster_role(user, user)
         self.bind_cluster_role(ALICE, "cluster-admin")
+        for namespace in ("default", "kube-system", "kube-public"):
+            self._default_service_account(namespace)
         # RBAC decisions follow an informer: wait until the last binding is seen.
         deadline = time.monotonic() + 30
         while True:
@@ -393,6 +400,7 @@ def running_kube_apiserver(
         f"--client-ca-file={files['ca.crt']}",
         f"--token-auth-file={files['tokens.csv']}",
         "--authorization-mode=RBAC",
+        "--allow-privileged=true",  # as kubeadm and MicroK8s run it: privileged pods exist
         f"--service-account-key-file={files['sa.pub']}",
         f"--service-account-signing-key-file={files['sa.key']}",
         "--service-account-issuer=https://kubernetes.default.svc",
