@@ -234,6 +234,10 @@ class KubeApiServer:
             raise HarnessError("this apiserver was started without an audit log")
         return [json.loads(line) for line in self.audit_log.read_text().splitlines()]
 
+    def read(self, resource: Any, name: str, namespace: str | None = None) -> Any:
+        """The live object as the admin sees it (loosely typed: tests read nested fields)."""
+        return self.client().get(resource, name, namespace=namespace)
+
     def webhook_posts(self, host: str) -> dict[str, int]:
         """POSTs the apiserver's own clients made to ``host`` (host:port), by answer code.
 

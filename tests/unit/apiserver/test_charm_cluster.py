@@ -44,7 +44,7 @@ def active(url: str) -> testing.ActiveStatus:
 
 
 def live_ip(server: KubeApiServer, namespace: str) -> str:
-    return server.client().get(Service, NAME, namespace=namespace).spec.clusterIP
+    return server.read(Service, NAME, namespace).spec.clusterIP
 
 
 def kubeconfig_server(text: str) -> str:
@@ -57,7 +57,7 @@ def test_leader_creates_the_webhook_objects_and_hands_falco_the_live_address(
     out = configure(ctx, falco_fs, namespace)
 
     url = f"http://{live_ip(kube_apiserver, namespace)}:9765/k8s-audit"
-    data = kube_apiserver.client().get(ConfigMap, NAME, namespace=namespace).data
+    data = kube_apiserver.read(ConfigMap, NAME, namespace=namespace).data
     assert kubeconfig_server(data["webhook-config.yaml"]) == url
     pushed = (falco_fs / "etc-falco" / "webhook-config.yaml").read_text()
     assert pushed == data["webhook-config.yaml"]
@@ -74,7 +74,7 @@ def test_fixed_node_port(ctx, falco_fs, namespace, kube_apiserver: KubeApiServer
         ctx, falco_fs, namespace, webhook_service_type="NodePort", webhook_node_port=30769
     )
 
-    service = kube_apiserver.client().get(Service, NAME, namespace=namespace)
+    service = kube_apiserver.read(Service, NAME, namespace=namespace)
     assert service.spec.ports[0].nodePort == 30769
     assert out.unit_status == testing.ActiveStatus(
         "audit webhook at http://127.0.0.1:30769/k8s-audit;"
@@ -132,7 +132,7 @@ def test_allowed_cidrs_give_a_network_policy(
 ):
     configure(ctx, falco_fs, namespace, webhook_allowed_cidrs="10.0.0.5, 192.168.1.0/24")
 
-    policy = kube_apiserver.client().get(NetworkPolicy, NAME, namespace=namespace)
+    policy = kube_apiserver.read(NetworkPolicy, NAME, namespace=namespace)
     webhook = next(rule for rule in policy.spec.ingress if rule.ports[0].port == 9765)
     assert [peer.ipBlock.cidr for peer in webhook.from_] == ["10.0.0.5/32", "192.168.1.0/24"]
 
@@ -247,7 +247,7 @@ def test_get_webhook_config_hands_over_the_live_configmap(
 
     results = ctx.action_results
     assert results is not None
-    data = kube_apiserver.client().get(ConfigMap, NAME, namespace=namespace).data
+    data = kube_apiserver.read(ConfigMap, NAME, namespace=namespace).data
     assert results["webhook-config"] == data["webhook-config.yaml"]
     assert results["audit-policy"] == data["audit-policy.yaml"]
     assert "--audit-webhook-config-file=" in results["apiserver-flags"]

@@ -35,7 +35,7 @@ def apply(namespace: str, spec: WebhookServiceSpec, *cidrs: str) -> WebhookAddre
 
 
 def live(server: KubeApiServer, resource: Any, namespace: str) -> Any:
-    return server.client().get(resource, NAME, namespace=namespace)
+    return server.read(resource, NAME, namespace)
 
 
 def counting(server: KubeApiServer, namespace: str) -> Callable[[], list[tuple[str, str]]]:
@@ -329,7 +329,8 @@ def test_remove_deletes_every_object_and_tolerates_their_absence(
     admin = kube_apiserver.client()
     selector = {"app.juju.is/created-by": APP}
     for resource in (Service, ConfigMap, NetworkPolicy):
-        assert not list(admin.list(resource, namespace=namespace, labels=selector))
+        listed = admin.list(resource, namespace=namespace, labels=selector)  # pyright: ignore[reportArgumentType]
+        assert not list(listed)
 
 
 def test_untrusted_application_is_told_to_run_juju_trust(
