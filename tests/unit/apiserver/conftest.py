@@ -1,8 +1,9 @@
 """Fixtures for the tests against the real kube-apiserver (tools/install-kube-apiserver builds it).
 
-One etcd and one apiserver for the cluster side serve the whole session; tests that need the
-apiserver started with other flags (the charm's audit webhook files) get their own through
-``start_apiserver``, on the same etcd. A missing build fails the tests, it never skips them.
+One etcd and one apiserver for the cluster side serve the whole session. Each test module of
+the audit path starts its own apiserver with the charm's webhook files
+(`audit_path.running_audit_path`), on the same etcd; ``start_apiserver`` starts one with any
+other flags for the rest of the session. A missing build fails the tests, it never skips them.
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ def _deployment(name: str, namespace: str) -> dict[str, Any]:
     }
 
 
-def _role(kind: str, name: str, namespace: str, **rule: list[str]) -> dict[str, Any]:
+def _role(name: str, namespace: str, kind: str, **rule: list[str]) -> dict[str, Any]:
     metadata = {"name": name, **({"namespace": namespace} if kind == "Role" else {})}
     rules = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"], **rule}]
     return {
@@ -195,7 +195,7 @@ def _role(kind: str, name: str, namespace: str, **rule: list[str]) -> dict[str, 
     }
 
 
-def _binding(kind: str, name: str, namespace: str, role: str) -> dict[str, Any]:
+def _binding(name: str, namespace: str, kind: str, role: str) -> dict[str, Any]:
     metadata = {"name": name, **({"namespace": namespace} if kind == "RoleBinding" else {})}
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -203,6 +203,19 @@ def _binding(kind: str, name: str, namespace: str, role: str) -> dict[str, Any]:
         "metadata": metadata,
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
         "subjects": [{"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}],
+    }
+
+
+def _namespace(name: str, namespace: str) -> dict[str, Any]:
+    """A Namespace named after the test's own."""
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{namespace}-{name}"}}
+
+
+def _serviceaccount(name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": namespace},
     }
 
 
@@ -273,192 +286,112 @@ def _get_secret(actor: Actor) -> Ref:
 AWS = {"credentials": "aws_access_key_id=AKIAEXAMPLE\n"}
 
 Action = Callable[[Actor], Ref]
+
+
+def creates(build: Callable[..., dict[str, Any]], name: str, *args: Any, **kwargs: Any) -> Action:
+    """Create what ``build`` makes, in the test's namespace unless ``namespace=`` names one."""
+    namespace = kwargs.pop("namespace", "")
+    return lambda a: a.create(build(name, namespace or a.namespace, *args, **kwargs))
+
+
+def deletes(build: Callable[..., dict[str, Any]], name: str, *args: Any) -> Action:
+    """Create what ``build`` makes in the test's namespace, then delete it."""
+    return lambda a: a.delete(build(name, a.namespace, *args))
+
+
+def lifecycle(
+    key: str, what: str, build: Callable[..., dict[str, Any]], name: str, *args: Any
+) -> dict[str, tuple[str, Action]]:
+    """Two actions: ``KEY-create`` creates it, ``KEY-delete`` creates another and deletes it."""
+    return {
+        f"{key}-create": (f"create {what}", creates(build, name, *args)),
+        f"{key}-delete": (f"delete {what}", deletes(build, f"old-{name}", *args)),
+    }
+
+
+def _pod_request(subresource: str, query: str) -> Action:
+    return lambda a: a.pod_request(EXEC_POD, subresource, query)
+
+
+HOST_ETC = [{"name": "etc", "hostPath": {"path": "/etc"}}]
 ACTIONS: dict[str, tuple[str, Action]] = {
     # name: (what it does, for the docs; how)
     "privileged-pod": (
         "create a Pod whose container and init container are privileged",
-        lambda a: a.create(_privileged("privileged", a.namespace)),
+        creates(_privileged, "privileged"),
     ),
     "sensitive-mount-pod": (
         "create a Pod mounting the host's /etc",
-        lambda a: a.create(
-            pod(
-                "mounts-etc",
-                a.namespace,
-                volumes=[{"name": "etc", "hostPath": {"path": "/etc"}}],
-            )
-        ),
+        creates(pod, "etc", volumes=HOST_ETC),
     ),
-    "host-network-pod": (
-        "create a Pod with hostNetwork",
-        lambda a: a.create(pod("host-network", a.namespace, hostNetwork=True)),
-    ),
-    "host-pid-pod": (
-        "create a Pod with hostPID",
-        lambda a: a.create(pod("host-pid", a.namespace, hostPID=True)),
-    ),
-    "host-ipc-pod": (
-        "create a Pod with hostIPC",
-        lambda a: a.create(pod("host-ipc", a.namespace, hostIPC=True)),
-    ),
+    "host-network-pod": ("create a Pod with hostNetwork", creates(pod, "net", hostNetwork=True)),
+    "host-pid-pod": ("create a Pod with hostPID", creates(pod, "pid", hostPID=True)),
+    "host-ipc-pod": ("create a Pod with hostIPC", creates(pod, "ipc", hostIPC=True)),
     "kube-system-pod": (
         "create a Pod in kube-system",
-        lambda a: a.create(pod("intruder", "kube-system")),
+        creates(pod, "intruder", namespace="kube-system"),
     ),
-    "node-port-service": (
-        "create a NodePort Service",
-        lambda a: a.create(_service("node-port", a.namespace, "NodePort")),
-    ),
+    "node-port-service": ("create a NodePort Service", creates(_service, "node-port", "NodePort")),
     "configmap-with-aws-key": (
         "create a ConfigMap holding an AWS key",
-        lambda a: a.create(_configmap("aws", a.namespace, AWS)),
+        creates(_configmap, "aws", AWS),
     ),
     "kube-system-configmap-with-aws-key": (
         "create a ConfigMap holding an AWS key in kube-system",
-        lambda a: a.create(_configmap("aws-hidden", "kube-system", AWS)),
+        creates(_configmap, "aws-hidden", AWS, namespace="kube-system"),
     ),
     "anonymous-list": (
         "list namespaces as system:anonymous (granted by a ClusterRoleBinding)",
         _anonymous,
     ),
-    "exec": (
-        "exec `id` in a Pod",
-        lambda a: a.pod_request(EXEC_POD, "exec", "command=id&container=app&stdout=true"),
-    ),
-    "attach": (
-        "attach to a Pod",
-        lambda a: a.pod_request(EXEC_POD, "attach", "container=app&stdout=true"),
-    ),
-    "portforward": (
-        "port-forward to a Pod",
-        lambda a: a.pod_request(EXEC_POD, "portforward", "ports=80"),
-    ),
-    "ephemeral-container": (
-        "add an ephemeral container (as `kubectl debug` does)",
-        _ephemeral,
-    ),
-    "namespace-create": (
-        "create a Namespace",
-        lambda a: a.create(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{a.namespace}-new"}}
-        ),
-    ),
-    "namespace-delete": (
-        "delete a Namespace",
-        lambda a: a.delete(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{a.namespace}-gone"}}
-        ),
-    ),
+    "exec": ("exec `id` in a Pod", _pod_request("exec", "command=id&container=app&stdout=true")),
+    "attach": ("attach to a Pod", _pod_request("attach", "container=app&stdout=true")),
+    "portforward": ("port-forward to a Pod", _pod_request("portforward", "ports=80")),
+    "ephemeral-container": ("add an ephemeral container (as `kubectl debug` does)", _ephemeral),
+    "namespace-create": ("create a Namespace", creates(_namespace, "new")),
+    "namespace-delete": ("delete a Namespace", deletes(_namespace, "gone")),
     "kube-system-serviceaccount": (
         "create a ServiceAccount in kube-system",
-        lambda a: a.create(
-            {
-                "apiVersion": "v1",
-                "kind": "ServiceAccount",
-                "metadata": {"name": "intruder", "namespace": "kube-system"},
-            }
-        ),
+        creates(_serviceaccount, "intruder", namespace="kube-system"),
     ),
     "system-clusterrole-delete": (
         "delete a ClusterRole named system:…",
-        lambda a: a.delete(_role("ClusterRole", "system:falco-test", a.namespace)),
+        deletes(_role, "system:falco-test", "ClusterRole"),
     ),
     "cluster-admin-binding": (
         "bind cluster-admin to a user",
-        lambda a: a.create(
-            _binding("ClusterRoleBinding", "mallory-admin", a.namespace, "cluster-admin")
-        ),
+        creates(_binding, "mallory-admin", "ClusterRoleBinding", "cluster-admin"),
     ),
     "wildcard-clusterrole": (
         "create a ClusterRole with resources *",
-        lambda a: a.create(_role("ClusterRole", "wildcard", a.namespace, resources=["*"])),
+        creates(_role, "wildcard", "ClusterRole", resources=["*"]),
     ),
     "write-clusterrole": (
         "create a ClusterRole that may create pods",
-        lambda a: a.create(_role("ClusterRole", "writer", a.namespace, verbs=["create"])),
+        creates(_role, "writer", "ClusterRole", verbs=["create"]),
     ),
     "exec-clusterrole": (
         "create a ClusterRole that may exec into pods",
-        lambda a: a.create(
-            _role("ClusterRole", "execer", a.namespace, resources=["pods/exec"], verbs=["create"])
-        ),
+        creates(_role, "execer", "ClusterRole", resources=["pods/exec"], verbs=["create"]),
     ),
-    "deployment-create": (
-        "create a Deployment",
-        lambda a: a.create(_deployment("web", a.namespace)),
+    **lifecycle("deployment", "a Deployment", _deployment, "web"),
+    **lifecycle("service", "a Service", _service, "web"),
+    **lifecycle("configmap", "a ConfigMap", _configmap, "settings"),
+    **lifecycle("serviceaccount", "a ServiceAccount", _serviceaccount, "robot"),
+    **lifecycle("role", "a Role", _role, "reader", "Role"),
+    **lifecycle("clusterrole", "a ClusterRole", _role, "reader", "ClusterRole"),
+    **lifecycle("rolebinding", "a RoleBinding", _binding, "read", "RoleBinding", "view"),
+    **lifecycle(
+        "clusterrolebinding", "a ClusterRoleBinding", _binding, "all", "ClusterRoleBinding", "view"
     ),
-    "deployment-delete": (
-        "delete a Deployment",
-        lambda a: a.delete(_deployment("old-web", a.namespace)),
-    ),
-    "service-create": ("create a Service", lambda a: a.create(_service("web", a.namespace))),
-    "service-delete": ("delete a Service", lambda a: a.delete(_service("old-web", a.namespace))),
-    "configmap-create": (
-        "create a ConfigMap",
-        lambda a: a.create(_configmap("settings", a.namespace)),
-    ),
-    "configmap-delete": (
-        "delete a ConfigMap",
-        lambda a: a.delete(_configmap("old-settings", a.namespace)),
-    ),
-    "serviceaccount-create": (
-        "create a ServiceAccount",
-        lambda a: a.create(
-            {
-                "apiVersion": "v1",
-                "kind": "ServiceAccount",
-                "metadata": {"name": "robot", "namespace": a.namespace},
-            }
-        ),
-    ),
-    "serviceaccount-delete": (
-        "delete a ServiceAccount",
-        lambda a: a.delete(
-            {
-                "apiVersion": "v1",
-                "kind": "ServiceAccount",
-                "metadata": {"name": "old-robot", "namespace": a.namespace},
-            }
-        ),
-    ),
-    "role-create": ("create a Role", lambda a: a.create(_role("Role", "reader", a.namespace))),
-    "role-delete": ("delete a Role", lambda a: a.delete(_role("Role", "old-reader", a.namespace))),
-    "clusterrole-create": (
-        "create a ClusterRole",
-        lambda a: a.create(_role("ClusterRole", "reader", a.namespace)),
-    ),
-    "clusterrole-delete": (
-        "delete a ClusterRole",
-        lambda a: a.delete(_role("ClusterRole", "old-reader", a.namespace)),
-    ),
-    "rolebinding-create": (
-        "create a RoleBinding",
-        lambda a: a.create(_binding("RoleBinding", "read", a.namespace, "view")),
-    ),
-    "rolebinding-delete": (
-        "delete a RoleBinding",
-        lambda a: a.delete(_binding("RoleBinding", "old-read", a.namespace, "view")),
-    ),
-    "clusterrolebinding-create": (
-        "create a ClusterRoleBinding",
-        lambda a: a.create(_binding("ClusterRoleBinding", "read-all", a.namespace, "view")),
-    ),
-    "clusterrolebinding-delete": (
-        "delete a ClusterRoleBinding",
-        lambda a: a.delete(_binding("ClusterRoleBinding", "old-read-all", a.namespace, "view")),
-    ),
-    "secret-create": ("create a Secret", lambda a: a.create(_secret("db", a.namespace))),
-    "secret-delete": ("delete a Secret", lambda a: a.delete(_secret("old-db", a.namespace))),
+    **lifecycle("secret", "a Secret", _secret, "db"),
     "secret-get": ("get a Secret", _get_secret),
     "secret-get-missing": ("get a Secret that does not exist (404)", _missing_secret),
     "ingress-without-tls": (
         "create an Ingress without spec.tls",
-        lambda a: a.create(ingress("plain", a.namespace, tls=False)),
+        creates(ingress, "plain", tls=False),
     ),
-    "ingress-with-tls": (
-        "create an Ingress with spec.tls",
-        lambda a: a.create(ingress("secure", a.namespace, tls=True)),
-    ),
+    "ingress-with-tls": ("create an Ingress with spec.tls", creates(ingress, "secure", tls=True)),
 }
 
 

@@ -105,10 +105,26 @@ def test_node_port_back_to_cluster_ip_drops_the_node_port(
     assert address.node_port is None
 
 
-def test_a_node_port_taken_by_another_service_is_the_apis_refusal(
-    kube_apiserver: KubeApiServer, namespace: str
+@pytest.mark.parametrize(
+    ("spec", "reason", "hint"),
+    [
+        (
+            WebhookServiceSpec(service_type="NodePort", node_port=30767),
+            "provided port is already allocated",
+            "webhook_node_port 30767: use a free port in the cluster's node port range",
+        ),
+        (
+            WebhookServiceSpec(cluster_ip="10.0.0.5"),
+            "failed to allocate IP 10.0.0.5: the provided network does not match",
+            "webhook_cluster_ip 10.0.0.5: use a free address in the cluster's Service IP range",
+        ),
+    ],
+    ids=["node-port-taken", "cluster-ip-outside-the-range"],
+)
+def test_a_fixed_address_the_api_refuses_names_its_option(
+    kube_apiserver: KubeApiServer, namespace: str, spec: WebhookServiceSpec, reason: str, hint: str
 ):
-    kube_apiserver.client().create(
+    kube_apiserver.client().create(  # another Service holds node port 30767
         Service(
             metadata=ObjectMeta(name="holder", namespace=namespace),
             spec=ServiceSpec(type="NodePort", ports=[ServicePort(port=80, nodePort=30767)]),
@@ -116,14 +132,12 @@ def test_a_node_port_taken_by_another_service_is_the_apis_refusal(
     )
 
     with pytest.raises(ClusterError) as excinfo:
-        apply(namespace, WebhookServiceSpec(service_type="NodePort", node_port=30767))
+        apply(namespace, spec)
 
     message = str(excinfo.value)
     assert message.startswith("apply Service failed: HTTP 422: ")
-    assert "provided port is already allocated" in message
-    assert message.endswith(
-        "; webhook_node_port 30767: use a free port in the cluster's node port range"
-    )
+    assert reason in message
+    assert message.endswith(f"; {hint}")
     assert not excinfo.value.retryable
 
 
@@ -132,19 +146,6 @@ def test_fixed_cluster_ip_inside_the_service_range(kube_apiserver: KubeApiServer
 
     assert live(kube_apiserver, Service, namespace).spec.clusterIP == "10.152.183.201"
     assert address.cluster_ip == "10.152.183.201"
-
-
-def test_fixed_cluster_ip_outside_the_service_range_is_the_apis_refusal(namespace: str):
-    with pytest.raises(ClusterError) as excinfo:
-        apply(namespace, WebhookServiceSpec(cluster_ip="10.0.0.5"))
-
-    message = str(excinfo.value)
-    assert message.startswith("apply Service failed: HTTP 422: ")
-    assert "failed to allocate IP 10.0.0.5: the provided network does not match" in message
-    assert message.endswith(
-        "; webhook_cluster_ip 10.0.0.5: use a free address in the cluster's Service IP range"
-    )
-    assert not excinfo.value.retryable
 
 
 def test_a_fixed_ipv6_cluster_ip_spelt_another_way_is_the_same_address(
