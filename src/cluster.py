@@ -54,7 +54,6 @@ _Resource = TypeVar("_Resource", Service, ConfigMap, NetworkPolicy)
 
 _NOT_FOUND = 404
 _FORBIDDEN = 403
-_INVALID = 422
 _TOO_MANY_REQUESTS = 429
 _HEADLESS = "None"  # the clusterIP of a Service without one
 
@@ -65,14 +64,14 @@ class ClusterError(Exception):
     """A Kubernetes API call failed; the message is short enough for a unit status.
 
     ``retryable`` is true for failures that may pass on their own (5xx, 429, unreachable API),
-    false for those an operator must fix (a conflict, an invalid object). ``code`` is the
-    API's HTTP answer, when there was one.
+    false for those an operator must fix (a conflict, an invalid object). ``fields`` are the
+    object's fields the API found invalid (its Status causes), if any.
     """
 
-    def __init__(self, message: str, *, retryable: bool = False, code: int | None = None):
+    def __init__(self, message: str, *, retryable: bool = False, fields: tuple[str, ...] = ()):
         super().__init__(message)
         self.retryable = retryable
-        self.code = code
+        self.fields = fields
 
 
 class ClusterForbiddenError(ClusterError):
@@ -181,11 +180,13 @@ class AuditWebhookCluster:
                 raise ClusterForbiddenError(
                     f"{action} forbidden: run: juju trust {self.app} --scope=cluster"
                 ) from exc
-            reason = exc.status.message if isinstance(exc, ApiError) else None
+            status = exc.status if isinstance(exc, ApiError) else None
+            causes = status.details.causes if status and status.details else None
             raise ClusterError(
-                f"{action} failed: HTTP {code}: {reason or exc.response.reason_phrase}",
+                f"{action} failed: HTTP {code}: "
+                f"{(status and status.message) or exc.response.reason_phrase}",
                 retryable=code >= 500 or code == _TOO_MANY_REQUESTS,
-                code=code,
+                fields=tuple(cause.field for cause in causes or () if cause.field),
             ) from exc
         except httpx2.HTTPError as exc:
             raise ClusterError(
@@ -316,24 +317,23 @@ def remove_webhook_objects(app: str, model: str) -> None:
 
 
 def _name_fixed_options(exc: ClusterError, spec: WebhookServiceSpec) -> ClusterError:
-    """A Service the API found invalid, with the fixed-address options the operator can change.
+    """A Service the API refused for a fixed address, with the option that asked for it.
 
-    The API's reason alone (an address out of range, a port taken) does not say which option
-    asked for it.
+    The API's reason (an address out of range, a port taken) names the field, not the option.
     """
     hints: list[str] = []
-    if spec.cluster_ip is not None:
+    if spec.cluster_ip is not None and any(f.startswith("spec.clusterIP") for f in exc.fields):
         hints.append(
             f"webhook_cluster_ip {spec.cluster_ip}: use a free address in the cluster's"
             " Service IP range"
         )
-    if spec.node_port is not None:
+    if spec.node_port is not None and any(f.endswith(".nodePort") for f in exc.fields):
         hints.append(
             f"webhook_node_port {spec.node_port}: use a free port in the cluster's node port range"
         )
-    if exc.code != _INVALID or not hints:
+    if not hints:
         return exc
-    return ClusterError("; ".join([str(exc), *hints]), code=exc.code)
+    return ClusterError("; ".join([str(exc), *hints]), fields=exc.fields)
 
 
 def _holds(live: Any, wanted: Any) -> bool:

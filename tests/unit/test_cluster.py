@@ -64,7 +64,6 @@ def test_api_errors_become_cluster_errors(
     assert type(excinfo.value) is ClusterError
     assert str(excinfo.value) == f"apply Service failed: HTTP {code}: {message}"
     assert excinfo.value.retryable is retryable
-    assert excinfo.value.code == code
     assert isinstance(excinfo.value.__cause__, httpx2.HTTPStatusError)
 
 
