@@ -44,6 +44,14 @@ BATCH_MAX_EVENTS = 400
 BATCH_MAX_WAIT = "5s"  # the apiserver's 30 s default would delay alerts on a quiet cluster
 TRUNCATE_MAX_BATCH_BYTES = 10 * 1024 * 1024
 TRUNCATE_MAX_EVENT_BYTES = 240 * 1024
+# A batch the webhook could not deliver is tried 5 times, the waits growing from the initial
+# backoff by 1.5x with up to 20 % jitter: the last try comes 8.125-9.75 initial backoffs after
+# the first, and a listener outage longer than that loses the batch (the apiserver logs it).
+# The apiserver's 10 s default survives outages of about 81 s (measured 85-88 s); 20 s doubles
+# that (measured 171-178 s), enough for Falco's pod to be rescheduled, at the cost of a slower
+# first retry after a blip and of holding the undelivered events twice as long during an outage
+# (docs/reference/audit-webhook-delivery.md; benchmarks/webhook_outage_window.py measures it).
+INITIAL_BACKOFF = "20s"
 
 _KUBECONFIG_NAME = "falco"
 # Where the apiserver reaches a NodePort Service: its own node's loopback (see webhook_server_url).
@@ -210,6 +218,7 @@ def apiserver_flags(
         "--audit-webhook-truncate-enabled=true",
         f"--audit-webhook-truncate-max-batch-size={TRUNCATE_MAX_BATCH_BYTES}",
         f"--audit-webhook-truncate-max-event-size={TRUNCATE_MAX_EVENT_BYTES}",
+        f"--audit-webhook-initial-backoff={INITIAL_BACKOFF}",
     ]
 
 

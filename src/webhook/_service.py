@@ -78,7 +78,9 @@ class AuditWebhook:
                 wanted, leader=leader, ca_cert=ca_cert_of(tls)
             )
         except ClusterError as exc:
-            # Falco keeps running meanwhile: only the cluster side waits for the fix.
+            # Falco keeps running meanwhile: only the cluster side waits for the fix. The
+            # status may be cut to its length; the log keeps the API's whole answer.
+            logger.warning("%s", exc)
             problem = Report(waiting=f"{exc}; will retry") if exc.retryable else Report(str(exc))
             return WebhookOutcome(_blocked(refused) or problem, tls, tls_usable)
         if address is None:

@@ -110,6 +110,7 @@ def test_apiserver_flags_defaults():
     assert values["audit-webhook-truncate-enabled"] == "true"
     assert int(values["audit-webhook-batch-max-size"]) > 0
     assert re.fullmatch(r"\d+s", values["audit-webhook-batch-max-wait"])
+    assert values["audit-webhook-initial-backoff"] == "20s"
 
 
 def test_apiserver_flags_fit_the_plugin_limits():
