@@ -17,10 +17,13 @@ from typing import Any
 
 from fakes import fake_cli
 
+GOJQ = Path(__file__).resolve().parents[2] / "build" / "bin" / "gojq"
+
 
 @dataclass
 class OperatorShell:
-    """A bash with ``juju``, ``microk8s``, ``k8s``, ``sudo``, ``snap`` and ``systemctl`` faked."""
+    """A bash with ``juju``, ``microk8s``, ``k8s``, ``sudo``, ``snap`` and ``systemctl`` faked,
+    and ``jq`` (the pinned gojq)."""
 
     root: Path
 
@@ -33,6 +36,9 @@ class OperatorShell:
         script.chmod(0o755)
         for name in fake_cli.NAMES:
             (self.bin / name).symlink_to(script)
+        # jq as the README pipes into it: the pinned gojq tools/install-jq builds, tox runs it.
+        assert GOJQ.exists(), f"{GOJQ} is missing: run tools/install-jq"
+        (self.bin / "jq").symlink_to(GOJQ)
         self.log = self.root / "calls.jsonl"
         self.state_file = self.root / "state.json"
         self.state = {}
@@ -62,7 +68,15 @@ class OperatorShell:
 
     def calls(self, name: str | None = None) -> list[list[str]]:
         """Every recorded call (command name first), or only those of ``name``."""
+        return [call for call, _ in self.calls_in_models(name)]
+
+    def calls_in_models(self, name: str | None = None) -> list[tuple[list[str], str]]:
+        """Every recorded call with the ``JUJU_MODEL`` it ran under ("" when unset)."""
         if not self.log.exists():
             return []
-        calls = [json.loads(line) for line in self.log.read_text().splitlines()]
-        return [call for call in calls if name is None or call[0] == name]
+        records = [json.loads(line) for line in self.log.read_text().splitlines()]
+        return [
+            (record["argv"], record["model"])
+            for record in records
+            if name is None or record["argv"][0] == name
+        ]

@@ -4,11 +4,12 @@
 Juju, MicroK8s, the k8s snap, snapd and systemd cannot run here, so the shell text the charm
 hands out (and the README's commands) run through bash with this script on ``PATH`` under the
 names ``juju``, ``microk8s``, ``k8s``, ``sudo``, ``snap`` and ``systemctl``. Every call is
-appended to ``$FAKE_CLI_LOG`` as one JSON line: the command name and its argv after it. Only
+appended to ``$FAKE_CLI_LOG`` as one JSON line: the command name and its argv after it, and the
+``JUJU_MODEL`` it ran with (Juju's CLI takes the model from it when no ``-m`` is given). Only
 what the scripts read back is modelled, from the real tools' output:
 
-- ``juju config <app> <key>`` prints the value and a newline (Juju 3.6,
-  ``cmd/juju/application/config.go``); ``juju config <app> key=value ...`` stores the values;
+- ``juju config <app> <key>`` prints the value unformatted, as ``juju help config`` says it
+  does for one key (and a newline); ``juju config <app> key=value ...`` stores the values;
 - ``juju run <unit> <action> --format=json`` prints ``{"<unit>": {"results": {...},
   "status": "completed", ...}}`` (Juju 3.6 ``cmd/juju/action/run.go``; jubilant 1.x
   ``Juju.run`` parses the same shape);
@@ -38,7 +39,8 @@ def main() -> int:
     if name == "sudo":
         os.execvp(argv[0], argv)
     with open(os.environ["FAKE_CLI_LOG"], "a") as log:
-        log.write(json.dumps([name, *argv]) + "\n")
+        log.write(json.dumps({"argv": [name, *argv], "model": os.environ.get("JUJU_MODEL", "")}))
+        log.write("\n")
     state_file = Path(os.environ["FAKE_CLI_STATE"])
     state = json.loads(state_file.read_text())
     if name == "juju" and argv[:1] == ["config"]:
