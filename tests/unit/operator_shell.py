@@ -22,8 +22,7 @@ GOJQ = Path(__file__).resolve().parents[2] / "build" / "bin" / "gojq"
 
 @dataclass
 class OperatorShell:
-    """A bash with ``juju``, ``microk8s``, ``k8s``, ``sudo``, ``snap`` and ``systemctl`` faked,
-    and ``jq`` (the pinned gojq)."""
+    """A bash with juju, microk8s, k8s, sudo, snap and systemctl faked, and jq (gojq)."""
 
     root: Path
 

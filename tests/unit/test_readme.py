@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from charm_pod import falco_container, pod
-from ops import testing
 from operator_shell import OperatorShell
+from ops import testing
 from readme import CHARMED_KUBERNETES, MICROK8S, README, ROOT, ci_command, first_alert
 
 from webhook._apiserver_side import MICROK8S_APISERVER_ARGS, apiserver_flags
