@@ -92,13 +92,13 @@ def test_the_readme_first_alert_commands_show_the_alert(audited: jubilant.Juju):
     triggered = as_operator(TRIGGER, audited)
     assert triggered.returncode == 0, triggered.stderr
 
+    def alert_read_back() -> str | None:
+        done = as_operator(READ, audited)
+        return done.stdout if done.returncode == 0 and TRIGGERED_POD in done.stdout else None
+
     try:
         found = until(
-            lambda: (
-                (done := as_operator(READ, audited)).returncode == 0
-                and TRIGGERED_POD in done.stdout
-                and done.stdout
-            ),
+            alert_read_back,
             f"the README's last command to find the '{PRIVILEGED_POD_RULE}' alert",
             timeout=300,
             delay=10,
