@@ -32,6 +32,11 @@ MICROK8S_WEBHOOK_CONFIG = f"{MICROK8S_ARGS_DIR}/falco-webhook-config.yaml"
 MICROK8S_AUDIT_POLICY = f"{MICROK8S_ARGS_DIR}/falco-audit-policy.yaml"
 MICROK8S_RESTART = "sudo snap restart microk8s.daemon-kubelite"
 
+# Charmed Kubernetes: kubernetes-control-plane writes its options audit-webhook-config and
+# audit-policy to files of its own and passes them as --audit-webhook-config-file and
+# --audit-policy-file; its api-extra-args passes space-separated key=value pairs as flags.
+CHARMED_KUBERNETES_APP = "kubernetes-control-plane"
+
 # Batch sizing. The k8saudit plugin refuses a webhook request body larger than its
 # webhookMaxBatchSize (12 MiB by default) and drops a single event larger than its maxEventSize
 # (256 KiB by default). The apiserver's truncating backend splits a batch whose serialised size
@@ -212,6 +217,13 @@ def apiserver_flags(
     return [
         f"--audit-policy-file={audit_policy_path}",
         f"--audit-webhook-config-file={webhook_config_path}",
+        *batching_flags(),
+    ]
+
+
+def batching_flags() -> list[str]:
+    """How the webhook backend batches, truncates and retries: the flags beside the two files."""
+    return [
         "--audit-webhook-mode=batch",
         f"--audit-webhook-batch-max-size={BATCH_MAX_EVENTS}",
         f"--audit-webhook-batch-max-wait={BATCH_MAX_WAIT}",
@@ -247,31 +259,98 @@ def kubectl_commands(namespace: str, app: str) -> str:
     )
 
 
-def microk8s_instructions(namespace: str, app: str) -> str:
-    """A script to run on each MicroK8s control-plane node to turn auditing to Falco on.
+@dataclass(frozen=True)
+class SnapControlPlane:
+    """Where a snap's kube-apiserver reads its flags (one per line) and files, and its restart."""
 
+    kubectl: str
+    args_file: str
+    webhook_config: str
+    audit_policy: str
+    restart: str
+    ready: str
+    """Returns once the apiserver answers again, so that the next command reaches it."""
+
+
+MICROK8S = SnapControlPlane(
+    kubectl="microk8s kubectl",
+    args_file=MICROK8S_APISERVER_ARGS,
+    webhook_config=MICROK8S_WEBHOOK_CONFIG,
+    audit_policy=MICROK8S_AUDIT_POLICY,
+    restart=MICROK8S_RESTART,
+    ready="microk8s status --wait-ready >/dev/null",
+)
+# Canonical Kubernetes (the k8s snap) reads the same layout under its SNAP_COMMON; its own docs
+# keep audit files in /var/snap/k8s/common/etc. The k8s charm sets apiserver flags only when a
+# node joins, and keeps the flags it did not set when it rewrites this file.
+CANONICAL_K8S = SnapControlPlane(
+    kubectl="sudo k8s kubectl",
+    args_file="/var/snap/k8s/common/args/kube-apiserver",
+    webhook_config="/var/snap/k8s/common/etc/falco-webhook-config.yaml",
+    audit_policy="/var/snap/k8s/common/etc/falco-audit-policy.yaml",
+    restart="sudo systemctl restart snap.k8s.kube-apiserver",
+    ready="sudo k8s status --wait-ready >/dev/null",
+)
+
+
+def snap_control_plane_script(snap: SnapControlPlane, namespace: str, app: str) -> str:
+    """A script to run on each control-plane node of a snap cluster to turn auditing to Falco on.
+
+    It stops at the first failure, before the apiserver restarts on a file it could not write.
     It is safe to run again after the webhook address or the policy changed: earlier audit
     flags are removed from the args file before the current ones are appended.
     """
+    files = ((WEBHOOK_CONFIG_KEY, snap.webhook_config), (AUDIT_POLICY_KEY, snap.audit_policy))
+    directories = sorted({path.rsplit("/", 1)[0] for _, path in files})
     copies = [
-        f"{_configmap_extract('microk8s kubectl', namespace, app, key)}"
+        f"{_configmap_extract(snap.kubectl, namespace, app, key)}"
         f" | sudo tee {shlex.quote(path)} >/dev/null"
-        for key, path in (
-            (WEBHOOK_CONFIG_KEY, MICROK8S_WEBHOOK_CONFIG),
-            (AUDIT_POLICY_KEY, MICROK8S_AUDIT_POLICY),
-        )
+        for key, path in files
     ]
-    flags = apiserver_flags(MICROK8S_WEBHOOK_CONFIG, MICROK8S_AUDIT_POLICY)
+    args_file = shlex.quote(snap.args_file)
     return "\n".join(
         [
+            "set -euo pipefail",
+            shlex.join(["sudo", "mkdir", "-p", *directories]),
             *copies,
-            f"sudo sed -i '/^--audit-\\(webhook\\|policy\\)-/d' {MICROK8S_APISERVER_ARGS}",
-            f"sudo tee -a {MICROK8S_APISERVER_ARGS} >/dev/null <<'EOF'",
-            *flags,
+            f"sudo sed -i '/^--audit-\\(webhook\\|policy\\)-/d' {args_file}",
+            f"sudo tee -a {args_file} >/dev/null <<'EOF'",
+            *apiserver_flags(snap.webhook_config, snap.audit_policy),
             "EOF",
-            MICROK8S_RESTART,
+            snap.restart,
+            snap.ready,
         ]
     )
+
+
+# awk program printing every api-extra-args entry but earlier audit backend flags.
+_OTHER_EXTRA_ARGS = (
+    '{ for (i = 1; i <= NF; i++) if ($i !~ /^(--)?audit-(webhook|policy)-/) printf "%s ", $i }'
+)
+
+
+def charmed_kubernetes_command(
+    webhook_config: str, audit_policy: str, app: str = CHARMED_KUBERNETES_APP
+) -> str:
+    """One ``juju config`` command pointing Charmed Kubernetes' apiservers at Falco.
+
+    The control-plane charm writes the two files and restarts kube-apiserver itself. The
+    operator's other ``api-extra-args`` stay: earlier audit flags give way to the current
+    ones, so it is safe to run again.
+    """
+    files = shlex.join(
+        [
+            "juju",
+            "config",
+            app,
+            f"audit-webhook-config={webhook_config}",
+            f"audit-policy={audit_policy}",
+        ]
+    )
+    current = shlex.join(["juju", "config", app, "api-extra-args"])
+    others = f"$({current} | awk {shlex.quote(_OTHER_EXTRA_ARGS)})"
+    ours = " ".join(flag.removeprefix("--") for flag in batching_flags())
+    return f'{files} "api-extra-args={others}{ours}"'
 
 
 def webhook_action_result(
@@ -285,6 +364,8 @@ def webhook_action_result(
         "webhook-config": webhook_config,
         "audit-policy": audit_policy,
         "apiserver-flags": "\n".join(apiserver_flags()),
-        "microk8s": microk8s_instructions(namespace, app),
+        "microk8s": snap_control_plane_script(MICROK8S, namespace, app),
+        "canonical-k8s": snap_control_plane_script(CANONICAL_K8S, namespace, app),
+        "charmed-kubernetes": charmed_kubernetes_command(webhook_config, audit_policy),
         "kubectl": kubectl_commands(namespace, app),
     }
