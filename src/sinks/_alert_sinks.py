@@ -11,10 +11,11 @@ import dataclasses
 
 import ops
 
-from constants import FORWARDER_CONTAINER, FORWARDER_PORT, FORWARDER_SERVICE
+from constants import FORWARDER_CONTAINER, FORWARDER_PORT, FORWARDER_SERVICE, PEER_RELATION
 from falco_forwarder.config import JujuTopology
 from options import InvalidStateError, load_options
 from payload import Payload
+from peer_memory import UnitMemory
 from report import Report
 from sinks import _forwarder_service
 from sinks._forwarder_config import ForwarderOptions
@@ -51,7 +52,13 @@ class AlertSinks:
         model, unit = self._charm.model, self._charm.unit
         topology = JujuTopology(model.name, model.uuid, self._charm.app.name, unit.name)
         report = _forwarder_service.reconcile(
-            self.forwarder, sinks, topology, retention, payload, metrics_port=METRICS_PORT
+            self.forwarder,
+            sinks,
+            topology,
+            retention,
+            payload,
+            memory=UnitMemory(model, PEER_RELATION),
+            metrics_port=METRICS_PORT,
         )
         if not sinks:
             return report

@@ -1,8 +1,9 @@
-"""`falcosidekick`: Canonical's falcosidekick-k8s, fed every alert as Falco's JSON.
+"""`http-endpoint`: Canonical's falcosidekick-k8s, fed every alert as Falco's JSON.
 
-Requirer side of ``falcosidekick_http_endpoint``: that charm's leader writes ``url`` (and, in
-newer releases, ``ca_cert``) to its app databag, each value JSON-encoded as
-``ops.Relation.save`` writes it.
+Requirer side of ``falcosidekick_http_endpoint``, named ``http-endpoint`` as Canonical's falco
+charm and falcosidekick-k8s name it. That charm's leader writes ``url`` (and, in newer
+releases, ``ca_cert``) to its app databag, each value JSON-encoded as ``ops.Relation.save``
+writes it. The sink keeps the name ``falcosidekick`` (status, metrics, checkpoint).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from sinks._source import SinkSource
 
 logger = logging.getLogger(__name__)
 
-RELATION = "falcosidekick"
+RELATION = "http-endpoint"
+SINK = "falcosidekick"
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class Falcosidekick(SinkSource):
 
     def read(self) -> list[SinkConfig]:
         return [
-            SinkConfig(RELATION, FORMAT_FALCO_JSON, found.url, ca_cert=found.ca_cert)
+            SinkConfig(SINK, FORMAT_FALCO_JSON, found.url, ca_cert=found.ca_cert)
             for relation in self._charm.model.relations[RELATION]
             if (found := falcosidekick_endpoint(relation))
         ]

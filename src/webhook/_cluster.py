@@ -56,6 +56,7 @@ _Resource = TypeVar("_Resource", Service, ConfigMap, Secret, NetworkPolicy)
 _NOT_FOUND = 404
 _FORBIDDEN = 403
 _TOO_MANY_REQUESTS = 429
+_HEADLESS = "None"  # the clusterIP of a Service without one
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +65,14 @@ class ClusterError(Exception):
     """A Kubernetes API call failed; the message is short enough for a unit status.
 
     ``retryable`` is true for failures that may pass on their own (5xx, 429, unreachable API),
-    false for those an operator must fix (a conflict, an invalid object).
+    false for those an operator must fix (a conflict, an invalid object). ``fields`` are the
+    object's fields the API found invalid (its Status causes), if any.
     """
 
-    def __init__(self, message: str, *, retryable: bool = False):
+    def __init__(self, message: str, *, retryable: bool = False, fields: tuple[str, ...] = ()):
         super().__init__(message)
         self.retryable = retryable
+        self.fields = fields
 
 
 class ClusterForbiddenError(ClusterError):
@@ -117,7 +120,10 @@ class AuditWebhookCluster:
         live = self._read(Service)
         if spec.cluster_ip is not None:
             self._refuse_cluster_ip_change(live, spec.cluster_ip)
-        service = self._converge(self._service(spec), live)
+        try:
+            service = self._converge(self._service(spec), live)
+        except ClusterError as exc:
+            raise _name_fixed_options(exc, spec) from exc.__cause__
         address = self._address(service)
         config_map = ConfigMap(metadata=self._metadata(), data={AUDIT_POLICY_KEY: audit_policy})
         live_map = self._read(ConfigMap)
@@ -188,10 +194,13 @@ class AuditWebhookCluster:
                 raise ClusterForbiddenError(
                     f"{action} forbidden: run: juju trust {self.app} --scope=cluster"
                 ) from exc
-            reason = exc.status.message if isinstance(exc, ApiError) else None
+            status = exc.status if isinstance(exc, ApiError) else None
+            causes = status.details.causes if status and status.details else None
             raise ClusterError(
-                f"{action} failed: HTTP {code}: {reason or exc.response.reason_phrase}",
+                f"{action} failed: HTTP {code}: "
+                f"{(status and status.message) or exc.response.reason_phrase}",
                 retryable=code >= 500 or code == _TOO_MANY_REQUESTS,
+                fields=tuple(cause.field for cause in causes or () if cause.field),
             ) from exc
         except httpx2.HTTPError as exc:
             raise ClusterError(
@@ -236,7 +245,7 @@ class AuditWebhookCluster:
 
     def _address(self, service: Service) -> WebhookAddress:
         spec = service.spec or ServiceSpec()
-        if not spec.clusterIP:
+        if not spec.clusterIP or spec.clusterIP == _HEADLESS:
             raise ClusterError(f"Service {self.name} has no cluster IP")
         service_type = spec.type or "ClusterIP"
         node_port = None
@@ -319,6 +328,27 @@ def remove_webhook_objects(app: str, model: str) -> None:
         AuditWebhookCluster(app, model).remove()
     except ClusterError as exc:
         logger.error("could not delete the audit webhook objects: %s", exc)
+
+
+def _name_fixed_options(exc: ClusterError, spec: WebhookServiceSpec) -> ClusterError:
+    """A Service the API refused for a fixed address, with the option that asked for it.
+
+    The API's reason (an address out of range, a port taken) names the field, not the option:
+    the option comes first, so a status cut to its length still says what to change.
+    """
+    hints: list[str] = []
+    if spec.cluster_ip is not None and any(f.startswith("spec.clusterIP") for f in exc.fields):
+        hints.append(
+            f"webhook_cluster_ip {spec.cluster_ip}: use a free address in the cluster's"
+            " Service IP range"
+        )
+    if spec.node_port is not None and any(f.endswith(".nodePort") for f in exc.fields):
+        hints.append(
+            f"webhook_node_port {spec.node_port}: use a free port in the cluster's node port range"
+        )
+    if not hints:
+        return exc
+    return ClusterError("; ".join([*hints, str(exc)]), fields=exc.fields)
 
 
 def _holds(live: Any, wanted: Any) -> bool:

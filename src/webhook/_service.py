@@ -135,7 +135,9 @@ class AuditWebhook:
                 token=credentials.token,
             )
         except ClusterError as exc:
-            # The intake keeps taking batches meanwhile: only the cluster side waits.
+            # The intake keeps taking batches meanwhile: only the cluster side waits. The
+            # status may be cut to its length; the log keeps the API's whole answer.
+            logger.warning("%s", exc)
             if exc.retryable:
                 raise _HeldBackError(waiting=f"{exc}; will retry") from None
             raise _HeldBackError(str(exc)) from None

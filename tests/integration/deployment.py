@@ -1,6 +1,6 @@
 """How the tests deploy falco-k8s and read its state from Juju and from Kubernetes.
 
-The deploy arguments come from one place, metadata.yaml: the README's "Deploy from source"
+The deploy arguments come from one place, metadata.yaml: the how-to "Deploy from source"
 lines name the same images and flags (a unit test checks it), and the release workflow
 uploads the same images to Charmhub.
 """
@@ -52,7 +52,7 @@ def packed_charm(directory: Path, name: str, env: str) -> Path:
 
 
 def deploy(juju: jubilant.Juju, charm: Path, *, trust: bool = True, **options: str) -> None:
-    """`juju deploy ./falco-k8s_*.charm --resource ... [--trust]`, as the README says."""
+    """`juju deploy ./falco-k8s_*.charm --resource ... [--trust]`, as the how-to says."""
     juju.deploy(charm, APP, resources=oci_resources(), trust=trust, config=dict(options) or None)
 
 

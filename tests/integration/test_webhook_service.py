@@ -90,7 +90,7 @@ def test_node_port_with_a_fixed_port(deployed: jubilant.Juju):
         port = free_node_port(client)
     deployed.config(APP, {"webhook_service_type": "NodePort", "webhook_node_port": port})
     url = f"https://127.0.0.1:{port}/k8s-audit"
-    wait_for(deployed, "active", f"audit webhook at {url}")
+    wait_for(deployed, "active", f"webhook {url}")
 
     with kube() as client:
         spec = client.get(Service, WEBHOOK_OBJECTS, namespace=namespace).spec
@@ -129,7 +129,7 @@ def test_a_fixed_cluster_ip_replaces_the_service_the_operator_deletes(deployed: 
     with fast_update_status(deployed), kube() as client:
         client.delete(Service, WEBHOOK_OBJECTS, namespace=namespace)
         url = f"https://{wanted}:9765/k8s-audit"
-        status = wait_for(deployed, "active", f"audit webhook at {url}")
+        status = wait_for(deployed, "active", f"webhook {url}")
         spec = client.get(Service, WEBHOOK_OBJECTS, namespace=namespace).spec
     assert spec is not None
     assert spec.clusterIP == wanted

@@ -47,7 +47,7 @@ def test_every_kind_gives_its_sinks_in_registry_order_with_its_format(ctx, falco
         remote_app_data={"url": json.dumps("https://graylog:12201/gelf")},
     )
     sidekick = testing.Relation(
-        "falcosidekick",
+        "http-endpoint",
         remote_app_name="falcosidekick-k8s",
         remote_app_data={"url": json.dumps("http://falcosidekick:2801/")},
     )

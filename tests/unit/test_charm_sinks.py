@@ -50,7 +50,7 @@ def graylog_relation(**data: Any) -> testing.Relation:
 
 def sidekick_relation(data: dict[str, str]) -> testing.Relation:
     return testing.Relation(
-        "falcosidekick", remote_app_name="falcosidekick-k8s", remote_app_data=data
+        "http-endpoint", remote_app_name="falcosidekick-k8s", remote_app_data=data
     )
 
 

@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 import yaml
+from forwarder.forwarder_helpers import falco_alert
 
 from audit_intake.metrics import IntakeMetrics
 from cos._alert_rules import PLACEHOLDER, load_rules
 from cos._publish import DASHBOARDS_DIR, LOKI_RULES_DIR, OTLP_RULES_DIR, PROMETHEUS_RULES_DIR
+from falco_forwarder.config import JujuTopology
+from falco_forwarder.loki import loki_labels
 from falco_forwarder.metrics import DROP_REASONS, Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -394,3 +397,50 @@ def test_the_dashboard_has_a_row_asking_whether_the_apiserver_is_sending():
     assert "audit_intake_events_received_total" in exprs
     assert "audit_intake_last_event_timestamp_seconds" in exprs
     assert 'service="audit-intake"' in exprs
+# A LogQL stream matcher: label, operator, double-quoted value (as the dashboard writes them).
+_MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*,?')
+
+
+def stream_selected(expr: str, labels: dict[str, str]) -> bool:
+    """Whether the first stream selector of ``expr`` selects a stream with ``labels``.
+
+    Loki's rules: a missing label is the empty string; regular expressions match whole values.
+    The topology variables are Grafana's "All", which matches any value.
+    """
+    selector = expr[expr.index("{") + 1 : expr.index("}")]
+    for variable in ("$juju_model_uuid", "$juju_model", "$juju_application", "$juju_unit"):
+        selector = selector.replace(variable, ".*")
+    matchers = _MATCHER.findall(selector)
+    assert "".join(m.group(0) for m in _MATCHER.finditer(selector)) == selector, selector
+    verdicts = {
+        "=": lambda have, want: have == want,
+        "!=": lambda have, want: have != want,
+        "=~": lambda have, want: re.fullmatch(want, have) is not None,
+        "!~": lambda have, want: re.fullmatch(want, have) is None,
+    }
+    return all(verdicts[op](labels.get(name, ""), value) for name, op, value in matchers)
+
+
+def test_the_alert_panels_count_alerts_not_the_service_logs_sent_over_logging():
+    """With `logging` and `send-loki-logs` into one Loki, only alert streams are counted."""
+    topology = {**unit_labels(), "juju_charm": TOPOLOGY["charm_name"]}
+    juju = JujuTopology(
+        TOPOLOGY["model"], TOPOLOGY["model_uuid"], TOPOLOGY["application"], TOPOLOGY["unit"]
+    )
+    alert_stream = loki_labels(falco_alert(priority="Critical"), juju)
+    # Pebble labels every line it forwards with its service (pebble docs, log-forwarding.md).
+    services = ("falco", "alert-forwarder", "audit-intake")
+    service_streams = [{**topology, "pebble_service": s} for s in services]
+    dashboard = json.loads((DASHBOARDS_DIR / "falco-k8s.json").read_text())
+    loki_targets = [
+        (panel["title"], target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        if target["datasource"]["type"] == "loki"
+    ]
+
+    assert len(loki_targets) == 5
+    for title, expr in loki_targets:
+        assert stream_selected(expr, alert_stream), title
+        for stream in service_streams:
+            assert not stream_selected(expr, stream), title
