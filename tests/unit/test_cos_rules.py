@@ -397,6 +397,8 @@ def test_the_dashboard_has_a_row_asking_whether_the_apiserver_is_sending():
     assert "audit_intake_events_received_total" in exprs
     assert "audit_intake_last_event_timestamp_seconds" in exprs
     assert 'service="audit-intake"' in exprs
+
+
 # A LogQL stream matcher: label, operator, double-quoted value (as the dashboard writes them).
 _MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*,?')
 

@@ -10,20 +10,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "plugins"))  # the plugin harness
 
+import built_plugins
 from falco_plugin_api import Plugin
 from intake_helpers import FalcoLoop
 from tls_ca import TestCa
 
-BUILD = Path(__file__).resolve().parents[3] / "build" / "plugins"
-
-
-@pytest.fixture(scope="session")
-def k8saudit() -> Plugin:
-    """libk8saudit.so as tools/fetch_falco_plugins.py built it; loaded once per process."""
-    path = BUILD / "libk8saudit.so"
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: run tox, or python tools/fetch_falco_plugins.py")
-    return Plugin(path)
+# The real k8saudit, shared with the other conftests that load it.
+k8saudit = built_plugins.k8saudit
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from k8saudit_listener import loopback_params, open_k8saudit
 
 from audit_intake import metrics
 
-BATCHES = 300
+BATCHES = 900
 UNITS = 3
 # The apiserver sends up to 15 batches at once (its throttle burst); at 10 per second, a few.
 IN_FLIGHT = 4

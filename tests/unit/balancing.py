@@ -1,4 +1,4 @@
-"""Stand-ins for the two parts between kube-apiserver and the units that cannot run here.
+"""Stand-ins for what sits between kube-apiserver and the units, where it cannot run here.
 
 `RandomBalancer` is kube-proxy in iptables mode as far as balancing goes: each new TCP
 connection to the Service goes to one endpoint picked at random (its ``statistic --mode random``
@@ -26,11 +26,11 @@ from collections import Counter
 class RandomBalancer:
     """Relays each connection on 127.0.0.1:``port`` to one of ``backends``, picked at random."""
 
-    def __init__(self, backends: list[int], seed: int = 20):
+    def __init__(self, backends: list[int], seed: int = 20, port: int = 0):
         self.backends = backends
         self.connections: Counter[int] = Counter()
         self._random = random.Random(seed)
-        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server = socket.create_server(("127.0.0.1", port))
         self.port: int = self._server.getsockname()[1]
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
