@@ -76,7 +76,7 @@ class FalcoK8sCharm(ops.CharmBase):
         webhook = self.webhook.converge(self.config, payload)
         delivery = self.sinks.converge(payload)
         publish_if_related(self, event, [self.falco.workload, self.sinks.forwarder])
-        self._reports = [missing, webhook.report, falco, delivery]
+        self._reports = [missing, webhook, falco, delivery]
 
     def _payload(self) -> tuple[Payload | None, Report]:
         """What the charm carries into its containers, or why it cannot."""

@@ -37,6 +37,9 @@ K8SAUDIT_PATH = "/k8s-audit"
 # k8saudit's own listener, behind the intake: plain HTTP on the pod's loopback only.
 K8SAUDIT_LOOPBACK = "127.0.0.1"
 K8SAUDIT_PORT = 9766
+# k8saudit's limit on a webhook body (its webhookMaxBatchSize, its default made explicit): the
+# intake refuses a larger one (413) rather than keep what k8saudit would refuse.
+K8SAUDIT_MAX_BATCH_BYTES = 12_582_912
 
 FORWARDER_PORT = 9802
 # The forwarder listens on every pod interface so Prometheus can scrape its /metrics (it serves

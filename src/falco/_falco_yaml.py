@@ -12,7 +12,14 @@ from typing import Any
 
 import yaml
 
-from constants import ALERT_LOG, K8SAUDIT_LOOPBACK, K8SAUDIT_PATH, K8SAUDIT_PORT, WEBSERVER_PORT
+from constants import (
+    ALERT_LOG,
+    K8SAUDIT_LOOPBACK,
+    K8SAUDIT_MAX_BATCH_BYTES,
+    K8SAUDIT_PATH,
+    K8SAUDIT_PORT,
+    WEBSERVER_PORT,
+)
 
 # Bounded so a stalled output cannot grow Falco's memory without limit; at the usual few
 # hundred bytes per alert this is a few MiB.
@@ -21,7 +28,6 @@ OUTPUTS_QUEUE_CAPACITY = 10_000
 # The k8saudit plugin's own defaults, made explicit: one event up to 256 KiB, one webhook
 # batch up to 12 MiB (the apiserver flags handed to the admin are sized to stay under it).
 K8SAUDIT_MAX_EVENT_BYTES = 262_144
-K8SAUDIT_MAX_BATCH_BYTES = 12_582_912
 
 # Both plugins default to plugin-sdk-go's async extractor, whose Go worker and Falco's thread
 # hand each field over by spin-waiting: on real Falco it collapsed throughput to about one

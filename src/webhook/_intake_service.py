@@ -24,6 +24,7 @@ from constants import (
     INTAKE_SERVICE,
     INTAKE_SPOOL_DIR,
     K8SAUDIT_LOOPBACK,
+    K8SAUDIT_MAX_BATCH_BYTES,
     K8SAUDIT_PATH,
     K8SAUDIT_PORT,
     MIB,
@@ -35,9 +36,6 @@ from workload import Workload
 
 # Where the charm reads the intake's metrics (pod loopback); tests point it elsewhere.
 METRICS_PORT = INTAKE_METRICS_PORT
-# k8saudit's own limit on a webhook body (its webhookMaxBatchSize, as falco.yaml sets it): the
-# intake refuses larger ones (413) rather than keep what k8saudit would refuse.
-MAX_BATCH_BYTES = 12 * MIB
 # What the intake keeps for Falco while it is down or behind. The apiserver's ceiling (10
 # batches a second of ~1 MB) would fill it in half a minute, a quiet cluster in hours; it
 # leaves the alert log most of the storage's 1 GiB minimum. Past it, posts get 503 and the
@@ -59,7 +57,7 @@ def intake_config(tokens: tuple[AcceptedToken, ...]) -> IntakeConfig:
         k8saudit_url=f"http://{K8SAUDIT_LOOPBACK}:{K8SAUDIT_PORT}{K8SAUDIT_PATH}",
         spool_dir=Path(INTAKE_SPOOL_DIR),
         spool_max_bytes=SPOOL_MAX_BYTES,
-        max_batch_bytes=MAX_BATCH_BYTES,
+        max_batch_bytes=K8SAUDIT_MAX_BATCH_BYTES,
         settle_seconds=SETTLE_SECONDS,
         metrics_host=INTAKE_LISTEN_HOST,
         metrics_port=INTAKE_METRICS_PORT,

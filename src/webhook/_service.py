@@ -50,15 +50,6 @@ class _HeldBackError(Exception):
         self.report = Report(blocked, waiting=waiting)
 
 
-@dataclass(frozen=True)
-class WebhookOutcome:
-    """What converging the webhook found."""
-
-    report: Report
-    kubeconfig: str | None = None
-    """The apiserver's webhook file for the live address, once there is one."""
-
-
 class AuditWebhook:
     """The webhook of one application: its objects, credentials, intake and the admin's file."""
 
@@ -71,7 +62,7 @@ class AuditWebhook:
         self._files = ApiserverFileRecords(charm.model, PEER_RELATION)
         self.intake = Workload(charm.unit.get_container(FORWARDER_CONTAINER), INTAKE_SERVICE)
 
-    def converge(self, config: ops.ConfigData, payload: Payload | None) -> WebhookOutcome:
+    def converge(self, config: ops.ConfigData, payload: Payload | None) -> Report:
         """Leader: apply the objects and credentials. Any unit: run the intake on them.
 
         A bad option, or a provider's certificate that cannot be served, holds back the
@@ -81,22 +72,20 @@ class AuditWebhook:
         try:
             credentials, address, tls = self._serving(inputs)
         except _HeldBackError as held:
-            return WebhookOutcome(_blocked(inputs.refused) or held.report)
+            return _blocked(inputs.refused) or held.report
         if not inputs.tls_usable:
-            return WebhookOutcome(Report("; ".join(inputs.refused)))
+            return Report("; ".join(inputs.refused))
         running = self._run_intake(payload, tls, credentials)
-        kubeconfig = webhook_kubeconfig(address, tls.ca_cert, credentials.token)
         if inputs.refused or running.waiting:
-            return WebhookOutcome(_blocked(inputs.refused) or running, kubeconfig)
+            return _blocked(inputs.refused) or running
         served = WebhookIdentity.served(address, tls, credentials.token_sha256)
         sans = certificate_sans(address, self._app.name, self._model.name)
         awaited = self.certificates.related and inputs.provider_tls is None
-        report = Report(
+        return Report(
             self._files.outdated(served, settled=not awaited) or "",
             notes=(*tls_notes(tls, sans, awaited=awaited), *running.notes),
             summary=(f"webhook {address.url}", address.reachability_note),
         )
-        return WebhookOutcome(report, kubeconfig)
 
     def _inputs(self, config: ops.ConfigData) -> _Inputs:
         """The options and the provider's certificate, each checked on its own."""
