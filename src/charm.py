@@ -95,7 +95,17 @@ class FalcoK8sCharm(ops.CharmBase):
         self.webhook.remove()
 
     def _on_secret_remove(self, event: ops.SecretRemoveEvent) -> None:
-        """No unit reads this revision of the webhook credentials any more: it goes."""
+        """No unit reads this revision of one of the app's secrets any more: it goes.
+
+        With a certificates provider related, its library observes this event too and removes
+        the revision of any secret; a second removal of the same revision would fail the hook.
+        """
+        if self.webhook.certificates.related:
+            return
+        try:
+            event.secret.get_info()  # juju/juju#19036: the secret itself may be gone already
+        except ops.SecretNotFoundError:
+            return
         event.remove_revision()
 
     def _on_show_rules(self, event: ops.ActionEvent) -> None:

@@ -262,3 +262,17 @@ def test_a_revision_of_the_credentials_no_unit_reads_is_removed(ctx, falco_fs, k
     ctx.run(ctx.on.secret_remove(secret, revision=1), rotated)
 
     assert ctx.removed_secret_revisions == [1]
+
+
+def test_with_a_certificates_provider_its_library_removes_the_revision_once(
+    ctx, falco_fs, kube_api
+):
+    """The library observes secret-remove for every secret; the charm leaves it the job."""
+    provider = testing.Relation("certificates", remote_app_name="self-signed-certificates")
+    deployed = ctx.run(ctx.on.config_changed(), state(falco_fs, relations={peers(), provider}))
+    rotated = ctx.run(ctx.on.action("rotate-webhook-token"), deployed)
+    [secret] = [s for s in rotated.secrets if s.label == CREDENTIALS_LABEL]
+
+    ctx.run(ctx.on.secret_remove(secret, revision=1), rotated)
+
+    assert ctx.removed_secret_revisions == [1]
