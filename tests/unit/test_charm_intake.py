@@ -29,7 +29,7 @@ from ops import testing
 
 from audit_intake import metrics
 from audit_intake.metrics import IntakeMetrics
-from constants import INTAKE_CONFIG, INTAKE_PEM
+from constants import INTAKE_CONFIG, INTAKE_PEM, LEGACY_WEBHOOK_PEM
 from webhook._apiserver_file import BASELINE_KEY
 from webhook._credentials import CREDENTIALS_LABEL, ID_KEY
 from webhook._tls import WebhookIdentity
@@ -238,6 +238,16 @@ def test_an_upgraded_unit_asks_for_the_file_with_tls_and_a_token(ctx, falco_fs, 
         "kube-apiserver webhook file must be replaced (the webhook now needs TLS and a token):"
         " run get-webhook-config"
     )
+
+
+def test_an_upgraded_unit_drops_the_key_k8saudit_served_tls_with(ctx, falco_fs, kube_api):
+    """TLS ends at the intake now: the previous revision's PEM (its private key) must go."""
+    legacy = falco_fs / "etc-falco" / Path(LEGACY_WEBHOOK_PEM).name
+    legacy.write_text("-----BEGIN PRIVATE KEY-----\nold\n-----END PRIVATE KEY-----\n")
+
+    ctx.run(ctx.on.upgrade_charm(), state(falco_fs))
+
+    assert not legacy.exists()
 
 
 def test_posts_the_intake_refused_are_noted_in_the_status(
