@@ -1,12 +1,14 @@
 """How long the real kube-apiserver keeps retrying an audit batch its webhook could not deliver.
 
-The apiserver (v1.34.4, built by tox) runs the charm's get-webhook-config outputs byte for byte,
-with ``--audit-webhook-initial-backoff`` set to each value asked for, and posts to a listener
-that is down: it reads each POST, notes which audit events it carried and when, and closes the
-connection without an answer (a transport error, which the webhook client retries exactly as a
-refused connection: k8s.io/apiserver plugin/pkg/audit/webhook retryOnError). Marker ConfigMaps
-made a few seconds apart give one sample each of the schedule: the times of every try of the
-batch holding the marker, until the apiserver gives it up (its log names the lost events).
+The apiserver (v1.34.4, built by tox) runs the charm's get-webhook-config outputs byte for byte
+(https, the charm's own CA, the token), with ``--audit-webhook-initial-backoff`` set to each
+value asked for, and posts to a listener that is down, as the intake is while its pod is gone:
+it takes the TLS handshake with the charm's certificate, reads each POST, notes which audit
+events it carried and when, and closes the connection without an answer (a transport error,
+which the webhook client retries exactly as a refused connection: k8s.io/apiserver
+plugin/pkg/audit/webhook retryOnError). Marker ConfigMaps made a few seconds apart give one
+sample each of the schedule: the times of every try of the batch holding the marker, until
+the apiserver gives it up (its log names the lost events).
 
 A listener outage loses a batch when the listener comes back after that batch's last try: the
 window printed (first try to last try) is the longest outage a batch sent at its start survives.
@@ -21,6 +23,7 @@ import contextlib
 import itertools
 import json
 import socket
+import ssl
 import sys
 import tempfile
 import threading
@@ -37,16 +40,30 @@ for path in (
 ):
     sys.path.insert(0, str(ROOT / path))
 
-from audit_path import charm_apiserver_side, listener_address, webhook_args  # noqa: E402
+from audit_path import (  # noqa: E402
+    charm_apiserver_side,
+    leaders_credentials,
+    listener_address,
+    webhook_args,
+)
 from kube_apiserver import ALICE, running_etcd, running_kube_apiserver  # noqa: E402
 
 
 class DownListener:
     """Reads each webhook POST, records (time, audit IDs), and drops the connection unanswered."""
 
-    def __init__(self) -> None:
+    def __init__(self, workdir: Path) -> None:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.server.getsockname()[1]
+        self.address = listener_address(self.port)
+        self.credentials = leaders_credentials(self.address)
+        tls = self.credentials.serving_tls()
+        assert tls is not None
+        self.tls = tls
+        pem = workdir / "webhook.pem"
+        pem.write_bytes(tls.pem)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(str(pem))
         self.tries: dict[str, list[float]] = {}
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -58,8 +75,9 @@ class DownListener:
                 return
             threading.Thread(target=self._read, args=(conn,), daemon=True).start()
 
-    def _read(self, conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError, ValueError):
+    def _read(self, raw: socket.socket) -> None:
+        with raw, contextlib.suppress(OSError, ValueError):
+            conn = self.context.wrap_socket(raw, server_side=True)
             data = b""
             while b"\r\n\r\n" not in data:
                 chunk = conn.recv(65536)
@@ -81,8 +99,8 @@ class DownListener:
 
 def measure(backoff: str, markers: int, spacing: float) -> None:
     with tempfile.TemporaryDirectory() as tmp, running_etcd(Path(tmp) / "etcd") as etcd:
-        down = DownListener()
-        side = charm_apiserver_side(listener_address(down.port))
+        down = DownListener(Path(tmp))
+        side = charm_apiserver_side(down.address, down.tls.ca_cert, down.credentials.token)
         args = webhook_args(
             side, Path(tmp) / "falco", f"--audit-webhook-initial-backoff={backoff}"
         )

@@ -13,9 +13,10 @@ from typing import Literal
 
 import yaml
 
-from constants import K8SAUDIT_PATH, K8SAUDIT_PORT
+from constants import K8SAUDIT_PATH, WEBHOOK_PORT
 
-# Keys of the charm's ConfigMap; the kubectl one-liners below read them back.
+# The audit policy is in the charm's ConfigMap; the webhook file, which holds the token, in its
+# Secret of the same name. The kubectl one-liners below read them back.
 WEBHOOK_CONFIG_KEY = "webhook-config.yaml"
 AUDIT_POLICY_KEY = "audit-policy.yaml"
 
@@ -78,9 +79,10 @@ class WebhookAddress:
     cluster_ip: str
     node_port: int | None = None
 
-    def url(self, *, tls: bool) -> str:
-        """The webhook URL for this address, ``https`` when Falco serves a certificate."""
-        return webhook_server_url(self.service_type, self.cluster_ip, self.node_port, tls=tls)
+    @property
+    def url(self) -> str:
+        """The webhook URL for this address."""
+        return webhook_server_url(self.service_type, self.cluster_ip, self.node_port)
 
     @property
     def reachability_note(self) -> str:
@@ -156,10 +158,8 @@ def webhook_resource_name(app: str) -> str:
     return f"{app}-audit-webhook"
 
 
-def webhook_server_url(
-    service_type: str, cluster_ip: str, node_port: int | None, *, tls: bool = False
-) -> str:
-    """The URL the kube-apiserver posts audit batches to.
+def webhook_server_url(service_type: str, cluster_ip: str, node_port: int | None) -> str:
+    """The URL the kube-apiserver posts audit batches to: always https, as the token needs it.
 
     The apiserver does not use cluster DNS, so the host is always an IP address. A NodePort
     Service is reached on the loopback address of the node the apiserver runs on (this needs
@@ -177,27 +177,26 @@ def webhook_server_url(
     else:
         ip = ipaddress.ip_address(cluster_ip)
         host = f"[{ip}]" if ip.version == 6 else str(ip)
-        port = K8SAUDIT_PORT
-    scheme = "https" if tls else "http"
-    return f"{scheme}://{host}:{port}{K8SAUDIT_PATH}"
+        port = WEBHOOK_PORT
+    return f"https://{host}:{port}{K8SAUDIT_PATH}"
 
 
-def webhook_kubeconfig(address: WebhookAddress, ca_cert: str | None = None) -> str:
+def webhook_kubeconfig(address: WebhookAddress, ca_cert: str, token: str) -> str:
     """The kubeconfig-format file named by ``--audit-webhook-config-file``, for a live Service.
 
-    With ``ca_cert`` (PEM) the apiserver speaks https and verifies Falco's certificate against
-    that CA; without it, plain HTTP. The webhook has no client authentication, so the user entry
-    is empty; the file still needs a user and a context for the apiserver to load it.
+    The apiserver verifies the intake's certificate against ``ca_cert`` (PEM) and sends
+    ``token`` as ``Authorization: Bearer``; client-go sends a kubeconfig's credentials to an
+    https server only, which is why the webhook is always https.
     """
-    no_credentials: dict[str, str] = {}
-    cluster: dict[str, str] = {"server": address.url(tls=ca_cert is not None)}
-    if ca_cert is not None:
-        cluster["certificate-authority-data"] = base64.b64encode(ca_cert.encode()).decode()
+    cluster = {
+        "server": address.url,
+        "certificate-authority-data": base64.b64encode(ca_cert.encode()).decode(),
+    }
     document = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": _KUBECONFIG_NAME, "cluster": cluster}],
-        "users": [{"name": _KUBECONFIG_NAME, "user": no_credentials}],
+        "users": [{"name": _KUBECONFIG_NAME, "user": {"token": token}}],
         "contexts": [
             {
                 "name": _KUBECONFIG_NAME,
@@ -234,27 +233,34 @@ def batching_flags() -> list[str]:
     ]
 
 
-def _configmap_extract(kubectl: str, namespace: str, app: str, key: str) -> str:
-    """Shell command printing one key of the charm's ConfigMap to stdout."""
+# Where each file handed to the admin lives in the cluster: the webhook file, which holds the
+# token, in the Secret (base64, as Kubernetes keeps a Secret's data); the policy in the ConfigMap.
+_STORED_IN = {WEBHOOK_CONFIG_KEY: "secret", AUDIT_POLICY_KEY: "configmap"}
+
+
+def _cluster_extract(kubectl: str, namespace: str, app: str, key: str) -> str:
+    """Shell command printing one file kept in the charm's Secret or ConfigMap to stdout."""
     jsonpath = "{.data." + key.replace(".", "\\.") + "}"
-    return shlex.join(
+    kind = _STORED_IN[key]
+    command = shlex.join(
         [
             *kubectl.split(),
             "-n",
             namespace,
             "get",
-            "configmap",
+            kind,
             webhook_resource_name(app),
             "-o",
             f"jsonpath={jsonpath}",
         ]
     )
+    return f"{command} | base64 -d" if kind == "secret" else command
 
 
 def kubectl_commands(namespace: str, app: str) -> str:
-    """Commands saving both ConfigMap keys to files in the current directory, one per line."""
+    """Commands saving both files to the current directory, one per line."""
     return "\n".join(
-        f"{_configmap_extract('kubectl', namespace, app, key)} > {key}"
+        f"{_cluster_extract('kubectl', namespace, app, key)} > {key}"
         for key in (WEBHOOK_CONFIG_KEY, AUDIT_POLICY_KEY)
     )
 
@@ -298,12 +304,13 @@ def snap_control_plane_script(snap: SnapControlPlane, namespace: str, app: str) 
 
     It stops at the first failure, before the apiserver restarts on a file it could not write.
     It is safe to run again after the webhook address or the policy changed: earlier audit
-    flags are removed from the args file before the current ones are appended.
+    flags are removed from the args file before the current ones are appended. The webhook
+    file holds the token: it is made readable by root only before anything is written to it.
     """
     files = ((WEBHOOK_CONFIG_KEY, snap.webhook_config), (AUDIT_POLICY_KEY, snap.audit_policy))
     directories = sorted({path.rsplit("/", 1)[0] for _, path in files})
     copies = [
-        f"{_configmap_extract(snap.kubectl, namespace, app, key)}"
+        f"{_cluster_extract(snap.kubectl, namespace, app, key)}"
         f" | sudo tee {shlex.quote(path)} >/dev/null"
         for key, path in files
     ]
@@ -312,6 +319,7 @@ def snap_control_plane_script(snap: SnapControlPlane, namespace: str, app: str) 
         [
             "set -euo pipefail",
             shlex.join(["sudo", "mkdir", "-p", *directories]),
+            shlex.join(["sudo", "install", "-m", "600", "/dev/null", snap.webhook_config]),
             *copies,
             f"sudo sed -i '/^--audit-\\(webhook\\|policy\\)-/d' {args_file}",
             f"sudo tee -a {args_file} >/dev/null <<'EOF'",

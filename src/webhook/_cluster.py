@@ -1,4 +1,4 @@
-"""The charm's only door to the Kubernetes API: the audit webhook's Service, ConfigMap and policy.
+"""The charm's only door to the Kubernetes API: the audit webhook's Service, files and policy.
 
 Everything is written with server-side apply under the application's name as field manager, so
 re-running `AuditWebhookCluster.apply` converges on the wanted state. Each object is read back
@@ -17,6 +17,7 @@ telling the operator to delete it; the next apply recreates it with the new addr
 operator has to redeploy the kube-apiserver's webhook file for the new address anyway.
 """
 
+import base64
 import ipaddress
 import logging
 from collections.abc import Generator
@@ -34,10 +35,10 @@ from lightkube.models.networking_v1 import (
     NetworkPolicyPort,
     NetworkPolicySpec,
 )
-from lightkube.resources.core_v1 import ConfigMap, Service
+from lightkube.resources.core_v1 import ConfigMap, Secret, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 
-from constants import FORWARDER_PORT, K8SAUDIT_PORT, WEBSERVER_PORT
+from constants import FORWARDER_PORT, INTAKE_METRICS_PORT, WEBHOOK_PORT, WEBSERVER_PORT
 from webhook._apiserver_side import (
     AUDIT_POLICY_KEY,
     WEBHOOK_CONFIG_KEY,
@@ -50,7 +51,7 @@ from webhook._options import WebhookState
 
 WEBHOOK_PORT_NAME = "k8s-audit"
 
-_Resource = TypeVar("_Resource", Service, ConfigMap, NetworkPolicy)
+_Resource = TypeVar("_Resource", Service, ConfigMap, Secret, NetworkPolicy)
 
 _NOT_FOUND = 404
 _FORBIDDEN = 403
@@ -104,12 +105,13 @@ class AuditWebhookCluster:
         audit_policy: str,
         allowed_cidrs: tuple[str, ...],
         ca_cert: str | None = None,
+        token: str | None = None,
     ) -> WebhookAddress:
-        """Leader only: converge the Service, ConfigMap and NetworkPolicy on the wanted state.
+        """Leader only: converge the Service, ConfigMap, Secret and NetworkPolicy.
 
-        Returns the live address: the kubeconfig is rendered from the Service the API server
-        returns, so it carries the addresses Kubernetes actually allocated, and it names
-        ``ca_cert`` (https) when Falco serves a certificate from that CA.
+        Returns the live address: the kubeconfig in the Secret is rendered from the Service the
+        API server returns, so it carries the addresses Kubernetes actually allocated, the CA
+        the intake's certificate comes from and the token; it waits for both.
 
         Raises:
             ClusterForbiddenError: the application is not trusted with cluster access.
@@ -123,14 +125,20 @@ class AuditWebhookCluster:
         except ClusterError as exc:
             raise _name_fixed_options(exc, spec) from exc.__cause__
         address = self._address(service)
-        config_map = ConfigMap(
-            metadata=self._metadata(),
-            data={
-                WEBHOOK_CONFIG_KEY: webhook_kubeconfig(address, ca_cert),
-                AUDIT_POLICY_KEY: audit_policy,
-            },
-        )
-        self._converge(config_map, self._read(ConfigMap))
+        config_map = ConfigMap(metadata=self._metadata(), data={AUDIT_POLICY_KEY: audit_policy})
+        live_map = self._read(ConfigMap)
+        # A ConfigMap an older revision wrote still names the webhook file: apply drops it.
+        held = cast("dict[str, str]", live_map.data or {}) if live_map is not None else {}  # pyright: ignore[reportUnknownMemberType]
+        stale = WEBHOOK_CONFIG_KEY in held
+        self._converge(config_map, None if stale else live_map)
+        if ca_cert is not None and token is not None:
+            kubeconfig = webhook_kubeconfig(address, ca_cert, token)
+            secret = Secret(
+                metadata=self._metadata(),
+                type="Opaque",
+                data={WEBHOOK_CONFIG_KEY: base64.b64encode(kubeconfig.encode()).decode()},
+            )
+            self._converge(secret, self._read(Secret))
         policy = self._read(NetworkPolicy)
         if allowed_cidrs:
             self._converge(self._network_policy(allowed_cidrs), policy)
@@ -153,11 +161,16 @@ class AuditWebhookCluster:
         Raises:
             ClusterError: a deletion failed for another reason than the object being absent.
         """
-        for resource in (NetworkPolicy, ConfigMap, Service):
+        for resource in (NetworkPolicy, Secret, ConfigMap, Service):
             self._delete(resource)
 
     def converge(
-        self, webhook: WebhookState | None, *, leader: bool, ca_cert: str | None
+        self,
+        webhook: WebhookState | None,
+        *,
+        leader: bool,
+        ca_cert: str | None,
+        token: str | None,
     ) -> WebhookAddress | None:
         """The leader applies ``webhook`` (when valid); any unit reads back the live address."""
         if leader and webhook is not None:
@@ -166,6 +179,7 @@ class AuditWebhookCluster:
                 audit_policy=webhook.audit_policy,
                 allowed_cidrs=webhook.allowed_cidrs,
                 ca_cert=ca_cert,
+                token=token,
             )
         return self.read_address()
 
@@ -211,7 +225,7 @@ class AuditWebhookCluster:
         with self._errors(f"apply {type(wanted).__name__}"):
             return self._api.apply(wanted, field_manager=self.app, force=True)
 
-    def _delete(self, resource: type[Service | ConfigMap | NetworkPolicy]) -> None:
+    def _delete(self, resource: type[Service | ConfigMap | Secret | NetworkPolicy]) -> None:
         with self._errors(f"delete {resource.__name__}"):
             try:
                 self._api.delete(resource, self.name, namespace=self.namespace)
@@ -260,8 +274,8 @@ class AuditWebhookCluster:
         # switch back to ClusterIP drops the node port this field manager owned.
         port = ServicePort(
             name=WEBHOOK_PORT_NAME,
-            port=K8SAUDIT_PORT,
-            targetPort=K8SAUDIT_PORT,
+            port=WEBHOOK_PORT,
+            targetPort=WEBHOOK_PORT,
             protocol="TCP",
             nodePort=spec.node_port,
         )
@@ -286,13 +300,13 @@ class AuditWebhookCluster:
         """
         webhook = NetworkPolicyIngressRule(
             from_=[NetworkPolicyPeer(ipBlock=IPBlock(cidr=cidr)) for cidr in allowed_cidrs],
-            ports=[NetworkPolicyPort(port=K8SAUDIT_PORT, protocol="TCP")],
+            ports=[NetworkPolicyPort(port=WEBHOOK_PORT, protocol="TCP")],
         )
-        # Falco's and the forwarder's /metrics, for Prometheus (metrics-endpoint).
+        # Falco's, the forwarder's and the intake's /metrics, for Prometheus (metrics-endpoint).
         metrics = NetworkPolicyIngressRule(
             ports=[
                 NetworkPolicyPort(port=port, protocol="TCP")
-                for port in (WEBSERVER_PORT, FORWARDER_PORT)
+                for port in (WEBSERVER_PORT, FORWARDER_PORT, INTAKE_METRICS_PORT)
             ]
         )
         return NetworkPolicy(

@@ -67,5 +67,5 @@ def juju(request: pytest.FixtureRequest) -> Iterator[jubilant.Juju]:
 def deployed(juju: jubilant.Juju, charm: Path) -> jubilant.Juju:
     """falco-k8s deployed as docs/how-to/deploy-from-source.md says, and active."""
     deploy(juju, charm)
-    wait_for(juju, "active", "webhook http://")
+    wait_for(juju, "active", "webhook https://")
     return juju

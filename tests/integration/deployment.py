@@ -25,8 +25,8 @@ from webhook._apiserver_side import webhook_resource_name
 ROOT = Path(__file__).resolve().parents[2]
 APP = "falco-k8s"
 INTEGRATOR = "gelf-integrator"
-WEBHOOK_OBJECTS = webhook_resource_name(APP)  # the Service, ConfigMap and NetworkPolicy
-ADDRESS = re.compile(r"webhook (http://\S+/k8s-audit)")
+WEBHOOK_OBJECTS = webhook_resource_name(APP)  # the Service, ConfigMap, Secret, NetworkPolicy
+ADDRESS = re.compile(r"webhook (https://\S+/k8s-audit)")
 
 _T = TypeVar("_T")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from charm_pod import falco_container, pod
+from charm_pod import falco_container, peers, pod
 from ops import testing
 
 from constants import MIB
@@ -54,7 +54,7 @@ def test_every_kind_gives_its_sinks_in_registry_order_with_its_format(ctx, falco
     state = testing.State(
         config={"http_output": "https://siem.example.com/falco"},
         containers=pod(falco_container(falco_fs)),
-        relations={graylog, sidekick, loki_relation(), otlp_relation()},
+        relations={graylog, sidekick, loki_relation(), otlp_relation(), peers()},
         leader=True,
     )
 

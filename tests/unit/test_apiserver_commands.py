@@ -8,6 +8,7 @@ they received: multi-line YAML in one command line is where shell quoting goes w
 from __future__ import annotations
 
 import shlex
+import stat
 from pathlib import Path
 
 import pytest
@@ -46,8 +47,10 @@ def shell(tmp_path: Path) -> OperatorShell:
 
 @pytest.fixture
 def kubeconfig() -> str:
-    """A webhook file with TLS: the longest the action hands out."""
-    return webhook_kubeconfig(WebhookAddress("ClusterIP", "10.152.183.77"), TestCa().pem)
+    """A webhook file as the action hands it out: TLS, and the token."""
+    return webhook_kubeconfig(
+        WebhookAddress("ClusterIP", "10.152.183.77"), TestCa().pem, "the-webhook-token"
+    )
 
 
 def extra_args(shell: OperatorShell) -> list[str]:
@@ -111,12 +114,15 @@ def moved(root: Path, text: str) -> str:
 
 
 def node(shell: OperatorShell, snap: SnapControlPlane, args: str, kubeconfig: str) -> Path:
-    """A control-plane node: its args file holding ``args``, the charm's ConfigMap in the API."""
+    """A control-plane node: its args file holding ``args``, the charm's objects in the API."""
     args_file = Path(moved(shell.root, snap.args_file))
     args_file.parent.mkdir(parents=True)
     args_file.write_text(args)
-    data = {WEBHOOK_CONFIG_KEY: kubeconfig, AUDIT_POLICY_KEY: AWKWARD_POLICY}
-    shell.state = {"configmaps": {webhook_resource_name("falco-k8s"): data}}
+    name = webhook_resource_name("falco-k8s")
+    shell.state = {
+        "configmaps": {name: {AUDIT_POLICY_KEY: AWKWARD_POLICY}},
+        "secrets": {name: {WEBHOOK_CONFIG_KEY: kubeconfig}},
+    }
     return args_file
 
 
@@ -132,7 +138,9 @@ def test_snap_script_writes_both_files_and_the_flags_then_restarts(
     shell.run(script)
     shell.run(script)  # safe to run again
 
-    assert Path(moved(shell.root, snap.webhook_config)).read_text() == kubeconfig
+    webhook_file = Path(moved(shell.root, snap.webhook_config))
+    assert webhook_file.read_text() == kubeconfig
+    assert stat.S_IMODE(webhook_file.stat().st_mode) == 0o600  # it holds the token
     assert Path(moved(shell.root, snap.audit_policy)).read_text() == AWKWARD_POLICY
     flags = apiserver_flags(snap.webhook_config, snap.audit_policy)
     assert args_file.read_text() == moved(shell.root, others + "\n".join(flags) + "\n")
@@ -145,7 +153,7 @@ def test_snap_script_stops_before_the_restart_when_the_files_cannot_be_read(
     shell: OperatorShell, snap: SnapControlPlane, kubeconfig: str
 ):
     args_file = node(shell, snap, "--secure-port=16443\n", kubeconfig)
-    shell.state = {"configmaps": {}}  # the ConfigMap is not there: kubectl fails
+    shell.state = {"configmaps": {}, "secrets": {}}  # the objects are not there: kubectl fails
     script = moved(shell.root, snap_control_plane_script(snap, "falco", "falco-k8s"))
 
     result = shell.run(script, check=False)

@@ -16,6 +16,7 @@ from charm_pod import (
     active,
     falco_container,
     forwarder_container,
+    peers,
     pod,
     with_container,
 )
@@ -57,7 +58,7 @@ def run(ctx, fs, *, relations=(), secrets=(), event=None, **config: Any) -> test
     state = testing.State(
         config=config,
         containers=pod(falco_container(fs)),
-        relations=set(relations),
+        relations={peers(), *relations},
         secrets=set(secrets),
         leader=True,
     )
@@ -269,6 +270,7 @@ def test_waits_for_the_forwarder_container_when_there_are_sinks(ctx, falco_fs, t
         containers=pod(
             falco_container(falco_fs), forwarder_container(tmp_path, can_connect=False)
         ),
+        relations={peers()},
         leader=True,
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from charm_pod import falco_container, pod
+from charm_pod import falco_container, peers, pod
 from fakes.fake_kube_api import FakeApiServer, status
 from ops import testing
 
@@ -24,6 +24,7 @@ def state(fs, *, leader: bool = True, **config: Any) -> testing.State:
     return testing.State(
         config=config,
         containers=pod(falco_container(fs)),
+        relations={peers()},
         leader=leader,
         model=testing.Model(name=NS),
     )

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from charm_pod import active, falco_container, pod
+from charm_pod import active, falco_container, peers, pod
 from loopback_http import QuietHandler, serving
 from ops import testing
 
@@ -184,6 +184,7 @@ def test_a_failing_sink_shows_in_the_unit_status(
     state = testing.State(
         config={"http_output": "https://siem.example.com/falco"},
         containers=pod(container),
+        relations={peers()},
         leader=True,
     )
     deployed = ctx.run(ctx.on.pebble_ready(container), state)  # starts the forwarder service
@@ -200,6 +201,7 @@ def test_a_forwarder_that_does_not_answer_is_noted(ctx, falco_fs):
     state = testing.State(
         config={"http_output": "https://siem.example.com/falco"},
         containers=pod(container),
+        relations={peers()},
         leader=True,
     )
     deployed = ctx.run(ctx.on.pebble_ready(container), state)

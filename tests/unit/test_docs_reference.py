@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_cos_rules import FALCO_METRICS, forwarder_metrics
+from test_cos_rules import FALCO_METRICS, forwarder_metrics, intake_metrics
 
 from cos._publish import LOKI_RULES_DIR, OTLP_RULES_DIR, PROMETHEUS_RULES_DIR
 from webhook._apiserver_side import webhook_action_result
@@ -103,11 +103,12 @@ def test_the_relations_page_lists_every_endpoint_with_its_role_interface_and_lim
     assert documented == declared
 
 
-def test_the_metrics_page_lists_every_forwarder_series_and_only_falco_series_that_exist():
+def test_the_metrics_page_lists_every_forwarder_and_intake_series_and_only_falcos_that_exist():
     text = (REFERENCE / "metrics.md").read_text()
     named = {name_of(row[0]) for row in table_rows(text)}
 
     assert {name for name in named if name.startswith("falco_forwarder_")} == forwarder_metrics()
+    assert {name for name in named if name.startswith("audit_intake_")} == intake_metrics()
     falco = set(re.findall(r"\bfalcosecurity_[a-z0-9_]+", text))
     assert falco
     assert falco <= FALCO_METRICS

@@ -11,7 +11,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from charm_pod import falco_container, pod
+from charm_pod import falco_container, peers, pod
 from operator_shell import OperatorShell
 from ops import testing
 from readme import CHARMED_KUBERNETES, MICROK8S, README, ROOT, ci_command, first_alert
@@ -63,7 +63,9 @@ def test_the_two_clusters_differ_only_in_wiring_the_apiserver_and_in_kubectl():
 @pytest.fixture
 def action_results(ctx, falco_fs: Path) -> dict[str, str]:
     """What `juju run falco-k8s/0 get-webhook-config` returns from a deployed leader."""
-    state = testing.State(containers=pod(falco_container(falco_fs)), leader=True)
+    state = testing.State(
+        containers=pod(falco_container(falco_fs)), relations={peers()}, leader=True
+    )
     deployed = ctx.run(ctx.on.config_changed(), state)
     ctx.run(ctx.on.action("get-webhook-config"), deployed)
     assert ctx.action_results is not None
@@ -107,11 +109,11 @@ def test_the_microk8s_line_runs_the_node_script_as_root(
     args_file = Path(f"{node}{MICROK8S_APISERVER_ARGS}")
     args_file.parent.mkdir(parents=True)
     args_file.write_text("--secure-port=16443\n")
-    configmap = {"webhook-config.yaml": action_results["webhook-config"]}
-    configmap["audit-policy.yaml"] = action_results["audit-policy"]
+    name = "falco-k8s-audit-webhook"
     shell.state = {
         "action_results": {UNIT: {"get-webhook-config": {**action_results, "microk8s": script}}},
-        "configmaps": {"falco-k8s-audit-webhook": configmap},
+        "configmaps": {name: {"audit-policy.yaml": action_results["audit-policy"]}},
+        "secrets": {name: {"webhook-config.yaml": action_results["webhook-config"]}},
     }
     wire = first_alert(MICROK8S)[2]
 

@@ -37,15 +37,21 @@ PLUGIN_MAX_BATCH_BYTES = 12 * 1024 * 1024
 PLUGIN_MAX_EVENT_BYTES = 256 * 1024
 
 
+CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+TOKEN = "the-webhook-token"
+
+
+def kubeconfig_for(address: WebhookAddress) -> str:
+    return webhook_kubeconfig(address, CA, TOKEN)
+
+
 def server_of(kubeconfig: str) -> str:
     document = yaml.safe_load(kubeconfig)
     return document["clusters"][0]["cluster"]["server"]
 
 
 def test_kubeconfig_structure():
-    document = yaml.safe_load(
-        webhook_kubeconfig(WebhookAddress("ClusterIP", "10.152.183.77", None))
-    )
+    document = yaml.safe_load(kubeconfig_for(WebhookAddress("ClusterIP", "10.152.183.77", None)))
 
     assert document["apiVersion"] == "v1"
     assert document["kind"] == "Config"
@@ -59,16 +65,16 @@ def test_kubeconfig_structure():
 @pytest.mark.parametrize(
     ("service_type", "cluster_ip", "node_port", "server"),
     [
-        ("ClusterIP", "10.152.183.77", None, "http://10.152.183.77:9765/k8s-audit"),
-        ("NodePort", "10.152.183.77", 30765, "http://127.0.0.1:30765/k8s-audit"),
-        ("ClusterIP", "fd00:10:152::4d", None, "http://[fd00:10:152::4d]:9765/k8s-audit"),
-        ("ClusterIP", "fd00:10:152:0:0::4d", None, "http://[fd00:10:152::4d]:9765/k8s-audit"),
-        ("LoadBalancer", "10.152.183.9", 31000, "http://10.152.183.9:9765/k8s-audit"),
+        ("ClusterIP", "10.152.183.77", None, "https://10.152.183.77:9765/k8s-audit"),
+        ("NodePort", "10.152.183.77", 30765, "https://127.0.0.1:30765/k8s-audit"),
+        ("ClusterIP", "fd00:10:152::4d", None, "https://[fd00:10:152::4d]:9765/k8s-audit"),
+        ("ClusterIP", "fd00:10:152:0:0::4d", None, "https://[fd00:10:152::4d]:9765/k8s-audit"),
+        ("LoadBalancer", "10.152.183.9", 31000, "https://10.152.183.9:9765/k8s-audit"),
     ],
 )
 def test_server_url(service_type: str, cluster_ip: str, node_port: int | None, server: str):
     assert webhook_server_url(service_type, cluster_ip, node_port) == server
-    kubeconfig = webhook_kubeconfig(WebhookAddress(service_type, cluster_ip, node_port))
+    kubeconfig = kubeconfig_for(WebhookAddress(service_type, cluster_ip, node_port))
     assert server_of(kubeconfig) == server
 
 
@@ -90,14 +96,14 @@ def test_server_url_refuses_what_the_apiserver_cannot_reach(
 def test_address_renders_its_kubeconfig():
     address = WebhookAddress("NodePort", "10.152.183.77", 30765)
 
-    assert address.url(tls=False) == "http://127.0.0.1:30765/k8s-audit"
-    assert server_of(webhook_kubeconfig(address)) == address.url(tls=False)
+    assert address.url == "https://127.0.0.1:30765/k8s-audit"
+    assert server_of(kubeconfig_for(address)) == address.url
 
 
 def test_kubeconfig_survives_yaml_special_values():
     # An IPv6 literal with colons must stay one scalar, not turn into a mapping or a number.
-    kubeconfig = webhook_kubeconfig(WebhookAddress("ClusterIP", "::1", None))
-    assert server_of(kubeconfig) == "http://[::1]:9765/k8s-audit"
+    kubeconfig = kubeconfig_for(WebhookAddress("ClusterIP", "::1", None))
+    assert server_of(kubeconfig) == "https://[::1]:9765/k8s-audit"
 
 
 def flag_values(flags: list[str]) -> dict[str, str]:
@@ -139,9 +145,10 @@ def test_apiserver_flags_paths_are_parameters():
 def test_kubectl_commands():
     lines = kubectl_commands("falco-model", "falco").splitlines()
 
+    # The webhook file holds the token: it is in the Secret, base64 as Kubernetes keeps it.
     assert lines == [
-        "kubectl -n falco-model get configmap falco-audit-webhook"
-        " -o 'jsonpath={.data.webhook-config\\.yaml}' > webhook-config.yaml",
+        "kubectl -n falco-model get secret falco-audit-webhook"
+        " -o 'jsonpath={.data.webhook-config\\.yaml}' | base64 -d > webhook-config.yaml",
         "kubectl -n falco-model get configmap falco-audit-webhook"
         " -o 'jsonpath={.data.audit-policy\\.yaml}' > audit-policy.yaml",
     ]
@@ -154,8 +161,14 @@ def test_microk8s_script():
     assert lines[0] == "set -euo pipefail"
     copies = [line for line in lines if line.startswith("microk8s kubectl -n falco-model")]
     assert len(copies) == 2
+    # The webhook file holds the token: it comes from the Secret (base64), private to root.
+    assert copies[0].startswith("microk8s kubectl -n falco-model get secret falco-audit-webhook")
     assert "webhook-config\\.yaml" in copies[0]
-    assert copies[0].endswith(f"| sudo tee {MICROK8S_WEBHOOK_CONFIG} >/dev/null")
+    assert copies[0].endswith(f"| base64 -d | sudo tee {MICROK8S_WEBHOOK_CONFIG} >/dev/null")
+    assert f"sudo install -m 600 /dev/null {MICROK8S_WEBHOOK_CONFIG}" in lines
+    assert lines.index(f"sudo install -m 600 /dev/null {MICROK8S_WEBHOOK_CONFIG}") < lines.index(
+        copies[0]
+    )
     assert "audit-policy\\.yaml" in copies[1]
     assert copies[1].endswith(f"| sudo tee {MICROK8S_AUDIT_POLICY} >/dev/null")
     # Earlier audit flags are removed before the current ones are appended: safe to re-run.
@@ -253,14 +266,10 @@ def test_a_node_port_address_says_what_the_apiserver_side_needs():
     assert WebhookAddress("ClusterIP", "10.1.2.3").reachability_note == ""
 
 
-def test_kubeconfig_with_a_ca_is_https_and_pins_it():
-    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-
-    document = yaml.safe_load(
-        webhook_kubeconfig(WebhookAddress("NodePort", "10.152.183.77", 30765), ca)
-    )
+def test_the_kubeconfig_pins_the_ca_and_carries_the_token_client_go_sends_as_bearer():
+    document = yaml.safe_load(kubeconfig_for(WebhookAddress("NodePort", "10.152.183.77", 30765)))
 
     cluster = document["clusters"][0]["cluster"]
     assert cluster["server"] == "https://127.0.0.1:30765/k8s-audit"
-    assert base64.b64decode(cluster["certificate-authority-data"]).decode() == ca
-    assert document["users"] == [{"name": "falco", "user": {}}]
+    assert base64.b64decode(cluster["certificate-authority-data"]).decode() == CA
+    assert document["users"] == [{"name": "falco", "user": {"token": TOKEN}}]

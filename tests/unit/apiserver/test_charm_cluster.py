@@ -7,6 +7,7 @@ namespace. Writes are counted in the apiserver's own audit log.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
@@ -14,11 +15,11 @@ from typing import Any
 
 import pytest
 import yaml
-from charm_pod import NO_TLS_NOTE, falco_container, pod
+from charm_pod import falco_container, peers, pod
 from kube_apiserver import NOBODY, TRUSTED, KubeApiServer, writes
 from lightkube.models.core_v1 import ServicePort, ServiceSpec
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import ConfigMap, Service
+from lightkube.resources.core_v1 import ConfigMap, Secret, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 from ops import testing
 
@@ -30,6 +31,7 @@ def state(fs: Path, namespace: str, *, leader: bool = True, **config: Any) -> te
     return testing.State(
         config=config,
         containers=pod(falco_container(fs)),
+        relations={peers()},
         leader=leader,
         model=testing.Model(name=namespace),
     )
@@ -40,7 +42,7 @@ def configure(ctx, fs: Path, namespace: str, *, leader: bool = True, **config: A
 
 
 def active(url: str) -> testing.ActiveStatus:
-    return testing.ActiveStatus(f"{NO_TLS_NOTE}; webhook {url}")
+    return testing.ActiveStatus(f"webhook {url}")
 
 
 def live_ip(server: KubeApiServer, namespace: str) -> str:
@@ -51,22 +53,47 @@ def kubeconfig_server(text: str) -> str:
     return yaml.safe_load(text)["clusters"][0]["cluster"]["server"]
 
 
-def test_leader_creates_the_webhook_objects_and_hands_falco_the_live_address(
+def secret_kubeconfig(server: KubeApiServer, namespace: str) -> str:
+    """The webhook file as the charm keeps it in the cluster: in its Secret, base64."""
+    data = server.read(Secret, NAME, namespace=namespace).data
+    return base64.b64decode(data["webhook-config.yaml"]).decode()
+
+
+def test_leader_creates_the_webhook_objects_with_the_live_address(
     ctx, falco_fs, namespace, kube_apiserver: KubeApiServer
 ):
     out = configure(ctx, falco_fs, namespace)
 
-    url = f"http://{live_ip(kube_apiserver, namespace)}:9765/k8s-audit"
+    url = f"https://{live_ip(kube_apiserver, namespace)}:9765/k8s-audit"
     data = kube_apiserver.read(ConfigMap, NAME, namespace=namespace).data
-    assert kubeconfig_server(data["webhook-config.yaml"]) == url
-    pushed = (falco_fs / "etc-falco" / "webhook-config.yaml").read_text()
-    assert pushed == data["webhook-config.yaml"]
+    assert set(data) == {"audit-policy.yaml"}  # the webhook file holds the token: the Secret
     assert yaml.safe_load(data["audit-policy.yaml"])["kind"] == "Policy"
+    kubeconfig = yaml.safe_load(secret_kubeconfig(kube_apiserver, namespace))
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == url
+    assert kubeconfig["users"][0]["user"]["token"]
+    assert not (falco_fs / "etc-falco" / "webhook-config.yaml").exists()
     assert out.unit_status == active(url)
     assert writes(kube_apiserver.requests_by(TRUSTED, namespace)) == [
         ("patch", "services"),
         ("patch", "configmaps"),
+        ("patch", "secrets"),
     ]
+
+
+def test_an_older_revisions_configmap_loses_the_webhook_file_it_held(
+    ctx, falco_fs, namespace, kube_apiserver: KubeApiServer
+):
+    """The charm's field manager owned both keys: applying the policy alone drops the other."""
+    earlier = ConfigMap(
+        metadata=ObjectMeta(name=NAME, namespace=namespace),
+        data={"webhook-config.yaml": "server: http://10.0.0.1:9765", "audit-policy.yaml": "x"},
+    )
+    kube_apiserver.client().apply(earlier, field_manager=APP, force=True)
+
+    configure(ctx, falco_fs, namespace)
+
+    data = kube_apiserver.read(ConfigMap, NAME, namespace=namespace).data
+    assert set(data) == {"audit-policy.yaml"}
 
 
 def test_fixed_node_port(ctx, falco_fs, namespace, kube_apiserver: KubeApiServer):
@@ -77,8 +104,7 @@ def test_fixed_node_port(ctx, falco_fs, namespace, kube_apiserver: KubeApiServer
     service = kube_apiserver.read(Service, NAME, namespace=namespace)
     assert service.spec.ports[0].nodePort == 30769
     assert out.unit_status == testing.ActiveStatus(
-        f"{NO_TLS_NOTE}; webhook http://127.0.0.1:30769/k8s-audit;"
-        " NodePort needs kube-proxy iptables mode"
+        "webhook https://127.0.0.1:30769/k8s-audit; NodePort needs kube-proxy iptables mode"
     )
 
 
@@ -88,7 +114,7 @@ def test_fixed_cluster_ip_inside_the_service_range(
     out = configure(ctx, falco_fs, namespace, webhook_cluster_ip="10.152.183.210")
 
     assert live_ip(kube_apiserver, namespace) == "10.152.183.210"
-    assert out.unit_status == active("http://10.152.183.210:9765/k8s-audit")
+    assert out.unit_status == active("https://10.152.183.210:9765/k8s-audit")
 
 
 def test_fixed_cluster_ip_outside_the_service_range_blocks_with_the_apis_reason(
@@ -135,6 +161,8 @@ def test_allowed_cidrs_give_a_network_policy(
     policy = kube_apiserver.read(NetworkPolicy, NAME, namespace=namespace)
     webhook = next(rule for rule in policy.spec.ingress if rule.ports[0].port == 9765)
     assert [peer.ipBlock.cidr for peer in webhook.from_] == ["10.0.0.5/32", "192.168.1.0/24"]
+    scraped = next(rule for rule in policy.spec.ingress if not rule.from_)
+    assert {port.port for port in scraped.ports} == {8765, 9802, 9803}  # Falco, forwarder, intake
 
 
 @pytest.mark.parametrize("cidrs", ["", "10.0.0.0/24"])
@@ -155,17 +183,30 @@ def test_update_status_on_a_converged_leader_makes_no_write(
 def test_non_leader_only_reads_the_service(
     ctx, falco_fs, namespace, kube_apiserver: KubeApiServer
 ):
-    configure(ctx, falco_fs, namespace)
+    leader = configure(ctx, falco_fs, namespace)  # the Service, and the credentials
     before = len(kube_apiserver.requests_by(TRUSTED, namespace))
 
-    out = configure(ctx, falco_fs, namespace, leader=False)
+    out = ctx.run(ctx.on.config_changed(), dataclasses.replace(leader, leader=False))
 
     assert kube_apiserver.requests_by(TRUSTED, namespace)[before:] == [("get", "services")]
     assert isinstance(out.unit_status, testing.ActiveStatus)
 
 
-def test_non_leader_waits_for_the_leader(ctx, falco_fs, namespace):
+def test_non_leader_waits_for_the_leaders_credentials(ctx, falco_fs, namespace):
     out = configure(ctx, falco_fs, namespace, leader=False)
+
+    assert out.unit_status == testing.WaitingStatus(
+        "waiting for the leader to create the webhook credentials"
+    )
+
+
+def test_non_leader_waits_for_the_leaders_service(
+    ctx, falco_fs, namespace, kube_apiserver: KubeApiServer
+):
+    leader = configure(ctx, falco_fs, namespace)
+    kube_apiserver.client().delete(Service, NAME, namespace=namespace)
+
+    out = ctx.run(ctx.on.config_changed(), dataclasses.replace(leader, leader=False))
 
     assert out.unit_status == testing.WaitingStatus(
         "waiting for the leader to create the audit webhook Service"
@@ -218,8 +259,8 @@ def test_remove_deletes_every_object_the_charm_created(
     ctx.run(ctx.on.remove(), dataclasses.replace(out, planned_units=0))
 
     admin = kube_apiserver.client()
-    for resource in (Service, ConfigMap, NetworkPolicy):
-        assert not list(admin.list(resource, namespace=namespace))
+    for resource in (Service, ConfigMap, Secret, NetworkPolicy):
+        assert not [item for item in admin.list(resource, namespace=namespace) if _ours(item)]
 
 
 @pytest.mark.parametrize(
@@ -238,7 +279,12 @@ def test_remove_keeps_the_objects_while_the_application_stays(
     assert kube_apiserver.requests_by(TRUSTED, namespace)[before:] == []
 
 
-def test_get_webhook_config_hands_over_the_live_configmap(
+def _ours(item: Any) -> bool:
+    """Not the objects the apiserver itself puts in every namespace (kube-root-ca.crt)."""
+    return item.metadata.name == NAME
+
+
+def test_get_webhook_config_hands_over_the_files_the_cluster_keeps(
     ctx, falco_fs, namespace, kube_apiserver: KubeApiServer
 ):
     out = configure(ctx, falco_fs, namespace)
@@ -247,13 +293,19 @@ def test_get_webhook_config_hands_over_the_live_configmap(
 
     results = ctx.action_results
     assert results is not None
+    assert results["webhook-config"] == secret_kubeconfig(kube_apiserver, namespace)
     data = kube_apiserver.read(ConfigMap, NAME, namespace=namespace).data
-    assert results["webhook-config"] == data["webhook-config.yaml"]
     assert results["audit-policy"] == data["audit-policy.yaml"]
     assert "--audit-webhook-config-file=" in results["apiserver-flags"]
+    assert f"-n {namespace} get secret {NAME}" in results["kubectl"]
     assert f"-n {namespace} get configmap {NAME}" in results["kubectl"]
 
 
-def test_get_webhook_config_fails_before_the_service_exists(ctx, falco_fs, namespace):
-    with pytest.raises(testing.ActionFailed, match="does not exist yet"):
-        ctx.run(ctx.on.action("get-webhook-config"), state(falco_fs, namespace, leader=False))
+def test_get_webhook_config_fails_before_the_service_exists(
+    ctx, falco_fs, namespace, kube_apiserver: KubeApiServer
+):
+    leader = configure(ctx, falco_fs, namespace)
+    kube_apiserver.client().delete(Service, NAME, namespace=namespace)
+
+    with pytest.raises(testing.ActionFailed, match="Service does not exist yet"):
+        ctx.run(ctx.on.action("get-webhook-config"), dataclasses.replace(leader, leader=False))

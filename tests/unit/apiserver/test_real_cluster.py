@@ -6,6 +6,7 @@ loaded from KUBECONFIG (the trusted service account's token unless a test says o
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,7 @@ import yaml
 from kube_apiserver import NOBODY, SERVICE_CIDR, TRUSTED, UNTRUSTED, KubeApiServer, writes
 from lightkube.models.core_v1 import ServicePort, ServiceSpec
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import ConfigMap, Service
+from lightkube.resources.core_v1 import ConfigMap, Secret, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 
 from webhook._apiserver_side import WebhookAddress, WebhookServiceSpec
@@ -24,13 +25,15 @@ from webhook._cluster import AuditWebhookCluster, ClusterError, ClusterForbidden
 APP = "falco-k8s"
 NAME = f"{APP}-audit-webhook"
 POLICY = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n"
+CA_PEM = "-----BEGIN CERTIFICATE-----\nthe webhook CA\n-----END CERTIFICATE-----\n"
+TOKEN = "the-webhook-token"
 
 pytestmark = pytest.mark.usefixtures("trusted")
 
 
 def apply(namespace: str, spec: WebhookServiceSpec, *cidrs: str) -> WebhookAddress:
     return AuditWebhookCluster(APP, namespace).apply(
-        spec, audit_policy=POLICY, allowed_cidrs=cidrs
+        spec, audit_policy=POLICY, allowed_cidrs=cidrs, ca_cert=CA_PEM, token=TOKEN
     )
 
 
@@ -44,7 +47,7 @@ def counting(server: KubeApiServer, namespace: str) -> Callable[[], list[tuple[s
     return lambda: server.requests_by(TRUSTED, namespace)[before:]
 
 
-def test_cluster_ip_service_and_configmap_are_created_by_server_side_apply(
+def test_cluster_ip_service_configmap_and_secret_are_created_by_server_side_apply(
     kube_apiserver: KubeApiServer, namespace: str
 ):
     requests = counting(kube_apiserver, namespace)
@@ -63,11 +66,19 @@ def test_cluster_ip_service_and_configmap_are_created_by_server_side_apply(
         "TCP",
     )
     assert {(f.manager, f.operation) for f in service.metadata.managedFields} == {(APP, "Apply")}
-    data = live(kube_apiserver, ConfigMap, namespace).data
-    server = yaml.safe_load(data["webhook-config.yaml"])["clusters"][0]["cluster"]["server"]
-    assert server == f"http://{address.cluster_ip}:9765/k8s-audit"
-    assert data["audit-policy.yaml"] == POLICY
-    assert writes(requests()) == [("patch", "services"), ("patch", "configmaps")]
+    assert live(kube_apiserver, ConfigMap, namespace).data == {"audit-policy.yaml": POLICY}
+    secret = live(kube_apiserver, Secret, namespace)
+    assert secret.type == "Opaque"
+    kubeconfig = yaml.safe_load(base64.b64decode(secret.data["webhook-config.yaml"]))
+    cluster = kubeconfig["clusters"][0]["cluster"]
+    assert cluster["server"] == f"https://{address.cluster_ip}:9765/k8s-audit"
+    assert base64.b64decode(cluster["certificate-authority-data"]).decode() == CA_PEM
+    assert kubeconfig["users"][0]["user"] == {"token": TOKEN}
+    assert writes(requests()) == [
+        ("patch", "services"),
+        ("patch", "configmaps"),
+        ("patch", "secrets"),
+    ]
 
 
 def test_node_port_fixed(kube_apiserver: KubeApiServer, namespace: str):
@@ -76,7 +87,7 @@ def test_node_port_fixed(kube_apiserver: KubeApiServer, namespace: str):
     service = live(kube_apiserver, Service, namespace)
     assert service.spec.type == "NodePort"
     assert service.spec.ports[0].nodePort == 30765
-    assert address.url(tls=False) == "http://127.0.0.1:30765/k8s-audit"
+    assert address.url == "https://127.0.0.1:30765/k8s-audit"
 
 
 def test_node_port_allocated_is_kept_by_the_next_apply(
@@ -157,7 +168,7 @@ def test_a_fixed_ipv6_cluster_ip_spelt_another_way_is_the_same_address(
 
     assert live(kube_apiserver, Service, namespace).spec.ipFamilies == ["IPv6"]
     assert again == first
-    assert again.url(tls=False) == "http://[fd00:10:152:183::4d]:9765/k8s-audit"
+    assert again.url == "https://[fd00:10:152:183::4d]:9765/k8s-audit"
     assert writes(requests()) == []
 
 
@@ -169,7 +180,8 @@ def test_a_changed_node_port_is_applied(kube_apiserver: KubeApiServer, namespace
 
     assert live(kube_apiserver, Service, namespace).spec.ports[0].nodePort == 30770
     assert address.node_port == 30770
-    assert writes(requests()) == [("patch", "services"), ("patch", "configmaps")]
+    # The Service, and the webhook file naming its new port; the policy did not change.
+    assert writes(requests()) == [("patch", "services"), ("patch", "secrets")]
 
 
 @pytest.mark.parametrize(
@@ -264,7 +276,7 @@ def test_network_policy_from_allowed_cidrs_is_accepted_by_the_api(
     ]
     assert [(p.port, p.protocol) for p in webhook.ports] == [(9765, "TCP")]
     assert metrics.from_ is None
-    assert [p.port for p in metrics.ports] == [8765, 9802]
+    assert [p.port for p in metrics.ports] == [8765, 9802, 9803]
 
 
 def test_network_policy_is_deleted_when_the_cidrs_are_cleared(
@@ -304,6 +316,7 @@ def test_a_converged_apply_only_reads(
     assert sorted(requests()) == [
         ("get", "configmaps"),
         ("get", "networkpolicies"),
+        ("get", "secrets"),
         ("get", "services"),
     ]
 

@@ -15,14 +15,17 @@ what the scripts read back is modelled, from the real tools' output:
   ``Juju.run`` parses the same shape);
 - ``microk8s kubectl`` and ``k8s kubectl`` ``-n NS get configmap NAME -o jsonpath={.data.KEY}``
   print that key of the ConfigMap, as kubectl's jsonpath output does (no newline added);
+  ``get secret`` prints a Secret's key base64-encoded, as the API keeps a Secret's data;
 - ``sudo`` runs the rest of its argv as given (the caller is root already).
 
 ``$FAKE_CLI_STATE`` names a JSON file holding ``config`` (app -> key -> value),
-``action_results`` (unit -> action -> results) and ``configmaps`` (name -> data).
+``action_results`` (unit -> action -> results), ``configmaps`` and ``secrets`` (name -> data,
+the Secrets' in plain text).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -58,12 +61,15 @@ def main() -> int:
         results = state["action_results"][unit][action]
         answer = {unit: {"id": "2", "results": results, "status": "completed", "unit": unit}}
         sys.stdout.write(json.dumps(answer) + "\n")
-    elif name in ("microk8s", "k8s") and argv[:1] == ["kubectl"] and "configmap" in argv:
-        configmap = argv[argv.index("configmap") + 1]
+    elif name in ("microk8s", "k8s") and argv[:1] == ["kubectl"]:
+        kind = "configmap" if "configmap" in argv else "secret"
+        object_name = argv[argv.index(kind) + 1]
         match = _JSONPATH.fullmatch(argv[argv.index("-o") + 1])
         assert match, argv
-        key = match["key"].replace("\\.", ".")
-        sys.stdout.write(state["configmaps"][configmap][key])
+        value = state[f"{kind}s"][object_name][match["key"].replace("\\.", ".")]
+        if kind == "secret":
+            value = base64.b64encode(value.encode()).decode()
+        sys.stdout.write(value)
     return 0
 
 

@@ -50,13 +50,14 @@ def rendered_plugins() -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="session")
 def webhook_path() -> str:
     """The path kube-apiserver posts to, read from the kubeconfig the charm hands out."""
-    kubeconfig = yaml.safe_load(webhook_kubeconfig(WebhookAddress("ClusterIP", "10.152.183.77")))
+    address = WebhookAddress("ClusterIP", "10.152.183.77")
+    kubeconfig = yaml.safe_load(webhook_kubeconfig(address, "CA PEM", "token"))
     return urlsplit(kubeconfig["clusters"][0]["cluster"]["server"]).path
 
 
 @pytest.fixture
 def rendered_port_lock(rendered_plugins: dict[str, dict[str, Any]]) -> Iterator[None]:
-    """Serialise tests on this machine that listen on the rendered port itself (9765).
+    """Serialise tests on this machine that listen on the rendered port itself (9766).
 
     Worktrees of this repo may run the suite at once; any other holder of the port fails the
     test through the plugin's own listen error.
