@@ -16,15 +16,29 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final, Protocol, cast
 from urllib.parse import urlsplit
 
 from audit_intake import metrics
 from audit_intake.bearer import refusal
-from audit_intake.spool import SpoolFullError
+from audit_intake.config import AcceptedToken, IntakeConfig
+from audit_intake.metrics import IntakeMetrics
+from audit_intake.spool import Spool, SpooledBatch, SpoolFullError
 
-if TYPE_CHECKING:
-    from audit_intake.service import Intake
+
+class BatchIntake(Protocol):
+    """What the webhook needs of the intake it serves: its settings, its spool, its counts."""
+
+    config: IntakeConfig
+    tokens: tuple[AcceptedToken, ...]
+    tls_context: ssl.SSLContext | None
+    spool: Spool
+    metrics: IntakeMetrics
+
+    def taken(self, batch: SpooledBatch, body: bytes) -> None:
+        """The batch is on disk and answered: hand it on to Falco."""
+        ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +102,7 @@ class WebhookServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = MAX_CONNECTIONS
 
-    def __init__(self, address: tuple[str, int], intake: Intake):
+    def __init__(self, address: tuple[str, int], intake: BatchIntake):
         self.intake = intake
         self.refusals = RefusalLog()
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
