@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import ops
 
+import alert_log_storage
 import constants
 import falco_service
 import forwarder_service
@@ -115,8 +116,15 @@ class FalcoK8sCharm(ops.CharmBase):
                 self.model.name, self.model.uuid, self.app.name, self.unit.name
             )
             retention = config.alert_log_retention_mb
+            storages = self.model.storages[alert_log_storage.STORAGE]
             report = forwarder_service.reconcile(
-                self.forwarder, sinks, topology, retention, bundle, metrics_port=FORWARDER_PORT
+                self.forwarder,
+                sinks,
+                topology,
+                retention,
+                bundle,
+                metrics_port=FORWARDER_PORT,
+                storage=storages[0].location if storages else None,
             )
             self._report(report.blocked, report.waiting, report.notes)
         publish_if_related(self, event, [self.falco, self.forwarder])

@@ -7,7 +7,10 @@ and a `ForwarderReport` out, in the words the unit status needs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import alert_log_storage
+from alert_log_storage import retention_problem, space_note
 from alert_sinks import render_forwarder_config
 from bundle import Bundle, manifest_digest
 from constants import FORWARDER_CONFIG, FORWARDER_PKG_DIR
@@ -37,8 +40,17 @@ def reconcile(
     bundle: Bundle,
     *,
     metrics_port: int,
+    storage: Path | None = None,
 ) -> ForwarderReport:
-    """Run the forwarder on the current sinks; a sink change reloads it and spares Falco."""
+    """Run the forwarder on the current sinks; a sink change reloads it and spares Falco.
+
+    ``storage`` is where the alert-log storage is mounted here: a retention cap that does not
+    fit it is refused (the forwarder keeps its config), and a nearly full one is a note.
+    """
+    volume = None if storage is None else alert_log_storage.measure(storage)
+    if volume is not None and (problem := retention_problem(retention_mb, volume)):
+        return ForwarderReport(blocked=problem)
+    space = () if volume is None else tuple(filter(None, [space_note(volume)]))
     if not forwarder.can_connect():
         # With no sink there is nothing to deliver, so nothing to wait for.
         return ForwarderReport(
@@ -53,11 +65,11 @@ def reconcile(
         return ForwarderReport(waiting=f"forwarder container: {exc}; will retry")
     # A forwarder started or reloading just now has nothing to tell about these sinks yet.
     if not (sinks and settled):
-        return ForwarderReport()
+        return ForwarderReport(notes=space)
     from delivery_status import forwarder_notes  # noqa: PLC0415 - only with settled sinks
 
     names = [sink.name for sink in sinks]
-    return ForwarderReport(notes=tuple(forwarder_notes(metrics_port, names)))
+    return ForwarderReport(notes=(*space, *forwarder_notes(metrics_port, names)))
 
 
 def converge(forwarder: Workload, config_text: str, bundle: Bundle) -> bool:

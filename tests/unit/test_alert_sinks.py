@@ -17,7 +17,7 @@ from alert_sinks import (
     segment_bytes,
 )
 from constants import LOKI_SINK_RELATION, MIB, OTLP_SINK_RELATION
-from falco_forwarder.config import FORMATS, JujuTopology, SinkConfig, config_from_dict
+from falco_forwarder.config import FORMATS, ForwarderConfig, JujuTopology, SinkConfig
 from sink_relations import RELATION_READERS
 from state import InvalidStateError
 
@@ -78,7 +78,7 @@ def test_the_config_text_is_what_the_forwarder_reads_back():
 
     text = render_forwarder_config((sink,), TOPOLOGY, 512)
 
-    config = config_from_dict(json.loads(text))
+    config = ForwarderConfig.from_dict(json.loads(text))
     assert config.sinks == (sink,)
     assert config.juju == TOPOLOGY
     assert config.alert_log.retention_bytes == 512 * MIB
@@ -87,17 +87,17 @@ def test_the_config_text_is_what_the_forwarder_reads_back():
 
 
 def test_a_sink_the_forwarder_would_refuse_is_an_operator_problem():
-    sink = SinkConfig("graylog", "gelf", "https://graylog:12201/gelf", ca_cert="not a PEM")
+    endpoint = Endpoint("https://graylog:12201/gelf", ca_cert="not a PEM")
 
     with pytest.raises(InvalidStateError, match=r"^alert sinks: graylog\.ca_cert is not a valid"):
-        render_forwarder_config((sink,), TOPOLOGY, 512)
+        build_sinks({GRAYLOG: [endpoint]})
 
 
 def test_a_refused_header_never_shows_its_secret_value():
-    sink = SinkConfig("graylog", "gelf", "https://graylog/gelf", {"X-Token": f"{TOKEN}\n"})
+    endpoint = Endpoint("https://graylog/gelf", headers={"X-Token": f"{TOKEN}\n"})
 
     with pytest.raises(InvalidStateError) as refused:
-        render_forwarder_config((sink,), TOPOLOGY, 512)
+        build_sinks({GRAYLOG: [endpoint]})
 
     assert TOKEN not in str(refused.value)
 

@@ -17,7 +17,7 @@ from ops import testing
 
 import charm
 from delivery_status import delivery_notes, read_delivery
-from falco_forwarder.config import config_from_dict
+from falco_forwarder.config import ForwarderConfig
 from falco_forwarder.forwarder import Forwarder
 from falco_forwarder.metrics import DeliveryState
 
@@ -32,7 +32,7 @@ def closed_port() -> int:
 def forwarder(tmp_path: Path) -> Iterator[Forwarder]:
     """A real forwarder whose only sink, http_output, refuses connections."""
     forwarder = Forwarder(
-        config_from_dict(
+        ForwarderConfig.from_dict(
             {
                 "listen": {"host": "127.0.0.1", "port": 0},
                 "alert_log": {
@@ -144,8 +144,20 @@ SINKS = ("graylog", "http_output", "falcosidekick")
                 "http_output failing, 512 B queued",
             ],
         ),
+        (
+            DeliveryState(backlog={"graylog": 0}, unsaved={"graylog"}),
+            ["graylog checkpoint not saved"],
+        ),
     ],
-    ids=["idle", "in-flight", "failing", "failed-then-dropped", "removed", "failing-and-lossy"],
+    ids=[
+        "idle",
+        "in-flight",
+        "failing",
+        "failed-then-dropped",
+        "removed",
+        "failing-and-lossy",
+        "checkpoint-unsaved",
+    ],
 )
 def test_delivery_notes(state: DeliveryState, notes: list[str]):
     assert delivery_notes(state, SINKS) == notes

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from forwarder_helpers import ForwarderFactory, SinkFactory, SinkServer, config_dict
 
-from falco_forwarder.config import config_from_dict
+from falco_forwarder.config import ForwarderConfig
 from falco_forwarder.forwarder import Forwarder
 
 
@@ -39,7 +39,9 @@ def make_forwarder(alerts_dir: Path) -> Iterator[ForwarderFactory]:
     running: list[Forwarder] = []
 
     def make(sinks: list[dict[str, Any]], **overrides: Any) -> Forwarder:
-        forwarder = Forwarder(config_from_dict(config_dict(alerts_dir, sinks, **overrides)))
+        forwarder = Forwarder(
+            ForwarderConfig.from_dict(config_dict(alerts_dir, sinks, **overrides))
+        )
         forwarder.start()
         running.append(forwarder)
         return forwarder

@@ -149,13 +149,34 @@ def test_port_in_use_exits_1(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     assert "cannot start" in caplog.text
 
 
-def test_an_unusable_state_directory_exits_1(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+def test_an_unusable_state_directory_still_serves_and_delivers(
+    tmp_path: Path, make_sink: SinkFactory
+):
+    """No restart loop: the checkpoints live in memory, and the log says why."""
     (tmp_path / "alerts").mkdir()
     (tmp_path / "alerts" / "state").write_text("a file where the checkpoints belong")
-    config = write_config(tmp_path, [sink_dict("first", "http://127.0.0.1:9/")])
-
-    assert main(["--config", str(config)]) == 1
-    assert "cannot start" in caplog.text
+    sink, port = make_sink(), free_port()
+    config = write_config(tmp_path, [sink_dict("first", sink.url())], port)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "falco_forwarder", "--config", str(config)],
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: _healthy(port) or process.poll() is not None)
+        body = encode(falco_alert())
+        append_line(log_file(tmp_path), body)
+        wait_for(lambda: process.poll() is not None or sink.bodies == [body])
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert "sink first: cannot open its checkpoint" in stderr
 
 
 def test_python_m_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path, make_sink: SinkFactory):

@@ -32,7 +32,7 @@ def test_nothing_but_health_and_metrics_is_served(
     answer, _, headers = request(forwarder.port, method, path, b"{}")
     assert answer == status
     assert headers["Content-Type"] == "text/plain; charset=utf-8"
-    assert headers.get("Allow") == ("GET" if status == 405 else None)
+    assert headers.get("Allow") == ("GET, HEAD" if status == 405 else None)
     assert not forwarder.log.file.exists()  # nothing posted became an alert
 
 

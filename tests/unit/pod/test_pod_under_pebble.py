@@ -41,7 +41,7 @@ from constants import (
     WEBSERVER_PORT,
 )
 from falco_config import FalcoSettings, render_falco_yaml
-from falco_forwarder.config import FORMAT_FALCO_JSON, JujuTopology, SinkConfig, config_to_dict
+from falco_forwarder.config import FORMAT_FALCO_JSON, JujuTopology, SinkConfig
 from falco_output import parse_rules_listing
 from pebble_layers import FALCO_COMMAND, falco_layer, forwarder_layer
 from workload import Workload, WorkloadError
@@ -87,7 +87,7 @@ class Pod:
         configs = tuple(
             SinkConfig(f"sink{i}", FORMAT_FALCO_JSON, sink.url()) for i, sink in enumerate(sinks)
         )
-        settings = config_to_dict(forwarder_config(configs, TOPOLOGY, 16))
+        settings = forwarder_config(configs, TOPOLOGY, 16).to_dict()
         alert_log = settings["alert_log"]
         alert_log["file"] = self.root(alert_log["file"])
         alert_log["state_dir"] = self.root(alert_log["state_dir"])
