@@ -396,6 +396,8 @@ class AlertLog:
     def open(self, segment: int) -> int | None:
         """A read-only descriptor on ``segment`` (the caller closes it), or None if it is gone."""
         with self._lock:
+            if segment == self._active and self._active_fd is None:
+                self._refresh()  # Falco may have created it just now
             return self._open(segment)
 
     def successor(self, segment: int) -> int | None:
@@ -679,11 +681,13 @@ class AlertLog:
     def disk_bytes(self) -> int:
         """Bytes of every segment, the active one and those held open included."""
         with self._lock:
+            self._refresh()
             return sum(self._size(n) for n in self._segments())
 
     def backlog_bytes(self) -> dict[str, int]:
         """Bytes each sink has still to read."""
         with self._lock:
+            self._refresh()
             sizes = {n: self._size(n) for n in self._segments()}
             backlog: dict[str, int] = {}
             for name, cursor in self._cursors.items():

@@ -101,6 +101,7 @@ class Receiver:
         self._lock = threading.Lock()
         self.accepted: list[Any] = []
         self.refused = 0
+        self.requests = 0
         self._connections: set[socket.socket] = set()
         self.port = port
         self._server: ThreadingHTTPServer | None = None
@@ -158,6 +159,7 @@ class Receiver:
 
     def answer(self, path: str, content_type: str | None, body: bytes) -> tuple[int, bytes]:
         with self._lock:
+            self.requests += 1
             if self._script:
                 self.refused += 1
                 return self._script.pop(0), b"scripted refusal"
