@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 RECORD: Final = "alert-log.json"
 _OLD_ACTIVE_RECORD: Final = "active-segment"  # the active number, before RECORD existed
 _CHECKPOINT_SUFFIX: Final = ".checkpoint"
-_COUNT_CHUNK: Final = 1024 * 1024
+_COUNT_CHUNK: Final = 64 * 1024  # as a reader's: memory stays flat
 # The first line identifies a file's content; a longer one is identified by its start.
 _FINGERPRINT_BYTES: Final = 4096
 # Line counts of removed segments kept for sinks that come back after a while.
@@ -206,31 +206,39 @@ class AlertLog:
             "counts": {str(n): [c.offset, c.lines] for n, c in sorted(self._counts.items())},
             "orphans": {str(n): True for n in self._orphans},
             "removed": {
-                str(n): [r.lines, r.reason, r.into and list(vars(r.into).values())]
+                str(n): [r.lines, r.reason, r.into and list(r.into)]
                 for n, r in sorted(self._removed.items())
             },
             "sinks": self._progress,
         }
 
-    def _save_record(self) -> None:
-        """Replace the record atomically; a failure is logged once and retried later."""
+    def _write_record(self, record: dict[str, Any]) -> None:
+        """Replace the record atomically, outside the lock; a failure is logged once.
+
+        Only the upkeep writes it; a failed write is tried again at the next sync.
+        """
         path = self._state_dir / RECORD
         staged = path.with_name(RECORD + ".new")
         try:
             with staged.open("w") as stream:
-                json.dump(self._record(), stream, separators=(",", ":"))
+                json.dump(record, stream, separators=(",", ":"))
                 stream.flush()
                 os.fsync(stream.fileno())
             staged.replace(path)
         except OSError as e:
+            self._changed = True
             self._record_problem.event(
                 "cannot save the alert log's record in %s (%s): delivery goes on",
                 self._state_dir,
                 e.strerror,
             )
             return
-        self._changed = self._counted = False
         self._record_problem.end("the alert log's record is saved again")
+
+    def _take_record(self) -> dict[str, Any]:
+        """The record to write now (under the lock); what changes from here is saved later."""
+        self._changed = self._counted = False
+        return self._record()
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -370,9 +378,12 @@ class AlertLog:
             return cursor.position, cursor.generation
 
     def generation(self, name: str) -> int:
-        """The sink's generation: it changes when the log moves the sink forward."""
-        with self._lock:
-            return self._cursors[name].generation
+        """The sink's generation: it changes when the log moves the sink forward.
+
+        Read without the lock (asked before every request): an int is read whole, and a value
+        read just before a change is caught by the `commit` that follows.
+        """
+        return self._cursors[name].generation
 
     def commit(self, name: str, generation: int, position: Position) -> bool:
         """Record that ``name`` is done with everything before ``position``.
@@ -429,8 +440,9 @@ class AlertLog:
             self._enforce_retention()
             self._release_orphans()
             self._count()
-            if self._changed:
-                self._save_record()
+            record = self._take_record() if self._changed else None
+        if record is not None:
+            self._write_record(record)
         self._report_drops()
 
     def _refresh(self) -> None:
@@ -643,14 +655,22 @@ class AlertLog:
                 self._counted = True
 
     def sync(self) -> None:
-        """Flush every changed checkpoint and the record to disk (the group commit)."""
+        """Flush every changed checkpoint and the record to disk (the group commit).
+
+        The disk is waited for outside the lock: deliveries go on meanwhile.
+        """
         with self._lock:
-            self._sync_checkpoints()
+            checkpoints = [cursor.checkpoint for cursor in self._cursors.values()]
+        for checkpoint in checkpoints:
+            checkpoint.sync()
+        with self._lock:
             progress = {name: cursor.position.segment for name, cursor in self._cursors.items()}
             moved = any(self._progress.get(name) != segment for name, segment in progress.items())
             self._progress.update(progress)
-            if self._changed or self._counted or moved:
-                self._save_record()
+            changed = self._changed or self._counted or moved
+            record = self._take_record() if changed else None
+        if record is not None:
+            self._write_record(record)
 
     def _sync_checkpoints(self) -> None:
         for cursor in self._cursors.values():

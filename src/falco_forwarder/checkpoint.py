@@ -14,10 +14,10 @@ full volume, a permission problem) the position is kept in memory, `error` says 
 
 import logging
 import os
+import threading
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +27,12 @@ _RECORD: Final = _WIDTH * 3 + 3 + 8 + 1
 _OLD_RECORD: Final = _WIDTH * 2 + 2  # before line numbers: "<segment> <offset>\n"
 
 
-@dataclass(frozen=True, order=True)
-class Position:
+class Position(NamedTuple):
     """A byte offset in one segment of the alert log, and the lines before it there.
 
     Segments are numbered upwards; ``line`` counts the complete lines before ``offset`` in
     the segment, or is -1 where a position saved by an older forwarder did not record it.
+    A tuple: one is made for every line read, and they compare in log order.
     """
 
     segment: int
@@ -41,7 +41,7 @@ class Position:
 
 
 class Checkpoint:
-    """The file holding one position; not thread-safe (the alert log serialises access)."""
+    """The file holding one position; a delivery writes it while the upkeep syncs it."""
 
     def __init__(self, path: Path):
         """Open (or create) ``path`` and read it; see `position`, `damaged` and `error`."""
@@ -52,7 +52,9 @@ class Checkpoint:
         """The file held something that is not a position (corrupt, or unreadable)."""
         self.error = ""
         """Why the last open or write failed; empty while the position is on disk."""
+        self._lock = threading.Lock()  # held for a pwrite, never for an fsync
         self._fd: int | None = None
+        self._writes = 0  # positions written: a sync clears `_dirty` only if none came since
         self._dirty = False
         self._open()
         if self._fd is None:
@@ -80,45 +82,56 @@ class Checkpoint:
 
     def write(self, position: Position) -> None:
         """Record ``position``; it reaches the disk at the next `sync`. Never raises."""
-        self.position = position
-        self._dirty = True
-        if self._fd is not None and not self.error:
-            self._put()
-
-    def _put(self) -> None:
-        assert self._fd is not None
-        assert self.position is not None
-        try:
-            os.pwrite(self._fd, render(self.position), 0)
-        except OSError as e:
-            self.error = e.strerror or str(e)
-        else:
-            self.error = ""
+        with self._lock:
+            self.position = position
+            self._dirty = True
+            self._writes += 1
+            if self._fd is not None and not self.error:
+                self.error = _put(self._fd, position)
 
     def sync(self) -> None:
-        """Flush the last write to the disk; retry a failed open or write. Never raises."""
-        if not self._dirty or self.position is None:
-            return
-        if self._fd is None:
-            self._open()
-            if self._fd is None:
+        """Flush the last write to the disk; retry a failed open or write. Never raises.
+
+        The fsync runs on a descriptor of its own, outside the lock: a delivery writing the
+        next position never waits for the disk.
+        """
+        with self._lock:
+            if not self._dirty or self.position is None:
                 return
-        self._put()
-        if self.error:
-            return
+            if self._fd is None:
+                self._open()
+                if self._fd is None:
+                    return
+            fd, position, writes = os.dup(self._fd), self.position, self._writes
         try:
-            os.fsync(self._fd)
+            error = _put(fd, position)
+            if not error:
+                os.fsync(fd)
         except OSError as e:
-            self.error = e.strerror or str(e)
-        else:
-            self._dirty = False
+            error = e.strerror or str(e)
+        finally:
+            os.close(fd)
+        with self._lock:
+            self.error = error
+            if not error and self._writes == writes:
+                self._dirty = False
 
     def close(self) -> None:
         """Sync and close."""
         self.sync()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+def _put(fd: int, position: Position) -> str:
+    """Write ``position`` in place; why it failed, or ""."""
+    try:
+        os.pwrite(fd, render(position), 0)
+    except OSError as e:
+        return e.strerror or str(e)
+    return ""
 
 
 def render(position: Position) -> bytes:

@@ -107,6 +107,8 @@ class Forwarder:
         synced = time.monotonic()
         while not self._stopping.is_set():
             self._changed.wait(SYNC_SECONDS)
+            # After the workers: they deliver what Falco just wrote before the upkeep runs.
+            self._stopping.wait(UPKEEP_SECONDS)
             self._changed.clear()
             try:
                 self.log.maintain()
@@ -118,7 +120,6 @@ class Forwarder:
             except Exception:
                 # Rotation and retention must outlive any error: log it and try again.
                 logger.exception("alert log upkeep failed; trying again")
-            self._stopping.wait(UPKEEP_SECONDS)
 
     def _check_space(self) -> None:
         free, size = self.log.volume()

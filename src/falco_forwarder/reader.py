@@ -9,8 +9,7 @@ over once, marked ``oversized``. Memory is one read chunk plus one line, whateve
 
 import logging
 import os
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from falco_forwarder.alert_log import AlertLog
 from falco_forwarder.checkpoint import Position
@@ -23,8 +22,7 @@ MAX_LINE_BYTES: Final = 16 * 1024 * 1024
 _SHOWN_BYTES: Final = 120  # of an oversized line, for the log
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(NamedTuple):
     """One line without its newline, and the position right after it (the next checkpoint).
 
     An ``oversized`` line holds only its first bytes.

@@ -70,29 +70,56 @@ class HttpSender:
         self._headers.update(sink.headers)
         self._conn: http.client.HTTPConnection | None = None
         self._deadline = 0.0
+        self._body = b""  # the request sent last, sent again if its connection was stale
+        self._reused = False
 
     def post(self, body: bytes) -> Attempt:
-        """POST ``body`` once (twice if a kept-alive connection turns out stale); never raises.
+        """POST ``body`` and read the answer: `send`, then `receive`; never raises."""
+        return self.send(body) or self.receive()
 
-        The whole of it, a second try included, ends within the timeout.
+    def send(self, body: bytes) -> Attempt | None:
+        """Send the request for ``body``; None once sent (then `receive`), or why it failed.
+
+        The request has one deadline, from now to the end of its answer. Never raises.
         """
         self._deadline = time.monotonic() + self._timeout
-        reused = self._conn is not None
+        self._body = body
+        self._reused = self._conn is not None and self._conn.sock is not None
         try:
             try:
-                response = self._request(body)
+                self._send(body)
             except ConnectionError:
-                if not reused:
+                if not self._reused:
                     raise
-                # The sink closed the idle connection: a fresh one is not a retry.
+                self._reused = False  # the sink closed the idle connection: not a retry
                 self.close()
-                response = self._request(body)
-        except TimeoutError:
-            self.close()
-            return Attempt(Outcome.RETRY, f"timed out: no whole answer within {self._timeout:g} s")
-        except Exception as e:
-            self.close()
-            return Attempt(Outcome.RETRY, _describe(e))
+                self._send(body)
+        except Exception as e:  # an abort from another thread may surface as anything
+            return self._failed(e)
+        return None
+
+    def receive(self) -> Attempt:
+        """Read the answer to the request `send` sent; never raises.
+
+        A kept-alive connection found stale here gets the request again on a fresh one.
+        """
+        assert self._conn is not None
+        try:
+            try:
+                response = self._conn.getresponse()
+            except ConnectionError:
+                if not self._reused:
+                    raise
+                self._reused = False
+                self.close()
+                self._send(self._body)
+                assert self._conn is not None
+                response = self._conn.getresponse()
+            response.read(_MAX_RESPONSE_BYTES)  # drain it so the connection can be reused
+            if not response.isclosed():
+                self.close()
+        except Exception as e:  # as in `send`
+            return self._failed(e)
         status = response.status
         detail = f"HTTP {status} {response.reason}".rstrip()
         if 200 <= status < 300:
@@ -104,7 +131,13 @@ class HttpSender:
         reason = HTTP_4XX if 400 <= status < 500 else HTTP_OTHER
         return Attempt(Outcome.DROP, detail, drop_reason=reason)
 
-    def _request(self, body: bytes) -> http.client.HTTPResponse:
+    def _failed(self, error: Exception) -> Attempt:
+        self.close()
+        if isinstance(error, TimeoutError):
+            return Attempt(Outcome.RETRY, f"timed out: no whole answer within {self._timeout:g} s")
+        return Attempt(Outcome.RETRY, _describe(error))
+
+    def _send(self, body: bytes) -> None:
         if self._conn is None:
             if self._context is None:
                 self._conn = http.client.HTTPConnection(self._host, self._port)
@@ -119,11 +152,6 @@ class HttpSender:
             assert self._conn.sock is not None
             self._conn.sock = _DeadlineSocket(self._conn.sock, self._remaining)  # pyright: ignore[reportAttributeAccessIssue]
         self._conn.request("POST", self._target, body=body, headers=self._headers)
-        response = self._conn.getresponse()
-        response.read(_MAX_RESPONSE_BYTES)  # drain it so the connection can be reused
-        if not response.isclosed():
-            self.close()
-        return response
 
     def _remaining(self) -> float:
         remaining = self._deadline - time.monotonic()
@@ -176,10 +204,16 @@ class _DeadlineSocket:
     def __init__(self, sock: socket.socket, remaining: Callable[[], float]):
         self._sock = sock
         self._remaining = remaining
+        self._plain = not isinstance(sock, ssl.SSLSocket) and hasattr(socket, "MSG_MORE")
 
     def sendall(self, data: Any) -> None:
         self._sock.settimeout(self._remaining())
-        self._sock.sendall(data)
+        if self._plain and bytes(data[-4:]) == b"\r\n\r\n":
+            # http.client sends the head, then the body: one segment on the wire, one wakeup
+            # of the sink instead of two.
+            self._sock.sendall(data, socket.MSG_MORE)
+        else:
+            self._sock.sendall(data)
 
     def recv_into(self, buffer: Any) -> int:
         self._sock.settimeout(self._remaining())

@@ -29,6 +29,7 @@ import statistics
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -48,7 +49,7 @@ MAX_IN_FLIGHT: Final = 64
 # A sink answering faster than this gets one request at a time: strictly in order.
 SLOW_ANSWER_SECONDS: Final = 0.01
 # Requests in flight for a slow sink: enough for this rate at the answer time measured.
-_TARGET_RATE: Final = 2000
+_TARGET_RATE: Final = 3000
 _LATENCY_SAMPLES: Final = 8
 # A batch: at most this many alerts or bytes (Loki and collectors take far more by default).
 _BATCH_ALERTS: Final = 1000
@@ -108,6 +109,7 @@ class SinkWorker:
         self._lanes: list[tuple[threading.Thread, HttpSender]] = []
         self._window = 1
         self._latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
+        self._measured = 0
         # Where delivery stands (under the condition):
         self._epoch = 0  # bumped on every restart from the checkpoint; older results are void
         self._generation = 0
@@ -168,29 +170,39 @@ class SinkWorker:
         thread.start()
 
     def _lane(self, sender: HttpSender) -> None:
+        """Send, and while the sink answers prepare the next request (read, parse, encode)."""
         try:
-            while True:
-                with self._cond:
-                    entry = self._next()
-                if entry is None:
-                    return
+            with self._cond:
+                entry = self._next(None)
+            while entry is not None:
                 assert entry.body is not None
                 started = time.monotonic()
-                try:
-                    attempt = sender.post(entry.body)
-                except Exception as e:  # a bug must not end the sink's deliveries
-                    logger.exception("sink %s: sending failed unexpectedly", self._name)
-                    attempt = Attempt(Outcome.RETRY, type(e).__name__)
+                attempt, upcoming = self._guarded(sender.send, entry.body), None
+                if attempt is None:
+                    with self._cond:
+                        upcoming = self._ahead()
+                    attempt = self._guarded(sender.receive)
+                assert attempt is not None
                 with self._cond:
                     self._finished(entry, attempt, time.monotonic() - started)
+                    entry = self._next(upcoming)
         finally:
             sender.close()
 
+    def _guarded(self, call: Callable[..., Attempt | None], *args: bytes) -> Attempt | None:
+        try:
+            return call(*args)
+        except Exception as e:  # a bug must not end the sink's deliveries
+            logger.exception("sink %s: sending failed unexpectedly", self._name)
+            return Attempt(Outcome.RETRY, type(e).__name__)
+
     # -- taking work (under the condition) ------------------------------------------------------
 
-    def _next(self) -> _Entry | None:
-        """The next request to send, waiting for one; None once stopping."""
+    def _next(self, prepared: _Entry | None) -> _Entry | None:
+        """The next request to send (``prepared`` if still good), waiting for one; None to stop."""
         while not self._stopping:
+            if prepared is not None and (prepared.epoch != self._epoch or self._failed):
+                prepared = None  # read again after the restart
             timeout = _IDLE_SECONDS
             try:
                 if self._failed:
@@ -199,7 +211,8 @@ class SinkWorker:
                         self._restart()
                         continue
                 elif self._in_flight < self._window:
-                    entry = self._take()
+                    entry = prepared or self._take()
+                    prepared = None
                     if entry is not None:
                         self._in_flight += 1
                         if self._in_flight < self._window:
@@ -214,6 +227,15 @@ class SinkWorker:
                 continue
             self._cond.wait(timeout if timeout > 0 else None if self._failed else _IDLE_SECONDS)
         return None
+
+    def _ahead(self) -> _Entry | None:
+        """The request after the one in flight, made ready while the sink answers."""
+        if self._stopping or self._failed:
+            return None
+        try:
+            return self._take()
+        except Exception:
+            return None  # `_next` meets the problem again, and handles it
 
     def _restart(self) -> None:
         """Read again from the checkpoint; results of requests sent before are void."""
@@ -330,8 +352,9 @@ class SinkWorker:
             return  # sent before a restart: it will be read and sent again
         if attempt.outcome is Outcome.DELIVERED:
             entry.done = True
-            self._attempts = 0
-            self._metrics.set_up(self._name, True)
+            if self._attempts:
+                self._attempts = 0
+                self._metrics.set_up(self._name, True)
             self._outage.end("sink %s: delivering again", self._name)
             self._refusals.end("sink %s: accepting alerts again", self._name)
             self._measure(latency)
@@ -397,8 +420,9 @@ class SinkWorker:
         if self._format.frame is not None:
             return  # batches: one request at a time carries what waits
         self._latencies.append(latency)
-        if len(self._latencies) < _LATENCY_SAMPLES:
-            return
+        self._measured += 1
+        if self._measured % _LATENCY_SAMPLES:
+            return  # sized again every few answers
         answer = statistics.median(self._latencies)
         window = 1
         if answer >= SLOW_ANSWER_SECONDS:
