@@ -61,12 +61,13 @@ def _reap(process: subprocess.Popen[Any]) -> None:
 class Receiver:
     """``benchmarks/receiver.py`` as a process of its own."""
 
-    def __init__(self, delay: float = 0.0, status: int = 202):
+    def __init__(self, delay: float = 0.0, status: int = 202, trickle: bool = False):
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 str(Path(__file__).with_name("receiver.py")),
                 *("--delay", str(delay), "--status", str(status)),
+                *(["--trickle"] if trickle else []),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -153,11 +154,20 @@ class Forwarder:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
 
-    def stop(self) -> None:
-        """SIGTERM, and wait for the stop."""
+    def stop(self, timeout: float = 30) -> float:
+        """SIGTERM, and wait for the stop (killed after ``timeout``); the seconds it took."""
+        started = time.monotonic()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=30)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return time.monotonic() - started
+
+    def reload(self) -> None:
+        """SIGHUP: read the configuration file again."""
+        self.process.send_signal(signal.SIGHUP)
 
 
 def config(

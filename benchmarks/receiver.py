@@ -4,7 +4,8 @@
 
 Prints its port, then serves HTTP/1.1 (kept-alive connections, each handled on its own, as a
 Go or Netty server does): every POST is answered ``--delay`` seconds after it arrived (a sink
-20 ms away), with ``--status`` (or 503 while down). It reads the benchmark ids of the alerts
+20 ms away), with ``--status`` (or 503 while down); with ``--trickle`` it sends the status line
+and then one byte every 3 s, forever (a sink stuck mid-answer). It reads the benchmark ids of the alerts
 in any body the forwarder sends (Falco JSON, GELF, Loki push, OTLP/JSON), with their arrival
 times. ``GET /count`` gives {"distinct", "total"}; ``GET /stats`` gives every id's arrivals in
 order; ``POST /down`` and ``POST /up`` switch the outage.
@@ -30,9 +31,10 @@ _REASONS = {200: b"OK", 202: b"Accepted", 204: b"No Content", 503: b"Service Una
 class Receiver:
     """What arrived, and how to answer."""
 
-    def __init__(self, delay: float, status: int):
+    def __init__(self, delay: float, status: int, trickle: bool):
         self.delay = delay
         self.status = status
+        self.trickle = trickle
         self.down = False
         self.arrivals: list[tuple[int, float]] = []
         self.seen: set[int] = set()
@@ -56,6 +58,13 @@ class Receiver:
                     if name.strip().lower() == b"content-length":
                         length = int(value)
                 body = await reader.readexactly(length) if length else b""
+                if self.trickle and method == b"POST" and path not in (b"/down", b"/up"):
+                    self.record(body)
+                    writer.write(b"HTTP/1.1 200 OK\r\n")
+                    while True:
+                        await writer.drain()
+                        await asyncio.sleep(3)
+                        writer.write(b"X")
                 status, reply = await self.answer(method, path, body)
                 reason = _REASONS.get(status, b"Whatever")
                 head = b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\n\r\n" % (
@@ -93,8 +102,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--status", type=int, default=202)
+    parser.add_argument("--trickle", action="store_true")
     args = parser.parse_args()
-    receiver = Receiver(args.delay, args.status)
+    receiver = Receiver(args.delay, args.status, args.trickle)
     server = await asyncio.start_server(receiver.serve, "127.0.0.1", 0, backlog=1024)
     print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
