@@ -47,6 +47,7 @@ class Run:
         self.log = self.tmp / "log" / "falco.log"
 
     def start(self) -> None:
+        """Start (or restart) the forwarder."""
         self.forwarder = Forwarder(self.src, self.config, self.port)
 
     def stop(self) -> None:
@@ -57,6 +58,7 @@ class Run:
         self.forwarder = None
 
     def counted(self) -> Counter[str]:
+        """What the running forwarder counted as dropped, by reason."""
         assert self.forwarder is not None
         return Counter(
             {
@@ -67,6 +69,7 @@ class Run:
         )
 
     def write(self, count: int) -> None:
+        """Append ``count`` alerts, numbered on."""
         for _ in range(count):
             append(self.log, self.written)
             self.written += 1

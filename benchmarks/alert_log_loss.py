@@ -50,6 +50,7 @@ class Falco:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
+        """Append at RATE until stopped."""
         start = time.monotonic()
         while not self.stop.is_set():
             append(self.log, self.sent)
@@ -71,6 +72,7 @@ class Setup:
 
     @classmethod
     def make(cls, name: str, src: Path, **limits: int) -> Setup:
+        """A setup with its own directory, receiver and port."""
         tmp = scratch(name)
         receiver, port = Receiver(), free_port()
         path = config(tmp, [("s", "falco-json", receiver.url())], port, **limits)
@@ -89,6 +91,7 @@ class Setup:
         return lost, sum(count - 1 for count in received.values())
 
     def close(self) -> None:
+        """Stop the forwarder and the receiver."""
         if self.forwarder is not None:
             self.forwarder.stop()
         self.receiver.stop()

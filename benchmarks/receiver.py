@@ -5,7 +5,7 @@
 Prints its port, then serves HTTP/1.1 (kept-alive connections, each handled on its own, as a
 Go or Netty server does): every POST is answered ``--delay`` seconds after it arrived (a sink
 20 ms away), with ``--status`` (or 503 while down); with ``--trickle`` it sends the status line
-and then one byte every 3 s, forever (a sink stuck mid-answer). It reads the benchmark ids of the alerts
+and then one byte every 3 s, forever (stuck mid-answer). It reads the benchmark ids of the alerts
 in any body the forwarder sends (Falco JSON, GELF, Loki push, OTLP/JSON), with their arrival
 times. ``GET /count`` gives {"distinct", "total"}; ``GET /stats`` gives every id's arrivals in
 order; ``POST /down`` and ``POST /up`` switch the outage.
