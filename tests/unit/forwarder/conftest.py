@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cos_receivers import Receiver
 from forwarder_helpers import ForwarderFactory, SinkFactory, SinkServer, config_dict
 
 from falco_forwarder.config import ForwarderConfig
@@ -32,6 +33,16 @@ def make_sink() -> Iterator[SinkFactory]:
     yield make
     for sink in started:
         sink.stop()
+
+
+@pytest.fixture
+def receivers() -> Iterator[list[Receiver]]:
+    """Loki and OTLP receivers a test starts, stopped at its end."""
+    started: list[Receiver] = []
+    yield started
+    for receiver in started:
+        if receiver._server is not None:
+            receiver.stop()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +33,6 @@ from falco_forwarder.metrics import DROP_REASONS
 JUJU = JujuTopology("cos", "f2c5e3a1-7b4d-4e2a-9c1d-0123456789ab", "falco-k8s", "falco-k8s/0")
 OUTAGE_SECONDS = 30
 ALERT_NS = 1795756046123456789  # falco_alert's time, 2026-11-27T05:07:26.123456789Z
-
-
-@pytest.fixture
-def receivers() -> Iterator[list[Receiver]]:
-    started: list[Receiver] = []
-    yield started
-    for receiver in started:
-        if receiver._server is not None:
-            receiver.stop()
 
 
 def loki_body(alert: dict[str, Any], **kwargs: Any) -> bytes:

@@ -1,7 +1,6 @@
 """Distant sinks: several requests in flight, batches, and the checkpoint over what was acked."""
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -72,15 +71,6 @@ def test_a_failure_in_the_window_resends_from_the_acknowledged_prefix_and_loses_
     assert sum(received.values()) - len(sent) == 2
     assert metric(forwarder.port, "falco_forwarder_retried_total", sink="s") == 2
     assert metric(forwarder.port, "falco_forwarder_delivered_total", sink="s") == 200
-
-
-@pytest.fixture
-def receivers() -> Iterator[list[Receiver]]:
-    started: list[Receiver] = []
-    yield started
-    for receiver in started:
-        if receiver._server is not None:
-            receiver.stop()
 
 
 @pytest.mark.parametrize(
