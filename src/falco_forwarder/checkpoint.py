@@ -56,6 +56,7 @@ class Checkpoint:
         self._fd: int | None = None
         self._writes = 0  # positions written: a sync clears `_dirty` only if none came since
         self._dirty = False
+        self._closed = False
         self._open()
         if self._fd is None:
             return
@@ -96,7 +97,7 @@ class Checkpoint:
         next position never waits for the disk.
         """
         with self._lock:
-            if not self._dirty or self.position is None:
+            if not self._dirty or self.position is None or self._closed:
                 return
             if self._fd is None:
                 self._open()
@@ -120,6 +121,7 @@ class Checkpoint:
         """Sync and close."""
         self.sync()
         with self._lock:
+            self._closed = True
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
