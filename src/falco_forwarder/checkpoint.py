@@ -76,11 +76,6 @@ class Checkpoint:
         except OSError as e:
             self.error = e.strerror or str(e)
 
-    @property
-    def saved(self) -> bool:
-        """Whether the position on disk is the current one (or will be at the next sync)."""
-        return not self.error
-
     def write(self, position: Position) -> None:
         """Record ``position``; it reaches the disk at the next `sync`. Never raises."""
         with self._lock:
