@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = {
     "baseline: import ops": "import ops",
     "import charm": "import charm",
-    "import charm + cluster (lightkube)": "import charm, cluster",
+    "import charm + cluster (lightkube)": "import charm, webhook._cluster",
     # What a hook with a COS relation adds: cosl and the OTLP library, imported only there.
-    "import charm + cos (a COS hook)": "import charm, cos",
+    "import charm + cos (a COS hook)": "import charm, cos._publish",
 }
 
 

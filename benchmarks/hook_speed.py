@@ -73,7 +73,7 @@ def charm_env(tree: Path, work: Path) -> Iterator[dict[str, Any]]:
     for sub in ("tests/unit", "lib", "src"):
         sys.path.insert(0, str(tree / sub))
     pod_helpers = importlib.import_module("charm_pod")
-    kube_api = importlib.import_module("kube_api")
+    kube_api = importlib.import_module("fakes.fake_kube_api")
     testing = importlib.import_module("ops.testing")
     charm = importlib.import_module("charm")
     root = work / "charm"
@@ -82,6 +82,9 @@ def charm_env(tree: Path, work: Path) -> Iterator[dict[str, Any]]:
     (root / "plugins" / "libjson.so").write_bytes(b"\x7fELF json stand-in")
     (root / "plugins" / "k8s_audit_rules.yaml").write_text(pod_helpers.STOCK_RULES)
     shutil.copytree(tree / "src" / "falco_forwarder", root / "src" / "falco_forwarder")
+    charm_rules = importlib.import_module("constants").CHARM_RULES_FILE
+    (root / charm_rules).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tree / charm_rules, root / charm_rules)
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(kube_api.serve(kube_api.FakeApiServer()))
         kubeconfig = work / "kubeconfig"
@@ -105,8 +108,8 @@ def charm_env(tree: Path, work: Path) -> Iterator[dict[str, Any]]:
 def falco_metrics(env: dict[str, Any], fs: Path) -> None:
     """Falco's /metrics stand-in, for a charm that asks Falco to confirm its reloads."""
     try:
-        falco_reload = importlib.import_module("falco_reload")
-        standin = importlib.import_module("falco_metrics_standin")
+        falco_reload = importlib.import_module("falco._reload")
+        standin = importlib.import_module("fakes.fake_falco_metrics")
     except ImportError:
         return  # a charm that does not ask
     port = env["stack"].enter_context(standin.FalcoMetrics(fs / "etc-falco").serving())

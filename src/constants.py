@@ -12,6 +12,8 @@ FALCO_RULES_D = f"{FALCO_CONFIG_DIR}/rules.d"
 FALCO_CUSTOM_RULES = f"{FALCO_RULES_D}/custom_rules.yaml"
 FALCO_STAGING_DIR = f"{FALCO_CONFIG_DIR}/staging"
 K8S_AUDIT_RULES = f"{FALCO_CONFIG_DIR}/k8s_audit_rules.yaml"
+# The charm's own rules, loaded between the stock rules and custom_rules.
+CHARM_RULES = f"{FALCO_CONFIG_DIR}/falco_k8s_rules.yaml"
 WEBHOOK_CONFIG_FILE = f"{FALCO_CONFIG_DIR}/webhook-config.yaml"
 # k8saudit's certificate, chain and private key in one PEM (its sslCertificate), mode 0600.
 WEBHOOK_PEM = f"{FALCO_CONFIG_DIR}/k8saudit-webhook.pem"
@@ -19,13 +21,14 @@ PLUGINS_DIR = "/usr/share/falco/plugins"
 
 # Artefacts the charm carries (built at pack time into its plugins/ directory), because the
 # upstream image lacks them: file name there -> path in the container.
-BUNDLE_DIR = "plugins"
+PAYLOAD_DIR = "plugins"
 PLUGIN_FILES = {
     "libk8saudit.so": f"{PLUGINS_DIR}/libk8saudit.so",
     "libjson.so": f"{PLUGINS_DIR}/libjson.so",
 }
 PLUGIN_MANIFEST = f"{PLUGINS_DIR}/.falco-k8s-bundle.sha256"
 STOCK_RULES_FILE = "k8s_audit_rules.yaml"
+CHARM_RULES_FILE = "src/falco/falco_k8s_rules.yaml"  # relative to the charm directory
 
 WEBSERVER_PORT = 8765
 K8SAUDIT_PORT = 9765
@@ -60,7 +63,10 @@ PRIORITIES = (
 
 MIB = 1024 * 1024
 
-# COS: relation names, and the files the charm ships for them (relative to the charm directory).
+# Relation names that more than one module uses, as metadata.yaml declares them; a sink
+# relation only its kind reads is named on the kind (`SinkSource.relation`).
+PEER_RELATION = "falco-peers"
+CERTIFICATES_RELATION = "certificates"
 METRICS_RELATION = "metrics-endpoint"
 DASHBOARD_RELATION = "grafana-dashboard"
 LOGGING_RELATION = "logging"
@@ -73,7 +79,3 @@ COS_RELATIONS = (
     LOKI_SINK_RELATION,
     OTLP_SINK_RELATION,
 )
-PROMETHEUS_RULES_DIR = "src/prometheus_alert_rules"
-LOKI_RULES_DIR = "src/loki_alert_rules"
-OTLP_RULES_DIR = "src/otlp_alert_rules"
-DASHBOARDS_DIR = "src/grafana_dashboards"

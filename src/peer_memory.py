@@ -18,7 +18,7 @@ class UnitMemory:
         return peers.data[self._model.unit].get(key, "") if peers else ""
 
     def remember(self, key: str, text: str) -> None:
-        """Keep ``text`` under ``key``; an unchanged value writes nothing."""
+        """Keep ``text`` under ``key`` ("" forgets it); an unchanged value writes nothing."""
         peers = self._model.get_relation(self._relation_name)
-        if peers is not None and peers.data[self._model.unit].get(key) != text:
+        if peers is not None and peers.data[self._model.unit].get(key, "") != text:
             peers.data[self._model.unit][key] = text

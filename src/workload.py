@@ -19,6 +19,9 @@ import ops
 
 logger = logging.getLogger(__name__)
 
+# How Pebble introduces the failed tasks of a change: the tasks say what went wrong.
+_CHANGE_PREAMBLE = "cannot perform the following tasks: - "
+
 
 class WorkloadError(Exception):
     """The container could not do what was asked (gone away, timed out, refused).
@@ -58,9 +61,8 @@ class Workload:
             # give the status one line.
             logger.error("%s in %s failed: %s", doing, self.container.name, exc)
             reason = exc.err if isinstance(exc, ops.pebble.ChangeError) else str(exc)
-            raise WorkloadError(
-                f"{doing} in {self.container.name} failed: {' '.join(reason.split())}"
-            ) from exc
+            reason = " ".join(reason.split()).removeprefix(_CHANGE_PREAMBLE)
+            raise WorkloadError(f"{doing} failed: {reason}") from exc
 
     def can_connect(self) -> bool:
         """Whether Pebble in the container answers."""

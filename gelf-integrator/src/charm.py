@@ -2,27 +2,35 @@
 """gelf-integrator: an existing Graylog's GELF HTTP input, offered over the `gelf` relation.
 
 The class wires events to one reconcile: check the options (`integrator_config`), read the
-user secrets, publish through the gelf library, and provision Graylog (`provisioning`)
-when an API is configured. No workload: the same charm runs on Kubernetes and machines.
+user secrets the two ``type: secret`` options point at, publish through the gelf library,
+and provision Graylog (`provisioning`) when an API is configured. Each part reports a
+status; `collect-status` shows the most severe. No workload: the same charm runs on
+Kubernetes and machines.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import ops
 
-from charms.falco_k8s.v0.gelf import AUTH_CONTENT_KEY, GelfEndpointProvider
+from charms.falco_k8s.v0.gelf import (
+    AUTH_CONTENT_KEY,
+    GelfEndpointError,
+    GelfEndpointProvider,
+    GelfSenderTopology,
+)
 from integrator_config import (
-    ApiSettings,
+    ENDPOINT_OPTIONS,
     ConfigError,
     IntegratorConfig,
     api_token,
     auth_header_value,
-    load_api,
     load_config,
 )
+from status_text import status_text
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +44,8 @@ class GelfIntegratorCharm(ops.CharmBase):
 
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
-        self._status: ops.StatusBase | None = None
+        self._statuses: list[ops.StatusBase] = []
+        self._secrets: list[str] = []  # values no status may show
         self.gelf = GelfEndpointProvider(self, relation_name=RELATION)
         for event in (
             self.on.install,
@@ -47,54 +56,75 @@ class GelfIntegratorCharm(ops.CharmBase):
             self.on.leader_elected,
             self.on.secret_changed,
             self.on[RELATION].relation_joined,
+            self.on[RELATION].relation_changed,  # a bad topology must show, not only a good one
             self.on[RELATION].relation_broken,
-            self.gelf.on.sender_changed,
         ):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
 
     def _reconcile(self, _: ops.EventBase) -> None:
+        loaded = load_config(self.config)
+        if loaded.reason:
+            self._statuses.append(ops.BlockedStatus(loaded.reason))
+        if not loaded.usable_for(ENDPOINT_OPTIONS):
+            return  # what was published stays
+        config = loaded.values
         try:
-            config = load_config(self.config)
             auth = self._auth(config)
         except ConfigError as e:
-            self._status = ops.BlockedStatus(str(e))  # what was published stays
+            self._statuses.append(ops.BlockedStatus(str(e)))
             return
-        # A bad provisioning option holds back provisioning only, not the endpoint.
-        api, token, api_problem = None, None, None
-        try:
-            api = load_api(self.config)
-            if api is not None:
-                token = self._read_secret(api.token_secret, "api_token_secret", api_token)
-        except ConfigError as e:
-            api_problem = e
+        token = None
+        if loaded.provisions:
+            try:
+                token = self._read_secret(config.api_token_secret, "api_token_secret", api_token)
+            except ConfigError as e:
+                self._statuses.append(ops.BlockedStatus(str(e)))
+        senders = self._senders()
         related = len(self.model.relations[RELATION])
-        where = f"alerts to {config.gelf_url}; {related} requirer app{'' if related == 1 else 's'}"
-        if self.unit.is_leader():
-            self._publish(config, auth)
-        if api_problem is not None:
-            self._status = ops.BlockedStatus(str(api_problem))
-        elif not self.unit.is_leader():
-            self._status = ops.ActiveStatus(f"{where} (published by the leader)")
-        elif api is None or token is None:
-            self._status = ops.ActiveStatus(where)
+        where = (
+            f"alerts to {urlsplit(config.gelf_url).netloc}; "
+            f"{related} requirer app{'' if related == 1 else 's'}"
+        )
+        if not self.unit.is_leader():
+            self._statuses.append(ops.ActiveStatus(f"{where} (published by the leader)"))
+            return
+        self._publish(config, auth)
+        if token is None:
+            self._statuses.append(ops.ActiveStatus(where))
         else:
-            self._status = self._provision(config, api, auth, token, where)
+            self._statuses.append(self._provision(config, auth, token, senders, where))
 
     def _auth(self, config: IntegratorConfig) -> tuple[str, str] | None:
-        if config.auth_header is None or config.auth_secret is None:
+        if not config.auth_header:
             return None
         value = self._read_secret(config.auth_secret, "auth_secret", auth_header_value)
         return config.auth_header, value
 
     def _read_secret(self, uri: str, option: str, extract: Callable[[dict[str, str]], str]) -> str:
+        """The value a ``type: secret`` option's user secret holds, remembered to be hidden."""
         try:
             content = self.model.get_secret(id=uri).get_content(refresh=True)
         except (ops.SecretNotFoundError, ops.ModelError):
             raise ConfigError(
                 f"{option}: cannot read the secret; run juju grant-secret <secret> {self.app.name}"
             ) from None
-        return extract(content)
+        value = extract(content)
+        self._secrets.append(value)
+        return value
+
+    def _senders(self) -> list[GelfSenderTopology]:
+        """The senders' valid topologies; a bad one blocks, naming its relation."""
+        senders: list[GelfSenderTopology] = []
+        for relation in self.model.relations[RELATION]:
+            try:
+                sender = self.gelf.load_sender(relation)
+            except GelfEndpointError as e:
+                self._statuses.append(ops.BlockedStatus(str(e)))
+                continue
+            if sender is not None:
+                senders.append(sender)
+        return senders
 
     def _publish(self, config: IntegratorConfig, auth: tuple[str, str] | None) -> None:
         secret = None
@@ -104,7 +134,7 @@ class GelfIntegratorCharm(ops.CharmBase):
             config.gelf_url,
             auth_header_name=auth[0] if auth else None,
             auth_secret=secret,
-            ca_cert=config.ca_cert,
+            ca_cert=config.ca_cert or None,
             max_message_bytes=config.max_message_bytes,
         )
 
@@ -121,9 +151,9 @@ class GelfIntegratorCharm(ops.CharmBase):
     def _provision(
         self,
         config: IntegratorConfig,
-        api_settings: ApiSettings,
         auth: tuple[str, str] | None,
         token: str,
+        senders: list[GelfSenderTopology],
         where: str,
     ) -> ops.StatusBase:
         from graylog_api import GraylogApi  # noqa: PLC0415 (only when provisioning)
@@ -134,14 +164,13 @@ class GelfIntegratorCharm(ops.CharmBase):
             provision,
         )
 
-        api = GraylogApi(api_settings.url, token, ca_cert=config.ca_cert)
-        senders = [Sender(s.model, s.application) for s in self.gelf.senders()]
+        api = GraylogApi(config.api_url, token, ca_cert=config.ca_cert or None)
         try:
             done = provision(
                 api,
-                port=api_settings.input_port,
+                port=urlsplit(config.gelf_url).port or 0,  # the config requires the port
                 max_message_bytes=config.max_message_bytes,
-                senders=senders,
+                senders=[Sender(s.model, s.application, s.cluster) for s in senders],
                 owner=f"{self.model.name}/{self.app.name}",
                 auth=auth,
             )
@@ -153,13 +182,16 @@ class GelfIntegratorCharm(ops.CharmBase):
             logger.info("Graylog API requests: %s", api.log.requests)
         streams = len(done.running_streams)
         return ops.ActiveStatus(
-            f"{where}; Graylog {done.version}: input on port {done.port} running, "
+            f"{where}; Graylog {done.version}: input running, "
             f"{streams} stream{'' if streams == 1 else 's'}"
         )
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
-        if self._status is not None:  # hooks that do not reconcile keep the last status
-            event.add_status(self._status)
+        # Hooks that do not reconcile keep the last status; ops shows the most severe.
+        for status in self._statuses:
+            event.add_status(
+                ops.StatusBase.from_name(status.name, status_text(status.message, self._secrets))
+            )
 
 
 if __name__ == "__main__":  # pragma: nocover

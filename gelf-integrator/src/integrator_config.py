@@ -1,8 +1,11 @@
-"""The integrator's options, checked once per hook; no ops here.
+"""The integrator's options, typed and checked once per hook; no ops here.
 
-The endpoint rules (URL, header name, PEM, size) are the gelf library's own, applied by
-its `GelfEndpointData` model, so the integrator never publishes what a sender would
-refuse. Problems name the option, never a value: the options point at secrets.
+As in falco-k8s's own config model: a pydantic model of the options, `load_config` that
+leaves invalid ones at their defaults and names them, and option groups so that a bad
+option holds back only the part it feeds (a bad ``api_*`` option stops provisioning, not
+the published endpoint). The endpoint rules (URL, header name, PEM, size) are the gelf
+library's own, so the integrator never publishes what a sender would refuse. Problems
+name the option, never a value: two options point at secrets.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+import pydantic
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from charms.falco_k8s.v0.gelf import AUTH_CONTENT_KEY, DEFAULT_MAX_MESSAGE_BYTES, GelfEndpointData
 
@@ -22,125 +26,174 @@ TOKEN_CONTENT_KEY: Final = "token"  # noqa: S105 (a key name)
 
 # Graylog reads max_chunk_size as a Java int.
 MAX_MESSAGE_BYTES_LIMIT: Final = 2**31 - 1
-# Option names, keyed by the gelf library's field names.
-_OPTION_OF_FIELD: Final = {
-    "url": "gelf_url",
-    "auth_header_name": "auth_header",
-    "ca_cert": "ca_cert",
-    "max_message_bytes": "max_message_bytes",
-}
-_TEXT_OPTIONS: Final = (
-    "gelf_url",
-    "auth_header",
-    "auth_secret",
-    "ca_cert",
-    "api_url",
-    "api_token_secret",
-)
-# A Juju secret URI: secret:<xid> or secret://<model-uuid>/<xid>.
-_SECRET_URI = re.compile(r"secret:(?://[0-9a-f-]+/)?[0-9a-z]{20}")
 # What an HTTP header value can carry (RFC 9110 field-value: visible ASCII, space, tab).
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]+")
 
+ENDPOINT_OPTIONS: Final = frozenset(
+    {"gelf_url", "auth_header", "auth_secret", "ca_cert", "max_message_bytes"}
+)
+"""What the published endpoint is made of: one bad, nothing new is published."""
+PROVISIONING_OPTIONS: Final = frozenset({"api_url", "api_token_secret"})
+"""What provisioning needs besides the endpoint: one bad, only provisioning waits."""
+
 
 class ConfigError(ValueError):
-    """An option is invalid; the message names it and says why, for the status."""
+    """An option or a secret it points at is invalid; the message names it, for the status."""
 
 
-@dataclass(frozen=True)
-class ApiSettings:
-    """Where the Graylog REST API is and which user secret holds its token."""
+class IntegratorConfig(BaseModel):
+    """The charm's options, typed; field names are the option names operators type.
 
-    url: str
-    token_secret: str
-    input_port: int
-
-
-@dataclass(frozen=True)
-class IntegratorConfig:
-    """Validated options; secrets are still URIs, resolved by the charm."""
-
-    gelf_url: str
-    auth_header: str | None
-    auth_secret: str | None
-    ca_cert: str | None
-    max_message_bytes: int
-
-
-Options = Mapping[str, str | int | float | bool]
-
-
-def _text(options: Options) -> dict[str, str]:
-    return {name: str(options.get(name, "")).strip() for name in _TEXT_OPTIONS}
-
-
-def load_config(options: Options) -> IntegratorConfig:
-    """Check the endpoint's options; raise `ConfigError` naming the first bad one."""
-    text = _text(options)
-    if not text["gelf_url"]:
-        raise ConfigError("gelf_url: required, e.g. http://graylog.example.com:12201/gelf")
-    size = options.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES)
-    if not isinstance(size, int) or isinstance(size, bool) or size > MAX_MESSAGE_BYTES_LIMIT:
-        raise ConfigError(
-            f"max_message_bytes: must be a whole number up to {MAX_MESSAGE_BYTES_LIMIT}"
-        )
-    if bool(text["auth_header"]) != bool(text["auth_secret"]):
-        raise ConfigError("auth_header and auth_secret: set both or neither")
-    _check_endpoint(text, size)
-    _check_secret_uri(text, "auth_secret")
-    return IntegratorConfig(
-        gelf_url=text["gelf_url"],
-        auth_header=text["auth_header"] or None,
-        auth_secret=text["auth_secret"] or None,
-        ca_cert=text["ca_cert"] or None,
-        max_message_bytes=size,
-    )
-
-
-def load_api(options: Options) -> ApiSettings | None:
-    """Check the provisioning options (they hold back provisioning only); None: not asked.
-
-    Call it once `load_config` accepted the options: the input's port is gelf_url's.
+    ``auth_secret`` and ``api_token_secret`` are ``type: secret`` options: their values are
+    secret URIs, read by the charm.
     """
-    text = _text(options)
-    if bool(text["api_url"]) != bool(text["api_token_secret"]):
-        raise ConfigError("api_url and api_token_secret: set both (to provision) or neither")
-    if not text["api_url"]:
-        return None
-    _check_api_url(text["api_url"])
-    _check_secret_uri(text, "api_token_secret")
-    port = urlsplit(text["gelf_url"]).port
-    if port is None:
-        raise ConfigError("gelf_url: write the input's port (e.g. :12201); api_url provisions it")
-    return ApiSettings(
-        url=text["api_url"].rstrip("/"), token_secret=text["api_token_secret"], input_port=port
-    )
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    gelf_url: str = ""
+    auth_header: str = ""
+    auth_secret: str = ""
+    ca_cert: str = ""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    api_url: str = ""
+    api_token_secret: str = ""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("gelf_url")
+    @classmethod
+    def _gelf_url(cls, value: str) -> str:
+        if not value:
+            raise ValueError("required, e.g. http://graylog.example.com:12201/gelf")
+        _library_rule("url", value)
+        if urlsplit(value).port == 0:
+            raise ValueError("the port must be 1-65535")
+        return value
+
+    @field_validator("auth_header")
+    @classmethod
+    def _auth_header(cls, value: str) -> str:
+        if value:
+            _library_rule("auth_header_name", value)
+        return value
+
+    @field_validator("ca_cert")
+    @classmethod
+    def _ca_cert(cls, value: str) -> str:
+        if value:
+            _library_rule("ca_cert", value)
+            _check_loadable(value)
+        return value
+
+    @field_validator("max_message_bytes", mode="before")
+    @classmethod
+    def _max_message_bytes(cls, value: Any) -> Any:
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or not 0 < value <= MAX_MESSAGE_BYTES_LIMIT
+        ):
+            raise ValueError(f"must be a whole number from 1 to {MAX_MESSAGE_BYTES_LIMIT}")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if value:
+            _check_api_url(value)
+        return value
 
 
-def _check_secret_uri(text: Mapping[str, str], name: str) -> None:
-    if text[name] and not _SECRET_URI.fullmatch(text[name]):
-        raise ConfigError(f"{name}: must be a Juju secret URI (secret:...), see juju secrets")
+@dataclass(frozen=True)
+class LoadedConfig:
+    """The options with any invalid ones at their defaults, which those are, and why."""
+
+    values: IntegratorConfig
+    invalid: frozenset[str] = frozenset()
+    reason: str = ""
+    """The Blocked status text naming each invalid option; empty when all are valid."""
+
+    def usable_for(self, options: frozenset[str]) -> bool:
+        """Whether every option in ``options`` is valid, so the part they feed can go on."""
+        return not self.invalid & options
+
+    @property
+    def provisions(self) -> bool:
+        """Whether the options ask for provisioning (and it can go ahead)."""
+        return bool(self.values.api_url) and self.usable_for(PROVISIONING_OPTIONS)
 
 
-def _check_endpoint(text: Mapping[str, str], size: int) -> None:
-    """Apply the gelf library's rules, reporting each problem under the option's name."""
+def load_config(options: Mapping[str, object]) -> LoadedConfig:
+    """The options, typed; invalid ones are left at their defaults and named."""
+    raw = {key.replace("-", "_"): value for key, value in options.items()}
+    problems: dict[str, str] = {}  # option -> the status text that names it
     try:
-        GelfEndpointData(
-            url=text["gelf_url"],
-            auth_header_name=text["auth_header"] or None,
-            auth_secret_id="secret:placeholder" if text["auth_header"] else None,
-            ca_cert=text["ca_cert"] or None,
-            max_message_bytes=size,
+        values = IntegratorConfig.model_validate(raw)
+    except pydantic.ValidationError as e:
+        for item in e.errors(include_url=False, include_input=False):
+            option = str(item["loc"][0]) if item["loc"] else "config"
+            problems.setdefault(option, f"{option}: {item['msg'].removeprefix('Value error, ')}")
+        values = IntegratorConfig.model_validate(
+            {key: value for key, value in raw.items() if key not in problems}
         )
-    except ValidationError as e:
+    for names, problem in _pair_problems(values):
+        if not problems.keys() & set(names):
+            problems.update(dict.fromkeys(names, problem))
+    reason = "; ".join(dict.fromkeys(problems.values()))
+    return LoadedConfig(values, frozenset(problems), reason)
+
+
+def _pair_problems(values: IntegratorConfig) -> list[tuple[tuple[str, ...], str]]:
+    """Options that only make sense together: the ones at fault, and the status text."""
+    problems: list[tuple[tuple[str, ...], str]] = []
+    if bool(values.auth_header) != bool(values.auth_secret):
+        problems.append(
+            (("auth_header", "auth_secret"), "auth_header and auth_secret: set both or neither")
+        )
+    if bool(values.api_url) != bool(values.api_token_secret):
+        problems.append(
+            (
+                ("api_url", "api_token_secret"),
+                "api_url and api_token_secret: set both (to provision) or neither",
+            )
+        )
+    elif values.api_url and values.gelf_url and urlsplit(values.gelf_url).port is None:
+        problems.append(
+            (("api_url",), "gelf_url: write the input's port (e.g. :12201); api_url provisions it")
+        )
+    return problems
+
+
+_FIELD_ERROR_PLACEHOLDERS: Final = {"url": "http://graylog/gelf"}
+
+
+def _library_rule(field: str, value: str) -> None:
+    """Apply the gelf library's rule for one of its endpoint fields to an option's value."""
+    data = {**_FIELD_ERROR_PLACEHOLDERS, field: value}
+    if field == "auth_header_name":
+        data["auth_secret_id"] = "secret:placeholder"  # noqa: S105 (not a secret)
+    try:
+        GelfEndpointData.model_validate(data)
+    except pydantic.ValidationError as e:
         detail = e.errors(include_url=False, include_input=False)[0]
-        where = str(detail["loc"][0]) if detail["loc"] else "url"
         ctx = detail.get("ctx") or {}
-        reason = str(ctx["error"]) if detail["type"] == "value_error" else detail["msg"]
-        raise ConfigError(f"{_OPTION_OF_FIELD.get(where, where)}: {reason}") from None
-    port = urlsplit(text["gelf_url"]).port
-    if port == 0:
-        raise ConfigError("gelf_url: the port must be 1-65535")
+        raise ValueError(
+            str(ctx["error"]) if detail["type"] == "value_error" else detail["msg"]
+        ) from None
+
+
+def _check_loadable(pem: str) -> None:
+    """What looks like PEM may still not be a certificate: OpenSSL must load it."""
+    import ssl  # noqa: PLC0415 (only with a CA configured)
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=pem)
+    except (ssl.SSLError, ValueError) as e:
+        reason = getattr(e, "reason", None) or "not a certificate"
+        raise ValueError(f"OpenSSL cannot load it as a CA certificate ({reason})") from None
 
 
 def _check_api_url(url: str) -> None:
@@ -148,15 +201,19 @@ def _check_api_url(url: str) -> None:
         parts = urlsplit(url)
         _ = parts.port
     except ValueError:
-        raise ConfigError("api_url: must be an http(s) URL with a valid host and port") from None
+        raise ValueError("must be an http(s) URL with a valid host and port") from None
     if (
         parts.scheme not in ("http", "https")
         or not parts.hostname
-        or any(c.isspace() for c in url)
+        or not url.isascii()
+        or not url.isprintable()
+        or " " in url
     ):
-        raise ConfigError("api_url: must be an http(s) URL, e.g. https://graylog:9000/api")
+        raise ValueError("must be an http(s) URL, e.g. https://graylog:9000/api")
     if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
-        raise ConfigError("api_url: no credentials, query or fragment; the token goes in a secret")
+        raise ValueError("no credentials, query or fragment; the token goes in a secret")
+    if parts.port == 0:
+        raise ValueError("the port must be 1-65535")
 
 
 def auth_header_value(content: Mapping[str, str]) -> str:

@@ -10,10 +10,13 @@ level, and an input's configuration comes back under ``attributes``.
 Only what a run finds wrong is written: a second run over a converged Graylog makes no
 write request. Streams are ours when their description carries our marker; nothing
 else is ever changed, and ours are paused, never deleted, when their sender goes.
+Every problem names the option to look at (``api_url``, ``api_token_secret``, ``ca_cert``,
+``gelf_url``) and says what is wrong, never echoing the token.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, cast
@@ -33,8 +36,12 @@ EXACT_MATCH: Final = 1  # StreamRuleType.EXACT
 # GELF additional fields lose their leading "_" in Graylog: _juju_model is stored as juju_model.
 MODEL_FIELD: Final = "juju_model"
 APPLICATION_FIELD: Final = "juju_application"
+CLUSTER_FIELD: Final = "cluster"
 SUPPORTED_MAJORS: Final = (6, 7)
 
+_MAX_VERSION_CHARS: Final = 32
+# Graylog's IDs are MongoDB ObjectIds (24 hex digits); accept a little more, nothing unsafe.
+_ID: Final = re.compile(r"[0-9A-Za-z_-]{1,64}")
 _T = TypeVar("_T")
 
 
@@ -48,15 +55,22 @@ class ProvisioningWaitingError(Exception):
 
 @dataclass(frozen=True)
 class Sender:
-    """A related application whose alerts get a stream."""
+    """A related application whose alerts get a stream (one per cluster, when it names one)."""
 
     model: str
     application: str
+    cluster: str | None = None
+
+    @property
+    def name(self) -> str:
+        """``[cluster/]model/application``: unique, as none of the three holds a ``/``."""
+        prefix = f"{self.cluster}/" if self.cluster else ""
+        return f"{prefix}{self.model}/{self.application}"
 
     @property
     def stream_title(self) -> str:
         """The stream's title in Graylog, which names the sender."""
-        return f"Falco alerts: {self.model}/{self.application}"
+        return f"Falco alerts: {self.name}"
 
 
 @dataclass(frozen=True)
@@ -92,11 +106,11 @@ def provision(
     Raises:
         ProvisioningBlockedError: on 401/403 (naming the missing permission) or an unexpected
             answer.
-        ProvisioningWaitingError: when Graylog cannot be reached.
+        ProvisioningWaitingError: when Graylog gives no whole answer in time.
     """
     call = _Caller(api)
     hello = call(lambda: api.get("/"), "GET", "/", "none")
-    version = str(field_of(hello, "version") or "")
+    version = str(field_of(hello, "version") or "")[:_MAX_VERSION_CHARS]
     major = _major(version)
     input_id = _ensure_input(
         call, api, port=port, max_message_bytes=max_message_bytes, auth=auth, owner=owner
@@ -111,7 +125,7 @@ def _title(sender: Sender) -> str:
 
 def _major(version: str) -> int:
     head = version.split(".", 1)[0]
-    if not head.isdigit() or int(head) < SUPPORTED_MAJORS[0]:
+    if not (head.isascii() and head.isdigit()) or int(head) < SUPPORTED_MAJORS[0]:
         raise ProvisioningBlockedError(
             f"api_url: Graylog {version or '?'} is not supported (6.x and 7.x are)"
         )
@@ -129,7 +143,7 @@ class _Caller:
         try:
             return send()
         except GraylogUnreachableError as e:
-            raise ProvisioningWaitingError(f"Graylog API unreachable ({e}); retrying") from None
+            raise ProvisioningWaitingError(f"api_url: Graylog API: {e}; retrying") from None
         except GraylogUntrustedError as e:
             raise ProvisioningBlockedError(
                 f"ca_cert: Graylog API certificate not trusted ({e})"
@@ -141,11 +155,10 @@ class _Caller:
                 ) from None
             if e.status == 403:
                 raise ProvisioningBlockedError(
-                    f"api_token_secret: the token's user lacks permission {permission} "
-                    f"(HTTP 403 on {where})"
+                    f"api_token_secret: the token's user lacks {permission} (HTTP 403 on {where})"
                 ) from None
             raise ProvisioningBlockedError(
-                f"Graylog API {where}: HTTP {e.status}: {e.message}"
+                f"api_url: {where}: HTTP {e.status}: {e.message}"
             ) from None
 
 
@@ -164,7 +177,7 @@ def _ensure_input(
     if not ours and on_port:
         other = on_port[0]
         raise ProvisioningBlockedError(
-            f"gelf_url: port {port} is taken by Graylog input {other.get('title')!r} "
+            f"gelf_url: port {port} is taken by Graylog input {str(other.get('title'))!r} "
             f"({other.get('type')})"
         )
     if not ours:
@@ -173,10 +186,10 @@ def _ensure_input(
             lambda: api.post("/system/inputs", body),
             "POST",
             "/system/inputs",
-            f"inputs:create and inputtypes:create:{GELF_HTTP_INPUT}",
+            "inputs:create, inputtypes:create",
         )
-        return _new_id(created, "id", "POST /system/inputs")  # Graylog starts a new input
-    input_id = str(ours[0]["id"])
+        return _id(created, "id", "POST /system/inputs")  # Graylog starts a new input
+    input_id = _id(ours[0], "id", "GET /system/inputs")
     states = call(
         lambda: api.get("/system/inputstates"), "GET", "/system/inputstates", "inputs:read"
     )
@@ -186,7 +199,7 @@ def _ensure_input(
         call(lambda: api.put(path), "PUT", path, "inputs:changestate")
         if state is not None and state.get("detailed_message"):
             raise ProvisioningBlockedError(
-                f"Graylog input on port {port} was {state.get('state')}: "
+                f"gelf_url: Graylog input on port {port} was {state.get('state')}: "
                 f"{state.get('detailed_message')}; asked it to start"
             )
     return input_id
@@ -200,18 +213,27 @@ def _items(document: Any, key: str) -> list[dict[str, Any]]:
     return [cast("dict[str, Any]", i) for i in cast("list[Any]", listed) if isinstance(i, dict)]
 
 
-def _new_id(document: Any, key: str, request: str) -> str:
-    created = field_of(document, key)
-    if not isinstance(created, str) or not created:
-        raise ProvisioningBlockedError(f"Graylog API {request}: answer without {key!r}")
-    return created
+def _text(document: Any, key: str, request: str) -> str:
+    """A text field Graylog always sends; its absence blocks rather than guessing."""
+    value = field_of(document, key)
+    if not isinstance(value, str) or not value:
+        raise ProvisioningBlockedError(f"api_url: {request} answered without {key!r}")
+    return value
+
+
+def _id(document: Any, key: str, request: str) -> str:
+    """An object ID, which goes into later request paths: only what Graylog's IDs are made of."""
+    value = _text(document, key, request)
+    if not _ID.fullmatch(value):
+        raise ProvisioningBlockedError(f"api_url: {request} answered an invalid {key!r}")
+    return value
 
 
 def _port_of(summary: Mapping[str, Any]) -> int | None:
     port = field_of(summary.get("attributes"), "port")  # configuration comes back there
     try:
         return int(port)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -249,7 +271,7 @@ def _ensure_streams(
     listing = call(lambda: api.get("/streams"), "GET", "/streams", "streams:read")
     marker = owner_marker(owner)
     ours = {
-        s["title"]: s
+        _text(s, "title", "GET /streams"): s
         for s in _items(listing, "streams")
         if str(s.get("description") or "").endswith(marker)
     }
@@ -263,17 +285,17 @@ def _ensure_streams(
             created = call(
                 lambda body=body: api.post("/streams", body), "POST", "/streams", "streams:create"
             )
-            _set_stream_state(call, api, _new_id(created, "stream_id", "POST /streams"), "resume")
+            _set_stream_state(call, api, _id(created, "stream_id", "POST /streams"), "resume")
         else:
             _add_missing_rules(call, api, stream, sender)
             if stream.get("disabled"):
-                _set_stream_state(call, api, str(stream["id"]), "resume")
+                _set_stream_state(call, api, _id(stream, "id", "GET /streams"), "resume")
     wanted = {s.stream_title for s in senders}
     paused: list[str] = []
     for title, stream in sorted(ours.items()):
         if title not in wanted:
             if not stream.get("disabled"):
-                _set_stream_state(call, api, str(stream["id"]), "pause")
+                _set_stream_state(call, api, _id(stream, "id", "GET /streams"), "pause")
             paused.append(title)
     return tuple(sorted(wanted)), tuple(paused)
 
@@ -283,18 +305,21 @@ def _add_missing_rules(
 ) -> None:
     """Put back a routing rule someone removed from our stream; other rules stay."""
     present = {
-        (rule.get("field"), rule.get("value"))
+        (str(rule.get("field")), str(rule.get("value")))
         for rule in _items(stream, "rules")
         if rule.get("type") == EXACT_MATCH and not rule.get("inverted")
     }
-    path = f"/streams/{stream['id']}/rules"
+    path = f"/streams/{_id(stream, 'id', 'GET /streams')}/rules"
     for rule in _rules(sender):
         if (rule["field"], rule["value"]) not in present:
             call(lambda rule=rule: api.post(path, rule), "POST", path, "streams:edit")
 
 
 def _rules(sender: Sender) -> list[dict[str, Any]]:
-    """Exact matches on the topology fields falco-k8s sends (``_juju_model`` ...)."""
+    """Exact matches on the fields falco-k8s sends (``_juju_model`` ..., ``_cluster``)."""
+    matches = [(MODEL_FIELD, sender.model), (APPLICATION_FIELD, sender.application)]
+    if sender.cluster:
+        matches.append((CLUSTER_FIELD, sender.cluster))
     return [
         {
             "field": field,
@@ -303,7 +328,7 @@ def _rules(sender: Sender) -> list[dict[str, Any]]:
             "inverted": False,
             "description": f"GELF field _{field} from falco-k8s",
         }
-        for field, value in ((MODEL_FIELD, sender.model), (APPLICATION_FIELD, sender.application))
+        for field, value in matches
     ]
 
 
@@ -317,16 +342,16 @@ def _default_index_set(call: _Caller, api: GraylogApi) -> str:
     listing = call(lambda: api.get(path), "GET", path, "indexsets:read")
     for index_set in _items(listing, "index_sets"):
         if index_set.get("default"):
-            return str(index_set["id"])
+            return _id(index_set, "id", "GET /system/indices/index_sets")
     raise ProvisioningBlockedError(
-        "Graylog has no default index set readable with this token (needs indexsets:read)"
+        "api_token_secret: Graylog shows no default index set (needs indexsets:read)"
     )
 
 
 def _stream_body(sender: Sender, index_set_id: str, marker: str, *, wrapped: bool) -> Any:
     stream = {
         "title": sender.stream_title,
-        "description": f"Falco alerts of {sender.model}/{sender.application}. {marker}",
+        "description": f"Falco alerts of {sender.name}. {marker}",
         "rules": _rules(sender),
         "matching_type": "AND",
         "remove_matches_from_default_stream": False,

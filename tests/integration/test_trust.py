@@ -30,7 +30,7 @@ def test_without_trust_blocks_with_the_hint_and_recovers_once_trusted(
     # `juju trust` runs config-changed; update-status would recover the unit as well.
     with fast_update_status(juju):
         juju.trust(APP, scope="cluster")
-        status = wait_for(juju, "active", "audit webhook at http://")
+        status = wait_for(juju, "active", "webhook http://")
 
     namespace = juju.model
     assert namespace is not None

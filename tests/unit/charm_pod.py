@@ -9,7 +9,11 @@ from typing import Any
 
 from ops import testing
 
-from constants import FALCO_BIN, FALCO_CONFIG, FALCO_STAGING_DIR
+from constants import CHARM_RULES_FILE, FALCO_BIN, FALCO_CONFIG, FALCO_STAGING_DIR
+from report import status_message
+
+# The charm's own rules file, as the charm ships it.
+CHARM_RULES_TEXT = (Path(__file__).resolve().parents[2] / CHARM_RULES_FILE).read_text()
 
 STOCK_RULES = """\
 - required_engine_version: 15
@@ -68,10 +72,15 @@ def falco_list_json(enabled: bool = True) -> str:
     return json.dumps(doc)
 
 
-NO_TLS_NOTE = "audit webhook without TLS: relate certificates"
-ACTIVE = testing.ActiveStatus(
-    f"audit webhook at http://10.152.183.77:9765/k8s-audit; {NO_TLS_NOTE}"
-)
+NO_TLS_NOTE = "no TLS: relate certificates"
+WEBHOOK_AT = "webhook http://10.152.183.77:9765/k8s-audit"
+ACTIVE = testing.ActiveStatus(f"{NO_TLS_NOTE}; {WEBHOOK_AT}")
+
+
+def active(*notes: str, alerts_to: str = "") -> testing.ActiveStatus:
+    """The Active status of the usual pod: notes first, then what the unit does, as fits."""
+    sinks = [f"alerts to {alerts_to}"] if alerts_to else []
+    return testing.ActiveStatus(status_message([NO_TLS_NOTE, *notes, WEBHOOK_AT, *sinks]))
 
 
 DRY_RUN_PREFIX = (FALCO_BIN, "-c", f"{FALCO_STAGING_DIR}/falco.yaml")

@@ -12,14 +12,14 @@ import ops
 import pytest
 import yaml
 from charm_pod import STOCK_RULES, Calls, new_falco_fs
-from falco_metrics_standin import FalcoMetrics
-from kube_api import FakeApiServer, serve
+from fakes.fake_falco_metrics import FalcoMetrics
+from fakes.fake_kube_api import FakeApiServer, serve
 from ops import testing
 
-import charm
-import falco_reload
 from charm import FalcoK8sCharm
-from constants import FALCO_CONTAINER, FALCO_SERVICE
+from constants import CHARM_RULES_FILE, FALCO_CONTAINER, FALCO_SERVICE
+from falco import _reload as falco_reload
+from sinks import _alert_sinks as alert_sinks
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -54,21 +54,24 @@ def _forwarder_metrics_port(monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    monkeypatch.setattr(charm, "FORWARDER_PORT", port)
+    monkeypatch.setattr(alert_sinks, "METRICS_PORT", port)
 
 
 @pytest.fixture
 def charm_root(tmp_path: Path) -> Path:
-    """A charm directory as charmcraft packs it, with small stand-ins for the plugin binaries."""
+    """A charm directory as charmcraft packs it, with small stand-ins for the plugin binaries.
+
+    The COS rules and dashboards are read beside the `cos` package, wherever it runs from.
+    """
     root = tmp_path / "charm"
     plugins = root / "plugins"
     plugins.mkdir(parents=True)
     (plugins / "libk8saudit.so").write_bytes(b"\x7fELF k8saudit 0.18.0 stand-in")
     (plugins / "libjson.so").write_bytes(b"\x7fELF json 0.7.4 stand-in")
     (plugins / "k8s_audit_rules.yaml").write_text(STOCK_RULES)
-    shipped = ("prometheus_alert_rules", "loki_alert_rules", "otlp_alert_rules")
-    for directory in ("falco_forwarder", "grafana_dashboards", *shipped):
-        shutil.copytree(SRC / directory, root / "src" / directory)
+    shutil.copytree(SRC / "falco_forwarder", root / "src" / "falco_forwarder")
+    (root / CHARM_RULES_FILE).parent.mkdir(parents=True)
+    shutil.copy(SRC.parent / CHARM_RULES_FILE, root / CHARM_RULES_FILE)
     return root
 
 

@@ -11,14 +11,14 @@ import pytest
 from charm_pod import falco_container, pod
 from ops import testing
 
-from alert_log_storage import (
+from constants import MIB
+from sinks._alert_log_storage import (
     Volume,
     largest_size,
     measure,
     retention_problem,
     space_note,
 )
-from constants import MIB
 
 GIB = 1 << 30
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from charm_pod import (
     ACTIVE,
+    CHARM_RULES_TEXT,
     DRY_RUN_PREFIX,
     IMAGE_FALCO_YAML,
     LIST_PREFIX,
@@ -24,9 +25,20 @@ from charm_pod import (
 )
 from ops import testing
 
-from state import FALCO_OPTIONS, SINK_OPTIONS, WEBHOOK_OPTIONS, CharmConfig
+from constants import CHARM_RULES_FILE
+from falco._options import FalcoOptions
+from sinks._forwarder_config import ForwarderOptions
+from sinks._http_output import HttpOutputOptions
+from webhook._options import WebhookOptions
 
-CHECKER = Path(__file__).resolve().parents[3] / "shared" / "tools" / "falco-config-check"
+CHECKER = next(
+    (
+        p / "shared" / "tools" / "falco-config-check"
+        for p in Path(__file__).resolve().parents
+        if (p / "shared" / "tools").is_dir()
+    ),
+    Path("shared/tools/falco-config-check"),
+)
 
 
 def falco_yaml(fs: Path) -> dict[str, Any]:
@@ -54,8 +66,17 @@ def test_pebble_ready_installs_plugins_rules_and_config(ctx, falco_fs, charm_roo
     for name in ("libk8saudit.so", "libjson.so"):
         assert (plugins / name).read_bytes() == (charm_root / "plugins" / name).read_bytes()
     assert (falco_fs / "etc-falco" / "k8s_audit_rules.yaml").read_text() == STOCK_RULES
+    assert (falco_fs / "etc-falco" / "falco_k8s_rules.yaml").read_bytes() == (
+        charm_root / CHARM_RULES_FILE
+    ).read_bytes()
     config = falco_yaml(falco_fs)
-    assert config["rules_files"] == ["/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d"]
+    # The charm's rules between the stock ones and custom_rules (rules.d), which may override
+    # or disable them.
+    assert config["rules_files"] == [
+        "/etc/falco/k8s_audit_rules.yaml",
+        "/etc/falco/falco_k8s_rules.yaml",
+        "/etc/falco/rules.d",
+    ]
     assert config["load_plugins"] == ["k8saudit", "json"]
     assert config["plugins"][0]["open_params"] == "http://:9765/k8s-audit"
     assert config["http_output"] == {"enabled": False}  # the forwarder reads the alert log
@@ -72,8 +93,12 @@ def test_changes_are_dry_run_on_staged_files_before_going_live(ctx, falco_fs):
     staged = yaml.safe_load((falco_fs / "etc-falco" / "staging" / "falco.yaml").read_text())
     assert staged["rules_files"] == [
         "/etc/falco/staging/k8s_audit_rules.yaml",
+        "/etc/falco/staging/falco_k8s_rules.yaml",
         "/etc/falco/staging/rules.d",
     ]
+    assert (falco_fs / "etc-falco" / "staging" / "falco_k8s_rules.yaml").read_text() == (
+        CHARM_RULES_TEXT
+    )
 
 
 def test_layer_runs_falco_audit_only_with_health_checks(ctx, falco_fs):
@@ -112,6 +137,19 @@ def test_missing_plugin_bundle_blocks_with_rebuild_hint(ctx, falco_fs, charm_roo
         "charm package lacks libjson.so: rebuild it with charmcraft pack"
     )
     assert (falco_fs / "etc-falco" / "falco.yaml").read_text() == IMAGE_FALCO_YAML  # untouched
+
+
+def test_a_package_without_the_charms_own_rules_blocks_with_rebuild_hint(
+    ctx, falco_fs, charm_root
+):
+    (charm_root / CHARM_RULES_FILE).unlink()
+
+    out = deployed(ctx, falco_fs)
+
+    assert out.unit_status == testing.BlockedStatus(
+        "charm package lacks src/falco/falco_k8s_rules.yaml: rebuild it with charmcraft pack"
+    )
+    assert (falco_fs / "etc-falco" / "falco.yaml").read_text() == IMAGE_FALCO_YAML
 
 
 def test_identical_config_changed_pushes_and_restarts_nothing(ctx, falco_fs, calls: Calls):
@@ -169,11 +207,13 @@ def test_falco_down_is_started_again_without_a_new_definition(ctx, falco_fs, cal
 
 
 def test_every_option_feeds_exactly_one_part_of_the_reconcile():
-    groups = [FALCO_OPTIONS, SINK_OPTIONS, WEBHOOK_OPTIONS]
-    assert sum(len(group) for group in groups) == len(CharmConfig.model_fields)
-    assert set().union(*groups) == set(CharmConfig.model_fields)
+    groups = [
+        {field.name for field in dataclasses.fields(model)}
+        for model in (FalcoOptions, WebhookOptions, ForwarderOptions, HttpOutputOptions)
+    ]
+    assert sum(len(group) for group in groups) == len(set().union(*groups))
     options = yaml.safe_load((Path(__file__).parents[2] / "config.yaml").read_text())["options"]
-    assert set(options) == set(CharmConfig.model_fields)
+    assert set(options) == set().union(*groups)
 
 
 def test_minimum_priority_becomes_falco_priority(ctx, falco_fs):
@@ -206,7 +246,7 @@ def test_minimum_priority_becomes_falco_priority(ctx, falco_fs):
         ),
         (
             {"alert_log_retention_mb": 8},
-            "alert_log_retention_mb: Input should be greater than or equal to 16",
+            "alert_log_retention_mb: must be 16 to 1000000 (MiB) (got 8)",
         ),
     ],
 )
@@ -318,6 +358,7 @@ def test_show_rules_raw_returns_rule_files(ctx, falco_fs):
 
     assert "# ---- /etc/falco/k8s_audit_rules.yaml ----" in results["raw"]
     assert "Disallowed K8s User" in results["raw"]
+    assert f"# ---- /etc/falco/falco_k8s_rules.yaml ----\n{CHARM_RULES_TEXT}" in results["raw"]
 
 
 def test_show_rules_fails_cleanly_without_pebble(ctx, falco_fs):

@@ -196,7 +196,7 @@ def test_grafana_dashboard_sends_the_shipped_dashboard(ctx, falco_fs):
 
     app = DashboardProviderApp.model_validate(out.get_relation(relation.id).local_app_data)
     (template,) = app.dashboards.templates.values()
-    shipped = json.loads((ROOT / "src/grafana_dashboards/falco-k8s.json").read_text())
+    shipped = json.loads((ROOT / "src/cos/grafana_dashboards/falco-k8s.json").read_text())
     assert json.loads(LZMABase64.decompress(template.content)) == shipped
     assert template.charm == "falco-k8s"
     assert template.inject_dropdowns

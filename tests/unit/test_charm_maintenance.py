@@ -131,7 +131,6 @@ def test_a_service_that_fails_to_start_is_a_status_not_a_traceback(
 
     # One line in the status; the whole change, with Falco's own words, in the debug log.
     assert out.unit_status == testing.WaitingStatus(
-        "falco container: starting falco in falco failed: cannot perform the following tasks:"
-        " - Start service falco (exited quickly); will retry"
+        "falco container: starting falco failed: Start service falco (exited quickly); will retry"
     )
     assert task_log in caplog.text

@@ -13,20 +13,43 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from charm_pod import ACTIVE, CI_RULE, Calls, falco_container, pod
-from falco_metrics_standin import FalcoMetrics
+from charm_pod import (
+    ACTIVE,
+    CHARM_RULES_TEXT,
+    CI_RULE,
+    Calls,
+    active,
+    falco_container,
+    pod,
+    with_container,
+)
+from fakes.fake_falco_metrics import FalcoMetrics
 from ops import testing
 
-RESTARTED = testing.ActiveStatus(f"{ACTIVE.message}; Falco restarted: its hot reload was missed")
+RESTARTED = active("Falco restarted (missed hot reload)")
 UNCONFIRMED = testing.WaitingStatus(
     "Falco reload unconfirmed: Falco restarted, not yet running the new config"
 )
+SILENT = testing.WaitingStatus(
+    "Falco reload unconfirmed: Falco's /metrics has not answered since the last change"
+)
+NOT_ASKED = testing.WaitingStatus(
+    "Falco reload unconfirmed: Falco has not reported the last change's files yet"
+)
+MEMORY_KEY = "unconfirmed-falco-change"
 
 
 def deployed(ctx: testing.Context[Any], fs: Path) -> testing.State:
     container = falco_container(fs)
-    state = testing.State(containers=pod(container), leader=True)
+    # Juju gives every unit its peer relation: where it remembers an unconfirmed change.
+    peers = testing.PeerRelation("falco-peers")
+    state = testing.State(containers=pod(container), relations={peers}, leader=True)
     return ctx.run(ctx.on.pebble_ready(container), state)
+
+
+def remembered(state: testing.State) -> str:
+    [peers] = state.relations
+    return peers.local_unit_data.get(MEMORY_KEY, "")
 
 
 def reconfigure(ctx: testing.Context[Any], state: testing.State, **config: Any) -> testing.State:
@@ -102,6 +125,26 @@ def test_a_lost_change_is_caught_by_the_next_hook(
     assert out.unit_status == RESTARTED
 
 
+def test_falcos_report_of_the_charms_own_rules_is_checked(
+    ctx, falco_fs, falco_metrics: FalcoMetrics, calls: Calls
+):
+    out = deployed(ctx, falco_fs)
+    loaded = falco_metrics.loaded_now()
+    assert (
+        loaded["rules"]["falco_k8s_rules.yaml"]
+        == hashlib.sha256(CHARM_RULES_TEXT.encode()).hexdigest()
+    )
+    # Falco runs everything the charm wrote but an older copy of the charm's own rules.
+    loaded["rules"]["falco_k8s_rules.yaml"] = "0" * 64
+    falco_metrics.snapshot, falco_metrics.follow = loaded, False
+    calls.reset()
+
+    out = ctx.run(ctx.on.update_status(), out)
+
+    assert calls.restarted == ["falco:falco"]
+    assert out.unit_status == RESTARTED
+
+
 def test_never_applied_while_falcos_hashes_disagree(
     ctx, falco_fs, falco_metrics: FalcoMetrics, calls: Calls
 ):
@@ -136,3 +179,78 @@ def test_a_falco_started_in_this_hook_is_not_asked(
 
     assert falco_metrics.requests == 0
     assert calls.restarted.count("falco:falco") == 1  # the start itself
+
+
+def test_a_change_falco_never_confirmed_stays_waiting_while_falco_is_silent(
+    ctx, falco_fs, falco_metrics: FalcoMetrics, calls: Calls
+):
+    out = deployed(ctx, falco_fs)
+    falco_metrics.down_requests = 10**6  # Falco's webserver stops answering for good
+    calls.reset()
+
+    out = reconfigure(ctx, out, minimum_priority="error")
+    assert out.unit_status == UNCONFIRMED
+    assert calls.restarted == ["falco:falco"]
+    calls.reset()
+
+    for _ in range(3):
+        out = ctx.run(ctx.on.update_status(), out)
+        assert out.unit_status == SILENT
+    assert calls.restarted == []  # Pebble's own checks restart a dead Falco
+    assert remembered(out)
+
+
+def test_waiting_clears_once_falco_reports_the_written_files(
+    ctx, falco_fs, falco_metrics: FalcoMetrics, calls: Calls
+):
+    out = deployed(ctx, falco_fs)
+    falco_metrics.down_requests = 10**6
+    out = reconfigure(ctx, out, minimum_priority="error")
+    out = ctx.run(ctx.on.update_status(), out)
+    assert out.unit_status == SILENT
+
+    falco_metrics.down_requests = 0  # Falco is back, running the files the charm wrote
+    calls.reset()
+    out = ctx.run(ctx.on.update_status(), out)
+
+    assert out.unit_status == ACTIVE
+    assert calls.restarted == []
+    assert remembered(out) == ""
+    # Confirmed: a later silence is Falco restarting on those files again, not a lost change.
+    falco_metrics.down_requests = 10**6
+    assert ctx.run(ctx.on.update_status(), out).unit_status == ACTIVE
+
+
+def test_a_falco_started_afresh_is_not_called_confirmed_before_it_reports(
+    ctx, falco_fs, falco_metrics: FalcoMetrics
+):
+    out = deployed(ctx, falco_fs)
+    falco_metrics.down_requests = 10**6
+    out = reconfigure(ctx, out, minimum_priority="error")
+    # The pod is rescheduled: a fresh falco container, its filesystem kept by the test.
+    container = falco_container(falco_fs)
+
+    out = ctx.run(ctx.on.pebble_ready(container), with_container(out, container))
+
+    assert out.unit_status == NOT_ASKED
+    falco_metrics.down_requests = 0
+    assert ctx.run(ctx.on.update_status(), out).unit_status == ACTIVE
+
+
+def test_falco_reporting_other_files_after_an_unconfirmed_change_is_restarted(
+    ctx, falco_fs, falco_metrics: FalcoMetrics, calls: Calls
+):
+    out = deployed(ctx, falco_fs)
+    falco_metrics.down_requests = 10**6
+    out = reconfigure(ctx, out, minimum_priority="error")
+    # Falco answers again, but runs what it read before the change.
+    falco_metrics.down_requests = 0
+    falco_metrics.snapshot = {"config": {"falco.yaml": "0" * 64}, "rules": {}}
+    falco_metrics.follow = False
+    calls.reset()
+
+    out = ctx.run(ctx.on.update_status(), out)
+
+    assert calls.restarted == ["falco:falco"]
+    assert out.unit_status == RESTARTED
+    assert remembered(out) == ""

@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 import yaml
-from charm_pod import ACTIVE, Calls, falco_container, forwarder_container, pod, with_container
+from charm_pod import (
+    ACTIVE,
+    Calls,
+    active,
+    falco_container,
+    forwarder_container,
+    pod,
+    with_container,
+)
 from ops import testing
 
 ALERT_LOG = "/var/lib/falco-alerts/log/falco.log"
@@ -41,7 +49,7 @@ def graylog_relation(**data: Any) -> testing.Relation:
 
 def sidekick_relation(data: dict[str, str]) -> testing.Relation:
     return testing.Relation(
-        "falcosidekick", remote_app_name="falcosidekick-k8s", remote_app_data=data
+        "http-endpoint", remote_app_name="falcosidekick-k8s", remote_app_data=data
     )
 
 
@@ -79,7 +87,7 @@ def test_http_output_goes_through_the_forwarder(ctx, falco_fs):
         "segment_bytes": 32 << 20,
     }
     assert config["juju"]["application"] == "falco-k8s"
-    assert out.unit_status == testing.ActiveStatus(f"{ACTIVE.message}; alerts to http_output")
+    assert out.unit_status == active(alerts_to="http_output")
 
 
 def test_forwarder_runs_the_pushed_package_under_pebble(ctx, falco_fs):
@@ -167,7 +175,7 @@ def test_graylog_relation_broken_removes_the_sink(ctx, falco_fs):
     relation = graylog_relation(url=GRAYLOG_URL)
     out = run(ctx, falco_fs, relations=[relation])
 
-    out = ctx.run(ctx.on.relation_broken(relation), out)
+    out = ctx.run(ctx.on.relation_broken(out.get_relation(relation.id)), out)
 
     assert forwarder_config(out)["sinks"] == []
     assert falco_yaml(falco_fs)["file_output"]["filename"] == ALERT_LOG
@@ -207,7 +215,7 @@ def test_falcosidekick_relation_adds_a_json_sink(ctx, falco_fs):
         "falco-json",
         SIDEKICK_URL,
     )
-    assert out.unit_status == testing.ActiveStatus(f"{ACTIVE.message}; alerts to falcosidekick")
+    assert out.unit_status == active(alerts_to="falcosidekick")
 
 
 def test_a_bad_falco_option_does_not_hold_back_a_new_sink(ctx, falco_fs):

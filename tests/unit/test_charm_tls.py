@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 import yaml
 from charm_pod import DRY_RUN_PREFIX, Calls, falco_container, pod
-from kube_api import FakeApiServer
+from fakes.fake_kube_api import FakeApiServer
 from ops import testing
 from tls_ca import TestCa, csr_sans, provider_databag, requested_csrs
 
-from apiserver_file import HANDED_OUT_KEY
 from constants import FALCO_CONFIG, WEBHOOK_PEM
-from webhook_tls import WebhookIdentity
+from webhook._apiserver_file import HANDED_OUT_KEY
+from webhook._tls import WebhookIdentity
 from workload import CommandResult, Workload
 
 NS = "audit"
@@ -147,12 +147,11 @@ def test_a_new_cluster_ip_requests_a_new_certificate(ctx, falco_fs, kube_api):
     assert _requested(out)[0] == {"10.152.183.200"}
     # The certificate read at the start of the hook does not name the new address: say so.
     assert out.unit_status == testing.ActiveStatus(
-        "audit webhook at https://10.152.183.200:9765/k8s-audit;"
-        " webhook certificate lacks 10.152.183.200"
+        "webhook certificate lacks 10.152.183.200; webhook https://10.152.183.200:9765/k8s-audit"
     )
     reissued = _issue(ctx, out, TestCa())
     assert reissued.unit_status == testing.ActiveStatus(
-        "audit webhook at https://10.152.183.200:9765/k8s-audit"
+        "webhook https://10.152.183.200:9765/k8s-audit"
     )
 
 
@@ -162,8 +161,7 @@ def test_before_the_certificate_comes_falco_stays_on_http(ctx, falco_fs, kube_ap
     assert _k8saudit(falco_fs)["open_params"] == "http://:9765/k8s-audit"
     assert not _live(falco_fs, "k8saudit-webhook.pem").exists()
     assert out.unit_status == testing.ActiveStatus(
-        "audit webhook at http://10.152.183.77:9765/k8s-audit;"
-        " audit webhook without TLS: waiting for a certificate"
+        "no TLS yet: waiting for a certificate; webhook http://10.152.183.77:9765/k8s-audit"
     )
 
 
@@ -184,7 +182,7 @@ def test_certificate_serves_https_from_one_private_pem(ctx, falco_fs, kube_api):
     assert plugin["init_config"]["sslCertificate"] == WEBHOOK_PEM
     digest = hashlib.sha256(pem.read_bytes()).hexdigest()
     assert f"# webhook certificate sha256: {digest}\n" in _live(falco_fs, "falco.yaml").read_text()
-    assert out.unit_status == testing.ActiveStatus(f"audit webhook at {HTTPS_URL}")
+    assert out.unit_status == testing.ActiveStatus(f"webhook {HTTPS_URL}")
 
 
 def test_kubeconfig_is_https_with_the_relations_ca(ctx, falco_fs, kube_api):
@@ -245,7 +243,7 @@ def test_renewal_reloads_falco_once_without_a_pebble_restart(
     assert second_csr != first_csr
     # A hook before the provider answers keeps the webhook on the certificate it has.
     waiting = ctx.run(ctx.on.update_status(), renewing)
-    assert waiting.unit_status == testing.ActiveStatus(f"audit webhook at {HTTPS_URL}")
+    assert waiting.unit_status == testing.ActiveStatus(f"webhook {HTTPS_URL}")
     assert [p for p in calls.pushed if p.startswith("falco:")] == []
 
     renewed = _issue(ctx, waiting, ca)
@@ -264,7 +262,7 @@ def test_renewal_reloads_falco_once_without_a_pebble_restart(
     # bytes written if Falco reloaded with the file that names the new PEM's digest.
     pem_digest = hashlib.sha256(_live(falco_fs, "k8saudit-webhook.pem").read_bytes()).hexdigest()
     assert f"# webhook certificate sha256: {pem_digest}\n".encode() in after
-    assert renewed.unit_status == testing.ActiveStatus(f"audit webhook at {HTTPS_URL}")
+    assert renewed.unit_status == testing.ActiveStatus(f"webhook {HTTPS_URL}")
 
 
 def _certificate_secret(state: testing.State) -> testing.Secret:
@@ -301,7 +299,7 @@ def test_ca_change_asks_for_the_apiserver_file_until_get_webhook_config(ctx, fal
     fetched = ctx.run(ctx.on.action("get-webhook-config"), served)
     assert ctx.action_results is not None
     assert _ca_of(ctx.action_results["webhook-config"]) == old_ca.pem
-    assert fetched.unit_status == testing.ActiveStatus(f"audit webhook at {HTTPS_URL}")
+    assert fetched.unit_status == testing.ActiveStatus(f"webhook {HTTPS_URL}")
 
     rotated = _issue(ctx, fetched, new_ca)
 
@@ -311,7 +309,7 @@ def test_ca_change_asks_for_the_apiserver_file_until_get_webhook_config(ctx, fal
     assert _ca_of(_configmap_kubeconfig(kube_api)) == new_ca.pem
     refetched = ctx.run(ctx.on.action("get-webhook-config"), rotated)
     assert _ca_of(ctx.action_results["webhook-config"]) == new_ca.pem
-    assert refetched.unit_status == testing.ActiveStatus(f"audit webhook at {HTTPS_URL}")
+    assert refetched.unit_status == testing.ActiveStatus(f"webhook {HTTPS_URL}")
     assert ctx.run(ctx.on.update_status(), refetched).unit_status == refetched.unit_status
 
 
@@ -327,7 +325,7 @@ def test_the_file_handed_out_on_another_unit_clears_the_status(ctx, falco_fs, ku
 
     out = ctx.run(ctx.on.relation_changed(fetched, remote_unit=1), _with_relation(served, fetched))
 
-    assert out.unit_status == testing.ActiveStatus(f"audit webhook at {HTTPS_URL}")
+    assert out.unit_status == testing.ActiveStatus(f"webhook {HTTPS_URL}")
 
 
 def _ca_of(kubeconfig: str) -> str:
@@ -359,8 +357,7 @@ def test_without_the_relation_the_webhook_is_plain_http_and_says_so(ctx, falco_f
     assert _k8saudit(falco_fs)["open_params"] == "http://:9765/k8s-audit"
     assert "# webhook certificate" not in _live(falco_fs, "falco.yaml").read_text()
     assert out.unit_status == testing.ActiveStatus(
-        "audit webhook at http://10.152.183.77:9765/k8s-audit;"
-        " audit webhook without TLS: relate certificates"
+        "no TLS: relate certificates; webhook http://10.152.183.77:9765/k8s-audit"
     )
 
 

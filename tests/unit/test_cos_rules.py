@@ -1,8 +1,9 @@
 """The shipped alert rules and dashboard, checked by the real tools and against real metrics.
 
-PromQL goes through promtool (``promtool check rules``, Prometheus 2.42 from Debian), LogQL
-through Grafana's LogQL grammar (``@grafana/lezer-logql``); both are installed into build/ by
-tools/install-cos-checkers, which tox runs first. A missing checker fails, never skips.
+PromQL goes through promtool (``promtool check rules``, Prometheus 3.11 as tools/promtool/go.mod
+pins it), LogQL through Grafana's LogQL grammar (``@grafana/lezer-logql``); both are installed
+into build/ by tools/install-cos-checkers, which tox runs first. A missing checker fails, never
+skips.
 """
 
 import json
@@ -13,9 +14,12 @@ from typing import Any
 
 import pytest
 import yaml
+from forwarder.forwarder_helpers import falco_alert
 
-from constants import DASHBOARDS_DIR, LOKI_RULES_DIR, OTLP_RULES_DIR, PROMETHEUS_RULES_DIR
-from cos_rules import PLACEHOLDER, load_rules
+from cos._alert_rules import PLACEHOLDER, load_rules
+from cos._publish import DASHBOARDS_DIR, LOKI_RULES_DIR, OTLP_RULES_DIR, PROMETHEUS_RULES_DIR
+from falco_forwarder.config import JujuTopology
+from falco_forwarder.loki import loki_labels
 from falco_forwarder.metrics import DROP_REASONS, Gauges, Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,14 +63,14 @@ def forwarder_metrics() -> frozenset[str]:
     return frozenset(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
 
 
-def shipped_rules(directory: str) -> dict[str, Any]:
-    return load_rules(ROOT / directory, TOPOLOGY)
+def shipped_rules(directory: Path) -> dict[str, Any]:
+    return load_rules(directory, TOPOLOGY)
 
 
 def dashboard_expressions(datasource: str) -> list[tuple[str, str]]:
     """(panel title, expression) for every target of the panels on ``datasource``."""
     found: list[tuple[str, str]] = []
-    for path in sorted((ROOT / DASHBOARDS_DIR).glob("*.json")):
+    for path in sorted(DASHBOARDS_DIR.glob("*.json")):
         for panel in json.loads(path.read_text())["panels"]:
             if panel.get("datasource", {}).get("uid") != datasource:
                 continue
@@ -78,10 +82,10 @@ def dashboard_expressions(datasource: str) -> list[tuple[str, str]]:
     return found
 
 
-def rule_expressions(directory: str) -> list[tuple[str, str]]:
+def rule_expressions(directory: Path) -> list[tuple[str, str]]:
     groups = shipped_rules(directory)["groups"]
     return [
-        (f"{directory}: {rule['alert']}", rule["expr"])
+        (f"{directory.name}: {rule['alert']}", rule["expr"])
         for group in groups
         for rule in group["rules"]
     ]
@@ -212,7 +216,7 @@ def test_rules_watch_this_application_only_and_say_what_to_do():
 
 
 def test_the_dashboard_uses_the_datasource_variables_cos_injects():
-    for path in (ROOT / DASHBOARDS_DIR).glob("*.json"):
+    for path in DASHBOARDS_DIR.glob("*.json"):
         dashboard = json.loads(path.read_text())
         variables = {v["name"] for v in dashboard["templating"]["list"]}
         assert {"prometheusds", "lokids"} <= variables
@@ -328,10 +332,58 @@ def test_every_drop_reason_is_explained_where_on_call_reads_it():
     ]
     (panel,) = [
         panel
-        for path in (ROOT / DASHBOARDS_DIR).glob("*.json")
+        for path in DASHBOARDS_DIR.glob("*.json")
         for panel in json.loads(path.read_text())["panels"]
         if panel["title"] == "Dropped by sink and reason"
     ]
     for reason in DROP_REASONS:
         assert f"{reason}:" in rule["annotations"]["description"], reason
         assert f"{reason}:" in panel["description"] or f"{reason}," in panel["description"]
+
+
+# A LogQL stream matcher: label, operator, double-quoted value (as the dashboard writes them).
+_MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*,?')
+
+
+def stream_selected(expr: str, labels: dict[str, str]) -> bool:
+    """Whether the first stream selector of ``expr`` selects a stream with ``labels``.
+
+    Loki's rules: a missing label is the empty string; regular expressions match whole values.
+    The topology variables are Grafana's "All", which matches any value.
+    """
+    selector = expr[expr.index("{") + 1 : expr.index("}")]
+    for variable in ("$juju_model_uuid", "$juju_model", "$juju_application", "$juju_unit"):
+        selector = selector.replace(variable, ".*")
+    matchers = _MATCHER.findall(selector)
+    assert "".join(m.group(0) for m in _MATCHER.finditer(selector)) == selector, selector
+    verdicts = {
+        "=": lambda have, want: have == want,
+        "!=": lambda have, want: have != want,
+        "=~": lambda have, want: re.fullmatch(want, have) is not None,
+        "!~": lambda have, want: re.fullmatch(want, have) is None,
+    }
+    return all(verdicts[op](labels.get(name, ""), value) for name, op, value in matchers)
+
+
+def test_the_alert_panels_count_alerts_not_the_service_logs_sent_over_logging():
+    """With `logging` and `send-loki-logs` into one Loki, only alert streams are counted."""
+    topology = {**unit_labels(), "juju_charm": TOPOLOGY["charm_name"]}
+    juju = JujuTopology(
+        TOPOLOGY["model"], TOPOLOGY["model_uuid"], TOPOLOGY["application"], TOPOLOGY["unit"]
+    )
+    alert_stream = loki_labels(falco_alert(priority="Critical"), juju)
+    # Pebble labels every line it forwards with its service (pebble docs, log-forwarding.md).
+    service_streams = [{**topology, "pebble_service": s} for s in ("falco", "alert-forwarder")]
+    dashboard = json.loads((DASHBOARDS_DIR / "falco-k8s.json").read_text())
+    loki_targets = [
+        (panel["title"], target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        if target["datasource"]["type"] == "loki"
+    ]
+
+    assert len(loki_targets) == 5
+    for title, expr in loki_targets:
+        assert stream_selected(expr, alert_stream), title
+        for stream in service_streams:
+            assert not stream_selected(expr, stream), title

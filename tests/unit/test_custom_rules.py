@@ -5,8 +5,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import custom_rules
-from custom_rules import (
+from falco import _custom_rules as custom_rules
+from falco._custom_rules import (
     MAX_CUSTOM_RULES_BYTES,
     CustomRulesError,
     DisabledRules,

@@ -13,6 +13,7 @@ from charm_pod import (
     DRY_RUN_PREFIX,
     IMAGE_FALCO_YAML,
     Calls,
+    active,
     falco_container,
     new_falco_fs,
     pod,
@@ -20,7 +21,7 @@ from charm_pod import (
 )
 from ops import testing
 
-import state as charm_state
+from falco import _options as charm_state
 
 GOOD_RULES = """\
 - list: allowed_k8s_users
@@ -205,9 +206,7 @@ def test_disabled_rules_matching_nothing_warns_but_applies(ctx, falco_fs, good):
         disabled_rules="Disallowed K8s User, No Such Rule, tag:nope",
     )
 
-    assert out.unit_status == testing.ActiveStatus(
-        f"{ACTIVE.message}; disabled_rules matched nothing: No Such Rule, tag:nope"
-    )
+    assert out.unit_status == active("disabled_rules matched nothing: No Such Rule, tag:nope")
     live = (falco_fs / "etc-falco" / "falco.yaml").read_text()
     assert "rule: Disallowed K8s User" in live
     assert "rule: No Such Rule" in live  # Falco is told anyway: the rule may come later
@@ -269,7 +268,9 @@ def test_a_bad_webhook_option_does_not_hold_back_a_rules_change(ctx, falco_fs, g
 
     assert (falco_fs / LIVE_CUSTOM).read_text() == rules
     assert out.unit_status.name == "blocked"
-    assert out.unit_status.message.startswith("webhook_service_type: Input should be")
+    assert out.unit_status.message.startswith(
+        "webhook_service_type: must be ClusterIP or NodePort"
+    )
     # The Service is left as it was: read back, never re-applied.
     assert "PATCH" not in {method for method, _ in kube_api.sent()[requests:]}
 

@@ -11,9 +11,13 @@ import jsonschema
 import pytest
 import yaml
 
-from falco_config import FalcoSettings, WebhookPemFile, is_managed, render_falco_yaml
+from falco._falco_yaml import FalcoSettings, WebhookPemFile, is_managed, render_falco_yaml
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+# ../shared beside the main checkout, or beside a worktree's parent directory.
+SHARED = next(
+    (p / "shared" for p in Path(__file__).resolve().parents if (p / "shared" / "tools").is_dir()),
+    Path("shared"),
+)
 SCHEMA = SHARED / "falco" / "falco-0.44.1-config.schema.json"
 CHECKER = SHARED / "tools" / "falco-config-check"
 RULES = ("/etc/falco/k8s_audit_rules.yaml", "/etc/falco/rules.d")
@@ -76,6 +80,23 @@ def test_audit_only_essentials():
     assert config["watch_config_files"] is True
     assert 0 < config["outputs_queue"]["capacity"] <= 100_000
     assert "rules" not in config
+
+
+def test_both_plugins_extract_fields_synchronously():
+    # plugin-sdk-go's async extractor spin-waits between Falco's thread and a Go worker; on
+    # real Falco it held throughput near one event per second. Both plugins read `useAsync`.
+    config = yaml.safe_load(render_falco_yaml(FalcoSettings(), RULES))
+
+    plugins = {entry["name"]: entry for entry in config["plugins"]}
+    assert plugins["k8saudit"]["init_config"]["useAsync"] is False
+    assert plugins["json"]["init_config"] == {"useAsync": False}
+
+
+def test_every_matching_rule_alerts():
+    # Falco's default, `first`, stops at the first matching rule in file order.
+    config = yaml.safe_load(render_falco_yaml(FalcoSettings(), RULES))
+
+    assert config["rule_matching"] == "all"
 
 
 def test_rule_selection():

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from falco_output import first_error_line
+from falco._cli_answers import first_error_line
 
 CUSTOM = "/etc/falco/staging/rules.d/custom_rules.yaml"
 STAMP = "Tue Nov 27 05:07:26 2026: "

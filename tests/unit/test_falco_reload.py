@@ -8,9 +8,9 @@ from typing import Any, cast
 
 import pytest
 
-import falco_reload
 from constants import FALCO_CONFIG, WEBHOOK_PEM
-from falco_reload import LoadedFiles, expected_files, parse_loaded_files
+from falco import _reload as falco_reload
+from falco._reload import LoadedFiles, expected_files, parse_loaded_files
 
 # Falco 0.44.1's exposition as falco_metrics.cpp writes it (sha256 values shortened).
 EXPOSITION = """\
@@ -96,3 +96,20 @@ def test_a_hook_that_wrote_nothing_does_not_wait_on_a_falco_that_is_not_answerin
 
     assert check.confirmed
     assert not check.restarted
+
+
+def test_silence_after_a_change_falco_never_confirmed_is_no_confirmation(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    with socket.socket() as probe:  # a port nothing listens on: Falco silent
+        probe.bind(("127.0.0.1", 0))
+        monkeypatch.setattr(falco_reload, "METRICS_PORT", probe.getsockname()[1])
+    monkeypatch.setattr(falco_reload, "CONFIRM_WAIT_SECONDS", 30.0)
+
+    check = falco_reload.confirm_reload(
+        cast(Any, _NoRestart()), {FALCO_CONFIG: "a: 1\n"}, changed=False, unconfirmed=True
+    )
+
+    assert not check.confirmed
+    assert not check.restarted
+    assert check.problem == falco_reload.SILENT

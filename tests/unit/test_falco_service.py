@@ -9,6 +9,7 @@ from pathlib import Path
 import ops
 import pytest
 from charm_pod import (
+    CHARM_RULES_TEXT,
     CI_RULE,
     DRY_RUN_PREFIX,
     STOCK_RULES,
@@ -19,19 +20,24 @@ from charm_pod import (
 from ops import testing
 from pebble_box import workload
 
-import falco_service
-from bundle import Bundle
 from constants import FALCO_CONFIG_DIR, FALCO_SERVICE
-from falco_config import FalcoSettings, render_falco_yaml
-from falco_output import RulesListingError
-from pebble_layers import FALCO_COMMAND
-from rules_gate import FalcoFiles
-from state import CharmConfig, InvalidStateError
-from webhook_tls import WebhookTls
+from falco import _service as falco_service
+from falco._cli_answers import RulesListingError
+from falco._falco_yaml import FalcoSettings, render_falco_yaml
+from falco._gate import FalcoFiles
+from falco._layer import FALCO_COMMAND
+from falco._options import FalcoOptions as CharmConfig
+from options import InvalidStateError
+from payload import Payload
 from workload import Workload
 
-BUNDLE = Bundle(plugins={}, stock_rules=STOCK_RULES.encode(), forwarder={})
-TLS = WebhookTls(pem=b"certificate, chain and key", ca_cert="CA")
+BUNDLE = Payload(
+    plugins={},
+    stock_rules=STOCK_RULES.encode(),
+    charm_rules=CHARM_RULES_TEXT.encode(),
+    forwarder={},
+)
+PEM = b"certificate, chain and key"
 LIST = [*FALCO_COMMAND, "-L", "-o", "json_output=true"]
 
 
@@ -43,12 +49,13 @@ def charm_falco_yaml(selection: list[dict[str, dict[str, str]]] | None = None) -
 def test_the_candidate_carries_the_options_and_the_current_certificate():
     config = CharmConfig(minimum_priority="warning", custom_rules=CI_RULE)
 
-    wanted = falco_service.candidate(config, BUNDLE, TLS)
+    wanted = falco_service.candidate(config, BUNDLE, PEM)
 
     assert wanted.files.settings.priority == "warning"
     assert wanted.files.custom_rules == CI_RULE
     assert wanted.files.stock_rules == BUNDLE.stock_rules
-    assert wanted.files.webhook_pem == TLS.pem
+    assert wanted.files.charm_rules == BUNDLE.charm_rules
+    assert wanted.files.webhook_pem == PEM
     assert wanted.notes == ()
 
 
@@ -59,6 +66,18 @@ def test_disabled_rules_that_select_nothing_are_passed_on_with_a_note():
 
     assert wanted.notes == ("disabled_rules matched nothing: No Such Rule, tag:nope",)
     assert wanted.files.settings.rules_selection  # Falco still gets them
+
+
+def test_disabled_rules_select_the_charms_own_rules_too():
+    config = CharmConfig(disabled_rules="K8s Audit Event Truncated, tag:falco_k8s")
+
+    wanted = falco_service.candidate(config, BUNDLE, None)
+
+    assert wanted.notes == ()
+    assert wanted.files.settings.rules_selection == [
+        {"disable": {"rule": "K8s Audit Event Truncated"}},
+        {"disable": {"tag": "falco_k8s"}},
+    ]
 
 
 def test_an_unchanged_rules_text_is_not_checked_again():
@@ -114,6 +133,7 @@ def test_a_failed_listing_says_why_in_one_line(tmp_path: Path):
 
 def test_the_rule_files_text_names_each_live_file(tmp_path: Path):
     (tmp_path / "k8s_audit_rules.yaml").write_text(STOCK_RULES)
+    (tmp_path / "falco_k8s_rules.yaml").write_text(CHARM_RULES_TEXT)
     (tmp_path / "rules.d").mkdir()
     (tmp_path / "rules.d" / "custom_rules.yaml").write_text(CI_RULE)
     with workload(tmp_path, mount=FALCO_CONFIG_DIR) as (box, _):
@@ -121,6 +141,7 @@ def test_the_rule_files_text_names_each_live_file(tmp_path: Path):
 
     assert text == (
         f"# ---- /etc/falco/k8s_audit_rules.yaml ----\n{STOCK_RULES}\n"
+        f"# ---- /etc/falco/falco_k8s_rules.yaml ----\n{CHARM_RULES_TEXT}\n"
         f"# ---- /etc/falco/rules.d/custom_rules.yaml ----\n{CI_RULE}"
     )
 
@@ -160,7 +181,7 @@ def test_an_accepted_candidate_goes_live_and_is_to_be_remembered(tmp_path: Path)
 
 def test_a_refused_candidate_is_named_and_never_goes_live(tmp_path: Path):
     fs = new_falco_fs(tmp_path)  # the image's own falco.yaml, as after a pod reschedule
-    last_good = FalcoFiles(FalcoSettings(priority="warning"), BUNDLE.stock_rules, CI_RULE)
+    last_good = FalcoFiles(FalcoSettings(priority="warning"), *BUNDLE.shipped_rules, CI_RULE)
     config = CharmConfig(minimum_priority="error", custom_rules=CI_RULE)
     refused = falco_service.candidate(config, BUNDLE, None)
     rejection = testing.Exec(
@@ -181,7 +202,7 @@ def test_a_refused_candidate_is_named_and_never_goes_live(tmp_path: Path):
 
 def test_the_last_good_is_restored_when_there_is_no_candidate(tmp_path: Path):
     fs = new_falco_fs(tmp_path)
-    last_good = FalcoFiles(FalcoSettings(priority="warning"), BUNDLE.stock_rules, CI_RULE)
+    last_good = FalcoFiles(FalcoSettings(priority="warning"), *BUNDLE.shipped_rules, CI_RULE)
     with falco_pod(fs) as falco:
         outcome = falco_service.converge(
             falco, None, BUNDLE, last_good.to_json(), None, tls_usable=True

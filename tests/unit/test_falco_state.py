@@ -8,11 +8,15 @@ from typing import Any
 import pytest
 from charm_pod import CI_RULE
 
-import state
-from falco_config import FalcoSettings
-from state import CharmConfig, InvalidStateError, falco_state
+from falco import _options as state
+from falco._falco_yaml import FalcoSettings
+from falco._options import FalcoOptions as CharmConfig
+from falco._options import falco_state
+from options import InvalidStateError
 
 STOCK = b"- rule: Disallowed K8s User\n  condition: kevt\n  tags: [k8s]\n"
+CHARM = b"- rule: K8s Audit Event Truncated\n  condition: kevt\n  tags: [falco_k8s]\n"
+SHIPPED = (STOCK, CHARM)
 RULES = CI_RULE
 
 
@@ -33,7 +37,7 @@ def checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_falco_state_returns_the_typed_settings_falco_needs():
     config = CharmConfig(minimum_priority="warning", custom_rules=RULES, disabled_rules="tag:k8s")
 
-    falco = falco_state(config, STOCK)
+    falco = falco_state(config, SHIPPED)
 
     assert falco.settings == FalcoSettings(
         priority="warning",
@@ -43,11 +47,28 @@ def test_falco_state_returns_the_typed_settings_falco_needs():
     assert falco.unmatched == ()
 
 
+def test_custom_rules_may_turn_off_or_extend_the_charms_own_rules():
+    # Loaded after the charm's file, custom_rules can switch its rule off or append to its list.
+    text = (
+        "- rule: K8s Audit Event Truncated\n  enabled: false\n"
+        "- list: falco_k8s_body_inspected_resources\n  items: [leases]\n"
+        "  override:\n    items: append\n"
+    )
+
+    assert falco_state(CharmConfig(custom_rules=text), SHIPPED).custom_rules == text
+
+
+def test_disabled_rules_match_the_charms_own_rules_as_the_stock_ones():
+    config = CharmConfig(disabled_rules="K8s Audit Event Truncated, tag:falco_k8s, Nope")
+
+    assert falco_state(config, SHIPPED).unmatched == ("Nope",)
+
+
 def test_an_unchanged_text_is_not_checked_again(checks: list[str]):
     config = CharmConfig(custom_rules=RULES, disabled_rules="tag:nope")
-    first = falco_state(config, STOCK)
+    first = falco_state(config, SHIPPED)
 
-    again = falco_state(config, STOCK, first.checked)
+    again = falco_state(config, SHIPPED, first.checked)
 
     assert checks == [RULES]
     assert again == first
@@ -59,31 +80,32 @@ def test_an_unchanged_text_is_not_checked_again(checks: list[str]):
     [
         {"custom_rules": RULES.replace("NOTICE", "ERROR")},
         {"disabled_rules": "Exec by CI"},
-        {"stock": STOCK + b"- rule: Another\n  condition: kevt\n"},
+        {"shipped": (STOCK + b"- rule: Another\n  condition: kevt\n", CHARM)},
+        {"shipped": (STOCK, CHARM + b"- rule: Another\n  condition: kevt\n")},
     ],
 )
 def test_any_change_to_what_the_check_reads_checks_again(
     checks: list[str], change: dict[str, Any]
 ):
-    stock = change.pop("stock", STOCK)
-    first = falco_state(CharmConfig(custom_rules=RULES), STOCK)
+    shipped = change.pop("shipped", SHIPPED)
+    first = falco_state(CharmConfig(custom_rules=RULES), SHIPPED)
 
-    falco_state(CharmConfig(**{"custom_rules": RULES, **change}), stock, first.checked)
+    falco_state(CharmConfig(**{"custom_rules": RULES, **change}), shipped, first.checked)
 
     assert len(checks) == 2
 
 
 @pytest.mark.parametrize("remembered", ["", "{not json", "[]", '{"key": "x"}'])
 def test_nothing_usable_remembered_means_a_full_check(checks: list[str], remembered: str):
-    falco_state(CharmConfig(custom_rules=RULES), STOCK, remembered)
+    falco_state(CharmConfig(custom_rules=RULES), SHIPPED, remembered)
     assert checks == [RULES]
 
 
 def test_a_blank_text_stays_blank_when_remembered():
     config = CharmConfig(custom_rules="# nothing yet\n")
-    first = falco_state(config, STOCK)
+    first = falco_state(config, SHIPPED)
 
-    again = falco_state(config, STOCK, first.checked)
+    again = falco_state(config, SHIPPED, first.checked)
 
     assert first.custom_rules == again.custom_rules == ""
     assert json.loads(again.checked)["blank"] is True
@@ -93,5 +115,5 @@ def test_a_bad_text_is_refused_every_time(checks: list[str]):
     config = CharmConfig(custom_rules="- rule: x\n")
     for _ in range(2):
         with pytest.raises(InvalidStateError, match="custom_rules item 1"):
-            falco_state(config, STOCK)
+            falco_state(config, SHIPPED)
     assert len(checks) == 2

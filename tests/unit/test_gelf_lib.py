@@ -16,6 +16,7 @@ from charms.falco_k8s.v0.gelf import (
     GelfEndpointRequirer,
     GelfSenderChangedEvent,
     GelfSenderTopology,
+    check_cluster_name,
 )
 
 URL = "https://graylog.example:12201/gelf"
@@ -210,6 +211,8 @@ def test_provider_validates_even_without_relations():
             "auth_header_name and auth_secret_id must be set together",
         ),
         ({"url": URL, "ca_cert": "not a cert"}, "ca_cert: must be one or more PEM"),
+        # U+2028 is whitespace to Python's regex engine, not to OpenSSL.
+        ({"url": URL, "ca_cert": CERT.replace("\n", "\u2028")}, "ca_cert: must be one or more"),
     ],
 )
 def test_provider_rejects_invalid_arguments_before_writing(kwargs: dict[str, Any], problem: str):
@@ -484,3 +487,101 @@ def test_requirer_emits_endpoint_removed_and_drops_the_broken_relation():
     assert event.relation.id == leaving.id
     assert emitted(ctx, GelfEndpointChangedEvent) == []
     assert out.unit_status == testing.ActiveStatus("1 endpoint(s)")
+
+
+# --- the optional cluster name (LIBPATCH 3) ---------------------------------------------
+
+
+class ClusterRequirerCharm(RequirerCharm):
+    """A sender whose alerts carry a cluster name, as falco-k8s's `cluster_name` option."""
+
+    cluster: str | None = "prod-eu.1"
+
+    def __init__(self, framework: ops.Framework):
+        ops.CharmBase.__init__(self, framework)
+        self.graylog = GelfEndpointRequirer(self, relation_name="graylog", cluster=self.cluster)
+
+
+def test_requirer_publishes_its_cluster_name_and_the_provider_reads_it():
+    ctx = testing.Context(ClusterRequirerCharm, meta=REQUIRER_META, app_name="falco")
+    rel = graylog_relation()
+    out = ctx.run(
+        ctx.on.relation_joined(rel), testing.State(leader=True, relations=[rel], model=MODEL)
+    )
+    data = dict(out.get_relation(rel.id).local_app_data)
+    assert {key: json.loads(value) for key, value in data.items()} == {
+        **expected_topology(),
+        "cluster": "prod-eu.1",
+    }
+
+    provider = provider_ctx()
+    gelf = testing.Relation("gelf", remote_app_name="falco", remote_app_data=data)
+    with provider(provider.on.update_status(), testing.State(relations=[gelf])) as mgr:
+        (sender,) = mgr.charm.gelf.senders()
+        mgr.run()
+    assert sender.cluster == "prod-eu.1"
+
+
+def test_requirer_republishes_its_cluster_name_when_the_config_changes():
+    ctx = testing.Context(ClusterRequirerCharm, meta=REQUIRER_META, app_name="falco")
+    rel = graylog_relation(local_app_data={**encode(**expected_topology()), "cluster": '"old"'})
+    out = ctx.run(
+        ctx.on.config_changed(), testing.State(leader=True, relations=[rel], model=MODEL)
+    )
+    assert json.loads(out.get_relation(rel.id).local_app_data["cluster"]) == "prod-eu.1"
+
+
+def test_requirer_without_a_cluster_name_writes_no_cluster_key():
+    ctx = requirer_ctx()
+    rel = graylog_relation(local_app_data=encode(cluster="old-name"))
+    out = ctx.run(
+        ctx.on.leader_elected(), testing.State(leader=True, relations=[rel], model=MODEL)
+    )
+    assert "cluster" not in out.get_relation(rel.id).local_app_data
+
+
+@pytest.mark.parametrize("bad", ["", "prod eu", "a/b", "-lead", "x" * 101, "ünï"])
+def test_an_invalid_cluster_name_is_left_out_and_logged_never_a_hook_error(bad: str):
+    charm = type("BadCluster", (ClusterRequirerCharm,), {"cluster": bad})
+    ctx = testing.Context(charm, meta=REQUIRER_META, app_name="falco")
+    rel = graylog_relation()
+    out = ctx.run(
+        ctx.on.relation_joined(rel), testing.State(leader=True, relations=[rel], model=MODEL)
+    )
+    data = out.get_relation(rel.id).local_app_data
+    assert "cluster" not in data
+    assert json.loads(data["application"]) == "falco"
+    assert any("not publishing the cluster name" in line.message for line in ctx.juju_log)
+    with pytest.raises(ValueError, match="must be 1-100 letters"):
+        check_cluster_name(bad)
+
+
+def test_provider_load_sender_names_the_relation_and_field_of_a_bad_cluster():
+    ctx = provider_ctx()
+    bad = testing.Relation(
+        "gelf", remote_app_name="falco", remote_app_data=encode(**TOPOLOGY, cluster="a b")
+    )
+    with ctx(ctx.on.update_status(), testing.State(relations=[bad])) as mgr:
+        relation = mgr.charm.model.get_relation("gelf", bad.id)
+        assert relation is not None
+        with pytest.raises(GelfEndpointError) as error:
+            mgr.charm.gelf.load_sender(relation)
+        assert mgr.charm.gelf.senders() == []  # the lenient reader skips it, as before
+        mgr.run()
+    assert str(error.value).startswith(f"gelf relation {bad.id} (falco): cluster: must be 1-100")
+    assert "a b" not in str(error.value)
+
+
+def test_a_value_nested_past_the_json_parsers_depth_is_reported_not_raised():
+    ctx = provider_ctx()
+    deep = testing.Relation(
+        "gelf",
+        remote_app_name="falco",
+        remote_app_data={**encode(**TOPOLOGY), "model_uuid": "[" * 5000},
+    )
+    with ctx(ctx.on.update_status(), testing.State(relations=[deep])) as mgr:
+        relation = mgr.charm.model.get_relation("gelf", deep.id)
+        assert relation is not None
+        with pytest.raises(GelfEndpointError, match=r"model_uuid: must be a UUID$"):
+            mgr.charm.gelf.load_sender(relation)
+        mgr.run()

@@ -53,6 +53,7 @@ def integrator(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
         "integrator_config",
         "graylog_api",
         "provisioning",
+        "status_text",
     ):
         sys.modules.pop(name, None)
 

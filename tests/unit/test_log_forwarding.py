@@ -1,6 +1,6 @@
 """Pebble log targets for the logging relation: pure plan arithmetic, no Pebble needed."""
 
-from log_forwarding import log_targets, target_changes
+from cos._log_forwarding import log_targets, target_changes
 
 LABELS = {"juju_application": "falco-k8s", "juju_unit": "falco-k8s/0"}
 LOKI_0 = "http://loki-0:3100/loki/api/v1/push"

@@ -10,15 +10,16 @@ import yaml
 from ops import testing
 from pebble_box import workload
 
-from bundle import Bundle
 from constants import FALCO_BIN, FALCO_CONFIG_DIR
-from falco_config import FalcoSettings
-from rules_gate import FalcoFiles, GateRejectedError, apply, is_live, validate
+from falco._falco_yaml import FalcoSettings
+from falco._gate import FalcoFiles, GateRejectedError, apply, is_live, validate
+from payload import Payload
 
 STOCK = b"- rule: Disallowed K8s User\n  condition: kevt\n"
+CHARM = b"- rule: K8s Audit Event Truncated\n  condition: kevt\n"
 CUSTOM = "- list: allowed_k8s_users\n  items: [ci]\n  override:\n    items: append\n"
 SETTINGS = FalcoSettings(priority="warning", rules_selection=[{"disable": {"tag": "k8s"}}])
-FILES = FalcoFiles(SETTINGS, STOCK, CUSTOM)
+FILES = FalcoFiles(SETTINGS, STOCK, CHARM, CUSTOM)
 DRY_RUN = [FALCO_BIN, "-c", "/etc/falco/staging/falco.yaml", "--disable-source", "syscall"]
 REJECTION = """\
 Error: /etc/falco/staging/rules.d/custom_rules.yaml: Invalid
@@ -46,45 +47,57 @@ def test_the_layout_writes_rules_before_the_config_that_loads_them():
 
     assert list(layout) == [
         "/etc/falco/staging/k8s_audit_rules.yaml",
+        "/etc/falco/staging/falco_k8s_rules.yaml",
         "/etc/falco/staging/rules.d/custom_rules.yaml",
         "/etc/falco/staging/k8saudit-webhook.pem",  # None without TLS: removed if present
         "/etc/falco/staging/falco.yaml",
     ]
     config = yaml.safe_load(str(layout["/etc/falco/staging/falco.yaml"]))
+    # The charm's rules after the stock ones they build on, before custom_rules that may
+    # override or disable them.
     assert config["rules_files"] == [
         "/etc/falco/staging/k8s_audit_rules.yaml",
+        "/etc/falco/staging/falco_k8s_rules.yaml",
         "/etc/falco/staging/rules.d",
     ]
+    assert layout["/etc/falco/staging/falco_k8s_rules.yaml"] == CHARM
     assert config["priority"] == "warning"
     assert config["rules"] == [{"disable": {"tag": "k8s"}}]
 
 
 def test_blank_custom_rules_mean_no_custom_file():
     assert (
-        FalcoFiles(SETTINGS, STOCK, "").at(FALCO_CONFIG_DIR)[
+        FalcoFiles(SETTINGS, STOCK, CHARM, "").at(FALCO_CONFIG_DIR)[
             "/etc/falco/rules.d/custom_rules.yaml"
         ]
         is None
     )
 
 
-def test_a_remembered_candidate_comes_back_on_the_charms_own_stock_rules():
-    bundle = Bundle(plugins={}, stock_rules=b"- rule: newer stock\n", forwarder={})
+def test_a_remembered_candidate_comes_back_on_the_charms_own_shipped_rules():
+    bundle = Payload(
+        plugins={},
+        stock_rules=b"- rule: newer stock\n",
+        charm_rules=b"- rule: newer charm rule\n",
+        forwarder={},
+    )
 
     restored = FalcoFiles.from_json(FILES.to_json(), bundle)
 
     assert restored.settings.priority == "warning"
     assert restored.custom_rules == CUSTOM
     assert restored.stock_rules == bundle.stock_rules
-    assert "stock" not in json.loads(FILES.to_json())
+    assert restored.charm_rules == bundle.charm_rules
+    assert set(json.loads(FILES.to_json())) == {"settings", "custom_rules"}
 
 
 @pytest.mark.parametrize(
     "text", ["{not json", "{}", '{"settings": {"nope": 1}, "custom_rules": ""}']
 )
 def test_an_unreadable_remembered_candidate_is_a_value_error(text: str):
+    bundle = Payload(plugins={}, stock_rules=STOCK, charm_rules=CHARM, forwarder={})
     with pytest.raises(ValueError, match="unreadable remembered config"):
-        FalcoFiles.from_json(text, Bundle(plugins={}, stock_rules=STOCK, forwarder={}))
+        FalcoFiles.from_json(text, bundle)
 
 
 def test_apply_dry_runs_the_staged_candidate_then_swaps_it_in(tmp_path: Path):
@@ -125,6 +138,6 @@ def test_a_complaint_about_other_files_is_not_blamed_on_custom_rules(tmp_path: P
 def test_removing_custom_rules_removes_the_file_but_keeps_the_directory(tmp_path: Path):
     with workload(tmp_path, mount=FALCO_CONFIG_DIR, execs=accepting()) as (box, _):
         apply(box, FILES)
-        assert apply(box, FalcoFiles(SETTINGS, STOCK, "")) is True
+        assert apply(box, FalcoFiles(SETTINGS, STOCK, CHARM, "")) is True
     assert (tmp_path / "rules.d").is_dir()
     assert not (tmp_path / "rules.d" / "custom_rules.yaml").exists()

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from charm_pod import falco_list_json
 
-from falco_output import LoadedRule, RulesListingError, parse_rules_listing
-from rules_listing import (
+from falco._cli_answers import LoadedRule, RulesListingError, parse_rules_listing
+from falco._rules_listing import (
     RuleSelection,
     apply_selection,
     filter_rules,

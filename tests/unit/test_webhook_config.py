@@ -8,8 +8,10 @@ import subprocess
 import pytest
 import yaml
 
-from webhook_config import (
+from webhook._apiserver_side import (
     AUDIT_POLICY_KEY,
+    CANONICAL_K8S,
+    MICROK8S,
     MICROK8S_APISERVER_ARGS,
     MICROK8S_AUDIT_POLICY,
     MICROK8S_RESTART,
@@ -20,9 +22,10 @@ from webhook_config import (
     InvalidCidrError,
     WebhookAddress,
     apiserver_flags,
+    charmed_kubernetes_command,
     kubectl_commands,
-    microk8s_instructions,
     parse_allowed_cidrs,
+    snap_control_plane_script,
     webhook_action_result,
     webhook_kubeconfig,
     webhook_resource_name,
@@ -110,6 +113,7 @@ def test_apiserver_flags_defaults():
     assert values["audit-webhook-truncate-enabled"] == "true"
     assert int(values["audit-webhook-batch-max-size"]) > 0
     assert re.fullmatch(r"\d+s", values["audit-webhook-batch-max-wait"])
+    assert values["audit-webhook-initial-backoff"] == "20s"
 
 
 def test_apiserver_flags_fit_the_plugin_limits():
@@ -143,36 +147,46 @@ def test_kubectl_commands():
     ]
 
 
-def test_microk8s_instructions():
-    script = microk8s_instructions("falco-model", "falco")
+def test_microk8s_script():
+    script = snap_control_plane_script(MICROK8S, "falco-model", "falco")
     lines = script.splitlines()
 
-    assert lines[0].startswith("microk8s kubectl -n falco-model get configmap falco-audit-webhook")
-    assert lines[0].endswith(f"| sudo tee {MICROK8S_WEBHOOK_CONFIG} >/dev/null")
-    assert "webhook-config\\.yaml" in lines[0]
-    assert "audit-policy\\.yaml" in lines[1]
-    assert lines[1].endswith(f"| sudo tee {MICROK8S_AUDIT_POLICY} >/dev/null")
+    assert lines[0] == "set -euo pipefail"
+    copies = [line for line in lines if line.startswith("microk8s kubectl -n falco-model")]
+    assert len(copies) == 2
+    assert "webhook-config\\.yaml" in copies[0]
+    assert copies[0].endswith(f"| sudo tee {MICROK8S_WEBHOOK_CONFIG} >/dev/null")
+    assert "audit-policy\\.yaml" in copies[1]
+    assert copies[1].endswith(f"| sudo tee {MICROK8S_AUDIT_POLICY} >/dev/null")
     # Earlier audit flags are removed before the current ones are appended: safe to re-run.
-    assert lines[2].startswith("sudo sed -i")
-    assert lines[2].endswith(MICROK8S_APISERVER_ARGS)
-    start = lines.index(f"sudo tee -a {MICROK8S_APISERVER_ARGS} >/dev/null <<'EOF'")
+    sed = next(i for i, line in enumerate(lines) if line.startswith("sudo sed -i"))
+    assert lines[sed].endswith(MICROK8S_APISERVER_ARGS)
+    assert lines[sed + 1] == f"sudo tee -a {MICROK8S_APISERVER_ARGS} >/dev/null <<'EOF'"
     end = lines.index("EOF")
-    assert lines[start + 1 : end] == apiserver_flags(
-        MICROK8S_WEBHOOK_CONFIG, MICROK8S_AUDIT_POLICY
-    )
-    assert lines[-1] == MICROK8S_RESTART == "sudo snap restart microk8s.daemon-kubelite"
+    assert lines[sed + 2 : end] == apiserver_flags(MICROK8S_WEBHOOK_CONFIG, MICROK8S_AUDIT_POLICY)
+    assert lines[end + 1 :] == [
+        MICROK8S_RESTART,
+        "microk8s status --wait-ready >/dev/null",
+    ]
+    assert MICROK8S_RESTART == "sudo snap restart microk8s.daemon-kubelite"
     assert MICROK8S_WEBHOOK_CONFIG.startswith("/var/snap/microk8s/current/args/")
 
 
 def test_instructions_are_valid_shell():
-    for script in (microk8s_instructions("m", "a"), kubectl_commands("m", "a")):
+    for script in (
+        snap_control_plane_script(MICROK8S, "m", "a"),
+        snap_control_plane_script(CANONICAL_K8S, "m", "a"),
+        charmed_kubernetes_command("apiVersion: v1\n", "kind: Policy\n"),
+        kubectl_commands("m", "a"),
+    ):
         subprocess.run(["bash", "-n"], input=script, text=True, check=True)
     words = shlex.split(kubectl_commands("m", "a").splitlines()[0])
     assert words[words.index("-o") + 1] == "jsonpath={.data.webhook-config\\.yaml}"
 
 
 def test_microk8s_sed_removes_only_audit_backend_flags():
-    sed_line = microk8s_instructions("m", "a").splitlines()[2]
+    script = snap_control_plane_script(MICROK8S, "m", "a")
+    sed_line = next(line for line in script.splitlines() if line.startswith("sudo sed"))
     basic_regex = sed_line.split("'")[1].strip("/").removesuffix("/d")
     # Translate the GNU basic regex to Python's to check what it matches.
     pattern = re.compile(basic_regex.replace("\\(", "(").replace("\\)", ")").replace("\\|", "|"))
@@ -191,13 +205,19 @@ def test_action_result_keys_and_values():
         "audit-policy",
         "apiserver-flags",
         "microk8s",
+        "canonical-k8s",
+        "charmed-kubernetes",
         "kubectl",
     }
     assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", key) for key in result)
     assert result["webhook-config"] == "KUBECONFIG"
     assert result["audit-policy"] == "POLICY"
     assert result["apiserver-flags"].splitlines() == apiserver_flags()
-    assert result["microk8s"] == microk8s_instructions("falco-model", "falco")
+    assert result["microk8s"] == snap_control_plane_script(MICROK8S, "falco-model", "falco")
+    assert result["canonical-k8s"] == snap_control_plane_script(
+        CANONICAL_K8S, "falco-model", "falco"
+    )
+    assert result["charmed-kubernetes"] == charmed_kubernetes_command("KUBECONFIG", "POLICY")
     assert result["kubectl"] == kubectl_commands("falco-model", "falco")
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from tls_ca import TestCa
 
-from bundle import Bundle
-from falco_config import FalcoSettings
-from rules_gate import FalcoFiles
-from webhook_config import WebhookAddress
-from webhook_tls import (
+from falco._falco_yaml import FalcoSettings
+from falco._gate import FalcoFiles
+from payload import Payload
+from webhook._apiserver_side import WebhookAddress
+from webhook._tls import (
     CertificateSans,
     WebhookIdentity,
     WebhookTlsError,
@@ -170,8 +170,8 @@ def test_tls_notes():
     tls = webhook_tls(cert, [], ca.pem, key)
     sans = CertificateSans(None, (), ("10.152.183.77",))
 
-    assert tls_notes(False, None, sans) == ["audit webhook without TLS: relate certificates"]
-    assert tls_notes(True, None, sans) == ["audit webhook without TLS: waiting for a certificate"]
+    assert tls_notes(False, None, sans) == ["no TLS: relate certificates"]
+    assert tls_notes(True, None, sans) == ["no TLS yet: waiting for a certificate"]
     assert tls_notes(True, tls, sans) == []
     assert tls_notes(True, tls, CertificateSans(None, (), ("127.0.0.1",))) == [
         "webhook certificate lacks 127.0.0.1"
@@ -182,12 +182,12 @@ def test_the_remembered_falco_config_never_holds_the_key():
     ca = TestCa()
     cert, key = ca.server_pem()
     pem = webhook_tls(cert, [], ca.pem, key).pem
-    files = FalcoFiles(FalcoSettings(), b"- list: x\n  items: []\n", "", pem)
+    files = FalcoFiles(FalcoSettings(), b"- list: x\n  items: []\n", b"", "", pem)
 
     remembered = files.to_json()
 
     assert "PRIVATE" not in remembered
     assert "PRIVATE" not in repr(files)
-    bundle = Bundle(plugins={}, stock_rules=files.stock_rules, forwarder={})
+    bundle = Payload(plugins={}, stock_rules=files.stock_rules, charm_rules=b"", forwarder={})
     assert FalcoFiles.from_json(remembered, bundle, pem).webhook_pem == pem
     assert FalcoFiles.from_json(remembered, bundle).webhook_pem is None

@@ -107,5 +107,5 @@ def test_an_unreachable_container_is_one_workload_error(tmp_path: Path):
     with workload(tmp_path, can_connect=False) as (box, _):
         assert not box.can_connect()
         assert not box.is_running()
-        with pytest.raises(WorkloadError, match="reading /data/a in box failed: Cannot connect"):
+        with pytest.raises(WorkloadError, match="reading /data/a failed: Cannot connect"):
             box.push_if_changed("/data/a", "x")

@@ -1,4 +1,4 @@
-"""The README's "Send alerts to Graylog" commands, run as written, against a real controller.
+"""gelf-integrator/README.md's deploy commands, run as written, against a real controller.
 
 No Graylog is reachable from CI: the API URL points at a closed port, so provisioning must
 wait (retrying each hook) while the endpoint is already validated and the token secret read.
@@ -24,16 +24,16 @@ def test_1_deploy_with_config(juju: jubilant.Juju, integrator_charm: Path):
     juju.deploy(integrator_charm, APP, config={"gelf_url": GELF_URL})
 
     juju.wait(lambda s: jubilant.all_active(s, APP))
-    assert workload_message(juju) == f"alerts to {GELF_URL}; 0 requirer apps"
+    assert workload_message(juju) == "alerts to graylog.example.com:12201; 0 requirer apps"
 
 
-def test_2_add_and_grant_the_token_secret_then_point_the_options_at_it(juju: jubilant.Juju):
+def test_2_add_and_grant_the_token_secret_then_point_the_secret_option_at_it(juju: jubilant.Juju):
     uri = juju.add_secret("graylog-api", {"token": TOKEN})
     juju.grant_secret("graylog-api", APP)
     juju.config(APP, {"api_url": API_URL, "api_token_secret": str(uri)})
 
     juju.wait(lambda s: jubilant.all_waiting(s, APP))
-    assert workload_message(juju).startswith("Graylog API unreachable")
+    assert workload_message(juju).startswith("api_url: Graylog API: ")
     assert TOKEN not in workload_message(juju)
     assert TOKEN not in juju.debug_log(limit=1000)
 

@@ -1,7 +1,14 @@
 """A stand-in for Graylog on 127.0.0.1: its REST API subset and real GELF HTTP inputs.
 
 Graylog itself (Java, MongoDB, OpenSearch) cannot run here. This models, from
-Graylog2/graylog2-server at tags 6.3.15 and 7.1.7:
+Graylog2/graylog2-server at tags 6.3.15 and 7.1.7, the files under
+``graylog2-server/src/main/java/org/graylog2/``: ``rest/resources/HelloWorldResource.java``,
+``rest/resources/system/inputs/{InputsResource,InputStatesResource}.java``,
+``rest/resources/system/indexer/IndexSetsResource.java``,
+``rest/resources/streams/StreamResource.java``,
+``rest/resources/streams/rules/StreamRuleResource.java``, ``plugin/Message.java``,
+``inputs/codecs/GelfDecoder.java``, ``inputs/transports/netty/HttpHandler.java``,
+``shared/security/RestPermissions.java`` and ``VerboseCsrfProtectionFilter``:
 
 - ``HelloWorldResource`` (``GET /api/``: the version), ``InputsResource`` (``GET``/``POST
   /api/system/inputs``; configuration comes back under ``attributes``; a new input's
@@ -24,6 +31,8 @@ Graylog2/graylog2-server at tags 6.3.15 and 7.1.7:
   only.
 
 With ``tls``, the API is served over https (the client then needs the test CA).
+``mangle`` and ``raw`` make it misbehave as a broken proxy or Graylog could: an answer
+rewritten (a field missing), or raw bytes sent instead, optionally one byte at a time.
 
 Not modelled: clustering (one node), paging, sharing, other rule types, extractors, pipelines.
 """
@@ -40,7 +49,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -102,6 +111,10 @@ class FakeGraylog:
         ]
         self.fail: dict[tuple[str, str], tuple[int, str]] = {}
         """(method, path) -> (status, message) answered instead of the real thing."""
+        self.mangle: dict[tuple[str, str], Callable[[Any], Any]] = {}
+        """(method, path without query) -> a rewrite of the JSON answer, after the real work."""
+        self.raw: dict[tuple[str, str], RawAnswer] = {}
+        """(method, path without query) -> bytes sent on the socket instead of an answer."""
         self._ids = (f"{0x6650A1B2C3D4E5F601230000 + n:024x}" for n in itertools.count(1))
         self._lock = threading.RLock()
         self._server = _Server((LOOPBACK, 0), _ApiHandler, self)
@@ -160,7 +173,9 @@ class FakeGraylog:
                 )
             if (method, path) in self.fail:
                 raise ApiError(*self.fail[(method, path)])
-            return self._route(method, path, permissions, body)
+            status, answer = self._route(method, path, permissions, body)
+            rewrite = self.mangle.get((method, path.split("?", 1)[0]))
+            return (status, answer) if rewrite is None else (status, rewrite(answer))
 
     def _authenticate(self, authorization: str) -> frozenset[str]:
         scheme, _, encoded = authorization.partition(" ")
@@ -496,12 +511,36 @@ class _Server(ThreadingHTTPServer):
         """A client refusing our test certificate is expected in some tests: stay quiet."""
 
 
+@dataclass(frozen=True)
+class RawAnswer:
+    """Bytes a misbehaving server writes, with a pause before each byte (0: all at once)."""
+
+    data: bytes
+    seconds_per_byte: float = 0.0
+
+    def send(self, wfile: Any) -> None:
+        if not self.seconds_per_byte:
+            wfile.write(self.data)
+            return
+        for byte in self.data:  # bounded: the answer is finite, the client may leave early
+            time.sleep(self.seconds_per_byte)
+            wfile.write(bytes([byte]))
+            wfile.flush()
+
+
 class _ApiHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _serve(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         graylog: FakeGraylog = self.server.owner  # type: ignore[attr-defined]
+        raw = graylog.raw.get((self.command, self.path.split("?", 1)[0]))
+        if raw is not None:
+            graylog.requests.append((self.command, self.path))
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                raw.send(self.wfile)
+            return
         try:
             status, answer = graylog.handle(self.command, self.path, self.headers, body)
         except ApiError as e:

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import yaml
 
@@ -44,3 +45,25 @@ def test_charmcraft_yaml_declares_no_workload_and_provides_gelf():
         "api_token_secret",
     }
     assert project["config"]["options"]["max_message_bytes"]["default"] == 65536
+
+
+def test_credentials_are_juju_user_secrets_not_strings():
+    options = yaml.safe_load((HERE / "charmcraft.yaml").read_text())["config"]["options"]
+
+    for name in ("auth_secret", "api_token_secret"):
+        assert options[name]["type"] == "secret"
+        assert "default" not in options[name]
+
+
+def test_the_charm_has_links_and_an_icon():
+    project = yaml.safe_load((HERE / "charmcraft.yaml").read_text())
+
+    assert set(project["links"]) == {"documentation", "issues", "source", "website"}
+    urls = [
+        project["links"]["documentation"],
+        *(u for k in ("issues", "source", "website") for u in project["links"][k]),
+    ]
+    assert all(url.startswith("https://") for url in urls)
+    icon = ElementTree.parse(HERE / "icon.svg").getroot()
+    assert icon.tag == "{http://www.w3.org/2000/svg}svg"
+    assert (icon.get("width"), icon.get("height")) == ("100", "100")

@@ -235,7 +235,8 @@ def test_a_failed_input_is_restarted_and_reported(graylog, make_graylog):
     graylog.inputs[input_id].detailed_message = "Address already in use"
 
     with pytest.raises(
-        ProvisioningBlockedError, match="was FAILED: Address already in use; asked it to start"
+        ProvisioningBlockedError,
+        match=f"^gelf_url: Graylog input on port {port} was FAILED: Address already in use; asked",
     ):
         run(graylog, port=port)
     assert graylog.writes[-1] == ("PUT", f"/api/system/inputstates/{input_id}")
@@ -295,7 +296,7 @@ def test_a_missing_permission_is_named(graylog, granted, missing, request_line):
         run(graylog, port=free_port(), token=TOKEN)
 
     message = str(error.value)
-    assert message.startswith(f"api_token_secret: the token's user lacks permission {missing}")
+    assert message.startswith(f"api_token_secret: the token's user lacks {missing}")
     assert f"(HTTP 403 on {request_line}" in message
     assert TOKEN not in message
 
@@ -307,7 +308,7 @@ def test_an_unexpected_answer_is_blocked_with_status_and_graylogs_message(graylo
         run(graylog, port=free_port())
 
     assert str(error.value) == (
-        "Graylog API POST /api/streams: HTTP 500: MongoDB write failed: not primary"
+        "api_url: POST /api/streams: HTTP 500: MongoDB write failed: not primary"
     )
 
 
@@ -328,8 +329,7 @@ def test_an_unreachable_graylog_is_waiting():
     with pytest.raises(ProvisioningWaitingError) as error:
         provision(api, port=12201, max_message_bytes=65536, senders=[FALCO], owner=OWNER)
 
-    assert "Graylog API unreachable" in str(error.value)
-    assert "retrying" in str(error.value)
+    assert str(error.value) == "api_url: Graylog API: Connection refused; retrying"
     assert TOKEN not in str(error.value)
 
 
@@ -376,3 +376,123 @@ def test_https_with_the_ca_cert_provisions_and_without_it_blocks(make_graylog, t
     assert str(untrusted.value).startswith("ca_cert: Graylog API certificate not trusted (")
     assert graylog.url.startswith("https://")
     assert done.running_streams == ("Falco alerts: cos/falco-k8s",)
+
+
+# -- answers without what Graylog always sends ------------------------------------------------
+
+
+def _without(key: str, listing: str | None = None):
+    """A rewrite dropping ``key`` from the answer, or from each object listed under ``listing``."""
+
+    def rewrite(answer):
+        if listing is None:
+            return {k: v for k, v in answer.items() if k != key}
+        items = [{k: v for k, v in item.items() if k != key} for item in answer[listing]]
+        return {**answer, listing: items}
+
+    return rewrite
+
+
+def _pause_ours(graylog: FakeGraylog) -> None:
+    for stream in our_streams(graylog).values():
+        stream["disabled"] = True
+
+
+@pytest.mark.parametrize(
+    ("route", "rewrite", "prepare", "problem"),
+    [
+        (
+            ("POST", "/api/system/inputs"),
+            _without("id"),
+            None,
+            "POST /system/inputs answered without 'id'",
+        ),
+        (
+            ("GET", "/api/system/inputs"),
+            _without("id", "inputs"),
+            "run",
+            "GET /system/inputs answered without 'id'",
+        ),
+        (
+            ("GET", "/api/streams"),
+            _without("title", "streams"),
+            "run",
+            "GET /streams answered without 'title'",
+        ),
+        (
+            ("GET", "/api/streams"),
+            _without("id", "streams"),
+            _pause_ours,
+            "GET /streams answered without 'id'",
+        ),
+        (
+            ("POST", "/api/streams"),
+            lambda _: {"stream_id": "../../system"},
+            None,
+            "POST /streams answered an invalid 'stream_id'",
+        ),
+        (
+            ("GET", "/api/system/indices/index_sets"),
+            _without("id", "index_sets"),
+            None,
+            "GET /system/indices/index_sets answered without 'id'",
+        ),
+    ],
+    ids=["new-input", "input", "stream-title", "stream-id", "bad-stream-id", "index-set"],
+)
+def test_an_answer_without_an_id_or_title_blocks_naming_it(
+    graylog, route, rewrite, prepare, problem
+):
+    port = free_port()
+    if prepare == "run":
+        run(graylog, port=port)
+    elif prepare is not None:
+        run(graylog, port=port)
+        prepare(graylog)
+    graylog.mangle[route] = rewrite
+
+    with pytest.raises(ProvisioningBlockedError) as error:
+        run(graylog, port=port)
+
+    assert str(error.value) == f"api_url: {problem}"
+
+
+# -- several clusters sharing one Graylog -----------------------------------------------------
+
+
+def test_a_sender_naming_its_cluster_gets_a_stream_of_its_own_routing_on_cluster(graylog):
+    port = free_port()
+    prod, staging = Sender("cos", "falco-k8s", "prod-eu"), Sender("cos", "falco-k8s", "staging")
+
+    run(graylog, senders=[prod, staging], port=port)
+
+    streams = our_streams(graylog)
+    assert sorted(streams) == [
+        "Falco alerts: prod-eu/cos/falco-k8s",
+        "Falco alerts: staging/cos/falco-k8s",
+    ]
+    assert {
+        (r["field"], r["value"]) for r in streams["Falco alerts: prod-eu/cos/falco-k8s"]["rules"]
+    } == {
+        ("juju_model", "cos"),
+        ("juju_application", "falco-k8s"),
+        ("cluster", "prod-eu"),
+    }
+    alert = {"version": "1.1", "host": "falco-k8s-0", "short_message": "Create Privileged Pod"}
+    topology = {"_juju_model": "cos", "_juju_application": "falco-k8s"}
+    assert post_gelf(port, {**alert, **topology, "_cluster": "staging"}) == 202
+    (message,) = graylog.wait_for_messages(1)
+    assert "Falco alerts: staging/cos/falco-k8s" in message.streams
+    assert "Falco alerts: prod-eu/cos/falco-k8s" not in message.streams
+
+
+def test_a_sender_that_starts_naming_its_cluster_moves_to_a_new_stream(graylog):
+    port = free_port()
+    run(graylog, senders=[FALCO], port=port)
+    graylog.requests.clear()
+
+    done = run(graylog, senders=[Sender("cos", "falco-k8s", "prod-eu")], port=port)
+
+    assert done.running_streams == ("Falco alerts: prod-eu/cos/falco-k8s",)
+    assert done.paused_streams == ("Falco alerts: cos/falco-k8s",)
+    assert our_streams(graylog)["Falco alerts: cos/falco-k8s"]["disabled"] is True

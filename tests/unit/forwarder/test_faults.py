@@ -196,8 +196,9 @@ def test_a_line_over_16_mib_counts_as_one_malformed_drop(
     append_line(forwarder.log.file, b"x" * (33 << 20))  # two whole 16 MiB pieces and more
     append_alert(forwarder, good)
 
-    wait_for(lambda: sink.bodies == [good], timeout=30)
-    assert dropped(forwarder, "s", "malformed") == 1
+    wait_for(lambda: dropped(forwarder, "s", "malformed") == 1, timeout=30)
+    assert sink.bodies == [good]
+    assert metric(forwarder.port, "falco_forwarder_delivered_total", sink="s") == 1
 
 
 def test_an_alert_after_a_write_cut_short_is_delivered_and_the_cut_one_counted(
@@ -235,9 +236,11 @@ def test_alerts_retention_removed_while_a_sink_was_not_configured_are_counted_fo
     wait_for(lambda: kept.bodies == sent)
     forwarder.reload(write_config(tmp_path, both, alert_log=alert_log))
 
-    wait_for(lambda: away.bodies == sent[:5] + sent[30:])
+    wait_for(
+        lambda: metric(forwarder.port, "falco_forwarder_delivered_total", sink="away") == 5 + 20
+    )
+    assert away.bodies == sent[:5] + sent[30:]
     assert dropped(forwarder, "away", "retention") == 25  # the three removed segments, less 5
-    assert metric(forwarder.port, "falco_forwarder_delivered_total", sink="away") == 5 + 20
 
 
 def test_the_free_space_of_the_alert_log_volume_is_a_metric(make_forwarder: ForwarderFactory):

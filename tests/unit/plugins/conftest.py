@@ -14,41 +14,30 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import built_plugins
 import pytest
 import yaml
 from falco_plugin_api import Plugin
 from k8saudit_listener import K8sAuditListener, loopback_params, open_k8saudit
 
-from constants import FALCO_RULES_D, K8S_AUDIT_RULES
-from falco_config import FalcoSettings, render_falco_yaml
-from webhook_config import WebhookAddress, webhook_kubeconfig
+from constants import CHARM_RULES_FILE, FALCO_RULES_D, K8S_AUDIT_RULES
+from falco._falco_yaml import FalcoSettings, render_falco_yaml
+from webhook._apiserver_side import WebhookAddress, webhook_kubeconfig
 
-BUILD = Path(__file__).resolve().parents[3] / "build" / "plugins"
+ROOT = Path(__file__).resolve().parents[3]
 
-
-def _built(name: str) -> Path:
-    path = BUILD / name
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: run tox, or python tools/fetch_falco_plugins.py")
-    return path
-
-
-@pytest.fixture(scope="session")
-def k8saudit() -> Plugin:
-    """libk8saudit.so, loaded once: a Go runtime cannot be unloaded."""
-    return Plugin(_built("libk8saudit.so"))
+# The real plugins' session fixtures, shared with the other conftests that load them.
+json_plugin, k8saudit, stock_rules = (
+    built_plugins.json_plugin,
+    built_plugins.k8saudit,
+    built_plugins.stock_rules,
+)
 
 
 @pytest.fixture(scope="session")
-def json_plugin() -> Plugin:
-    """libjson.so, loaded once, in the same process as k8saudit as in Falco."""
-    return Plugin(_built("libjson.so"))
-
-
-@pytest.fixture(scope="session")
-def stock_rules() -> list[dict[str, Any]]:
-    """The k8s_audit_rules.yaml the build checked and the charm ships."""
-    return yaml.safe_load(_built("k8s_audit_rules.yaml").read_text())
+def charm_rules() -> list[dict[str, Any]]:
+    """The charm's own rules file, as the charm ships it."""
+    return yaml.safe_load((ROOT / CHARM_RULES_FILE).read_text())
 
 
 @pytest.fixture(scope="session")

@@ -25,9 +25,9 @@ import yaml
 from tls_ca import TestCa
 
 from constants import FALCO_RULES_D, K8S_AUDIT_RULES
-from falco_config import FalcoSettings, WebhookPemFile, render_falco_yaml
-from webhook_config import WebhookAddress, webhook_kubeconfig
-from webhook_tls import WebhookTls, certificate_sans, webhook_tls
+from falco._falco_yaml import FalcoSettings, WebhookPemFile, render_falco_yaml
+from webhook._apiserver_side import WebhookAddress, webhook_kubeconfig
+from webhook._tls import WebhookTls, certificate_sans, webhook_tls
 
 # A NodePort webhook: the apiserver posts to https://127.0.0.1:<node port>, the address the
 # harness's client uses too, so hostname verification is exercised for real.

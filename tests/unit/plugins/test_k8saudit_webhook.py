@@ -21,7 +21,7 @@ from k8saudit_listener import (
     open_k8saudit,
 )
 
-from audit_policy import recommended_policy
+from webhook._audit_policy import recommended_policy
 
 PRIVILEGED_POD = {
     "kind": "Pod",

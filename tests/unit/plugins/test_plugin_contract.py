@@ -3,39 +3,17 @@
 from __future__ import annotations
 
 import json
-import re
-from typing import Any
 
 import jsonschema.validators
 import pytest
 from falco_plugin_api import (
     FRAMEWORK_API_VERSION,
     PLUGIN_EVENT_TYPE,
-    Plugin,
     PluginError,
     api_version_compatible,
 )
 from k8saudit_listener import audit_event, event_list, falco_init_config, open_k8saudit
-
-# A field as the rules name it: ka.target.name, %ka.user.name, jevt.value[/stage].
-FIELD_REFERENCE = re.compile(r"(?<![\w.])((?:ka|jevt|json)\.[\w.]*\w)(\[[^\]]*\])?")
-
-
-def fields_used_by(rules: list[dict[str, Any]]) -> dict[str, set[str]]:
-    """Each ka.*/jevt.*/json.* field in the rules' and macros' conditions and outputs: its args."""
-    used: dict[str, set[str]] = {}
-    for item in rules:
-        texts = [item.get("condition", "")] if "macro" in item else []
-        if "rule" in item:
-            texts += [item.get("condition", ""), item.get("output", "")]
-        for text in texts:
-            for name, arg in FIELD_REFERENCE.findall(text):
-                used.setdefault(name, set()).add(arg)
-    return used
-
-
-def owner(name: str, k8saudit: Plugin, json_plugin: Plugin) -> Plugin:
-    return k8saudit if name.startswith("ka.") else json_plugin
+from rule_fields import fields_used_by, owner
 
 
 def test_falco_0_44_offers_the_plugin_api_each_plugin_requires(k8saudit, json_plugin):
@@ -98,6 +76,19 @@ def test_rendered_init_config_matches_each_plugins_schema(k8saudit, json_plugin,
         if "init_config" in entry:
             validator = jsonschema.validators.validator_for(schema)(schema)
             assert list(validator.iter_errors(entry["init_config"])) == []
+
+
+def test_rendered_init_config_names_only_keys_the_plugins_declare(
+    k8saudit, json_plugin, rendered_plugins
+):
+    # Both schemas allow additional properties: a misspelt key would pass Falco's check and be
+    # ignored, leaving e.g. the async extractor on. Each key must be a declared property.
+    for plugin in (k8saudit, json_plugin):
+        properties = plugin.init_schema()["definitions"]["PluginConfig"]["properties"]
+        init_config = rendered_plugins[plugin.name]["init_config"]
+        assert init_config["useAsync"] is False, plugin.name
+        assert properties["useAsync"]["type"] == "boolean", plugin.name
+        assert set(init_config) <= set(properties), (plugin.name, set(properties))
 
 
 def test_plugins_init_with_the_rendered_init_config(k8saudit, json_plugin, rendered_plugins):

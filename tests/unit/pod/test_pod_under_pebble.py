@@ -1,6 +1,6 @@
 """The pod's two services under real Pebble, driven by ``workload.py`` as the charm drives it.
 
-Falco is a stand-in (``falco_standin.py``) writing Falco-format alerts to the alert log; the
+Falco is a stand-in (``fakes/fake_falco.py``) writing Falco-format alerts to the alert log; the
 forwarder is the charm's own, from its bundle, run by the charm's own layer.
 """
 
@@ -21,8 +21,6 @@ import yaml
 from forwarder_helpers import SinkFactory, SinkServer, metric, wait_for
 from real_pebble import Root, pebble
 
-from alert_sinks import forwarder_config
-from bundle import load_bundle, manifest_digest
 from constants import (
     ALERT_LOG_DIR,
     FALCO_BIN,
@@ -40,13 +38,16 @@ from constants import (
     K8SAUDIT_PORT,
     WEBSERVER_PORT,
 )
-from falco_config import FalcoSettings, render_falco_yaml
+from falco._cli_answers import parse_rules_listing
+from falco._falco_yaml import FalcoSettings, render_falco_yaml
+from falco._layer import FALCO_COMMAND, falco_layer
 from falco_forwarder.config import FORMAT_FALCO_JSON, JujuTopology, SinkConfig
-from falco_output import parse_rules_listing
-from pebble_layers import FALCO_COMMAND, falco_layer, forwarder_layer
+from payload import load_payload, manifest_digest
+from sinks._forwarder_config import forwarder_config
+from sinks._forwarder_layer import forwarder_layer
 from workload import Workload, WorkloadError
 
-STANDIN = Path(__file__).with_name("falco_standin.py")
+STANDIN = Path(__file__).parents[1] / "fakes" / "fake_falco.py"
 RULES = "- rule: Create Privileged Pod\n  priority: WARNING\n  tags: [k8s]\n"
 TOPOLOGY = JujuTopology("m", "uuid", "falco-k8s", "falco-k8s/0")
 
@@ -135,7 +136,7 @@ def pod(tmp_path: Path, root: Root, charm_root: Path) -> Iterator[Pod]:
         pebble(tmp_path / "pebble-falco", root, FALCO_CONTAINER) as falco,
         pebble(tmp_path / "pebble-forwarder", root, FORWARDER_CONTAINER) as forwarder,
     ):
-        bundle = load_bundle(charm_root)
+        bundle = load_payload(charm_root)
         yield Pod(
             root,
             Workload(falco.container, FALCO_SERVICE),

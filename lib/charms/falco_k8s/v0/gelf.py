@@ -16,7 +16,10 @@ Provider application databag:
 - ``max_message_bytes``: largest GELF message the input accepts (default 65536).
 
 Requirer application databag: ``model``, ``model_uuid``, ``application`` and
-``charm`` (the charm name).
+``charm`` (the charm name), and optionally ``cluster``: the name of the Kubernetes
+cluster the sender watches, which its messages also carry as the GELF field
+``_cluster``, so that a provider shared by several clusters can route on it
+(LIBPATCH 3; providers of earlier patches ignore it).
 
 Provider side (Graylog)::
 
@@ -46,7 +49,8 @@ Requirer side (log sender)::
     class SenderCharm(ops.CharmBase):
         def __init__(self, framework: ops.Framework):
             super().__init__(framework)
-            self.graylog = GelfEndpointRequirer(self, relation_name="graylog")
+            cluster = str(self.config.get("cluster_name", "")) or None
+            self.graylog = GelfEndpointRequirer(self, relation_name="graylog", cluster=cluster)
             framework.observe(self.graylog.on.endpoint_changed, self._reconcile)
             framework.observe(self.graylog.on.endpoint_removed, self._reconcile)
 
@@ -86,7 +90,7 @@ LIBAPI = 0
 
 # Increment this PATCH version before using `charmcraft publish-lib` or reset
 # to 0 if you are raising the major API version.
-LIBPATCH = 2
+LIBPATCH = 3
 
 PYDEPS = ["pydantic>=2"]
 
@@ -99,11 +103,29 @@ AUTH_CONTENT_KEY: Final = "value"
 # RFC 9110 token: the characters allowed in an HTTP header name.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Unambiguous (the body cannot contain "-"), so matching stays linear on hostile input.
+# ASCII only: OpenSSL reads no other whitespace (Python's \s would take U+2028 and more).
 _PEM_CERTS = re.compile(
     r"\s*(?:-----BEGIN CERTIFICATE-----\s*[A-Za-z0-9+/=][A-Za-z0-9+/=\s]*"
-    r"-----END CERTIFICATE-----\s*)+"
+    r"-----END CERTIFICATE-----\s*)+",
+    re.ASCII,
 )
 _TOPOLOGY_KEYS: Final = ("model", "model_uuid", "application", "charm")
+# A cluster name as cloud providers and kubeconfig files commonly write one, kept short
+# and free of separators so that it can name a stream or a label as it is.
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_cluster_name(value: str) -> str:
+    """Return ``value`` if it is a cluster name the ``cluster`` field accepts.
+
+    Raises:
+        ValueError: naming the rule (never echoing the value), for a sender's own option.
+    """
+    if not _CLUSTER_NAME.fullmatch(value):
+        raise ValueError(
+            "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return value
 
 
 class GelfEndpointError(ValueError):
@@ -176,6 +198,12 @@ class GelfSenderTopology(BaseModel):
     model_uuid: str
     application: str = Field(min_length=1)
     charm: str = Field(min_length=1)
+    cluster: str | None = None
+
+    @field_validator("cluster")
+    @classmethod
+    def _check_cluster(cls, value: str | None) -> str | None:
+        return None if value is None else check_cluster_name(value)
 
     @field_validator("model_uuid")
     @classmethod
@@ -235,7 +263,7 @@ def _decode(raw: str) -> Any:
     """
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # nesting past the parser's depth is no JSON either
         return raw
 
 
@@ -327,6 +355,19 @@ class GelfEndpointProvider(ops.Object):
 
     def sender(self, relation: ops.Relation) -> GelfSenderTopology | None:
         """Return the topology a requirer published, or None if absent or invalid."""
+        try:
+            return self.load_sender(relation)
+        except GelfEndpointError as e:
+            logger.warning("ignoring sender topology: %s", e)
+            return None
+
+    def load_sender(self, relation: ops.Relation) -> GelfSenderTopology | None:
+        """Return the topology a requirer published, or None if it published none yet.
+
+        Raises:
+            GelfEndpointError: if the topology is invalid; the message names the relation
+                and the field, never a value.
+        """
         databag = relation.data[relation.app]
         if not any(key in databag for key in _TOPOLOGY_KEYS):
             logger.debug("%s: no sender topology yet", _where(relation))
@@ -334,8 +375,7 @@ class GelfEndpointProvider(ops.Object):
         try:
             return relation.load(GelfSenderTopology, relation.app, decoder=_decode)
         except ValidationError as e:
-            logger.warning("%s: ignoring sender topology: %s", _where(relation), _describe(e))
-            return None
+            raise GelfEndpointError(f"{_where(relation)}: {_describe(e)}") from None
 
     def senders(self) -> list[GelfSenderTopology]:
         """Return the valid topologies of all related senders."""
@@ -352,27 +392,45 @@ class GelfEndpointRequirer(ops.Object):
 
     on = GelfEndpointRequirerEvents()
 
-    def __init__(self, charm: ops.CharmBase, relation_name: str = "graylog"):
+    def __init__(
+        self, charm: ops.CharmBase, relation_name: str = "graylog", cluster: str | None = None
+    ):
+        """``cluster``: the cluster name the sender's messages carry as ``_cluster``, if any.
+
+        The topology is (re)published on relation-created/joined, leader-elected and
+        config-changed. An invalid name is left out of it (and logged): check it first with
+        `check_cluster_name`, as the sender's own option.
+        """
         super().__init__(charm, relation_name)
         self._charm = charm
         self._relation_name = relation_name
+        self._cluster = cluster
         events = charm.on[relation_name]
         observe = charm.framework.observe
         observe(events.relation_created, self._on_joined)
         observe(events.relation_joined, self._on_joined)
-        observe(charm.on.leader_elected, self._on_leader_elected)
+        observe(charm.on.leader_elected, self._publish_everywhere)
+        observe(charm.on.config_changed, self._publish_everywhere)  # a new cluster name
         observe(events.relation_changed, self._on_changed)
         observe(events.relation_broken, self._on_broken)
         observe(charm.on.secret_changed, self._on_secret_changed)
 
     @property
     def topology(self) -> GelfSenderTopology:
-        """This application's Juju topology, as published to providers."""
+        """This application's Juju topology and cluster name, as published to providers."""
+        cluster = self._cluster
+        if cluster is not None:
+            try:
+                check_cluster_name(cluster)
+            except ValueError as e:
+                logger.error("not publishing the cluster name: %s", e)
+                cluster = None
         return GelfSenderTopology(
             model=self.model.name,
             model_uuid=self.model.uuid,
             application=self._charm.app.name,
             charm=self._charm.meta.name,
+            cluster=cluster,
         )
 
     def publish_topology(self, relation: ops.Relation | None = None) -> None:
@@ -384,7 +442,12 @@ class GelfEndpointRequirer(ops.Object):
             [relation] if relation is not None else self.model.relations[self._relation_name]
         )
         for target in relations:
-            target.save(topology, self._charm.app)
+            databag = target.data[self._charm.app]
+            for key, value in topology.model_dump().items():
+                if value is None:  # absent, as LIBPATCH 2 wrote it: no `"cluster": null`
+                    databag.pop(key, None)
+                else:
+                    databag[key] = json.dumps(value)
 
     def endpoints(self) -> list[GelfEndpoint]:
         """Return one resolved endpoint per related provider that is ready, by relation id.
@@ -450,7 +513,7 @@ class GelfEndpointRequirer(ops.Object):
     def _on_joined(self, event: ops.RelationEvent) -> None:
         self.publish_topology(event.relation)
 
-    def _on_leader_elected(self, _: ops.LeaderElectedEvent) -> None:
+    def _publish_everywhere(self, _: ops.EventBase) -> None:
         self.publish_topology()
 
     def _on_changed(self, event: ops.RelationChangedEvent) -> None:

@@ -1,0 +1,127 @@
+"""Falco's options, checked: typed settings for falco.yaml and the custom rules text.
+
+Checking 1 MiB of rules costs most of a hook, and every hook would pay it again, so a check's
+outcome is remembered (by the caller) and reused while the rules, options and checks are the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+from constants import PRIORITIES
+from falco import _custom_rules, _rules_listing
+from falco._custom_rules import (
+    CustomRulesError,
+    parse_disabled_rules,
+    read_custom_rules,
+    rule_names,
+)
+from falco._falco_yaml import FalcoSettings
+from options import InvalidStateError, option_error
+
+
+@dataclass(frozen=True)
+class FalcoOptions:
+    """The options that shape what Falco runs."""
+
+    minimum_priority: str = "debug"
+    custom_rules: str = ""
+    disabled_rules: str = ""
+
+    def __post_init__(self) -> None:
+        priority = self.minimum_priority.strip().lower()
+        if priority not in PRIORITIES:
+            problem = f"must be one of {', '.join(PRIORITIES)}"
+            raise option_error("minimum_priority", problem, self.minimum_priority)
+        object.__setattr__(self, "minimum_priority", priority)
+
+
+@dataclass(frozen=True)
+class FalcoState:
+    """What Falco needs from the config, checked: its typed settings and the custom rules."""
+
+    settings: FalcoSettings
+    custom_rules: str
+    unmatched: tuple[str, ...]
+    """`disabled_rules` entries that select no rule: Falco accepts them silently."""
+    checked: str
+    """This check's outcome (JSON), for `falco_state` to skip an unchanged text next time."""
+
+
+def falco_state(
+    config: FalcoOptions, shipped_rules: Sequence[bytes], remembered: str = ""
+) -> FalcoState:
+    """Check the rules options against the rules files the charm ships; raise InvalidStateError.
+
+    Checking 1 MiB of rules costs most of a hook, and every hook would pay it again: when
+    ``remembered`` (an earlier ``checked``) is for the same rules, options and checks, its
+    outcome is used instead.
+    """
+    disabled = parse_disabled_rules(config.disabled_rules)
+    key = _check_key(config, shipped_rules)
+    outcome = _recall(remembered, key)
+    if outcome is None:
+        try:
+            custom = read_custom_rules(config.custom_rules)
+        except CustomRulesError as exc:
+            raise InvalidStateError(str(exc)) from None
+        shipped = (rule_names(rules) for rules in shipped_rules)
+        unmatched = disabled.unmatched(*shipped, custom.rules)
+        outcome = _RulesCheck(key, blank=not custom.text, unmatched=tuple(unmatched))
+    settings = FalcoSettings(
+        priority=config.minimum_priority,
+        rules_selection=disabled.falco_selection(),
+    )
+    return FalcoState(
+        settings=settings,
+        custom_rules="" if outcome.blank else config.custom_rules,
+        unmatched=outcome.unmatched,
+        checked=json.dumps(dataclasses.asdict(outcome), sort_keys=True),
+    )
+
+
+@dataclass(frozen=True)
+class _RulesCheck:
+    """The outcome of checking a rules text, and what it was for (`_check_key`)."""
+
+    key: str
+    blank: bool
+    unmatched: tuple[str, ...]
+
+
+def _check_key(config: FalcoOptions, shipped_rules: Sequence[bytes]) -> str:
+    """Fingerprint of everything the rules check reads, the checking code included."""
+    digest = hashlib.sha256(_checks_digest())
+    for part in (*shipped_rules, config.custom_rules.encode("utf-8", "surrogatepass")):
+        digest.update(hashlib.sha256(part).digest())
+    digest.update(config.disabled_rules.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+@functools.cache
+def _checks_digest() -> bytes:
+    """The checks' own code: a charm upgrade that changes them checks every text again."""
+    modules = (_custom_rules, _rules_listing)
+    return hashlib.sha256(b"".join(Path(m.__file__ or "").read_bytes() for m in modules)).digest()
+
+
+def _recall(remembered: str, key: str) -> _RulesCheck | None:
+    """The remembered outcome if it is for ``key``; None when there is none or it is stale."""
+    try:
+        data: object = json.loads(remembered) if remembered else None
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    fields = cast("dict[str, object]", data)
+    blank, unmatched = fields.get("blank"), fields.get("unmatched")
+    if fields.get("key") != key or not isinstance(blank, bool) or not isinstance(unmatched, list):
+        return None
+    return _RulesCheck(key, blank, tuple(str(entry) for entry in cast("list[object]", unmatched)))
