@@ -52,13 +52,15 @@ def delivery_notes(
     until it restarts, and stay out of the status).
     """
     notes: list[str] = []
-    for sink in sorted(set(sinks) & (state.down | recent_drops.keys())):
+    for sink in sorted(set(sinks) & (state.down | recent_drops.keys() | state.unsaved)):
         parts: list[str] = []
         # Failing with nothing queued: the alert it was retrying was dropped, nothing waits.
         if sink in state.down and (backlog := state.backlog.get(sink, 0)):
             parts.append(f"failing, {_size(backlog)} queued")
         if dropped := recent_drops.get(sink):
             parts.append(f"{sum(dropped.values())} dropped ({_by_reason(dropped)})")
+        if sink in state.unsaved:
+            parts.append("checkpoint not saved")
         if parts:
             notes.append(f"{sink} {', '.join(parts)}")
     return notes

@@ -21,7 +21,7 @@ from cos._alert_rules import PLACEHOLDER, load_rules
 from cos._publish import DASHBOARDS_DIR, LOKI_RULES_DIR, OTLP_RULES_DIR, PROMETHEUS_RULES_DIR
 from falco_forwarder.config import JujuTopology
 from falco_forwarder.loki import loki_labels
-from falco_forwarder.metrics import DROP_REASONS, Metrics
+from falco_forwarder.metrics import DROP_REASONS, Gauges, Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL = ROOT / "build" / "bin" / "promtool"
@@ -60,7 +60,7 @@ _OUR_PREFIXES = re.compile(r"\b(?:falco_forwarder|falcosecurity|audit_intake)_[a
 
 def forwarder_metrics() -> frozenset[str]:
     """The families the forwarder's own code exports, read from what it renders."""
-    text = Metrics(["s"]).render({"s": 0}, 0)
+    text = Metrics(["s"]).render(Gauges({"s": 0}, {"s": ""}, 0, 0, 0))
     return frozenset(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
 
 
@@ -306,6 +306,35 @@ def test_alerts_lost_to_retention_raise_a_critical_alert_naming_sink_and_reason(
                 ],
             },
             {"eval_time": "20m", "alertname": "FalcoAlertsDropped", "exp_alerts": []},
+        ],
+    )
+    assert "SUCCESS" in output
+
+
+def test_a_nearly_full_alert_log_volume_warns_before_falco_loses_alerts(tmp_path: Path):
+    # A 1 GiB volume: 200 MiB free for 10 minutes, then 50 MiB (under a tenth) from minute 10.
+    gib = 1 << 30
+    output = promtool_test(
+        tmp_path,
+        {
+            "falco_forwarder_alert_log_volume_size_bytes{}": f"{gib}x30",
+            "falco_forwarder_alert_log_volume_free_bytes{}": f"{200 << 20}x10 {50 << 20}x20",
+        },
+        [
+            {"eval_time": "9m", "alertname": "FalcoAlertLogVolumeNearlyFull", "exp_alerts": []},
+            {
+                "eval_time": "16m",
+                "alertname": "FalcoAlertLogVolumeNearlyFull",
+                "exp_alerts": [
+                    {
+                        "exp_labels": alert_labels(severity="warning"),
+                        "exp_annotations": {
+                            "summary": "The alert-log volume of falco-k8s/0 has 50MiB free,"
+                            " under a tenth"
+                        },
+                    }
+                ],
+            },
         ],
     )
     assert "SUCCESS" in output

@@ -17,7 +17,7 @@ from charm_pod import active, falco_container, peers, pod
 from loopback_http import QuietHandler, serving
 from ops import testing
 
-from falco_forwarder.config import config_from_dict
+from falco_forwarder.config import ForwarderConfig
 from falco_forwarder.forwarder import Forwarder
 from falco_forwarder.metrics import DeliveryState
 from sinks import _alert_sinks as alert_sinks
@@ -59,7 +59,7 @@ def refused(tmp_path: Path) -> Iterator[Forwarder]:
 @contextmanager
 def running_forwarder(tmp_path: Path, url: str) -> Iterator[Forwarder]:
     forwarder = Forwarder(
-        config_from_dict(
+        ForwarderConfig.from_dict(
             {
                 "listen": {"host": "127.0.0.1", "port": 0},
                 "alert_log": {
@@ -167,8 +167,20 @@ SINKS = ("graylog", "http_output", "falcosidekick")
                 "http_output failing, 512 B queued",
             ],
         ),
+        (
+            DeliveryState(backlog={"graylog": 0}, unsaved={"graylog"}),
+            ["graylog checkpoint not saved"],
+        ),
     ],
-    ids=["idle", "in-flight", "failing", "failed-then-dropped", "removed", "failing-and-lossy"],
+    ids=[
+        "idle",
+        "in-flight",
+        "failing",
+        "failed-then-dropped",
+        "removed",
+        "failing-and-lossy",
+        "checkpoint-unsaved",
+    ],
 )
 def test_delivery_notes(state: DeliveryState, notes: list[str]):
     assert delivery_notes(state, SINKS, state.dropped) == notes

@@ -51,7 +51,7 @@ from constants import (
 from falco._cli_answers import parse_rules_listing
 from falco._falco_yaml import FalcoSettings, render_falco_yaml
 from falco._layer import FALCO_COMMAND, falco_layer
-from falco_forwarder.config import FORMAT_FALCO_JSON, JujuTopology, SinkConfig, config_to_dict
+from falco_forwarder.config import FORMAT_FALCO_JSON, JujuTopology, SinkConfig
 from payload import load_payload, manifest_digest
 from sinks._forwarder_config import forwarder_config
 from sinks._forwarder_layer import forwarder_layer
@@ -102,7 +102,7 @@ class Pod:
         configs = tuple(
             SinkConfig(f"sink{i}", FORMAT_FALCO_JSON, sink.url()) for i, sink in enumerate(sinks)
         )
-        settings = config_to_dict(forwarder_config(configs, TOPOLOGY, 16))
+        settings = forwarder_config(configs, TOPOLOGY, 16).to_dict()
         alert_log = settings["alert_log"]
         alert_log["file"] = self.root(alert_log["file"])
         alert_log["state_dir"] = self.root(alert_log["state_dir"])
