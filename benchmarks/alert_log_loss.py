@@ -1,116 +1,82 @@
 """Alerts lost across forwarder kills, a forwarder stop and a sink outage; rotation under outage.
 
-Falco is modelled at 50 alerts/s. "after": Falco appends to the alert log and this branch's
-forwarder tails it. "before" (main): Falco's http_output posts each alert once, no retry, to
-main's forwarder, which spools it. Same schedule for both, run side by side:
+Falco is modelled at 50 alerts/s appending to the alert log; the forwarder (this tree's
+"after", and ``--before``'s) and the receiver each run as a process of their own. Same schedule
+for both, side by side:
 
 - 10 SIGKILLs of the forwarder at random moments, each restarted 0.5 s later (Pebble's first
-  backoff), counting lost alerts and duplicates (at most one in-flight alert per kill);
+  backoff), counting lost alerts and duplicates;
 - a stop of the forwarder for ``--seconds`` (default 60), and, at the same time, an outage of
   the sink for as long;
-- rotation under outage (after only): retention 1 MiB, 64 KiB segments, the sink down while
-  ~3 MB are written; the log on disk is sampled, and the dropped count must equal exactly the
-  alerts in the removed segments, with the newest delivered in order once the sink is back.
+- rotation under outage: retention 1 MiB, 64 KiB segments, the sink down while ~3 MB are
+  written; the log on disk is sampled, and the dropped count must equal exactly the alerts in
+  the removed segments, with the newest delivered in order once the sink is back.
 
-    python3 benchmarks/alert_log_loss.py [--seconds 60]
+    python3 benchmarks/alert_log_loss.py [--before main] [--seconds 60]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import random
-import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import (
-    HOST,
-    MAIN_SRC,
     SRC,
     Forwarder,
-    Sink,
-    after_config,
+    Receiver,
     append,
-    before_config,
+    config,
     free_port,
+    scratch,
+    source,
     wait,
 )
-from sample_alert import alert
 
 RATE = 50
 
 
 @dataclass
 class Falco:
-    """Emits alert i every 1/RATE s, to the log (after) or by one POST each (before)."""
+    """Appends alert i every 1/RATE s until stopped."""
 
-    emit: Callable[[int], bool]
+    log: Path
     sent: int = 0
-    failed: list[int] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
-        """Emit at RATE until stopped."""
+        """Append at RATE until stopped."""
         start = time.monotonic()
         while not self.stop.is_set():
-            if not self.emit(self.sent):
-                self.failed.append(self.sent)  # http_output does not retry: lost
+            append(self.log, self.sent)
             self.sent += 1
             self.stop.wait(max(0.0, start + self.sent / RATE - time.monotonic()))
 
 
-def log_emitter(log: Path) -> Callable[[int], bool]:
-    def emit(i: int) -> bool:
-        append(log, i)
-        return True
-
-    return emit
-
-
-def http_emitter(port: int) -> Callable[[int], bool]:
-    def emit(i: int) -> bool:
-        try:
-            connection = http.client.HTTPConnection(HOST, port, timeout=5)
-            connection.request("POST", "/", alert(i), {"Content-Type": "application/json"})
-            ok = connection.getresponse().status == 200
-            connection.close()
-            return ok
-        except OSError:
-            return False
-
-    return emit
-
-
 @dataclass
 class Setup:
-    """One Falco, forwarder and sink, after or before."""
+    """One Falco, forwarder and receiver."""
 
     name: str
-    tmp: Path
-    sink: Sink
-    port: int
     src: Path
+    receiver: Receiver
+    port: int
     config: Path
     falco: Falco
     forwarder: Forwarder | None = None
 
     @classmethod
-    def make(cls, name: str, after: bool) -> Setup:
-        """A setup with its own directory, sink and port."""
-        tmp = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
-        sink, port = Sink(), free_port()
-        if after:
-            config = after_config(tmp, [sink], port)
-            emit = log_emitter(tmp / "log" / "falco.log")
-        else:
-            config = before_config(tmp, [sink], port)
-            emit = http_emitter(port)
-        return cls(name, tmp, sink, port, SRC if after else MAIN_SRC, config, Falco(emit))
+    def make(cls, name: str, src: Path, **limits: int) -> Setup:
+        """A setup with its own directory, receiver and port."""
+        tmp = scratch(name)
+        receiver, port = Receiver(), free_port()
+        path = config(tmp, [("s", "falco-json", receiver.url())], port, **limits)
+        return cls(name, src, receiver, port, path, Falco(tmp / "log" / "falco.log"))
 
     def start(self) -> None:
         """Start (or restart) the forwarder."""
@@ -118,25 +84,27 @@ class Setup:
 
     def result(self) -> tuple[int, int]:
         """(lost, duplicates) once the sink has caught up (or 120 s passed)."""
-        wanted = set(range(self.falco.sent)) - set(self.falco.failed)
         with contextlib.suppress(RuntimeError):
-            wait(lambda: wanted <= set(self.sink.ids), 120, f"{self.name} to catch up")
-        lost = self.falco.sent - len(set(self.sink.ids) & set(range(self.falco.sent)))
-        duplicates = sum(count - 1 for count in self.sink.ids.values())
-        return lost, duplicates
+            wait(lambda: self.receiver.count()[0] >= self.falco.sent, 120, "catching up", 0.1)
+        received = Counter(number for number, _ in self.receiver.arrivals())
+        lost = sum(1 for i in range(self.falco.sent) if not received[i])
+        return lost, sum(count - 1 for count in received.values())
+
+    def close(self) -> None:
+        """Stop the forwarder and the receiver."""
+        if self.forwarder is not None:
+            self.forwarder.stop()
+        self.receiver.stop()
 
 
-def run_kills(kills: int) -> None:
-    setups = [Setup.make("kills-after", True), Setup.make("kills-before", False)]
+def run_kills(sides: dict[str, Path], kills: int) -> None:
+    setups = [Setup.make(f"kills-{side}", src) for side, src in sides.items()]
     rng = random.Random(9)
-    schedule = [rng.uniform(1.0, 3.0) for _ in range(kills)]
-    threads = []
-    for setup in setups:
+    threads = [threading.Thread(target=setup.falco.run) for setup in setups]
+    for setup, thread in zip(setups, threads, strict=True):
         setup.start()
-        threads.append(threading.Thread(target=setup.falco.run))
-        threads[-1].start()
-
-    for pause in schedule:
+        thread.start()
+    for pause in [rng.uniform(1.0, 3.0) for _ in range(kills)]:
         time.sleep(pause)
         for setup in setups:
             assert setup.forwarder is not None
@@ -148,69 +116,57 @@ def run_kills(kills: int) -> None:
     for setup, thread in zip(setups, threads, strict=True):
         setup.falco.stop.set()
         thread.join()
-    results = {setup.name: setup.result() for setup in setups}
+    print(f"{kills} SIGKILLs at {RATE} alerts/s:")
     for setup in setups:
-        assert setup.forwarder is not None
-        setup.forwarder.stop()
-    (lost_a, dup_a), (lost_b, dup_b) = results["kills-after"], results["kills-before"]
-    sent = setups[0].falco.sent
-    print(f"{kills} SIGKILLs at {RATE} alerts/s ({sent} alerts each):")
-    print(f"  after : lost {lost_a}, duplicates {dup_a} (bound: {kills}, one per kill)")
-    print(
-        f"  before: lost {lost_b} ({lost_b / max(setups[1].falco.sent, 1):.1%}), "
-        f"duplicates {dup_b}"
-    )
+        lost, duplicates = setup.result()
+        print(f"  {setup.name}: {setup.falco.sent} alerts, lost {lost}, duplicates {duplicates}")
+        setup.close()
 
 
-def outage(seconds: float) -> None:
-    """A forwarder stop and a sink outage of ``seconds`` each, after and before, at once."""
+def outage(sides: dict[str, Path], seconds: float) -> None:
+    """A forwarder stop and a sink outage of ``seconds`` each, for every side, at once."""
     setups = {
-        (kind, after): Setup.make(f"{kind}-{'after' if after else 'before'}", after)
+        (kind, side): Setup.make(f"{kind}-{side}", src)
         for kind in ("stop", "outage")
-        for after in (True, False)
+        for side, src in sides.items()
     }
-    threads = []
-    for setup in setups.values():
+    threads = [threading.Thread(target=setup.falco.run) for setup in setups.values()]
+    for setup, thread in zip(setups.values(), threads, strict=True):
         setup.start()
-        threads.append(threading.Thread(target=setup.falco.run))
-        threads[-1].start()
+        thread.start()
     time.sleep(2)
     for (kind, _), setup in setups.items():
         assert setup.forwarder is not None
         if kind == "stop":
             setup.forwarder.stop()
         else:
-            setup.sink.down = True
+            setup.receiver.down()
     time.sleep(seconds)
     for (kind, _), setup in setups.items():
         if kind == "stop":
             setup.start()
         else:
-            setup.sink.down = False
+            setup.receiver.down(False)
     time.sleep(2)
     for setup, thread in zip(setups.values(), threads, strict=True):
         setup.falco.stop.set()
         thread.join()
-    for (kind, after), setup in setups.items():
+    for (kind, side), setup in setups.items():
         lost, duplicates = setup.result()
         what = "forwarder stopped" if kind == "stop" else "sink down"
-        side = "after " if after else "before"
         print(
             f"{seconds:g} s {what}, {side}: {setup.falco.sent} alerts, lost {lost}, "
             f"duplicates {duplicates}"
         )
-        assert setup.forwarder is not None
-        setup.forwarder.stop()
+        setup.close()
 
 
-def rotation_under_outage() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-rotation-"))
-    sink, port = Sink(), free_port()
+def rotation_under_outage(side: str, src: Path) -> None:
     retention, segment = 1 << 20, 64 << 10
-    config = after_config(tmp, [sink], port, retention=retention, segment=segment)
-    sink.down = True
-    forwarder = Forwarder(SRC, config, port)
-    log = tmp / "log" / "falco.log"
+    setup = Setup.make(f"rotation-{side}", src, retention=retention, segment=segment)
+    setup.receiver.down()
+    setup.start()
+    log = setup.falco.log
     peak, total, count = 0, 0, 5000
     for i in range(count):
         total += append(log, i)
@@ -219,56 +175,43 @@ def rotation_under_outage() -> None:
             peak = max(peak, _on_disk(log.parent))
     time.sleep(0.5)
     peak = max(peak, _on_disk(log.parent))
-    sink.down = False
-    wait(lambda: _metric(port, "falco_forwarder_backlog_bytes") == 0, 60, "the backlog")
-    dropped = _metric(port, "falco_forwarder_dropped_total", 'reason="retention"')
-    delivered = sorted(sink.ids)
-    newest_in_order = sink.order == list(range(count - len(delivered), count))
-    forwarder.stop()
+    setup.receiver.down(False)
+    assert setup.forwarder is not None
+    forwarder = setup.forwarder
+    wait(lambda: forwarder.metrics().get('falco_forwarder_backlog_bytes{sink="s"}') == 0, 60, "")
+    dropped = forwarder.metrics()['falco_forwarder_dropped_total{reason="retention",sink="s"}']
+    order = [number for number, _ in setup.receiver.arrivals()]
+    newest_in_order = order == list(range(count - len(order), count))
     print(
-        f"rotation under outage: {count} alerts, {total} bytes written, retention {retention}"
-        f" bytes, segments {segment} bytes"
+        f"rotation under outage, {side}: {count} alerts, {total} bytes written, retention "
+        f"{retention} bytes, segments {segment} bytes: peak on disk {peak / retention:.3f}x "
+        f"retention (bound {(retention + segment) / retention:.3f}x); dropped (retention) "
+        f"{dropped:g} + delivered {len(order)} = {dropped + len(order):g} of {count}; newest "
+        f"delivered in order: {newest_in_order}"
     )
-    print(
-        f"  peak on disk {peak} bytes = {peak / retention:.3f}x retention"
-        f" (bound: retention + one segment = {(retention + segment) / retention:.3f}x)"
-    )
-    print(
-        f"  dropped (retention) {dropped:g} + delivered {len(delivered)} = "
-        f"{dropped + len(delivered):g} of {count}; newest delivered in order: {newest_in_order}"
-    )
+    setup.close()
 
 
 def _on_disk(directory: Path) -> int:
     """Bytes of the segments in ``directory``; one removed while listing counts as gone."""
     total = 0
     for path in directory.iterdir():
-        try:
+        with contextlib.suppress(FileNotFoundError):
             total += path.stat().st_size
-        except FileNotFoundError:
-            continue
     return total
-
-
-def _metric(port: int, name: str, label: str = "") -> float:
-    connection = http.client.HTTPConnection(HOST, port, timeout=5)
-    connection.request("GET", "/metrics")
-    text = connection.getresponse().read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and label in line
-    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--before", default="main", help="a src directory or a git ref")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--kills", type=int, default=10)
     args = parser.parse_args()
-    run_kills(args.kills)
-    outage(args.seconds)
-    rotation_under_outage()
+    sides = {"before": source(args.before), "after": SRC}
+    run_kills(sides, args.kills)
+    outage(sides, args.seconds)
+    for side, src in sides.items():
+        rotation_under_outage(side, src)
 
 
 if __name__ == "__main__":

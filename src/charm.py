@@ -63,21 +63,20 @@ class FalcoK8sCharm(ops.CharmBase):
         framework.observe(self.on.show_rules_action, self._on_show_rules)
         framework.observe(self.on.validate_rules_action, self._on_validate_rules)
         framework.observe(self.on.get_webhook_config_action, self._on_get_webhook_config)
+        framework.observe(self.on.rotate_webhook_token_action, self._on_rotate_webhook_token)
+        framework.observe(self.on.secret_remove, self._on_secret_remove)
         framework.observe(self.on.remove, self._on_remove)
 
     def _reconcile(self, event: ops.EventBase) -> None:
         """Converge every part on the current config; each reports why not when it cannot."""
-        self.unit.set_ports(constants.WEBSERVER_PORT, constants.K8SAUDIT_PORT)
+        self.unit.set_ports(constants.WEBSERVER_PORT, constants.WEBHOOK_PORT)
         payload, missing = self._payload()
-        webhook = self.webhook.converge(self.config)
+        # Falco first: k8saudit leaves the webhook port for its loopback one, the intake takes it.
+        falco = self.falco.converge(self.config, payload)
+        webhook = self.webhook.converge(self.config, payload)
         delivery = self.sinks.converge(payload)
         cos = publish_if_related(self, event, [self.falco.workload, self.sinks.forwarder])
-        falco = self.falco.converge(
-            self.config, payload, webhook.webhook_pem, tls_usable=webhook.tls_usable
-        )
-        if webhook.kubeconfig is not None and self.falco.workload.can_connect():
-            self.falco.keep_copy(constants.WEBHOOK_CONFIG_FILE, webhook.kubeconfig)
-        self._reports = [missing, webhook.report, falco, delivery, cos]
+        self._reports = [missing, webhook, falco, delivery, cos]
 
     def _payload(self) -> tuple[Payload | None, Report]:
         """What the charm carries into its containers, or why it cannot."""
@@ -94,6 +93,20 @@ class FalcoK8sCharm(ops.CharmBase):
 
     def _on_remove(self, _: ops.RemoveEvent) -> None:
         self.webhook.remove()
+
+    def _on_secret_remove(self, event: ops.SecretRemoveEvent) -> None:
+        """No unit reads this revision of one of the app's secrets any more: it goes.
+
+        With a certificates provider related, its library observes this event too and removes
+        the revision of any secret; a second removal of the same revision would fail the hook.
+        """
+        if self.webhook.certificates.related:
+            return
+        try:
+            event.secret.get_info()  # juju/juju#19036: the secret itself may be gone already
+        except ops.SecretNotFoundError:
+            return
+        event.remove_revision()
 
     def _on_show_rules(self, event: ops.ActionEvent) -> None:
         """Ask Falco which rules it loaded; results, not stdout, so `juju run` shows them."""
@@ -112,13 +125,20 @@ class FalcoK8sCharm(ops.CharmBase):
         # The status stops asking for the file to be replaced now, not at the next hook.
         self._reconcile(event)
 
+    def _on_rotate_webhook_token(self, event: ops.ActionEvent) -> None:
+        """A new webhook token; the intake takes it at once, the apiserver with its new file."""
+        try:
+            minutes = int(event.params.get("keep-previous-minutes", 0))
+            event.set_results(self.webhook.rotate_token(minutes))
+        except InvalidStateError as exc:
+            event.fail(str(exc))
+            return
+        self._reconcile(event)
+
     def _on_validate_rules(self, event: ops.ActionEvent) -> None:
         """Run the config-change gate on demand; apply nothing."""
         try:
-            tls = self.webhook.certificates.current()
-            result = self.falco.validate(
-                self.config, load_payload(self.charm_dir), tls.pem if tls else None
-            )
+            result = self.falco.validate(self.config, load_payload(self.charm_dir))
         except InvalidStateError as exc:
             event.set_results({"valid": "false", "errors": str(exc)})
             event.fail(str(exc))

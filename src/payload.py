@@ -1,7 +1,8 @@
-"""The charm's payload for its containers: Falco's plugins and rules, the forwarder's code.
+"""The charm's payload for its containers: Falco's plugins and rules, the Python programs.
 
 The upstream Falco image lacks the plugins and the k8s audit rules, and the forwarder image is a
-plain Python one, so both get their files from the charm package.
+plain Python one that runs both the forwarder and the audit intake, so both containers get their
+files from the charm package.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from constants import (
     CHARM_RULES_FILE,
     FORWARDER_PKG_DIR,
+    INTAKE_PKG_DIR,
     PAYLOAD_DIR,
     PLUGIN_FILES,
     STOCK_RULES_FILE,
@@ -22,6 +24,7 @@ from constants import (
 from options import InvalidStateError
 
 FORWARDER_PACKAGE = "falco_forwarder"
+INTAKE_PACKAGE = "audit_intake"
 
 
 class PayloadMissingError(InvalidStateError):
@@ -39,6 +42,7 @@ class Payload:
     stock_rules: bytes
     charm_rules: bytes
     forwarder: dict[str, bytes]
+    intake: dict[str, bytes]
 
     @property
     def shipped_rules(self) -> tuple[bytes, bytes]:
@@ -54,6 +58,11 @@ class Payload:
     def forwarder_manifest(self) -> str:
         """`tree_manifest` of the forwarder's code, computed once per hook."""
         return tree_manifest(self.forwarder)
+
+    @cached_property
+    def intake_manifest(self) -> str:
+        """`tree_manifest` of the audit intake's code, computed once per hook."""
+        return tree_manifest(self.intake)
 
 
 def tree_manifest(files: Mapping[str, bytes]) -> str:
@@ -73,9 +82,11 @@ def load_payload(charm_dir: Path) -> Payload:
     missing = [name for name in (*PLUGIN_FILES, STOCK_RULES_FILE) if not (root / name).is_file()]
     if not (charm_dir / CHARM_RULES_FILE).is_file():
         missing.append(CHARM_RULES_FILE)
-    package = sorted((charm_dir / "src" / FORWARDER_PACKAGE).glob("*.py"))
-    if not package:
-        missing.append(f"src/{FORWARDER_PACKAGE}")
+    packages = {
+        name: sorted((charm_dir / "src" / name).glob("*.py"))
+        for name in (FORWARDER_PACKAGE, INTAKE_PACKAGE)
+    }
+    missing += [f"src/{name}" for name, files in packages.items() if not files]
     if missing:
         raise PayloadMissingError(
             f"charm package lacks {', '.join(missing)}: rebuild it with charmcraft pack"
@@ -86,6 +97,10 @@ def load_payload(charm_dir: Path) -> Payload:
         charm_rules=(charm_dir / CHARM_RULES_FILE).read_bytes(),
         forwarder={
             f"{FORWARDER_PKG_DIR}/{FORWARDER_PACKAGE}/{path.name}": path.read_bytes()
-            for path in package
+            for path in packages[FORWARDER_PACKAGE]
+        },
+        intake={
+            f"{INTAKE_PKG_DIR}/{INTAKE_PACKAGE}/{path.name}": path.read_bytes()
+            for path in packages[INTAKE_PACKAGE]
         },
     )

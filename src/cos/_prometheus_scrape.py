@@ -1,4 +1,4 @@
-"""Provider side of ``prometheus_scrape``: where Prometheus scrapes Falco and the forwarder.
+"""Provider side of ``prometheus_scrape``: where Prometheus scrapes each of the pod's services.
 
 Written from charm-relation-interfaces ``interfaces/prometheus_scrape/v0`` (schema.py): the
 leader puts ``scrape_jobs``, ``scrape_metadata`` and ``alert_rules`` (JSON) in the app databag;
@@ -13,18 +13,31 @@ from typing import Any
 
 import ops
 
-from constants import FALCO_SERVICE, FORWARDER_PORT, FORWARDER_SERVICE, WEBSERVER_PORT
+from constants import (
+    FALCO_SERVICE,
+    FORWARDER_PORT,
+    FORWARDER_SERVICE,
+    INTAKE_METRICS_PORT,
+    INTAKE_SERVICE,
+    WEBSERVER_PORT,
+)
+
+_TARGETS = (
+    (FALCO_SERVICE, WEBSERVER_PORT),
+    (FORWARDER_SERVICE, FORWARDER_PORT),
+    (INTAKE_SERVICE, INTAKE_METRICS_PORT),
+)
 
 
 def scrape_jobs() -> list[dict[str, Any]]:
-    """Falco's webserver and the forwarder, each labelled with its Pebble service name."""
+    """Falco's webserver, the forwarder and the intake, each labelled with its Pebble service."""
     return [
         {
             "job_name": name,
             "metrics_path": "/metrics",
             "static_configs": [{"targets": [f"*:{port}"], "labels": {"service": name}}],
         }
-        for name, port in ((FALCO_SERVICE, WEBSERVER_PORT), (FORWARDER_SERVICE, FORWARDER_PORT))
+        for name, port in _TARGETS
     ]
 
 

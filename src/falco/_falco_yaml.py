@@ -12,7 +12,14 @@ from typing import Any
 
 import yaml
 
-from constants import ALERT_LOG, K8SAUDIT_PATH, K8SAUDIT_PORT, WEBSERVER_PORT
+from constants import (
+    ALERT_LOG,
+    K8SAUDIT_LOOPBACK,
+    K8SAUDIT_MAX_BATCH_BYTES,
+    K8SAUDIT_PATH,
+    K8SAUDIT_PORT,
+    WEBSERVER_PORT,
+)
 
 # Bounded so a stalled output cannot grow Falco's memory without limit; at the usual few
 # hundred bytes per alert this is a few MiB.
@@ -21,7 +28,6 @@ OUTPUTS_QUEUE_CAPACITY = 10_000
 # The k8saudit plugin's own defaults, made explicit: one event up to 256 KiB, one webhook
 # batch up to 12 MiB (the apiserver flags handed to the admin are sized to stay under it).
 K8SAUDIT_MAX_EVENT_BYTES = 262_144
-K8SAUDIT_MAX_BATCH_BYTES = 12_582_912
 
 # Both plugins default to plugin-sdk-go's async extractor, whose Go worker and Falco's thread
 # hand each field over by spin-waiting: on real Falco it collapsed throughput to about one
@@ -41,19 +47,6 @@ def is_managed(text: bytes) -> bool:
 
 
 @dataclass(frozen=True)
-class WebhookPemFile:
-    """Where k8saudit reads its certificate, chain and key (one PEM file), and its digest.
-
-    The digest goes into falco.yaml: Falco's file watch does not cover the PEM, so a new
-    certificate must change falco.yaml for Falco to reload (and reopen the listener with it),
-    and Falco's own sha256 of falco.yaml then confirms the certificate too.
-    """
-
-    path: str
-    sha256: str
-
-
-@dataclass(frozen=True)
 class FalcoSettings:
     """Everything falco.yaml depends on, validated before it gets here."""
 
@@ -61,24 +54,17 @@ class FalcoSettings:
     rules_selection: Sequence[dict[str, dict[str, str]]] = ()
 
 
-def render_falco_yaml(
-    settings: FalcoSettings, rules_files: Sequence[str], webhook_pem: WebhookPemFile | None = None
-) -> str:
+def render_falco_yaml(settings: FalcoSettings, rules_files: Sequence[str]) -> str:
     """Return falco.yaml loading ``rules_files``; identical inputs give identical bytes.
 
-    With ``webhook_pem`` the audit webhook listens on https with that certificate.
+    k8saudit listens on the pod's loopback only, in plain HTTP: the audit intake in front of it
+    holds the webhook's TLS and token, and is the only client that reaches it.
     """
     k8saudit_init: dict[str, Any] = {
         **PLUGIN_SYNC_EXTRACTION,
         "maxEventSize": K8SAUDIT_MAX_EVENT_BYTES,
         "webhookMaxBatchSize": K8SAUDIT_MAX_BATCH_BYTES,
     }
-    header = MANAGED_HEADER
-    scheme = "http"
-    if webhook_pem is not None:
-        k8saudit_init["sslCertificate"] = webhook_pem.path
-        header += f"# webhook certificate sha256: {webhook_pem.sha256}\n"
-        scheme = "https"
     config: dict[str, Any] = {
         # The image's /etc/falco/config.d would load the container plugin: read nothing else.
         "config_files": [],
@@ -90,7 +76,7 @@ def render_falco_yaml(
                 "name": "k8saudit",
                 "library_path": "libk8saudit.so",
                 "init_config": k8saudit_init,
-                "open_params": f"{scheme}://:{K8SAUDIT_PORT}{K8SAUDIT_PATH}",
+                "open_params": f"http://{K8SAUDIT_LOOPBACK}:{K8SAUDIT_PORT}{K8SAUDIT_PATH}",
             },
             {
                 "name": "json",
@@ -145,4 +131,4 @@ def render_falco_yaml(
     }
     if settings.rules_selection:
         config["rules"] = list(settings.rules_selection)
-    return header + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+    return MANAGED_HEADER + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)

@@ -8,10 +8,9 @@ hot-reloads on file changes) keeps its last good state.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from constants import (
@@ -22,18 +21,16 @@ from constants import (
     FALCO_CUSTOM_RULES,
     FALCO_STAGING_DIR,
     K8S_AUDIT_RULES,
-    WEBHOOK_PEM,
+    LEGACY_WEBHOOK_PEM,
 )
 from falco._cli_answers import first_error_line
-from falco._falco_yaml import FalcoSettings, WebhookPemFile, render_falco_yaml
+from falco._falco_yaml import FalcoSettings, render_falco_yaml
 from payload import Payload
 from workload import CommandResult, Workload
 
 logger = logging.getLogger(__name__)
 
 DRY_RUN_TIMEOUT = 60.0
-# Files holding a private key: written readable by their owner only.
-PRIVATE_FILE_NAMES = frozenset({PurePosixPath(WEBHOOK_PEM).name})
 
 
 class GateRejectedError(Exception):
@@ -54,22 +51,16 @@ class FalcoFiles:
     """The files Falco reads, keyed by their live path.
 
     Rules load in this order: the stock rules, the charm's own, then ``custom_rules``, which can
-    therefore override or disable either. ``webhook_pem`` (certificate, chain and key for
-    k8saudit's https listener) comes from the certificates relation, never from what is
-    remembered: it holds a private key.
+    therefore override or disable either.
     """
 
     settings: FalcoSettings
     stock_rules: bytes
     charm_rules: bytes
     custom_rules: str
-    webhook_pem: bytes | None = field(default=None, repr=False)
 
     def to_json(self) -> str:
-        """What to remember of an accepted candidate; the shipped rules come with the charm.
-
-        The webhook PEM is left out: a private key has no place in the peer databag.
-        """
+        """What to remember of an accepted candidate; the shipped rules come with the charm."""
         return json.dumps(
             {
                 "settings": dataclasses.asdict(self.settings),
@@ -79,10 +70,8 @@ class FalcoFiles:
         )
 
     @classmethod
-    def from_json(
-        cls, text: str, payload: Payload, webhook_pem: bytes | None = None
-    ) -> FalcoFiles:
-        """Rebuild a remembered candidate on the charm's shipped rules and the current PEM.
+    def from_json(cls, text: str, payload: Payload) -> FalcoFiles:
+        """Rebuild a remembered candidate on the charm's shipped rules.
 
         Raises ValueError when the text is not one (e.g. written by an older charm revision).
         """
@@ -90,7 +79,7 @@ class FalcoFiles:
             data = json.loads(text)
             settings = FalcoSettings(**data["settings"])
             custom = str(data["custom_rules"])
-            return cls(settings, *payload.shipped_rules, custom, webhook_pem)
+            return cls(settings, *payload.shipped_rules, custom)
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
             raise ValueError(f"unreadable remembered config: {exc!r}") from None
 
@@ -100,19 +89,15 @@ class FalcoFiles:
         charm = CHARM_RULES.replace(FALCO_CONFIG_DIR, root, 1)
         custom = FALCO_CUSTOM_RULES.replace(FALCO_CONFIG_DIR, root, 1)
         rules_dir = custom.rsplit("/", 1)[0]
-        pem = WEBHOOK_PEM.replace(FALCO_CONFIG_DIR, root, 1)
-        pem_file = None
-        if self.webhook_pem is not None:
-            pem_file = WebhookPemFile(pem, hashlib.sha256(self.webhook_pem).hexdigest())
         return {
-            # Rules and PEM first, falco.yaml last: Falco's file watcher reloads on falco.yaml,
-            # and only falco.yaml names the PEM's digest.
+            # Rules first, falco.yaml last: Falco's file watcher reloads on falco.yaml.
             stock: self.stock_rules,
             charm: self.charm_rules,
             custom: self.custom_rules or None,
-            pem: self.webhook_pem,
+            # An upgraded unit's k8saudit key, from before TLS moved to the audit intake.
+            LEGACY_WEBHOOK_PEM.replace(FALCO_CONFIG_DIR, root, 1): None,
             FALCO_CONFIG.replace(FALCO_CONFIG_DIR, root, 1): render_falco_yaml(
-                self.settings, (stock, charm, rules_dir), pem_file
+                self.settings, (stock, charm, rules_dir)
             ),
         }
 
@@ -137,16 +122,11 @@ def validate(workload: Workload, files: FalcoFiles) -> CommandResult:
 
     Raises WorkloadError when the container cannot run the check (gone, timed out).
     """
-    staged = files.at(FALCO_STAGING_DIR)
-    _write(workload, staged)
-    try:
-        result = workload.run(
-            dry_run_command(FALCO_CONFIG.replace(FALCO_CONFIG_DIR, FALCO_STAGING_DIR, 1)),
-            timeout=DRY_RUN_TIMEOUT,
-        )
-    finally:
-        # The key lives in one place only: the staged copy goes once the check is done.
-        workload.remove_if_present(WEBHOOK_PEM.replace(FALCO_CONFIG_DIR, FALCO_STAGING_DIR, 1))
+    _write(workload, files.at(FALCO_STAGING_DIR))
+    result = workload.run(
+        dry_run_command(FALCO_CONFIG.replace(FALCO_CONFIG_DIR, FALCO_STAGING_DIR, 1)),
+        timeout=DRY_RUN_TIMEOUT,
+    )
     if result.exit_code != 0:
         logger.warning("falco dry-run rejected the candidate:\n%s", result.output)
         raise GateRejectedError(first_error_line(result.output), result.output)
@@ -169,5 +149,4 @@ def _write(workload: Workload, layout: dict[str, str | bytes | None]) -> None:
             workload.ensure_dir(path.rsplit("/", 1)[0])
             workload.remove_if_present(path)
         else:
-            private = PurePosixPath(path).name in PRIVATE_FILE_NAMES
-            workload.push_if_changed(path, content, permissions=0o600 if private else 0o644)
+            workload.push_if_changed(path, content)

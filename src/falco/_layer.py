@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from constants import FALCO_BIN, FALCO_CONFIG, FALCO_SERVICE, K8SAUDIT_PORT, WEBSERVER_PORT
+from constants import (
+    FALCO_BIN,
+    FALCO_CONFIG,
+    FALCO_SERVICE,
+    K8SAUDIT_LOOPBACK,
+    K8SAUDIT_PORT,
+    WEBSERVER_PORT,
+)
 
 FALCO_COMMAND = (FALCO_BIN, "-c", FALCO_CONFIG, "--disable-source", "syscall")
 
@@ -40,7 +47,7 @@ def falco_layer(plugins_digest: str) -> dict[str, Any]:
                 "level": "alive",
                 "period": "10s",
                 "threshold": 3,
-                "tcp": {"port": K8SAUDIT_PORT},
+                "tcp": {"port": K8SAUDIT_PORT, "host": K8SAUDIT_LOOPBACK},
             },
         },
     }

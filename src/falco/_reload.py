@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from constants import FALCO_CONFIG, WEBHOOK_PEM, WEBSERVER_PORT
+from constants import FALCO_CONFIG, WEBSERVER_PORT
 from pod_metrics import read_metrics
 from workload import Workload
 
@@ -51,15 +51,11 @@ class LoadedFiles:
 
 
 def expected_files(layout: Mapping[str, str | bytes | None]) -> LoadedFiles:
-    """What Falco reports once it runs ``layout`` (live path -> content; None: no such file).
-
-    The webhook PEM is read by the k8saudit plugin, not listed by Falco: falco.yaml names its
-    digest, so a new PEM shows as a new falco.yaml.
-    """
+    """What Falco reports once it runs ``layout`` (live path -> content; None: no such file)."""
     config: dict[str, str] = {}
     rules: dict[str, str] = {}
     for path, content in layout.items():
-        if content is None or path == WEBHOOK_PEM:
+        if content is None:
             continue
         data = content.encode() if isinstance(content, str) else content
         kind = config if path == FALCO_CONFIG else rules

@@ -23,7 +23,6 @@ from constants import (
     FALCO_SERVICE,
     K8S_AUDIT_RULES,
     PLUGIN_MANIFEST,
-    WEBHOOK_PEM,
 )
 from falco import _gate as rules_gate
 from falco import _reload as falco_reload
@@ -80,9 +79,7 @@ class Candidate:
     notes: tuple[str, ...] = ()
 
 
-def candidate(
-    config: FalcoOptions, payload: Payload, webhook_pem: bytes | None, remembered: str = ""
-) -> Candidate:
+def candidate(config: FalcoOptions, payload: Payload, remembered: str = "") -> Candidate:
     """The candidate file set for ``config``; InvalidStateError names what the operator must fix.
 
     Falco always writes its alerts to the alert log, sinks or none: adding the first sink or
@@ -97,9 +94,7 @@ def candidate(
     if falco.unmatched:
         logger.warning("disabled_rules entries select no rule: %s", falco.unmatched)
         notes = (*notes, f"disabled_rules matched nothing: {', '.join(falco.unmatched)}")
-    files = rules_gate.FalcoFiles(
-        falco.settings, *payload.shipped_rules, falco.custom_rules, webhook_pem
-    )
+    files = rules_gate.FalcoFiles(falco.settings, *payload.shipped_rules, falco.custom_rules)
     return Candidate(files, falco.checked, notes)
 
 
@@ -108,9 +103,7 @@ def converge(
     candidate: rules_gate.FalcoFiles | None,
     payload: Payload,
     last_good: str,
-    webhook_pem: bytes | None,
     *,
-    tls_usable: bool,
     unconfirmed: bool = False,
 ) -> FalcoOutcome:
     """Swap in the candidate if Falco accepts it, and keep Falco running on the last good.
@@ -133,13 +126,10 @@ def converge(
         except rules_gate.GateRejectedError as exc:
             what = "custom_rules" if exc.about_custom_rules else "falco.yaml"
             rejected = f"{what} rejected by Falco: {exc}"
-    # Otherwise the live files are the last config Falco accepted, if the charm wrote them
-    # and they serve the current certificate (or the new one cannot be served anyway).
-    live = applied is not None or (
-        config_is_ours(falco) and (not tls_usable or falco.read(WEBHOOK_PEM) == webhook_pem)
-    )
+    # Otherwise the live files are the last config Falco accepted, if the charm wrote them.
+    live = applied is not None or config_is_ours(falco)
     if not live and last_good:
-        applied = _restore(falco, last_good, payload, webhook_pem)
+        applied = _restore(falco, last_good, payload)
         live = changed = applied is not None
     pending = falco_reload.NOT_ASKED if unconfirmed else ""
     if not live:
@@ -154,16 +144,14 @@ def converge(
     return FalcoOutcome(accepted, rejected, check.problem, check.note, check.confirmed)
 
 
-def _restore(
-    falco: Workload, last_good: str, payload: Payload, webhook_pem: bytes | None
-) -> rules_gate.FalcoFiles | None:
-    """Bring back the last config Falco accepted, with the current certificate.
+def _restore(falco: Workload, last_good: str, payload: Payload) -> rules_gate.FalcoFiles | None:
+    """Bring back the last config Falco accepted.
 
-    For a fresh container (pod rescheduled) or a new certificate while the current config is
-    refused: better than leaving the cluster unwatched or the webhook file wrong.
+    For a fresh container (pod rescheduled) while the current config is refused: better than
+    leaving the cluster unwatched.
     """
     try:
-        restored = rules_gate.FalcoFiles.from_json(last_good, payload, webhook_pem)
+        restored = rules_gate.FalcoFiles.from_json(last_good, payload)
         rules_gate.apply(falco, restored)
     except rules_gate.GateRejectedError as exc:
         logger.error("last good config no longer accepted by Falco: %s", exc.output)
@@ -229,38 +217,24 @@ class FalcoService:
         self.workload = Workload(container, FALCO_SERVICE)
         self._memory = memory
 
-    def converge(
-        self,
-        config: ops.ConfigData,
-        payload: Payload | None,
-        webhook_pem: bytes | None,
-        *,
-        tls_usable: bool,
-    ) -> Report:
-        """Run Falco on the current options; a bad option or refused rules keep the last good.
-
-        A certificate that cannot be served (``tls_usable`` False) holds back Falco's files,
-        which name the certificate, but never the restore of the last good config.
-        """
+    def converge(self, config: ops.ConfigData, payload: Payload | None) -> Report:
+        """Run Falco on the current options; a bad option or refused rules keep the last good."""
         if not self.workload.can_connect():
             return Report(waiting="waiting for Pebble in the falco container")
         if payload is None:
             return Report()
         refused, notes, wanted = Report(), (), None
-        if tls_usable:
-            try:
-                found = self._candidate(config, payload, webhook_pem)
-                wanted, notes = found.files, found.notes
-            except InvalidStateError as exc:
-                refused = Report.refused(exc)
+        try:
+            found = self._candidate(config, payload)
+            wanted, notes = found.files, found.notes
+        except InvalidStateError as exc:
+            refused = Report.refused(exc)
         try:
             outcome = converge(
                 self.workload,
                 wanted,
                 payload,
                 self._memory.recall(self.LAST_GOOD_KEY),
-                webhook_pem,
-                tls_usable=tls_usable,
                 unconfirmed=bool(self._memory.recall(self.UNCONFIRMED_KEY)),
             )
         except WorkloadError as exc:
@@ -276,40 +250,26 @@ class FalcoService:
             return Report(outcome.rejected, maintenance="starting Falco")
         return Report(outcome.rejected, waiting=outcome.problem, notes=(*notes, outcome.note))
 
-    def validate(
-        self, config: ops.ConfigData, payload: Payload, webhook_pem: bytes | None
-    ) -> CommandResult:
+    def validate(self, config: ops.ConfigData, payload: Payload) -> CommandResult:
         """Run the config-change gate on the current options and apply nothing.
 
         Raises InvalidStateError for a bad option, GateRejectedError when Falco refuses the
         rules, WorkloadError when the container cannot run the check.
         """
-        files = self._candidate(config, payload, webhook_pem, recall=False).files
+        files = self._candidate(config, payload, recall=False).files
         return rules_gate.validate(self.workload, files)
 
     def show_rules(self, params: Mapping[str, Any]) -> dict[str, str]:
         """The show-rules action's results (see `show_rules`)."""
         return show_rules(self.workload, params)
 
-    def keep_copy(self, path: str, text: str) -> None:
-        """Keep a file for the admin in Falco's container (the apiserver's webhook file)."""
-        try:
-            self.workload.push_if_changed(path, text)
-        except WorkloadError as exc:
-            logger.warning("could not keep %s in the falco container: %s", path, exc)
-
     def _candidate(
-        self,
-        config: ops.ConfigData,
-        payload: Payload,
-        webhook_pem: bytes | None,
-        *,
-        recall: bool = True,
+        self, config: ops.ConfigData, payload: Payload, *, recall: bool = True
     ) -> Candidate:
         """The candidate for the current options; an unchanged rules text is not checked again."""
         options = load_options(FalcoOptions, config)
         remembered = self._memory.recall(self.CHECKED_KEY) if recall else ""
-        found = candidate(options, payload, webhook_pem, remembered)
+        found = candidate(options, payload, remembered)
         if recall:
             self._memory.remember(self.CHECKED_KEY, found.checked)
         return found

@@ -48,6 +48,8 @@ class BurstLog:
 
     def end(self, msg: str, *args: object) -> None:
         """Close the burst, if one is on, logging ``msg`` and the count not reported yet."""
+        if not self._active:  # the usual case, asked after every delivery: no lock
+            return
         with self._lock:
             if self._active:
                 self._logger.info(

@@ -1,32 +1,70 @@
 """The forwarder's JSON configuration: the contract between the charm and the forwarder.
 
-The charm builds a plain dict, checks it with `config_from_dict` and writes
-`config_to_dict(...)` as JSON; the forwarder reads it back with `load_config`.
-Every section is required; a sink's ``headers``, ``ca_cert`` and
-``max_message_bytes`` may be omitted (they default to ``{}``, ``None``, ``None``).
-Unknown keys are rejected so that a typo in the charm fails loudly.
+Each type checks itself when built, so a configuration that exists is a valid one: the charm
+builds the types and writes ``ForwarderConfig.to_dict()`` as JSON, the forwarder reads it back
+with `load_config`. Every section is required; a sink's ``headers``, ``ca_cert`` and
+``max_message_bytes`` may be omitted (``{}``, ``None``, ``None``). Unknown keys are rejected so
+that a typo in the charm fails loudly. The sink formats and their encoders are the table
+`FORMATS`, beside the types that name them.
 """
 
-import importlib
 import json
 import re
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Self, TypeAlias
 from urllib.parse import urlsplit
+
+from falco_forwarder import gelf, loki, otlp
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class JujuTopology:
+    """Juju identity of the unit, attached to every alert by every encoder."""
+
+    model: str
+    model_uuid: str
+    application: str
+    unit: str
+
+    def __post_init__(self) -> None:
+        for name in ("model", "model_uuid", "application", "unit"):
+            _check_text(getattr(self, name), f"juju.{name}")
+
+
+Encoder: TypeAlias = Callable[[Mapping[str, Any], JujuTopology, int | None], bytes]
+Framer: TypeAlias = Callable[[Sequence[bytes], JujuTopology], bytes]
+
+
+@dataclass(frozen=True)
+class SinkFormat:
+    """How a sink format turns alerts into request bodies."""
+
+    encode: Encoder | None
+    """One alert to its piece of a request; None: the line exactly as Falco wrote it."""
+    frame: Framer | None = None
+    """Many pieces to one request body (the protocol takes batches); None: one per request."""
+
 
 FORMAT_FALCO_JSON: Final = "falco-json"
 FORMAT_GELF: Final = "gelf"
 FORMAT_LOKI: Final = "loki"
 FORMAT_OTLP: Final = "otlp-json"
-# The sink format registry: each format and the module of this package whose ``encode`` turns
-# one Falco alert into that sink's request body (None: the alert as Falco wrote it). A module is
-# imported only when a sink uses it.
-FORMATS: Final[Mapping[str, str | None]] = MappingProxyType(
-    {FORMAT_FALCO_JSON: None, FORMAT_GELF: "gelf", FORMAT_LOKI: "loki", FORMAT_OTLP: "otlp"}
+# The sink formats: a new kind of sink is one encoder module and one entry here.
+FORMATS: Final[Mapping[str, SinkFormat]] = MappingProxyType(
+    {
+        FORMAT_FALCO_JSON: SinkFormat(None),
+        FORMAT_GELF: SinkFormat(gelf.encode),
+        FORMAT_LOKI: SinkFormat(loki.encode_entry, loki.frame),
+        FORMAT_OTLP: SinkFormat(otlp.encode_record, otlp.frame),
+    }
 )
 
 # Sink names become checkpoint file names and metric label values.
@@ -44,16 +82,24 @@ _FRAMING_HEADERS = frozenset(
 )
 
 
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the offending key."""
-
-
 @dataclass(frozen=True)
 class ListenConfig:
     """Address the health and metrics endpoint binds to."""
 
     host: str
     port: int
+
+    def __post_init__(self) -> None:
+        _check_text(self.host, "listen.host")
+        _check_integer(self.port, "listen.port", minimum=0)
+        if self.port > 65535:
+            raise ConfigError("listen.port must be at most 65535")
+
+    @classmethod
+    def from_dict(cls, data: object) -> Self:
+        """Build from the parsed ``listen`` section."""
+        section = _section(data, "listen", required={"host", "port"})
+        return cls(section["host"], section["port"])  # pyright: ignore[reportArgumentType]
 
 
 @dataclass(frozen=True)
@@ -69,24 +115,59 @@ class AlertLogConfig:
     retention_bytes: int
     segment_bytes: int
 
+    def __post_init__(self) -> None:
+        for name in ("file", "state_dir"):
+            if not isinstance(getattr(self, name), Path):
+                raise ConfigError(f"alert_log.{name} must be a path")
+        _check_integer(self.retention_bytes, "alert_log.retention_bytes", minimum=1)
+        _check_integer(self.segment_bytes, "alert_log.segment_bytes", minimum=1)
+        if self.segment_bytes > self.retention_bytes:
+            raise ConfigError("alert_log.segment_bytes must not exceed alert_log.retention_bytes")
 
-@dataclass(frozen=True)
-class JujuTopology:
-    """Juju identity of the unit, attached to every GELF message."""
-
-    model: str
-    model_uuid: str
-    application: str
-    unit: str
+    @classmethod
+    def from_dict(cls, data: object) -> Self:
+        """Build from the parsed ``alert_log`` section."""
+        where = "alert_log"
+        section = _section(
+            data, where, required={"file", "state_dir", "retention_bytes", "segment_bytes"}
+        )
+        return cls(
+            Path(_check_text(section["file"], f"{where}.file")),
+            Path(_check_text(section["state_dir"], f"{where}.state_dir")),
+            section["retention_bytes"],  # pyright: ignore[reportArgumentType]
+            section["segment_bytes"],  # pyright: ignore[reportArgumentType]
+        )
 
 
 @dataclass(frozen=True)
 class RetryConfig:
-    """Backoff bounds for failed deliveries and the per-request timeout, in seconds."""
+    """Backoff bounds for failed deliveries, and the deadline of one whole request, in seconds."""
 
     initial_seconds: float
     max_seconds: float
     timeout_seconds: float
+
+    def __post_init__(self) -> None:
+        for name in ("initial_seconds", "max_seconds", "timeout_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"retry.{name} must be a number > 0 and < 1e9")
+            if not 0 < value < 1e9:
+                raise ConfigError(f"retry.{name} must be a number > 0 and < 1e9")
+        if self.initial_seconds > self.max_seconds:
+            raise ConfigError("retry.initial_seconds must not exceed retry.max_seconds")
+
+    @classmethod
+    def from_dict(cls, data: object) -> Self:
+        """Build from the parsed ``retry`` section."""
+        section = _section(
+            data, "retry", required={"initial_seconds", "max_seconds", "timeout_seconds"}
+        )
+        return cls(
+            section["initial_seconds"],  # pyright: ignore[reportArgumentType]
+            section["max_seconds"],  # pyright: ignore[reportArgumentType]
+            section["timeout_seconds"],  # pyright: ignore[reportArgumentType]
+        )
 
 
 @dataclass(frozen=True)
@@ -100,6 +181,53 @@ class SinkConfig:
     ca_cert: str | None = field(default=None, repr=False)
     max_message_bytes: int | None = None
 
+    def __post_init__(self) -> None:
+        _check_sink_name(self.name, "sink.name")
+        where = self.name  # errors name the sink (the relation or option it comes from)
+        if self.format not in FORMATS:
+            raise ConfigError(f"{where}.format must be one of {', '.join(FORMATS)}")
+        _check_url(self.url, f"{where}.url")
+        object.__setattr__(self, "headers", _headers(self.headers, f"{where}.headers"))
+        if self.ca_cert is not None:
+            _check_ca(self.ca_cert, f"{where}.ca_cert")
+        if self.max_message_bytes is not None:
+            _check_integer(self.max_message_bytes, f"{where}.max_message_bytes", minimum=1)
+
+    @classmethod
+    def from_dict(cls, data: object, where: str) -> Self:
+        """Build from one parsed entry of ``sinks``; ``where`` names it until its name is known."""
+        item = _section(
+            data,
+            where,
+            required={"name", "format", "url"},
+            optional={"headers", "ca_cert", "max_message_bytes"},
+        )
+        name = _check_sink_name(item["name"], f"{where}.name")
+        return cls(
+            name,
+            _check_text(item["format"], f"{name}.format"),
+            _check_text(item["url"], f"{name}.url"),
+            item.get("headers", {}),  # pyright: ignore[reportArgumentType]
+            item.get("ca_cert"),  # pyright: ignore[reportArgumentType]
+            item.get("max_message_bytes"),  # pyright: ignore[reportArgumentType]
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready entry `from_dict` reads back."""
+        return {
+            "name": self.name,
+            "format": self.format,
+            "url": self.url,
+            "headers": dict(self.headers),
+            "ca_cert": self.ca_cert,
+            "max_message_bytes": self.max_message_bytes,
+        }
+
+    @property
+    def sink_format(self) -> SinkFormat:
+        """This sink's encoder and framing."""
+        return FORMATS[self.format]
+
     @property
     def safe_url(self) -> str:
         """The URL without userinfo, query or fragment, fit for logs."""
@@ -109,6 +237,80 @@ class SinkConfig:
             host = f"[{host}]"
         port = f":{parts.port}" if parts.port is not None else ""
         return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+@dataclass(frozen=True)
+class ForwarderConfig:
+    """The whole forwarder configuration."""
+
+    listen: ListenConfig
+    alert_log: AlertLogConfig
+    juju: JujuTopology
+    retry: RetryConfig
+    sinks: tuple[SinkConfig, ...]
+
+    def __post_init__(self) -> None:
+        names = [sink.name for sink in self.sinks]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ConfigError(f"duplicate sink names: {', '.join(duplicates)}")
+
+    @classmethod
+    def from_dict(cls, data: object) -> Self:
+        """Validate ``data`` (parsed JSON) and build the configuration, or raise `ConfigError`."""
+        top = _section(data, "config", required={"listen", "alert_log", "juju", "retry", "sinks"})
+        juju = _section(
+            top["juju"], "juju", required={"model", "model_uuid", "application", "unit"}
+        )
+        sinks = top["sinks"]
+        if not isinstance(sinks, list):
+            raise ConfigError("sinks must be a list")
+        return cls(
+            ListenConfig.from_dict(top["listen"]),
+            AlertLogConfig.from_dict(top["alert_log"]),
+            JujuTopology(juju["model"], juju["model_uuid"], juju["application"], juju["unit"]),  # pyright: ignore[reportArgumentType]
+            RetryConfig.from_dict(top["retry"]),
+            tuple(SinkConfig.from_dict(item, f"sinks[{i}]") for i, item in enumerate(sinks)),  # pyright: ignore[reportUnknownArgumentType, reportUnknownVariableType]
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict that `from_dict` reads back."""
+        return {
+            "listen": {"host": self.listen.host, "port": self.listen.port},
+            "alert_log": {
+                "file": str(self.alert_log.file),
+                "state_dir": str(self.alert_log.state_dir),
+                "retention_bytes": self.alert_log.retention_bytes,
+                "segment_bytes": self.alert_log.segment_bytes,
+            },
+            "juju": {
+                "model": self.juju.model,
+                "model_uuid": self.juju.model_uuid,
+                "application": self.juju.application,
+                "unit": self.juju.unit,
+            },
+            "retry": {
+                "initial_seconds": self.retry.initial_seconds,
+                "max_seconds": self.retry.max_seconds,
+                "timeout_seconds": self.retry.timeout_seconds,
+            },
+            "sinks": [sink.to_dict() for sink in self.sinks],
+        }
+
+
+def load_config(path: str | Path) -> ForwarderConfig:
+    """Read and validate the JSON configuration file at ``path``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8") from e
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}") from e
+    return ForwarderConfig.from_dict(data)
 
 
 def url_problem(url: str) -> str:
@@ -145,172 +347,31 @@ def _url_text_problem(url: str) -> str:
     return ""
 
 
-Encoder: TypeAlias = Callable[[Mapping[str, Any], JujuTopology, int | None], bytes]
-
-
-def encoder(fmt: str) -> Encoder | None:
-    """The encoder registered for ``fmt``, or None to post the alert as it came."""
-    module = FORMATS[fmt]
-    return None if module is None else importlib.import_module(f"falco_forwarder.{module}").encode
-
-
-@dataclass(frozen=True)
-class ForwarderConfig:
-    """The whole forwarder configuration."""
-
-    listen: ListenConfig
-    alert_log: AlertLogConfig
-    juju: JujuTopology
-    retry: RetryConfig
-    sinks: tuple[SinkConfig, ...]
-
-
-def load_config(path: str | Path) -> ForwarderConfig:
-    """Read and validate the JSON configuration file at ``path``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path} is not UTF-8") from e
-    try:
-        data = json.loads(text)
-    except ValueError as e:
-        raise ConfigError(f"{path} is not valid JSON: {e}") from e
-    return config_from_dict(data)
-
-
-def config_from_dict(data: object) -> ForwarderConfig:
-    """Validate ``data`` (parsed JSON) and build the configuration, or raise `ConfigError`."""
-    top = _section(data, "config", required={"listen", "alert_log", "juju", "retry", "sinks"})
-    listen = _section(top["listen"], "listen", required={"host", "port"})
-    alert_log = _section(
-        top["alert_log"],
-        "alert_log",
-        required={"file", "state_dir", "retention_bytes", "segment_bytes"},
-    )
-    alert_log_config = AlertLogConfig(
-        file=Path(_string(alert_log, "file", "alert_log")),
-        state_dir=Path(_string(alert_log, "state_dir", "alert_log")),
-        retention_bytes=_integer(alert_log, "retention_bytes", "alert_log", minimum=1),
-        segment_bytes=_integer(alert_log, "segment_bytes", "alert_log", minimum=1),
-    )
-    if alert_log_config.segment_bytes > alert_log_config.retention_bytes:
-        raise ConfigError("alert_log.segment_bytes must not exceed alert_log.retention_bytes")
-    juju = _section(top["juju"], "juju", required={"model", "model_uuid", "application", "unit"})
-    retry = _section(
-        top["retry"], "retry", required={"initial_seconds", "max_seconds", "timeout_seconds"}
-    )
-    retry_config = RetryConfig(
-        initial_seconds=_positive_number(retry, "initial_seconds", "retry"),
-        max_seconds=_positive_number(retry, "max_seconds", "retry"),
-        timeout_seconds=_positive_number(retry, "timeout_seconds", "retry"),
-    )
-    if retry_config.initial_seconds > retry_config.max_seconds:
-        raise ConfigError("retry.initial_seconds must not exceed retry.max_seconds")
-    port = _integer(listen, "port", "listen", minimum=0)
-    if port > 65535:
-        raise ConfigError("listen.port must be at most 65535")
-    sinks_data = top["sinks"]
-    if not isinstance(sinks_data, list):
-        raise ConfigError("sinks must be a list")
-    sinks = tuple(_sink(item, f"sinks[{i}]") for i, item in enumerate(sinks_data))  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
-    names = [sink.name for sink in sinks]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ConfigError(f"duplicate sink names: {', '.join(duplicates)}")
-    return ForwarderConfig(
-        listen=ListenConfig(host=_string(listen, "host", "listen"), port=port),
-        alert_log=alert_log_config,
-        juju=JujuTopology(
-            model=_string(juju, "model", "juju"),
-            model_uuid=_string(juju, "model_uuid", "juju"),
-            application=_string(juju, "application", "juju"),
-            unit=_string(juju, "unit", "juju"),
-        ),
-        retry=retry_config,
-        sinks=sinks,
-    )
-
-
-def config_to_dict(config: ForwarderConfig) -> dict[str, Any]:
-    """Serialise ``config`` to the JSON-ready dict that `config_from_dict` reads back."""
-    return {
-        "listen": {"host": config.listen.host, "port": config.listen.port},
-        "alert_log": {
-            "file": str(config.alert_log.file),
-            "state_dir": str(config.alert_log.state_dir),
-            "retention_bytes": config.alert_log.retention_bytes,
-            "segment_bytes": config.alert_log.segment_bytes,
-        },
-        "juju": {
-            "model": config.juju.model,
-            "model_uuid": config.juju.model_uuid,
-            "application": config.juju.application,
-            "unit": config.juju.unit,
-        },
-        "retry": {
-            "initial_seconds": config.retry.initial_seconds,
-            "max_seconds": config.retry.max_seconds,
-            "timeout_seconds": config.retry.timeout_seconds,
-        },
-        "sinks": [
-            {
-                "name": sink.name,
-                "format": sink.format,
-                "url": sink.url,
-                "headers": dict(sink.headers),
-                "ca_cert": sink.ca_cert,
-                "max_message_bytes": sink.max_message_bytes,
-            }
-            for sink in config.sinks
-        ],
-    }
-
-
-def _sink(data: object, where: str) -> SinkConfig:
-    item = _section(
-        data,
-        where,
-        required={"name", "format", "url"},
-        optional={"headers", "ca_cert", "max_message_bytes"},
-    )
-    name = _string(item, "name", where)
-    if not _SINK_NAME.fullmatch(name):
+def _check_sink_name(name: object, where: str) -> str:
+    if not isinstance(name, str) or not _SINK_NAME.fullmatch(name):
         raise ConfigError(
-            f"{where}.name {name!r} must be 1-63 characters of [A-Za-z0-9_.-], "
+            f"{where} {name!r} must be 1-63 characters of [A-Za-z0-9_.-], "
             "starting with a letter or digit"
         )
-    where = name  # from here on, errors name the sink (the relation or option it comes from)
-    fmt = _string(item, "format", where)
-    if fmt not in FORMATS:
-        raise ConfigError(f"{where}.format must be one of {', '.join(FORMATS)}")
-    url = _string(item, "url", where)
-    if url_problem(url):
-        raise ConfigError(f"{where}.url must be an ASCII http:// or https:// URL with a host")
-    ca_cert = item.get("ca_cert")
-    if ca_cert is not None:
-        if not isinstance(ca_cert, str):
-            raise ConfigError(f"{where}.ca_cert must be a PEM string or null")
-        try:
-            ssl.create_default_context(cadata=ca_cert)
-        except (ssl.SSLError, ValueError, TypeError) as e:  # TypeError: not ASCII
-            raise ConfigError(f"{where}.ca_cert is not a valid PEM certificate") from e
-    max_message_bytes = None
-    if item.get("max_message_bytes") is not None:
-        max_message_bytes = _integer(item, "max_message_bytes", where, minimum=1)
-    return SinkConfig(
-        name=name,
-        format=fmt,
-        url=url,
-        headers=_headers(item.get("headers", {}), f"{where}.headers"),
-        ca_cert=ca_cert,
-        max_message_bytes=max_message_bytes,
-    )
+    return name
+
+
+def _check_url(url: object, where: str) -> None:
+    if not isinstance(url, str) or url_problem(url):
+        raise ConfigError(f"{where} must be an ASCII http:// or https:// URL with a host")
+
+
+def _check_ca(ca_cert: object, where: str) -> None:
+    if not isinstance(ca_cert, str):
+        raise ConfigError(f"{where} must be a PEM string or null")
+    try:
+        ssl.create_default_context(cadata=ca_cert)
+    except (ssl.SSLError, ValueError, TypeError) as e:  # TypeError: not ASCII
+        raise ConfigError(f"{where} is not a valid PEM certificate") from e
 
 
 def _headers(data: object, where: str) -> dict[str, str]:
-    if not isinstance(data, dict):
+    if not isinstance(data, Mapping):
         raise ConfigError(f"{where} must be an object")
     headers: dict[str, str] = {}
     for key, value in data.items():  # pyright: ignore[reportUnknownVariableType]
@@ -344,22 +405,13 @@ def _section(
     return section
 
 
-def _string(section: Mapping[str, object], key: str, where: str) -> str:
-    value = section[key]
+def _check_text(value: object, where: str) -> str:
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}.{key} must be a non-empty string")
+        raise ConfigError(f"{where} must be a non-empty string")
     return value
 
 
-def _integer(section: Mapping[str, object], key: str, where: str, *, minimum: int) -> int:
-    value = section[key]
+def _check_integer(value: object, where: str, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where}.{key} must be an integer >= {minimum}")
+        raise ConfigError(f"{where} must be an integer >= {minimum}")
     return value
-
-
-def _positive_number(section: Mapping[str, object], key: str, where: str) -> float:
-    value = section[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
-        raise ConfigError(f"{where}.{key} must be a number > 0 and < 1e9")
-    return float(value)

@@ -3,20 +3,26 @@
 `to_gelf` never fails on a JSON object: missing keys fall back to defaults,
 ``host`` and ``short_message`` are never blank, every additional field name matches
 ``^_[A-Za-z0-9_]+$`` and is none that Graylog drops or keeps for itself (``_id``,
-``_source``, ``_gl2_*``...), no value is a boolean, null or an integer Graylog would
+``_source``, ``_gl2_*``...), no value is a boolean, null, empty or an integer Graylog would
 wrap, and a message over the size limit is trimmed, never rejected.
 """
 
+from __future__ import annotations
+
+import functools
 import json
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
+from falco_forwarder.alert_fields import output_fields
 from falco_forwarder.alert_time import alert_time_ns
-from falco_forwarder.config import JujuTopology
+
+if TYPE_CHECKING:
+    from falco_forwarder.config import JujuTopology
 
 GELF_VERSION: Final = "1.1"
 DEFAULT_LEVEL: Final = 6  # syslog "informational"
@@ -96,19 +102,14 @@ def to_gelf(
     if output:
         message["full_message"] = output
     message.update((key, value) for key, value in identity.items() if value)
-    fields = alert.get("output_fields")
-    added = (
-        _add_output_fields(message, fields, taken=set(identity))  # pyright: ignore[reportUnknownArgumentType]
-        if isinstance(fields, Mapping)
-        else _AddedFields()
-    )
+    added = _add_output_fields(message, output_fields(alert), taken=identity.keys())
     if max_message_bytes is not None:
         _fit(message, max_message_bytes, added, list(identity))
     return message
 
 
 def encode(alert: Mapping[str, Any], juju: JujuTopology, max_message_bytes: int | None) -> bytes:
-    """The GELF request body for one alert (the format registry's entry point)."""
+    """The GELF request body for one alert (its entry in the format table)."""
     return encode_gelf(to_gelf(alert, juju, max_message_bytes))
 
 
@@ -117,12 +118,14 @@ def encode_gelf(message: GelfMessage) -> bytes:
     return _dumps(message)
 
 
+@functools.lru_cache(maxsize=4096)
 def field_name(key: str) -> str:
     """Turn an ``output_fields`` key into a GELF additional field name (before de-duplication).
 
     ``ka.user.name`` gives ``_ka_user_name`` and ``jevt.value[/requestObject/kind]``
     gives ``_jevt_value_requestObject_kind``; a name Graylog would drop or keep for
-    itself gets a ``field_`` prefix (``source`` gives ``_field_source``).
+    itself gets a ``field_`` prefix (``source`` gives ``_field_source``). Cached: the same
+    few dozen keys come back in every alert of a rule.
     """
     base = _NOT_ALNUM.sub("_", key).strip("_")[:MAX_FIELD_NAME].rstrip("_") or "field"
     if base in _GRAYLOG_NAMES or base.startswith("gl2_"):
@@ -141,29 +144,28 @@ class _AddedFields:
 
 
 def _add_output_fields(
-    message: GelfMessage, fields: Mapping[Any, Any], taken: set[str]
+    message: GelfMessage, fields: Mapping[str, object], taken: Collection[str]
 ) -> _AddedFields:
     """Add one field per output field, never over a name in ``message`` or ``taken``."""
     added = _AddedFields()
     # Sorted so that which of two colliding keys gets the suffix does not depend on key order.
-    for key in sorted(fields, key=str):
+    for key in sorted(fields):
         raw = fields[key]
-        value = _field_value(raw)
-        if value is None:
-            continue
-        name = base = field_name(str(key))
+        name = base = field_name(key)
         suffix = 2
         while name in message or name in taken:
             name = f"{base}_{suffix}"
             suffix += 1
-        message[name] = value
-        (added.cuttable if isinstance(raw, str) else added.whole).append(name)
+        if isinstance(raw, str):
+            message[name] = raw
+            added.cuttable.append(name)
+        else:
+            message[name] = _field_value(raw)
+            added.whole.append(name)
     return added
 
 
-def _field_value(value: object) -> str | int | float | None:
-    if value is None or isinstance(value, str):
-        return value
+def _field_value(value: object) -> str | int | float:
     if isinstance(value, bool):
         return _text(value)
     if isinstance(value, int):
@@ -201,10 +203,12 @@ def _timestamp(value: object, now: Callable[[], float]) -> float:
     return ((nanos + 500_000) // 1_000_000) / 1000
 
 
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _dumps(value: object) -> bytes:
     # Lone surrogates (valid in JSON escapes, invalid in UTF-8) become "?".
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return text.encode("utf-8", "replace")
+    return _ENCODER.encode(value).encode("utf-8", "replace")
 
 
 def _size(value: object) -> int:

@@ -1,22 +1,29 @@
-"""Map a Falco JSON alert to one Loki push request (``POST /loki/api/v1/push``, JSON body).
+"""Map Falco JSON alerts to a Loki push request (``POST /loki/api/v1/push``, JSON body).
 
 Labels stay few and bounded, so Loki's index stays small: the rule, priority and source, and the
 Juju topology COS alert rules match on. Everything else, user and namespace included, goes in
-the line: a JSON object that LogQL's ``| json`` reads.
+the line: a JSON object that LogQL's ``| json`` reads. A request carries many alerts: each is
+one stream entry of its own (`encode_entry`), and `frame` joins them in order.
 """
+
+from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
+from falco_forwarder.alert_fields import output_fields
 from falco_forwarder.alert_time import alert_time_ns
-from falco_forwarder.config import JujuTopology
+
+if TYPE_CHECKING:
+    from falco_forwarder.config import JujuTopology
 
 # Loki refuses label values over 2048 characters by default (limits_config).
 MAX_LABEL_CHARS: Final = 1024
 USER_FIELD: Final = "ka.user.name"
 NAMESPACE_FIELD: Final = "ka.target.namespace"
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def loki_labels(alert: Mapping[str, Any], juju: JujuTopology) -> dict[str, str]:
@@ -39,8 +46,7 @@ def loki_labels(alert: Mapping[str, Any], juju: JujuTopology) -> dict[str, str]:
 
 def loki_line(alert: Mapping[str, Any]) -> str:
     """The log line: the alert's text and fields, with user and namespace lifted to the top."""
-    raw = alert.get("output_fields")
-    fields: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}  # pyright: ignore[reportUnknownVariableType]
+    fields = output_fields(alert)
     line: dict[str, Any] = {
         "output": alert.get("output"),
         "user": fields.get(USER_FIELD),
@@ -50,18 +56,17 @@ def loki_line(alert: Mapping[str, Any]) -> str:
         "time": alert.get("time"),
         "output_fields": fields or None,
     }
-    present = {key: value for key, value in line.items() if value is not None}
-    return json.dumps(present, ensure_ascii=False, separators=(",", ":"), default=str)
+    return _ENCODER.encode({key: value for key, value in line.items() if value is not None})
 
 
-def encode(
+def encode_entry(
     alert: Mapping[str, Any],
     juju: JujuTopology,
     max_message_bytes: int | None = None,
     *,
     now: Callable[[], int] = time.time_ns,
 ) -> bytes:
-    """The push body for one alert: one stream, one ``[ns-timestamp, line]`` value.
+    """One alert as a stream of its own: its labels and one ``[ns-timestamp, line]`` value.
 
     ``max_message_bytes`` is not used: Loki's own line limit is far above a Falco alert.
     """
@@ -70,5 +75,10 @@ def encode(
         "stream": loki_labels(alert, juju),
         "values": [[str(alert_time_ns(alert.get("time"), now)), loki_line(alert)]],
     }
-    body = json.dumps({"streams": [stream]}, ensure_ascii=False, separators=(",", ":"))
-    return body.encode("utf-8", "replace")
+    return _ENCODER.encode(stream).encode("utf-8", "replace")
+
+
+def frame(entries: Sequence[bytes], juju: JujuTopology) -> bytes:
+    """The push body for ``entries``, in order (the topology is in each entry's labels)."""
+    del juju
+    return b'{"streams":[' + b",".join(entries) + b"]}"

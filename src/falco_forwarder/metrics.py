@@ -14,33 +14,56 @@ DROPPED: Final = "falco_forwarder_dropped_total"
 BACKLOG_BYTES: Final = "falco_forwarder_backlog_bytes"
 SINK_UP: Final = "falco_forwarder_sink_up"
 LOG_BYTES: Final = "falco_forwarder_alert_log_bytes"
+VOLUME_FREE: Final = "falco_forwarder_alert_log_volume_free_bytes"
+VOLUME_SIZE: Final = "falco_forwarder_alert_log_volume_size_bytes"
+CHECKPOINT_SAVED: Final = "falco_forwarder_checkpoint_saved"
 CONFIG_RELOADS: Final = "falco_forwarder_config_reloads_total"
 RELOAD_RESULTS: Final = ("ok", "error")
 
 # Why an alert was given up for a sink: the one list of drop reasons, each exported at 0.
 RETENTION: Final = "retention"
 """The sink lagged so far that its unread alerts' segment went past alert log retention."""
+LOG_REPLACED: Final = "log_replaced"
+"""The alert log was cut, or a file of it deleted or replaced, by something other than the
+forwarder, while the forwarder was stopped (or in place, while it ran) before the sink read it."""
 HTTP_4XX: Final = "http_4xx"
 """The sink refused the alert with a 4xx other than 429: sending it again cannot help."""
 HTTP_OTHER: Final = "http_other"
 """The sink answered with a status that is neither success, retry nor 4xx (e.g. 3xx)."""
 MALFORMED: Final = "malformed"
-"""A log line that is not a JSON object (a line cut short by a crash, or garbage)."""
+"""A log line that is not a JSON object (a line cut short by a crash or a full volume, a line
+over 16 MiB, or garbage); counted once per line."""
 UNMAPPABLE: Final = "unmappable"
-"""The GELF mapping failed on the alert: retrying cannot help."""
-DROP_REASONS: Final = (RETENTION, HTTP_4XX, HTTP_OTHER, MALFORMED, UNMAPPABLE)
+"""The sink's encoder failed on the alert: retrying cannot help."""
+DROP_REASONS: Final = (RETENTION, LOG_REPLACED, HTTP_4XX, HTTP_OTHER, MALFORMED, UNMAPPABLE)
 
 _HELP: Final = {
     DELIVERED: "Alerts a sink acknowledged with a 2xx status.",
     RETRIED: "Failed delivery attempts that were retried.",
     DROPPED: "Alerts given up for a sink, by reason.",
     BACKLOG_BYTES: "Bytes of the alert log a sink has still to deliver.",
-    SINK_UP: "0 while a sink's last delivery attempt failed and is being retried, else 1.",
+    SINK_UP: "0 while a sink's last delivery attempt failed or timed out and is being retried.",
     LOG_BYTES: "Bytes of the alert log on disk, all segments together.",
+    VOLUME_FREE: "Bytes free on the alert log's volume (Falco loses alerts when it is full).",
+    VOLUME_SIZE: "Bytes in all on the alert log's volume.",
+    CHECKPOINT_SAVED: "0 while a sink's checkpoint cannot be saved (a restart would resend).",
     CONFIG_RELOADS: "Configuration reloads (SIGHUP), by result: applied or refused.",
 }
 
 Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Gauges:
+    """The values read from the alert log at each scrape."""
+
+    backlog: Mapping[str, int]
+    """Bytes each configured sink has still to read."""
+    checkpoint_errors: Mapping[str, str]
+    """Why each sink's checkpoint cannot be saved ("" where it is)."""
+    log_bytes: int
+    volume_free: int
+    volume_size: int
 
 
 class Metrics:
@@ -92,8 +115,9 @@ class Metrics:
         with self._lock:
             return self._counters[name].get(_key(**labels), 0)
 
-    def render(self, backlogs: Mapping[str, int], log_bytes: int) -> str:
-        """The exposition text: every counter plus the gauges passed in (per configured sink)."""
+    def render(self, gauges: Gauges) -> str:
+        """The exposition text: every counter plus ``gauges`` (per configured sink)."""
+        backlogs = gauges.backlog
         with self._lock:
             counters = {name: dict(series) for name, series in self._counters.items()}
             up = {_key(sink=s): value for s, value in self._up.items() if s in backlogs}
@@ -102,7 +126,11 @@ class Metrics:
             _family(lines, name, "counter", series)
         _family(lines, BACKLOG_BYTES, "gauge", {_key(sink=s): b for s, b in backlogs.items()})
         _family(lines, SINK_UP, "gauge", up)
-        _family(lines, LOG_BYTES, "gauge", {(): log_bytes})
+        saved = {_key(sink=s): int(not error) for s, error in gauges.checkpoint_errors.items()}
+        _family(lines, CHECKPOINT_SAVED, "gauge", saved)
+        _family(lines, LOG_BYTES, "gauge", {(): gauges.log_bytes})
+        _family(lines, VOLUME_FREE, "gauge", {(): gauges.volume_free})
+        _family(lines, VOLUME_SIZE, "gauge", {(): gauges.volume_size})
         return "\n".join(lines) + "\n"
 
 
@@ -138,6 +166,8 @@ class DeliveryState:
     """Alerts given up, per sink and reason (only non-zero counts)."""
     down: set[str] = field(default_factory=set[str])
     """Sinks whose last attempt failed: their alerts wait for a retry."""
+    unsaved: set[str] = field(default_factory=set[str])
+    """Sinks whose checkpoint cannot be saved: a restart would send alerts again."""
 
 
 _SAMPLE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>\d+)$", re.MULTILINE)
@@ -156,6 +186,8 @@ def parse_delivery(text: str) -> DeliveryState:
             state.dropped.setdefault(labels["sink"], {})[labels["reason"]] = value
         elif not value and sample["name"] == SINK_UP and "sink" in labels:
             state.down.add(labels["sink"])
+        elif not value and sample["name"] == CHECKPOINT_SAVED and "sink" in labels:
+            state.unsaved.add(labels["sink"])
     return state
 
 

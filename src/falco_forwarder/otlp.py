@@ -1,27 +1,33 @@
-"""Map a Falco JSON alert to one OTLP/HTTP logs export request, JSON encoding (``/v1/logs``).
+"""Map Falco JSON alerts to an OTLP/HTTP logs export request, JSON encoding (``/v1/logs``).
 
-One ``resourceLogs`` (the Juju unit as the resource), one ``scopeLogs``, one ``logRecords``
-entry. Severity comes from the priority; attributes from the rule, tags and output fields,
-each output field under its own Falco name (``ka.user.name``).
+One ``resourceLogs`` (the Juju unit as the resource), one ``scopeLogs``, and one ``logRecords``
+entry per alert (`encode_record`; `frame` puts many in one request, in order). Severity comes
+from the priority; attributes from the rule, tags and output fields, each output field under
+its own Falco name (``ka.user.name``).
 """
+
+from __future__ import annotations
 
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
+from falco_forwarder.alert_fields import output_fields
 from falco_forwarder.alert_time import alert_time_ns
-from falco_forwarder.config import JujuTopology
+
+if TYPE_CHECKING:
+    from falco_forwarder.config import JujuTopology
 
 SCOPE_NAME: Final = "falco-k8s.forwarder"
 SERVICE_NAME: Final = "falco"
-# Falco priorities (syslog order) onto OpenTelemetry SeverityNumber ranges: FATAL 21-24,
-# ERROR 17-20, WARN 13-16, INFO 9-12, DEBUG 5-8.
+# Falco priorities are syslog severities: mapped as the OpenTelemetry logs data model's
+# Appendix B maps syslog (Emergency FATAL, Alert ERROR3, Critical ERROR2 ... Debug DEBUG).
 SEVERITY: Final = {
-    "emergency": 24,
-    "alert": 23,
-    "critical": 21,
+    "emergency": 21,
+    "alert": 19,
+    "critical": 18,
     "error": 17,
     "warning": 13,
     "notice": 10,
@@ -30,6 +36,8 @@ SEVERITY: Final = {
     "debug": 5,
 }
 UNSPECIFIED: Final = 0
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_NO_RECORDS: Final = b'"logRecords":[]'
 # OTLP/JSON carries 64-bit integers; larger ones go as text.
 _INT64 = range(-(2**63), 2**63)
 
@@ -93,10 +101,7 @@ def log_record(alert: Mapping[str, Any], juju: JujuTopology, observed_ns: int) -
         "falco.tags": alert.get("tags"),
         **topology(juju),
     }
-    raw = alert.get("output_fields")
-    fields: Mapping[object, object] = raw if isinstance(raw, Mapping) else {}  # pyright: ignore[reportUnknownVariableType]
-    for key, value in sorted(fields.items(), key=lambda item: str(item[0])):
-        name = str(key)
+    for name, value in sorted(output_fields(alert).items()):
         attributes[f"falco.output_fields.{name}" if name in attributes else name] = value
     record: dict[str, Any] = {
         "timeUnixNano": str(alert_time_ns(alert.get("time"), lambda: observed_ns)),
@@ -118,27 +123,31 @@ def resource_attributes(juju: JujuTopology) -> list[KeyValue]:
     return [key_value(key, value) for key, value in resource.items()]
 
 
-def encode(
+def encode_record(
     alert: Mapping[str, Any],
     juju: JujuTopology,
     max_message_bytes: int | None = None,
     *,
     now: Callable[[], int] = time.time_ns,
 ) -> bytes:
-    """The export request body for one alert.
+    """One alert's ``LogRecord``, encoded.
 
     ``max_message_bytes`` is not used: collectors accept requests far above a Falco alert.
     """
     del max_message_bytes
-    request = {
-        "resourceLogs": [
-            {
-                "resource": {"attributes": resource_attributes(juju)},
-                "scopeLogs": [
-                    {"scope": {"name": SCOPE_NAME}, "logRecords": [log_record(alert, juju, now())]}
-                ],
-            }
-        ]
+    return _dumps(log_record(alert, juju, now()))
+
+
+def frame(records: Sequence[bytes], juju: JujuTopology) -> bytes:
+    """The export request carrying ``records`` in order, under the unit's resource."""
+    scope: dict[str, object] = {"scope": {"name": SCOPE_NAME}, "logRecords": []}
+    resource: dict[str, object] = {
+        "resource": {"attributes": resource_attributes(juju)},
+        "scopeLogs": [scope],
     }
-    text = json.dumps(request, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return text.encode("utf-8", "replace")
+    before, after = _dumps({"resourceLogs": [resource]}).split(_NO_RECORDS)
+    return before + b'"logRecords":[' + b",".join(records) + b"]" + after
+
+
+def _dumps(value: object) -> bytes:
+    return _ENCODER.encode(value).encode("utf-8", "replace")

@@ -1,7 +1,7 @@
 """The forwarder's HTTP endpoint: ``GET /healthz`` for Pebble, ``GET /metrics`` for status.
 
 Alerts do not come in here any more (Falco writes them to the alert log), so every other
-route is 404, and a POST on either path is 405.
+route is 404, and any other standard method on either path is 405 with ``Allow``.
 """
 
 from collections.abc import Callable
@@ -13,6 +13,7 @@ from falco_forwarder.metrics import CONTENT_TYPE
 
 HEALTH_PATH: Final = "/healthz"
 METRICS_PATH: Final = "/metrics"
+ALLOW: Final = "GET, HEAD"
 _TEXT: Final = "text/plain; charset=utf-8"
 
 
@@ -30,6 +31,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "falco-forwarder"
     timeout = 60.0  # idle kept-alive connections are closed after this
+    _head_only = False
 
     def do_GET(self) -> None:
         server = cast(StatusServer, self.server)
@@ -41,12 +43,18 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(404, b"not found\n")
 
-    def do_POST(self) -> None:
-        self.close_connection = True  # the body is not read
+    def do_HEAD(self) -> None:
+        self._head_only = True
+        self.do_GET()
+
+    def _not_allowed(self) -> None:
+        self.close_connection = True  # a body, if any, is not read
         if urlsplit(self.path).path in (HEALTH_PATH, METRICS_PATH):
-            self._reply(405, b"use GET\n", extra={"Allow": "GET"})
+            self._reply(405, b"use GET\n", extra={"Allow": ALLOW})
         else:
             self._reply(404, b"not found\n")
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed  # noqa: N815
 
     def _reply(
         self,
@@ -63,7 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body)
+        if not self._head_only:
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
         pass

@@ -1,37 +1,87 @@
-"""The delivery loop of one sink: the alert log's lines, in order, each until delivered or dropped.
+"""Delivery of the alert log to one sink: in log order, several requests in flight, at least once.
 
-The sink's checkpoint moves past a line only after a 2xx (delivered) or a non-retryable
-answer (dropped, counted), so each alert reaches the sink once in normal operation.
-Delivery is at least once otherwise: a killed forwarder repeats the one alert it was
-delivering, and an alert is sent again if the sink took it but its answer was lost.
+A sink whose protocol takes batches (Loki push, OTLP logs) gets everything waiting in one
+request, one request at a time. The others (HTTP JSON, GELF, falcosidekick) get one alert per
+request; while the sink answers quickly that is one request at a time, in order, and when its
+answers take longer (a distant sink) up to `MAX_IN_FLIGHT` requests go out at once, each on its
+own kept-alive connection, so the rate no longer falls with the round trip. Either way the
+checkpoint only moves over a contiguous prefix of the log that the sink acknowledged (or that
+was dropped, and counted): a failure waits for the requests in flight, backs off, and resumes
+from there, leaving out what the sink already acknowledged beyond it.
+
+Connection errors, timeouts, 5xx and 429 are retried with exponential backoff and full jitter
+(stretched to a Retry-After); other 4xx refuse the alert (dropped, counted; a refused batch is
+sent again one alert per request, so only the alerts the sink refuses are dropped). Each alert
+is therefore delivered once in normal operation and at least once across kills and lost
+answers. Stopping never waits long on a sink: requests in flight get a short grace, then are
+cut off.
+
+Each line of the log becomes an entry here, to be sent or dropped; a later stage that folds
+repeated alerts into a summary (issue 24) would be one more outcome of `SinkWorker._prepare`,
+committed over the same prefix.
 """
 
 import json
 import logging
+import math
 import random
+import statistics
 import threading
-from typing import Final
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 from falco_forwarder.alert_log import AlertLog
 from falco_forwarder.burstlog import BurstLog
-from falco_forwarder.config import JujuTopology, RetryConfig, SinkConfig, encoder
+from falco_forwarder.checkpoint import Position
+from falco_forwarder.config import JujuTopology, RetryConfig, SinkConfig
 from falco_forwarder.metrics import DELIVERED, MALFORMED, RETRIED, UNMAPPABLE, Metrics
 from falco_forwarder.reader import Line, LogReader
-from falco_forwarder.sinks import HttpSender, Outcome
+from falco_forwarder.sinks import Attempt, HttpSender, Outcome
 
 logger = logging.getLogger(__name__)
 
 # 2**60 times any sane initial delay is past any cap; stops the float from overflowing.
 _MAX_DOUBLINGS = 60
-# How often an idle worker looks for new lines: bounds the delivery latency.
-POLL_SECONDS: Final = 0.05
-_BATCH_LINES: Final = 256
+MAX_IN_FLIGHT: Final = 64
+# A sink answering faster than this gets one request at a time: strictly in order.
+SLOW_ANSWER_SECONDS: Final = 0.01
+# Requests in flight for a slow sink: enough for this rate at the answer time measured.
+_TARGET_RATE: Final = 3000
+_LATENCY_SAMPLES: Final = 8
+# A batch: at most this many alerts or bytes (Loki and collectors take far more by default).
+_BATCH_ALERTS: Final = 1000
+_BATCH_BYTES: Final = 1024 * 1024
+_READ_LINES: Final = 256
+# Falco writes JSON objects with sorted keys, hostname first: where an alert begins when a
+# write cut short (a full volume) left the start of another in front of it on the same line.
+_ALERT_START: Final = b'{"hostname":'
+# A worker waiting for alerts looks at the log this often even when nothing wakes it.
+_IDLE_SECONDS: Final = 1.0
+# How long a request cut off by a stop may take to notice.
+_ABORT_SECONDS: Final = 0.5
+
+
+@dataclass(eq=False)
+class _Entry:
+    """Lines of the log up to ``end``: a request to send, or only drops."""
+
+    end: Position
+    epoch: int
+    body: bytes | None = None
+    alerts: int = 0
+    """Alerts in the body."""
+    drops: list[str] = field(default_factory=list[str])
+    """Why each line of the entry that is not sent was dropped."""
+    done: bool = False
 
 
 class SinkWorker:
-    """A thread delivering one sink's alerts, with exponential backoff and full jitter.
+    """Threads delivering one sink's alerts; its settings are fixed.
 
-    Its settings are fixed: a reload replaces the worker, which resumes at the checkpoint.
+    A reload replaces the worker, which resumes at the checkpoint.
     """
 
     def __init__(
@@ -44,132 +94,350 @@ class SinkWorker:
         juju: JujuTopology,
     ):
         self._sink = sink
+        self._name = sink.name
         self._log = log
         self._metrics = metrics
         self._retry = retry
         self._juju = juju
-        self._stop = threading.Event()
+        self._format = sink.sink_format
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
-        self._sender = HttpSender(sink, retry.timeout_seconds)
-        self._encode = encoder(sink.format)
         self._outage = BurstLog(logger)
         self._refusals = BurstLog(logger)
         self._malformed = BurstLog(logger)
-        self._thread = threading.Thread(target=self._run, name=f"sink-{sink.name}")
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._lanes: list[tuple[threading.Thread, HttpSender]] = []
+        self._window = 1
+        self._latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
+        self._measured = 0
+        # Where delivery stands (under the condition):
+        self._epoch = 0  # bumped on every restart from the checkpoint; older results are void
+        self._generation = 0
+        self._reader: LogReader | None = None
+        self._lines: deque[Line] = deque()
+        self._pending: deque[_Entry] = deque()
+        self._in_flight = 0
+        self._acked: set[Position] = set()  # delivered beyond a failure: not sent again
+        self._failed = False  # a failure: drain what is in flight, back off, read again
+        self._resume_at = 0.0
+        self._attempts = 0
+        self._alone_until: Position | None = None  # after a refused batch: one per request
 
     def start(self) -> None:
         """Start delivering."""
-        self._thread.start()
+        with self._cond:
+            self._restart()
+            self._add_lane()
+
+    def wake(self) -> None:
+        """The log changed: look for new alerts now (called by the log watch)."""
+        with self._cond:
+            self._cond.notify()
 
     def stop(self) -> None:
-        """Ask the loop to exit: a POST in flight completes, a backoff wait is cut short."""
-        self._stop.set()
+        """Send nothing more; requests in flight may still finish (see `join`)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
 
-    def join(self) -> None:
-        """Wait until the loop has exited (after `stop`); the checkpoint says where it was."""
-        self._thread.join()
+    def join(self, deadline: float) -> None:
+        """Wait for the threads to end after `stop`, cutting off at ``deadline`` what is left.
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                position, generation = self._log.position(self._sink.name)
-                reader = LogReader(self._log, position)
-                try:
-                    self._follow(reader, generation)
-                except Exception:
-                    # A bug or an OS error must not silently end this sink's deliveries: log,
-                    # count, wait, and start again from the checkpoint.
-                    logger.exception("sink %s: delivery failed unexpectedly", self._sink.name)
-                    self._metrics.inc(RETRIED, sink=self._sink.name)
-                    self._stop.wait(self._retry.max_seconds)
-                finally:
-                    reader.close()
-        finally:
-            self._sender.close()
-
-    def _follow(self, reader: LogReader, generation: int) -> None:
-        """Deliver from ``reader`` until stopped or until retention moves the sink on."""
-        while not self._stop.is_set():
-            lines = reader.read(_BATCH_LINES)
-            if not lines:
-                if self._log.generation(self._sink.name) != generation:
-                    return
-                self._stop.wait(POLL_SECONDS)
-            for line in lines:
-                if self._stop.is_set() or not self._deliver(line, generation):
-                    return
-
-    def _deliver(self, line: Line, generation: int) -> bool:
-        """Deliver or drop ``line``; False if stopping or moved on (start over, or exit)."""
-        body = self._render(line.data)
-        if isinstance(body, str):
-            return self._finish(line, generation, dropped=body)
-        attempts = 0
-        while True:
-            attempt = self._sender.post(body)
-            self._metrics.set_up(self._sink.name, attempt.outcome is not Outcome.RETRY)
-            if attempt.outcome is Outcome.DELIVERED:
-                self._outage.end("sink %s: delivering again", self._sink.name)
-                self._refusals.end("sink %s: accepting alerts again", self._sink.name)
-                return self._finish(line, generation)
-            if attempt.outcome is Outcome.DROP:
-                self._refusals.event(
-                    "sink %s (%s) refused an alert with %s; dropped it, not retrying",
-                    self._sink.name,
-                    self._sink.safe_url,
-                    attempt.detail,
-                )
-                return self._finish(line, generation, dropped=attempt.drop_reason)
-            self._metrics.inc(RETRIED, sink=self._sink.name)
-            self._outage.event(
-                "sink %s (%s) failed: %s; retrying with backoff",
-                self._sink.name,
-                self._sink.safe_url,
-                attempt.detail,
-            )
-            delay = backoff_delay(attempts, attempt.retry_after, self._retry, self._rng)
-            attempts += 1
-            if self._stop.wait(delay) or self._log.generation(self._sink.name) != generation:
-                return False  # shutting down (resumed here later), or dropped by retention
-
-    def _finish(self, line: Line, generation: int, *, dropped: str = "") -> bool:
-        """Move the checkpoint past ``line`` and count it delivered, or ``dropped`` (the reason).
-
-        Nothing is counted when retention got there first: it counted the line already.
+        A request cut off is sent again by the next worker, from the checkpoint.
         """
-        if not self._log.commit(self._sink.name, generation, line.end):
-            return False
-        if dropped:
-            self._metrics.drop(self._sink.name, dropped)
-        else:
-            self._metrics.inc(DELIVERED, sink=self._sink.name)
-        return True
+        for thread, sender in list(self._lanes):
+            thread.join(max(deadline - time.monotonic(), 0))
+            if thread.is_alive():
+                sender.abort()
+                thread.join(_ABORT_SECONDS)
+        with self._cond:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
-    def _render(self, data: bytes) -> bytes | str:
-        """The request body for this sink, or the drop reason if the line cannot be sent."""
+    # -- lanes ----------------------------------------------------------------------------------
+
+    def _add_lane(self) -> None:
+        sender = HttpSender(self._sink, self._retry.timeout_seconds)
+        number = len(self._lanes)
+        thread = threading.Thread(
+            target=self._lane,
+            args=(sender,),
+            name=f"sink-{self._name}" if number == 0 else f"sink-{self._name}-{number}",
+            daemon=True,
+        )
+        self._lanes.append((thread, sender))
+        thread.start()
+
+    def _lane(self, sender: HttpSender) -> None:
+        """Send, and while the sink answers prepare the next request (read, parse, encode)."""
         try:
-            alert = json.loads(data)
-        except (ValueError, RecursionError):
-            alert = None
-        if not isinstance(alert, dict):
+            with self._cond:
+                entry = self._next(None)
+            while entry is not None:
+                assert entry.body is not None
+                started = time.monotonic()
+                attempt, upcoming = self._guarded(sender.send, entry.body), None
+                if attempt is None:
+                    with self._cond:
+                        upcoming = self._ahead()
+                    attempt = self._guarded(sender.receive)
+                assert attempt is not None
+                with self._cond:
+                    self._finished(entry, attempt, time.monotonic() - started)
+                    entry = self._next(upcoming)
+        finally:
+            sender.close()
+
+    def _guarded(self, call: Callable[..., Attempt | None], *args: bytes) -> Attempt | None:
+        try:
+            return call(*args)
+        except Exception as e:  # a bug must not end the sink's deliveries
+            logger.exception("sink %s: sending failed unexpectedly", self._name)
+            return Attempt(Outcome.RETRY, type(e).__name__)
+
+    # -- taking work (under the condition) ------------------------------------------------------
+
+    def _next(self, prepared: _Entry | None) -> _Entry | None:
+        """The next request to send (``prepared`` if still good), waiting for one; None to stop."""
+        while not self._stopping:
+            if prepared is not None and (prepared.epoch != self._epoch or self._failed):
+                prepared = None  # read again after the restart
+            timeout = _IDLE_SECONDS
+            try:
+                if self._failed:
+                    timeout = self._resume_at - time.monotonic()
+                    if self._in_flight == 0 and timeout <= 0:
+                        self._restart()
+                        continue
+                elif self._in_flight < self._window:
+                    entry = prepared or self._take()
+                    prepared = None
+                    if entry is not None:
+                        self._in_flight += 1
+                        if self._in_flight < self._window:
+                            self._cond.notify()  # another lane may take the next one
+                        return entry
+            except Exception:
+                # A bug or an OS error must not silently end this sink's deliveries: log,
+                # count, wait, and start again from the checkpoint.
+                logger.exception("sink %s: delivery failed unexpectedly", self._name)
+                self._metrics.inc(RETRIED, sink=self._name)
+                self._fail(self._retry.max_seconds)
+                continue
+            self._cond.wait(timeout if timeout > 0 else None if self._failed else _IDLE_SECONDS)
+        return None
+
+    def _ahead(self) -> _Entry | None:
+        """The request after the one in flight, made ready while the sink answers."""
+        if self._stopping or self._failed:
+            return None
+        try:
+            return self._take()
+        except Exception:
+            return None  # `_next` meets the problem again, and handles it
+
+    def _restart(self) -> None:
+        """Read again from the checkpoint; results of requests sent before are void."""
+        if self._reader is not None:
+            self._reader.close()
+        # What the sink acknowledged beyond the failure is not sent again.
+        self._acked = {e.end for e in self._pending if e.done and e.body is not None}
+        position, self._generation = self._log.position(self._name)
+        self._reader = LogReader(self._log, position)
+        self._lines.clear()
+        self._pending.clear()
+        self._epoch += 1
+        self._failed = False
+
+    def _take(self) -> _Entry | None:
+        """Read and prepare the next request; entries that are only drops are settled here."""
+        if self._log.generation(self._name) != self._generation:
+            self._restart()  # the log moved this sink (retention, a cut): what it read is void
+        entry, pieces = self._collect()
+        if self._log.generation(self._name) != self._generation:
+            # Reading on found the log cut under this sink, which moved it: read again.
+            self._restart()
+            return self._take()
+        if not pieces:
+            if entry.drops:
+                entry.done = True
+                self._pending.append(entry)
+            self._advance()
+            return None
+        entry.alerts = len(pieces)
+        frame = self._format.frame
+        entry.body = pieces[0] if frame is None else frame(pieces, self._juju)
+        self._pending.append(entry)
+        return entry
+
+    def _collect(self) -> tuple[_Entry, list[bytes]]:
+        """The lines of the next request and their pieces (none if nothing is waiting).
+
+        Lines the sink acknowledged already (beyond a failure) are settled as delivered.
+        """
+        assert self._reader is not None
+        limit = _BATCH_ALERTS if self._format.frame and self._alone_until is None else 1
+        pieces: list[bytes] = []
+        entry = _Entry(self._reader.position, self._epoch)
+        size = 0
+        while len(pieces) < limit and size < _BATCH_BYTES and (line := self._next_line()):
+            piece, drops = self._prepare(line)
+            entry.end = line.end
+            entry.drops.extend(drops)
+            if piece is not None and line.end in self._acked:
+                self._acked.discard(line.end)
+                entry.done = True  # the sink has it already
+                entry.alerts += 1
+                self._pending.append(entry)
+                entry = _Entry(line.end, self._epoch)
+            elif piece is not None:
+                pieces.append(piece)
+                size += len(piece)
+            if self._alone_until is not None and line.end >= self._alone_until:
+                self._alone_until = None
+                break
+        return entry, pieces
+
+    def _next_line(self) -> Line | None:
+        if not self._lines:
+            assert self._reader is not None
+            self._lines.extend(self._reader.read(_READ_LINES))
+        return self._lines.popleft() if self._lines else None
+
+    def _prepare(self, line: Line) -> tuple[bytes | None, list[str]]:
+        """This sink's piece of a request for ``line`` (None if none), and what was dropped."""
+        if line.oversized:
+            self._malformed.event(
+                "sink %s: skipped a line of the alert log over 16 MiB: %r", self._name, line.data
+            )
+            return None, [MALFORMED]
+        data, drops = line.data, []
+        alert = _parse(data)
+        if alert is None and (start := data.find(_ALERT_START, 1)) > 0:
+            # A write cut short (a full volume) left part of an alert before this one.
+            data, drops = data[start:], [MALFORMED]
+            alert = _parse(data)
+        if alert is None:
             self._malformed.event(
                 "sink %s: skipped a line of the alert log that is not a JSON object: %r",
-                self._sink.name,
-                data[:120],
+                self._name,
+                line.data[:120],
             )
-            return MALFORMED
-        if self._encode is None:
-            return data
+            return None, [MALFORMED]
+        if drops:
+            self._malformed.event(
+                "sink %s: skipped the start of an alert cut short in the alert log: %r",
+                self._name,
+                line.data[:120],
+            )
+        encode = self._format.encode
+        if encode is None:
+            return data, drops
         try:
-            return self._encode(alert, self._juju, self._sink.max_message_bytes)  # pyright: ignore[reportUnknownArgumentType]
+            return encode(alert, self._juju, self._sink.max_message_bytes), drops
         except Exception:
             # Retrying cannot help a mapping bug, and would hold back every later alert.
             logger.exception(
-                "sink %s: cannot map an alert to %s; dropping it",
-                self._sink.name,
-                self._sink.format,
+                "sink %s: cannot map an alert to %s; dropping it", self._name, self._sink.format
             )
-            return UNMAPPABLE
+            return None, [*drops, UNMAPPABLE]
+
+    # -- results (under the condition) ----------------------------------------------------------
+
+    def _finished(self, entry: _Entry, attempt: Attempt, latency: float) -> None:
+        self._in_flight -= 1
+        self._cond.notify()
+        if entry.epoch != self._epoch:
+            return  # sent before a restart: it will be read and sent again
+        if attempt.outcome is Outcome.DELIVERED:
+            entry.done = True
+            if self._attempts:
+                self._attempts = 0
+                self._metrics.set_up(self._name, True)
+            self._outage.end("sink %s: delivering again", self._name)
+            self._refusals.end("sink %s: accepting alerts again", self._name)
+            self._measure(latency)
+            self._advance()
+        elif self._stopping:
+            return  # cut off by the stop
+        elif attempt.outcome is Outcome.DROP:
+            self._metrics.set_up(self._name, True)
+            if entry.alerts > 1:  # find the alerts it refuses: send them one at a time
+                self._alone_until = entry.end
+                self._fail(0.0)
+                return
+            self._refusals.event(
+                "sink %s (%s) refused an alert with %s; dropped it, not retrying",
+                self._name,
+                self._sink.safe_url,
+                attempt.detail,
+            )
+            entry.drops.append(attempt.drop_reason)
+            entry.alerts = 0
+            entry.done = True
+            self._advance()
+        else:
+            self._metrics.set_up(self._name, False)
+            self._metrics.inc(RETRIED, sink=self._name)
+            self._outage.event(
+                "sink %s (%s) failed: %s; retrying with backoff",
+                self._name,
+                self._sink.safe_url,
+                attempt.detail,
+            )
+            if not self._failed:
+                delay = backoff_delay(self._attempts, attempt.retry_after, self._retry, self._rng)
+                self._attempts += 1
+                self._fail(delay)
+
+    def _fail(self, delay: float) -> None:
+        """Send nothing more; once what is in flight is back and ``delay`` passed, read again."""
+        self._failed = True
+        self._resume_at = time.monotonic() + delay
+        self._cond.notify_all()
+
+    def _advance(self) -> None:
+        """Move the checkpoint over the settled prefix, and count what it holds."""
+        delivered, drops, end = 0, list[str](), None
+        while self._pending and self._pending[0].done:
+            entry = self._pending.popleft()
+            delivered += entry.alerts
+            drops.extend(entry.drops)
+            end = entry.end
+        if end is None:
+            return
+        if not self._log.commit(self._name, self._generation, end):
+            self._restart()  # the log counted these when it moved the sink on
+            return
+        if delivered:
+            self._metrics.inc(DELIVERED, delivered, sink=self._name)
+        for reason in drops:
+            self._metrics.drop(self._name, reason)
+
+    def _measure(self, latency: float) -> None:
+        """Size the window from how long the sink takes to answer."""
+        if self._format.frame is not None:
+            return  # batches: one request at a time carries what waits
+        self._latencies.append(latency)
+        self._measured += 1
+        if self._measured % _LATENCY_SAMPLES:
+            return  # sized again every few answers
+        answer = statistics.median(self._latencies)
+        window = 1
+        if answer >= SLOW_ANSWER_SECONDS:
+            window = min(MAX_IN_FLIGHT, max(2, math.ceil(answer * _TARGET_RATE)))
+        self._window = window
+        while len(self._lanes) < window and not self._stopping:
+            self._add_lane()
+
+
+def _parse(data: bytes) -> dict[str, Any] | None:
+    try:
+        alert = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return alert if isinstance(alert, dict) else None  # pyright: ignore[reportUnknownVariableType]
 
 
 def backoff_delay(

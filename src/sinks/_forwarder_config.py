@@ -19,8 +19,6 @@ from falco_forwarder.config import (
     ListenConfig,
     RetryConfig,
     SinkConfig,
-    config_from_dict,
-    config_to_dict,
 )
 from options import InvalidStateError, option_error
 
@@ -67,13 +65,12 @@ def forwarder_config(
 def render_forwarder_config(
     sinks: tuple[SinkConfig, ...], topology: JujuTopology, retention_mb: int
 ) -> str:
-    """The forwarder's config file, checked by the forwarder's own reader (e.g. a relation's CA).
+    """The forwarder's config file; its types checked themselves as they were built.
 
     Raises InvalidStateError, for a Blocked status, when the forwarder would refuse it.
     """
-    settings = config_to_dict(forwarder_config(sinks, topology, retention_mb))
     try:
-        config_from_dict(settings)
+        settings = forwarder_config(sinks, topology, retention_mb).to_dict()
     except ConfigError as exc:
         raise InvalidStateError(f"alert sinks: {exc}") from None
     return json.dumps(settings, indent=1, sort_keys=True)

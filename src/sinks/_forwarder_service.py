@@ -1,7 +1,7 @@
 """The forwarder in its container: its code, its config file, its service; reloaded, not restarted.
 
-Usable outside a charm: a `Workload` and plain data in (the payload, the sinks, the topology),
-and a `Report` out, in the words the unit status needs.
+Usable outside a charm: a `Workload`, plain data (the payload, the sinks, the topology) and
+the unit's memory in, and a `Report` out, in the words the unit status needs.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from constants import FORWARDER_CONFIG, FORWARDER_PKG_DIR
 from falco_forwarder.config import JujuTopology, SinkConfig
 from options import InvalidStateError
 from payload import Payload, manifest_digest
+from peer_memory import UnitMemory
 from report import Report
 from sinks._forwarder_config import render_forwarder_config
 from sinks._forwarder_layer import forwarder_layer
@@ -23,6 +24,7 @@ def reconcile(
     retention_mb: int,
     payload: Payload,
     *,
+    memory: UnitMemory,
     metrics_port: int,
 ) -> Report:
     """Run the forwarder on the current sinks; a sink change reloads it and spares Falco."""
@@ -42,7 +44,7 @@ def reconcile(
     from sinks._delivery_status import forwarder_notes  # noqa: PLC0415 - only with settled sinks
 
     names = [sink.name for sink in sinks]
-    return Report(notes=tuple(forwarder_notes(metrics_port, names)))
+    return Report(notes=tuple(forwarder_notes(metrics_port, names, memory)))
 
 
 def converge(forwarder: Workload, config_text: str, payload: Payload) -> bool:

@@ -1,5 +1,5 @@
-"""The apiserver's side: the Service, ConfigMap and NetworkPolicy, its files, the webhook's TLS."""
+"""The apiserver's side: cluster objects, credentials, the audit intake, the admin's file."""
 
-from webhook._service import AuditWebhook, WebhookOutcome
+from webhook._service import AuditWebhook
 
-__all__ = ["AuditWebhook", "WebhookOutcome"]
+__all__ = ["AuditWebhook"]

@@ -26,13 +26,17 @@ class ApiserverFileRecords:
         self._model = model
         self._relation_name = peer_relation
 
-    def outdated(self, served: WebhookIdentity) -> str | None:
-        """Why the apiserver's file must be replaced, or None; the leader sets the baseline."""
+    def outdated(self, served: WebhookIdentity, *, settled: bool = True) -> str | None:
+        """Why the apiserver's file must be replaced, or None; the leader sets the baseline.
+
+        ``settled`` False (a provider's certificate is on its way): what is served now is not
+        taken as what the admin will hold.
+        """
         peers = self._model.get_relation(self._relation_name)
         if peers is None:
             return None
         app_data = peers.data[self._model.app]
-        if self._model.unit.is_leader() and BASELINE_KEY not in app_data:
+        if settled and self._model.unit.is_leader() and BASELINE_KEY not in app_data:
             app_data[BASELINE_KEY] = served.record(time.time())
         records = [app_data.get(BASELINE_KEY, "")]
         units = {self._model.unit, *peers.units}

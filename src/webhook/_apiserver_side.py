@@ -13,9 +13,10 @@ from typing import Literal
 
 import yaml
 
-from constants import K8SAUDIT_PATH, K8SAUDIT_PORT
+from constants import K8SAUDIT_PATH, WEBHOOK_PORT
 
-# Keys of the charm's ConfigMap; the kubectl one-liners below read them back.
+# The audit policy is in the charm's ConfigMap; the webhook file, which holds the token, in its
+# Secret of the same name. The kubectl one-liners below read them back.
 WEBHOOK_CONFIG_KEY = "webhook-config.yaml"
 AUDIT_POLICY_KEY = "audit-policy.yaml"
 
@@ -32,6 +33,11 @@ MICROK8S_WEBHOOK_CONFIG = f"{MICROK8S_ARGS_DIR}/falco-webhook-config.yaml"
 MICROK8S_AUDIT_POLICY = f"{MICROK8S_ARGS_DIR}/falco-audit-policy.yaml"
 MICROK8S_RESTART = "sudo snap restart microk8s.daemon-kubelite"
 
+# Charmed Kubernetes: kubernetes-control-plane writes its options audit-webhook-config and
+# audit-policy to files of its own and passes them as --audit-webhook-config-file and
+# --audit-policy-file; its api-extra-args passes space-separated key=value pairs as flags.
+CHARMED_KUBERNETES_APP = "kubernetes-control-plane"
+
 # Batch sizing. The k8saudit plugin refuses a webhook request body larger than its
 # webhookMaxBatchSize (12 MiB by default) and drops a single event larger than its maxEventSize
 # (256 KiB by default). The apiserver's truncating backend splits a batch whose serialised size
@@ -44,6 +50,14 @@ BATCH_MAX_EVENTS = 400
 BATCH_MAX_WAIT = "5s"  # the apiserver's 30 s default would delay alerts on a quiet cluster
 TRUNCATE_MAX_BATCH_BYTES = 10 * 1024 * 1024
 TRUNCATE_MAX_EVENT_BYTES = 240 * 1024
+# A batch the webhook could not deliver is tried 5 times, the waits growing from the initial
+# backoff by 1.5x with up to 20 % jitter: the last try comes 8.125-9.75 initial backoffs after
+# the first, and a listener outage longer than that loses the batch (the apiserver logs it).
+# The apiserver's 10 s default survives outages of about 81 s (measured 85-88 s); 20 s doubles
+# that (measured 171-178 s), enough for Falco's pod to be rescheduled, at the cost of a slower
+# first retry after a blip and of holding the undelivered events twice as long during an outage
+# (docs/reference/audit-webhook-delivery.md; benchmarks/webhook_outage_window.py measures it).
+INITIAL_BACKOFF = "20s"
 
 _KUBECONFIG_NAME = "falco"
 # Where the apiserver reaches a NodePort Service: its own node's loopback (see webhook_server_url).
@@ -65,9 +79,10 @@ class WebhookAddress:
     cluster_ip: str
     node_port: int | None = None
 
-    def url(self, *, tls: bool) -> str:
-        """The webhook URL for this address, ``https`` when Falco serves a certificate."""
-        return webhook_server_url(self.service_type, self.cluster_ip, self.node_port, tls=tls)
+    @property
+    def url(self) -> str:
+        """The webhook URL for this address."""
+        return webhook_server_url(self.service_type, self.cluster_ip, self.node_port)
 
     @property
     def reachability_note(self) -> str:
@@ -167,10 +182,8 @@ def webhook_resource_name(app: str) -> str:
     return f"{app}-audit-webhook"
 
 
-def webhook_server_url(
-    service_type: str, cluster_ip: str, node_port: int | None, *, tls: bool = False
-) -> str:
-    """The URL the kube-apiserver posts audit batches to.
+def webhook_server_url(service_type: str, cluster_ip: str, node_port: int | None) -> str:
+    """The URL the kube-apiserver posts audit batches to: always https, as the token needs it.
 
     The apiserver does not use cluster DNS, so the host is always an IP address. A NodePort
     Service is reached on the loopback address of the node the apiserver runs on (this needs
@@ -188,27 +201,26 @@ def webhook_server_url(
     else:
         ip = ipaddress.ip_address(cluster_ip)
         host = f"[{ip}]" if ip.version == 6 else str(ip)
-        port = K8SAUDIT_PORT
-    scheme = "https" if tls else "http"
-    return f"{scheme}://{host}:{port}{K8SAUDIT_PATH}"
+        port = WEBHOOK_PORT
+    return f"https://{host}:{port}{K8SAUDIT_PATH}"
 
 
-def webhook_kubeconfig(address: WebhookAddress, ca_cert: str | None = None) -> str:
+def webhook_kubeconfig(address: WebhookAddress, ca_cert: str, token: str) -> str:
     """The kubeconfig-format file named by ``--audit-webhook-config-file``, for a live Service.
 
-    With ``ca_cert`` (PEM) the apiserver speaks https and verifies Falco's certificate against
-    that CA; without it, plain HTTP. The webhook has no client authentication, so the user entry
-    is empty; the file still needs a user and a context for the apiserver to load it.
+    The apiserver verifies the intake's certificate against ``ca_cert`` (PEM) and sends
+    ``token`` as ``Authorization: Bearer``; client-go sends a kubeconfig's credentials to an
+    https server only, which is why the webhook is always https.
     """
-    no_credentials: dict[str, str] = {}
-    cluster: dict[str, str] = {"server": address.url(tls=ca_cert is not None)}
-    if ca_cert is not None:
-        cluster["certificate-authority-data"] = base64.b64encode(ca_cert.encode()).decode()
+    cluster = {
+        "server": address.url,
+        "certificate-authority-data": base64.b64encode(ca_cert.encode()).decode(),
+    }
     document = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": _KUBECONFIG_NAME, "cluster": cluster}],
-        "users": [{"name": _KUBECONFIG_NAME, "user": no_credentials}],
+        "users": [{"name": _KUBECONFIG_NAME, "user": {"token": token}}],
         "contexts": [
             {
                 "name": _KUBECONFIG_NAME,
@@ -228,65 +240,149 @@ def apiserver_flags(
     return [
         f"--audit-policy-file={audit_policy_path}",
         f"--audit-webhook-config-file={webhook_config_path}",
+        *batching_flags(),
+    ]
+
+
+def batching_flags() -> list[str]:
+    """How the webhook backend batches, truncates and retries: the flags beside the two files."""
+    return [
         "--audit-webhook-mode=batch",
         f"--audit-webhook-batch-max-size={BATCH_MAX_EVENTS}",
         f"--audit-webhook-batch-max-wait={BATCH_MAX_WAIT}",
         "--audit-webhook-truncate-enabled=true",
         f"--audit-webhook-truncate-max-batch-size={TRUNCATE_MAX_BATCH_BYTES}",
         f"--audit-webhook-truncate-max-event-size={TRUNCATE_MAX_EVENT_BYTES}",
+        f"--audit-webhook-initial-backoff={INITIAL_BACKOFF}",
     ]
 
 
-def _configmap_extract(kubectl: str, namespace: str, app: str, key: str) -> str:
-    """Shell command printing one key of the charm's ConfigMap to stdout."""
+# Where each file handed to the admin lives in the cluster: the webhook file, which holds the
+# token, in the Secret (base64, as Kubernetes keeps a Secret's data); the policy in the ConfigMap.
+_STORED_IN = {WEBHOOK_CONFIG_KEY: "secret", AUDIT_POLICY_KEY: "configmap"}
+
+
+def _cluster_extract(kubectl: str, namespace: str, app: str, key: str) -> str:
+    """Shell command printing one file kept in the charm's Secret or ConfigMap to stdout."""
     jsonpath = "{.data." + key.replace(".", "\\.") + "}"
-    return shlex.join(
+    kind = _STORED_IN[key]
+    command = shlex.join(
         [
             *kubectl.split(),
             "-n",
             namespace,
             "get",
-            "configmap",
+            kind,
             webhook_resource_name(app),
             "-o",
             f"jsonpath={jsonpath}",
         ]
     )
+    return f"{command} | base64 -d" if kind == "secret" else command
 
 
 def kubectl_commands(namespace: str, app: str) -> str:
-    """Commands saving both ConfigMap keys to files in the current directory, one per line."""
+    """Commands saving both files to the current directory, one per line."""
     return "\n".join(
-        f"{_configmap_extract('kubectl', namespace, app, key)} > {key}"
+        f"{_cluster_extract('kubectl', namespace, app, key)} > {key}"
         for key in (WEBHOOK_CONFIG_KEY, AUDIT_POLICY_KEY)
     )
 
 
-def microk8s_instructions(namespace: str, app: str) -> str:
-    """A script to run on each MicroK8s control-plane node to turn auditing to Falco on.
+@dataclass(frozen=True)
+class SnapControlPlane:
+    """Where a snap's kube-apiserver reads its flags (one per line) and files, and its restart."""
 
+    kubectl: str
+    args_file: str
+    webhook_config: str
+    audit_policy: str
+    restart: str
+    ready: str
+    """Returns once the apiserver answers again, so that the next command reaches it."""
+
+
+MICROK8S = SnapControlPlane(
+    kubectl="microk8s kubectl",
+    args_file=MICROK8S_APISERVER_ARGS,
+    webhook_config=MICROK8S_WEBHOOK_CONFIG,
+    audit_policy=MICROK8S_AUDIT_POLICY,
+    restart=MICROK8S_RESTART,
+    ready="microk8s status --wait-ready >/dev/null",
+)
+# Canonical Kubernetes (the k8s snap) reads the same layout under its SNAP_COMMON; its own docs
+# keep audit files in /var/snap/k8s/common/etc. The k8s charm sets apiserver flags only when a
+# node joins, and keeps the flags it did not set when it rewrites this file.
+CANONICAL_K8S = SnapControlPlane(
+    kubectl="sudo k8s kubectl",
+    args_file="/var/snap/k8s/common/args/kube-apiserver",
+    webhook_config="/var/snap/k8s/common/etc/falco-webhook-config.yaml",
+    audit_policy="/var/snap/k8s/common/etc/falco-audit-policy.yaml",
+    restart="sudo systemctl restart snap.k8s.kube-apiserver",
+    ready="sudo k8s status --wait-ready >/dev/null",
+)
+
+
+def snap_control_plane_script(snap: SnapControlPlane, namespace: str, app: str) -> str:
+    """A script to run on each control-plane node of a snap cluster to turn auditing to Falco on.
+
+    It stops at the first failure, before the apiserver restarts on a file it could not write.
     It is safe to run again after the webhook address or the policy changed: earlier audit
-    flags are removed from the args file before the current ones are appended.
+    flags are removed from the args file before the current ones are appended. The webhook
+    file holds the token: it is made readable by root only before anything is written to it.
     """
+    files = ((WEBHOOK_CONFIG_KEY, snap.webhook_config), (AUDIT_POLICY_KEY, snap.audit_policy))
+    directories = sorted({path.rsplit("/", 1)[0] for _, path in files})
     copies = [
-        f"{_configmap_extract('microk8s kubectl', namespace, app, key)}"
+        f"{_cluster_extract(snap.kubectl, namespace, app, key)}"
         f" | sudo tee {shlex.quote(path)} >/dev/null"
-        for key, path in (
-            (WEBHOOK_CONFIG_KEY, MICROK8S_WEBHOOK_CONFIG),
-            (AUDIT_POLICY_KEY, MICROK8S_AUDIT_POLICY),
-        )
+        for key, path in files
     ]
-    flags = apiserver_flags(MICROK8S_WEBHOOK_CONFIG, MICROK8S_AUDIT_POLICY)
+    args_file = shlex.quote(snap.args_file)
     return "\n".join(
         [
+            "set -euo pipefail",
+            shlex.join(["sudo", "mkdir", "-p", *directories]),
+            shlex.join(["sudo", "install", "-m", "600", "/dev/null", snap.webhook_config]),
             *copies,
-            f"sudo sed -i '/^--audit-\\(webhook\\|policy\\)-/d' {MICROK8S_APISERVER_ARGS}",
-            f"sudo tee -a {MICROK8S_APISERVER_ARGS} >/dev/null <<'EOF'",
-            *flags,
+            f"sudo sed -i '/^--audit-\\(webhook\\|policy\\)-/d' {args_file}",
+            f"sudo tee -a {args_file} >/dev/null <<'EOF'",
+            *apiserver_flags(snap.webhook_config, snap.audit_policy),
             "EOF",
-            MICROK8S_RESTART,
+            snap.restart,
+            snap.ready,
         ]
     )
+
+
+# awk program printing every api-extra-args entry but earlier audit backend flags.
+_OTHER_EXTRA_ARGS = (
+    '{ for (i = 1; i <= NF; i++) if ($i !~ /^(--)?audit-(webhook|policy)-/) printf "%s ", $i }'
+)
+
+
+def charmed_kubernetes_command(
+    webhook_config: str, audit_policy: str, app: str = CHARMED_KUBERNETES_APP
+) -> str:
+    """One ``juju config`` command pointing Charmed Kubernetes' apiservers at Falco.
+
+    The control-plane charm writes the two files and restarts kube-apiserver itself. The
+    operator's other ``api-extra-args`` stay: earlier audit flags give way to the current
+    ones, so it is safe to run again.
+    """
+    files = shlex.join(
+        [
+            "juju",
+            "config",
+            app,
+            f"audit-webhook-config={webhook_config}",
+            f"audit-policy={audit_policy}",
+        ]
+    )
+    current = shlex.join(["juju", "config", app, "api-extra-args"])
+    others = f"$({current} | awk {shlex.quote(_OTHER_EXTRA_ARGS)})"
+    ours = " ".join(flag.removeprefix("--") for flag in batching_flags())
+    return f'{files} "api-extra-args={others}{ours}"'
 
 
 def webhook_action_result(
@@ -300,6 +396,8 @@ def webhook_action_result(
         "webhook-config": webhook_config,
         "audit-policy": audit_policy,
         "apiserver-flags": "\n".join(apiserver_flags()),
-        "microk8s": microk8s_instructions(namespace, app),
+        "microk8s": snap_control_plane_script(MICROK8S, namespace, app),
+        "canonical-k8s": snap_control_plane_script(CANONICAL_K8S, namespace, app),
+        "charmed-kubernetes": charmed_kubernetes_command(webhook_config, audit_policy),
         "kubectl": kubectl_commands(namespace, app),
     }

@@ -67,17 +67,19 @@ def _resources(group: str, *resources: str) -> dict[str, Any]:
 def recommended_policy() -> dict[str, Any]:
     """The charm's default policy: bodies for workload and RBAC changes, metadata elsewhere.
 
-    Order of the rules:
+    Order of the rules (docs/reference/audit-policy-fit.md shows what each stock rule gets):
 
     1. ``None`` for the control plane's own high-rate polling and for health probes and events,
        which would otherwise dominate the stream without saying anything about intent.
-    2. ``Metadata`` for credentials and interactive access (secrets, service-account tokens, token
-       reviews, exec/attach/port-forward), placed before any body-level rule so that no secret
-       value ever leaves the apiserver in an audit event.
-    3. ``Metadata`` for ConfigMaps in kube-system (a Policy cannot negate a namespace, so this
-       rule shadows the next one there), then ``RequestResponse`` for changes to pods, Services,
-       workload controllers, RBAC and ConfigMaps, whose bodies the k8s_audit rules inspect.
-    4. ``Metadata`` for everything else.
+    2. ``Metadata`` for credentials (secrets, service-account tokens, token reviews), placed
+       before any body-level rule so that no secret value ever leaves the apiserver.
+    3. ``Metadata`` for exec, attach and port-forward, at the stage the session starts only: the
+       apiserver logs these long-running requests at ResponseStarted and again at
+       ResponseComplete, and the stock port-forward rule would alert on both.
+    4. ``RequestResponse`` for changes to pods (and their ephemeral containers, a subresource a
+       ``pods`` entry does not match), Services, ConfigMaps in every namespace, workload
+       controllers, RBAC and Ingresses, whose bodies the k8s_audit rules inspect.
+    5. ``Metadata`` for everything else.
     """
     rules: list[dict[str, Any]] = [
         {
@@ -120,28 +122,21 @@ def recommended_policy() -> dict[str, Any]:
         {
             "level": "Metadata",
             "resources": [
-                _resources(
-                    "",
-                    "secrets",
-                    "serviceaccounts/token",
-                    "pods/exec",
-                    "pods/attach",
-                    "pods/portforward",
-                ),
+                _resources("", "secrets", "serviceaccounts/token"),
                 _resources("authentication.k8s.io", "tokenreviews"),
             ],
         },
         {
             "level": "Metadata",
-            "namespaces": ["kube-system"],
-            "resources": [_resources("", "configmaps")],
+            "omitStages": ["ResponseComplete"],
+            "resources": [_resources("", "pods/exec", "pods/attach", "pods/portforward")],
         },
         {
             "level": "RequestResponse",
             "verbs": list(WRITE_VERBS),
             "resources": [
                 # Services: "Create NodePort Service" reads the requested type.
-                _resources("", "pods", "configmaps", "services"),
+                _resources("", "pods", "pods/ephemeralcontainers", "configmaps", "services"),
                 _resources("apps", "deployments", "daemonsets", "statefulsets", "replicasets"),
                 _resources(
                     "rbac.authorization.k8s.io",
@@ -150,6 +145,8 @@ def recommended_policy() -> dict[str, Any]:
                     "clusterroles",
                     "clusterrolebindings",
                 ),
+                # "Ingress Object without TLS Certificate Created" reads spec.tls.
+                _resources("networking.k8s.io", "ingresses"),
             ],
         },
         {"level": "Metadata"},

@@ -20,15 +20,7 @@ from typing import TYPE_CHECKING, cast
 
 import ops
 
-from webhook._apiserver_side import WebhookAddress
-from webhook._tls import (
-    CertificateSans,
-    WebhookTls,
-    WebhookTlsError,
-    certificate_sans,
-    tls_notes,
-    webhook_tls,
-)
+from webhook._tls import CertificateSans, WebhookTls, WebhookTlsError, webhook_tls
 
 if TYPE_CHECKING:
     from charmlibs.interfaces import tls_certificates as tls
@@ -81,14 +73,6 @@ class WebhookCertificates:
         except TLSCertificatesError as exc:
             # `current` says so in the status; the request is retried on the next hook.
             logger.warning("certificate request not synced: %s", exc)
-
-    def converge(
-        self, address: WebhookAddress, app: str, model: str, tls: WebhookTls | None
-    ) -> list[str]:
-        """Request a certificate for ``address``; what the status should say of ``tls``."""
-        sans = certificate_sans(address, app, model)
-        self.request(sans)
-        return tls_notes(self.related, tls, sans)
 
     def current(self) -> WebhookTls | None:
         """The newest certificate issued for this unit's key, or None before one is issued.

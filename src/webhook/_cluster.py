@@ -1,4 +1,4 @@
-"""The charm's only door to the Kubernetes API: the audit webhook's Service, ConfigMap and policy.
+"""The charm's only door to the Kubernetes API: the audit webhook's Service, files and policy.
 
 Everything is written with server-side apply under the application's name as field manager, so
 re-running `AuditWebhookCluster.apply` converges on the wanted state. Each object is read back
@@ -17,6 +17,7 @@ telling the operator to delete it; the next apply recreates it with the new addr
 operator has to redeploy the kube-apiserver's webhook file for the new address anyway.
 """
 
+import base64
 import ipaddress
 import logging
 from collections.abc import Generator
@@ -34,10 +35,10 @@ from lightkube.models.networking_v1 import (
     NetworkPolicyPort,
     NetworkPolicySpec,
 )
-from lightkube.resources.core_v1 import ConfigMap, Service
+from lightkube.resources.core_v1 import ConfigMap, Secret, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 
-from constants import FORWARDER_PORT, K8SAUDIT_PORT, WEBSERVER_PORT
+from constants import FORWARDER_PORT, INTAKE_METRICS_PORT, WEBHOOK_PORT, WEBSERVER_PORT
 from webhook._apiserver_side import (
     AUDIT_POLICY_KEY,
     WEBHOOK_CONFIG_KEY,
@@ -51,11 +52,12 @@ from webhook._options import WebhookState
 
 WEBHOOK_PORT_NAME = "k8s-audit"
 
-_Resource = TypeVar("_Resource", Service, ConfigMap, NetworkPolicy)
+_Resource = TypeVar("_Resource", Service, ConfigMap, Secret, NetworkPolicy)
 
 _NOT_FOUND = 404
 _FORBIDDEN = 403
 _TOO_MANY_REQUESTS = 429
+_HEADLESS = "None"  # the clusterIP of a Service without one
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +66,14 @@ class ClusterError(Exception):
     """A Kubernetes API call failed; the message is short enough for a unit status.
 
     ``retryable`` is true for failures that may pass on their own (5xx, 429, unreachable API),
-    false for those an operator must fix (a conflict, an invalid object).
+    false for those an operator must fix (a conflict, an invalid object). ``fields`` are the
+    object's fields the API found invalid (its Status causes), if any.
     """
 
-    def __init__(self, message: str, *, retryable: bool = False):
+    def __init__(self, message: str, *, retryable: bool = False, fields: tuple[str, ...] = ()):
         super().__init__(message)
         self.retryable = retryable
+        self.fields = fields
 
 
 class ClusterForbiddenError(ClusterError):
@@ -102,12 +106,13 @@ class AuditWebhookCluster:
         audit_policy: AuditPolicy,
         allowed_cidrs: tuple[str, ...],
         ca_cert: str | None = None,
+        token: str | None = None,
     ) -> WebhookAddress:
-        """Leader only: converge the Service, ConfigMap and NetworkPolicy on the wanted state.
+        """Leader only: converge the Service, ConfigMap, Secret and NetworkPolicy.
 
-        Returns the live address: the kubeconfig is rendered from the Service the API server
-        returns, so it carries the addresses Kubernetes actually allocated, and it names
-        ``ca_cert`` (https) when Falco serves a certificate from that CA.
+        Returns the live address: the kubeconfig in the Secret is rendered from the Service the
+        API server returns, so it carries the addresses Kubernetes actually allocated, the CA
+        the intake's certificate comes from and the token; it waits for both.
 
         Raises:
             ClusterForbiddenError: the application is not trusted with cluster access.
@@ -116,20 +121,29 @@ class AuditWebhookCluster:
         live = self._read(Service)
         if spec.cluster_ip is not None:
             self._refuse_cluster_ip_change(live, spec.cluster_ip)
-        service = self._converge(self._service(spec), live)
+        try:
+            service = self._converge(self._service(spec), live)
+        except ClusterError as exc:
+            raise _name_fixed_options(exc, spec) from exc.__cause__
         address = self._address(service)
         live_map = self._read(ConfigMap)
+        held = cast("dict[str, str]", live_map.data or {}) if live_map is not None else {}  # pyright: ignore[reportUnknownMemberType]
         # The policy is rendered only when the ConfigMap does not hold it already.
-        live_data = cast("dict[str, str]", live_map.data or {} if live_map else {})  # pyright: ignore[reportUnknownMemberType]
-        live_policy = live_data.get(AUDIT_POLICY_KEY)
         config_map = ConfigMap(
             metadata=self._metadata(),
-            data={
-                WEBHOOK_CONFIG_KEY: webhook_kubeconfig(address, ca_cert),
-                AUDIT_POLICY_KEY: audit_policy.text(live_policy),
-            },
+            data={AUDIT_POLICY_KEY: audit_policy.text(held.get(AUDIT_POLICY_KEY))},
         )
-        self._converge(config_map, live_map)
+        # A ConfigMap an older revision wrote still names the webhook file: apply drops it.
+        stale = WEBHOOK_CONFIG_KEY in held
+        self._converge(config_map, None if stale else live_map)
+        if ca_cert is not None and token is not None:
+            kubeconfig = webhook_kubeconfig(address, ca_cert, token)
+            secret = Secret(
+                metadata=self._metadata(),
+                type="Opaque",
+                data={WEBHOOK_CONFIG_KEY: base64.b64encode(kubeconfig.encode()).decode()},
+            )
+            self._converge(secret, self._read(Secret))
         policy = self._read(NetworkPolicy)
         if allowed_cidrs:
             self._converge(self._network_policy(allowed_cidrs), policy)
@@ -152,11 +166,16 @@ class AuditWebhookCluster:
         Raises:
             ClusterError: a deletion failed for another reason than the object being absent.
         """
-        for resource in (NetworkPolicy, ConfigMap, Service):
+        for resource in (NetworkPolicy, Secret, ConfigMap, Service):
             self._delete(resource)
 
     def converge(
-        self, webhook: WebhookState | None, *, leader: bool, ca_cert: str | None
+        self,
+        webhook: WebhookState | None,
+        *,
+        leader: bool,
+        ca_cert: str | None,
+        token: str | None,
     ) -> WebhookAddress | None:
         """The leader applies ``webhook`` (when valid); any unit reads back the live address."""
         if leader and webhook is not None:
@@ -165,6 +184,7 @@ class AuditWebhookCluster:
                 audit_policy=webhook.audit_policy,
                 allowed_cidrs=webhook.allowed_cidrs,
                 ca_cert=ca_cert,
+                token=token,
             )
         return self.read_address()
 
@@ -179,10 +199,13 @@ class AuditWebhookCluster:
                 raise ClusterForbiddenError(
                     f"{action} forbidden: run: juju trust {self.app} --scope=cluster"
                 ) from exc
-            reason = exc.status.message if isinstance(exc, ApiError) else None
+            status = exc.status if isinstance(exc, ApiError) else None
+            causes = status.details.causes if status and status.details else None
             raise ClusterError(
-                f"{action} failed: HTTP {code}: {reason or exc.response.reason_phrase}",
+                f"{action} failed: HTTP {code}: "
+                f"{(status and status.message) or exc.response.reason_phrase}",
                 retryable=code >= 500 or code == _TOO_MANY_REQUESTS,
+                fields=tuple(cause.field for cause in causes or () if cause.field),
             ) from exc
         except httpx2.HTTPError as exc:
             raise ClusterError(
@@ -207,7 +230,7 @@ class AuditWebhookCluster:
         with self._errors(f"apply {type(wanted).__name__}"):
             return self._api.apply(wanted, field_manager=self.app, force=True)
 
-    def _delete(self, resource: type[Service | ConfigMap | NetworkPolicy]) -> None:
+    def _delete(self, resource: type[Service | ConfigMap | Secret | NetworkPolicy]) -> None:
         with self._errors(f"delete {resource.__name__}"):
             try:
                 self._api.delete(resource, self.name, namespace=self.namespace)
@@ -220,14 +243,14 @@ class AuditWebhookCluster:
         current = live.spec.clusterIP if live is not None and live.spec is not None else None
         if current and current != str(ipaddress.ip_address(wanted)):
             raise ClusterError(
-                f"webhook_cluster_ip {wanted}: Kubernetes cannot move the Service off {current}:"
-                f" run: kubectl -n {self.namespace} delete service {self.name}"
+                f"webhook_cluster_ip {wanted}: Kubernetes cannot move the Service off {current}"
+                f": run: kubectl -n {self.namespace} delete service {self.name}"
                 " (the charm recreates it), then update the kube-apiserver webhook file"
             )
 
     def _address(self, service: Service) -> WebhookAddress:
         spec = service.spec or ServiceSpec()
-        if not spec.clusterIP:
+        if not spec.clusterIP or spec.clusterIP == _HEADLESS:
             raise ClusterError(f"Service {self.name} has no cluster IP")
         service_type = spec.type or "ClusterIP"
         node_port = None
@@ -256,8 +279,8 @@ class AuditWebhookCluster:
         # switch back to ClusterIP drops the node port this field manager owned.
         port = ServicePort(
             name=WEBHOOK_PORT_NAME,
-            port=K8SAUDIT_PORT,
-            targetPort=K8SAUDIT_PORT,
+            port=WEBHOOK_PORT,
+            targetPort=WEBHOOK_PORT,
             protocol="TCP",
             nodePort=spec.node_port,
         )
@@ -282,13 +305,13 @@ class AuditWebhookCluster:
         """
         webhook = NetworkPolicyIngressRule(
             from_=[NetworkPolicyPeer(ipBlock=IPBlock(cidr=cidr)) for cidr in allowed_cidrs],
-            ports=[NetworkPolicyPort(port=K8SAUDIT_PORT, protocol="TCP")],
+            ports=[NetworkPolicyPort(port=WEBHOOK_PORT, protocol="TCP")],
         )
-        # Falco's and the forwarder's /metrics, for Prometheus (metrics-endpoint).
+        # Falco's, the forwarder's and the intake's /metrics, for Prometheus (metrics-endpoint).
         metrics = NetworkPolicyIngressRule(
             ports=[
                 NetworkPolicyPort(port=port, protocol="TCP")
-                for port in (WEBSERVER_PORT, FORWARDER_PORT)
+                for port in (WEBSERVER_PORT, FORWARDER_PORT, INTAKE_METRICS_PORT)
             ]
         )
         return NetworkPolicy(
@@ -310,6 +333,27 @@ def remove_webhook_objects(app: str, model: str) -> None:
         AuditWebhookCluster(app, model).remove()
     except ClusterError as exc:
         logger.error("could not delete the audit webhook objects: %s", exc)
+
+
+def _name_fixed_options(exc: ClusterError, spec: WebhookServiceSpec) -> ClusterError:
+    """A Service the API refused for a fixed address, with the option that asked for it.
+
+    The API's reason (an address out of range, a port taken) names the field, not the option:
+    the option comes first, so a status cut to its length still says what to change.
+    """
+    hints: list[str] = []
+    if spec.cluster_ip is not None and any(f.startswith("spec.clusterIP") for f in exc.fields):
+        hints.append(
+            f"webhook_cluster_ip {spec.cluster_ip}: use a free address in the cluster's"
+            " Service IP range"
+        )
+    if spec.node_port is not None and any(f.endswith(".nodePort") for f in exc.fields):
+        hints.append(
+            f"webhook_node_port {spec.node_port}: use a free port in the cluster's node port range"
+        )
+    if not hints:
+        return exc
+    return ClusterError("; ".join([*hints, str(exc)]), fields=exc.fields)
 
 
 def _holds(live: Any, wanted: Any) -> bool:

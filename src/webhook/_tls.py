@@ -1,4 +1,4 @@
-"""TLS for the audit webhook: SANs, k8saudit's PEM, and whether the apiserver's file is current.
+"""TLS for the audit webhook: SANs, the intake's PEM, and whether the apiserver's file is current.
 
 Pure: plain data in and out, no ``ops`` and no relation library, so the charm, its action and
 the tests share it. The private key only ever lives in `WebhookTls.pem`, which no repr, log
@@ -56,7 +56,7 @@ def certificate_sans(address: WebhookAddress, app: str, namespace: str) -> Certi
 
 @dataclass(frozen=True)
 class WebhookTls:
-    """A certificate Falco can serve: k8saudit's PEM, and the CA the apiserver must trust."""
+    """A certificate the intake can serve: its PEM, and the CA the apiserver must trust."""
 
     pem: bytes = field(repr=False)  # certificate, chain, then the private key
     ca_cert: str
@@ -75,20 +75,14 @@ class WebhookTls:
         ]
 
 
-def ca_cert_of(tls: WebhookTls | None) -> str | None:
-    """The CA the apiserver must trust, or None while the webhook is served on plain HTTP."""
-    return tls.ca_cert if tls is not None else None
-
-
 def webhook_tls(
     certificate: str, chain: Sequence[str], ca_cert: str, private_key: str
 ) -> WebhookTls:
-    """Check the relation's certificate against this unit's key and build k8saudit's PEM.
+    """Check the relation's certificate against this unit's key and build the intake's PEM.
 
-    k8saudit hands the one file to Go's ``ListenAndServeTLS`` as both certificate and key,
-    which takes every CERTIFICATE block (leaf first) and the first PRIVATE KEY block. It reads
-    the file only when its source opens, which Falco's dry-run never does: this check is the
-    PEM's gate, since a pair Go cannot load ends Falco's event loop.
+    The intake loads the one file with Python's ``load_cert_chain``: the certificate blocks
+    (leaf first) and the private key. This check is the PEM's gate: a pair that does not load
+    would keep the intake from taking the next connection's certificate.
 
     Raises:
         WebhookTlsError: a certificate or the key does not parse, or they do not belong
@@ -154,21 +148,27 @@ def _sans(certificate: x509.Certificate) -> tuple[frozenset[str], frozenset[str]
 
 @dataclass(frozen=True)
 class WebhookIdentity:
-    """What the apiserver's webhook file pins: where it posts, and which CA ("" = plain HTTP)."""
+    """What the apiserver's webhook file pins: where it posts, which CA, which token.
+
+    ``ca_sha256`` "" is a plain-HTTP file and ``token_sha256`` "" one without a token, as
+    files from before the audit intake were.
+    """
 
     url: str
     ca_sha256: str = ""
+    token_sha256: str = ""
 
     @classmethod
-    def served(cls, address: WebhookAddress, tls: WebhookTls | None) -> WebhookIdentity:
+    def served(
+        cls, address: WebhookAddress, tls: WebhookTls, token_sha256: str
+    ) -> WebhookIdentity:
         """The identity of the webhook file the charm renders now."""
-        if tls is None:
-            return cls(address.url(tls=False))
-        return cls(address.url(tls=True), tls.ca_sha256)
+        return cls(address.url, tls.ca_sha256, token_sha256)
 
     def record(self, at: float) -> str:
         """This identity as handed out (or assumed) at time ``at``, for the peer databag."""
-        return json.dumps({"url": self.url, "ca_sha256": self.ca_sha256, "at": at})
+        fields = {"url": self.url, "ca_sha256": self.ca_sha256, "token_sha256": self.token_sha256}
+        return json.dumps({**fields, "at": at})
 
 
 def outdated_apiserver_file(served: WebhookIdentity, records: Iterable[str]) -> str | None:
@@ -181,31 +181,40 @@ def outdated_apiserver_file(served: WebhookIdentity, records: Iterable[str]) -> 
     for text in records:
         try:
             data = json.loads(text)
-            entry = (float(data["at"]), WebhookIdentity(str(data["url"]), str(data["ca_sha256"])))
+            held = WebhookIdentity(
+                str(data["url"]), str(data["ca_sha256"]), str(data.get("token_sha256", ""))
+            )
+            entry = (float(data["at"]), held)
         except (ValueError, TypeError, KeyError, RecursionError):
             continue  # not a record this charm wrote: ignore it rather than nag
         if latest is None or entry[0] >= latest[0]:
             latest = entry
     if latest is None or latest[1] == served:
         return None
-    held = latest[1]
-    if held.ca_sha256 == served.ca_sha256:
-        reason = "its address changed"
-    elif not held.ca_sha256:
-        reason = "Falco now serves TLS"
-    elif not served.ca_sha256:
-        reason = "TLS was removed"
-    else:
-        reason = "the TLS CA changed"
+    reason = _replaced_because(latest[1], served)
     return f"kube-apiserver webhook file must be replaced ({reason}): run get-webhook-config"
 
 
-def tls_notes(related: bool, tls: WebhookTls | None, sans: CertificateSans | None) -> list[str]:
-    """What the status should say about the webhook's TLS, when anything."""
-    if not related:
-        return ["no TLS: relate certificates"]
-    if tls is None:
-        return ["no TLS yet: waiting for a certificate"]
-    if sans is not None and (missing := tls.missing(sans)):
-        return [f"webhook certificate lacks {', '.join(missing)}"]
-    return []
+def _replaced_because(held: WebhookIdentity, served: WebhookIdentity) -> str:
+    """The first difference an admin would care about, in a few words."""
+    if held.url != served.url and held.ca_sha256 == served.ca_sha256:
+        return "its address changed"
+    if not held.ca_sha256:
+        return "the webhook now needs TLS and a token"
+    if held.ca_sha256 != served.ca_sha256:
+        return "the TLS CA changed"
+    if not held.token_sha256:
+        return "the webhook now needs a token"
+    return "the webhook token was rotated"
+
+
+def tls_notes(tls: WebhookTls, sans: CertificateSans, *, awaited: bool) -> list[str]:
+    """What the status should say about the webhook's TLS, when anything.
+
+    ``awaited``: a certificates provider is related but has not issued one yet, so the
+    charm's own CA serves meanwhile.
+    """
+    notes = ["TLS by the charm's CA until the provider's certificate"] if awaited else []
+    if missing := tls.missing(sans):
+        notes.append(f"webhook certificate lacks {', '.join(missing)}")
+    return notes

@@ -57,6 +57,7 @@ def _plugin_parts(upstream: Path, commit: str) -> dict[str, Any]:
     del parts["charm"]  # the uv charm part is charmcraft's own business
     parts = copy.deepcopy(parts)
     parts["falco-plugins-build-script"]["source"] = str(ROOT / "tools")
+    parts["icon"]["source"] = str(ROOT / "icon.svg")
     for name in ("k8saudit", "json"):
         part = parts[f"{name}-plugin"]
         part.update({"source": str(upstream), "source-commit": commit})
@@ -98,11 +99,12 @@ def _digests(directory: Path) -> dict[str, str]:
     }
 
 
-def test_the_parts_prime_exactly_the_bundle_the_charm_reads(built):
+def test_the_parts_prime_exactly_the_bundle_the_charm_reads_and_the_icon(built):
     prime, _ = built
     expected = {f"{PAYLOAD_DIR}/{name}" for name in (*PLUGIN_FILES, STOCK_RULES_FILE)}
 
-    assert set(_digests(prime)) == expected  # and not the build script
+    assert set(_digests(prime)) == expected | {"icon.svg"}  # and not the build script
+    assert (prime / "icon.svg").read_bytes() == (ROOT / "icon.svg").read_bytes()
 
 
 def test_the_parts_and_ci_build_the_same_bytes(built):
@@ -113,4 +115,6 @@ def test_the_parts_and_ci_build_the_same_bytes(built):
         if not name.startswith(".")
     }
 
-    assert _digests(prime) == ci_files
+    assert {name: digest for name, digest in _digests(prime).items() if name != "icon.svg"} == (
+        ci_files
+    )

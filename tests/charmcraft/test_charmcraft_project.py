@@ -9,10 +9,12 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import craft_parts
 import pytest
 import yaml
+from charmcraft.models.metadata import CharmMetadataLegacy
 from charmcraft.models.project import CharmcraftProject
 from charmcraft.parts import setup_parts
 from craft_parts.sources.git_source import GitSourceModel
@@ -42,6 +44,7 @@ def test_charmcraft_project_model_accepts_the_merged_project(merged):
     assert project.name == "falco-k8s"
     assert set(project.parts) == {
         "charm",
+        "icon",
         "falco-plugins-build-script",
         "k8saudit-plugin",
         "json-plugin",
@@ -65,3 +68,36 @@ def test_the_model_refuses_a_mistyped_part_key(merged):
 
     with pytest.raises(ValueError, match="build-snapz"):
         CharmcraftProject.unmarshal(broken)
+
+
+def test_metadata_yaml_gives_charmhub_every_link():
+    """Charmcraft packs metadata.yaml as it is (services/package.py), so the links live there."""
+    metadata = CharmMetadataLegacy.unmarshal(yaml.safe_load((ROOT / "metadata.yaml").read_text()))
+
+    links = [metadata.docs, metadata.issues, metadata.source, metadata.website]
+    urls = [url for link in links for url in (link if isinstance(link, list) else [link])]
+    assert len(urls) == len(links)
+    assert all(url is not None and url.scheme == "https" for url in urls), links
+
+
+def test_the_model_refuses_a_link_that_is_not_a_url():
+    broken = yaml.safe_load((ROOT / "metadata.yaml").read_text()) | {"issues": "by mail"}
+
+    with pytest.raises(ValueError, match="issues"):
+        CharmMetadataLegacy.unmarshal(broken)
+
+
+def test_the_icon_is_a_100_pixel_canvas_with_a_circle():
+    """Charmhub's icon rules (charmcraft docs, icon.svg file): 100x100, a flat circle, a logo."""
+    svg = ElementTree.parse(ROOT / "icon.svg").getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    circle = svg.find(f"{ns}circle")
+
+    assert svg.tag == f"{ns}svg"
+    assert [svg.get(key) for key in ("width", "height", "viewBox")] == [
+        "100",
+        "100",
+        "0 0 100 100",
+    ]
+    assert circle is not None
+    assert [circle.get(key) for key in ("cx", "cy", "r")] == ["50", "50", "50"]

@@ -65,7 +65,7 @@ def juju(request: pytest.FixtureRequest) -> Iterator[jubilant.Juju]:
 
 @pytest.fixture(scope="module")
 def deployed(juju: jubilant.Juju, charm: Path) -> jubilant.Juju:
-    """falco-k8s deployed as the README says (stock images, --trust), and active."""
+    """falco-k8s deployed as docs/how-to/deploy-from-source.md says, and active."""
     deploy(juju, charm)
-    wait_for(juju, "active", "audit webhook at http://")
+    wait_for(juju, "active", "webhook https://")
     return juju

@@ -1,6 +1,6 @@
 """How the tests deploy falco-k8s and read its state from Juju and from Kubernetes.
 
-The deploy arguments come from one place, metadata.yaml: the README's "Deploy from source"
+The deploy arguments come from one place, metadata.yaml: the how-to "Deploy from source"
 lines name the same images and flags (a unit test checks it), and the release workflow
 uploads the same images to Charmhub.
 """
@@ -25,8 +25,8 @@ from webhook._apiserver_side import webhook_resource_name
 ROOT = Path(__file__).resolve().parents[2]
 APP = "falco-k8s"
 INTEGRATOR = "gelf-integrator"
-WEBHOOK_OBJECTS = webhook_resource_name(APP)  # the Service, ConfigMap and NetworkPolicy
-ADDRESS = re.compile(r"audit webhook at (http://\S+/k8s-audit)")
+WEBHOOK_OBJECTS = webhook_resource_name(APP)  # the Service, ConfigMap, Secret, NetworkPolicy
+ADDRESS = re.compile(r"webhook (https://\S+/k8s-audit)")
 
 _T = TypeVar("_T")
 
@@ -52,7 +52,7 @@ def packed_charm(directory: Path, name: str, env: str) -> Path:
 
 
 def deploy(juju: jubilant.Juju, charm: Path, *, trust: bool = True, **options: str) -> None:
-    """`juju deploy ./falco-k8s_*.charm --resource ... [--trust]`, as the README says."""
+    """`juju deploy ./falco-k8s_*.charm --resource ... [--trust]`, as the how-to says."""
     juju.deploy(charm, APP, resources=oci_resources(), trust=trust, config=dict(options) or None)
 
 

@@ -32,10 +32,13 @@ from falco_forwarder.metrics import BACKLOG_BYTES
 PEBBLE = "/charm/bin/pebble"
 DISALLOWED_USER_RULE = "Disallowed K8s User"  # a stock rule every test event raises
 _READ_FILE = "import sys; sys.stdout.write(open(sys.argv[1]).read())"
+# POST one batch as the apiserver does with the charm's kubeconfig: the CA it pins, the token.
 _POST = (
-    "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request("
-    "sys.argv[1], data=sys.argv[2].encode(), headers={'Content-Type': 'application/json'}"
-    "), timeout=10)"
+    "import ssl, sys, urllib.request\n"
+    "context = ssl.create_default_context(cadata=sys.argv[3])\n"
+    "headers = {'Content-Type': 'application/json', 'Authorization': 'Bearer ' + sys.argv[4]}\n"
+    "request = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), headers=headers)\n"
+    "urllib.request.urlopen(request, timeout=10, context=context)\n"
 )
 _GET = (
     "import sys, urllib.request; "
@@ -163,16 +166,31 @@ def audit_batch(secret_names: Sequence[str]) -> dict[str, object]:
     }
 
 
+def webhook_kubeconfig(juju: jubilant.Juju, unit: str) -> tuple[str, str, str]:
+    """What `get-webhook-config` tells the apiserver: the URL, the CA to trust, the token."""
+    results = juju.run(unit, "get-webhook-config").results
+    document = yaml.safe_load(results["webhook-config"])
+    cluster = document["clusters"][0]["cluster"]
+    ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
+    return cluster["server"], ca, document["users"][0]["user"]["token"]
+
+
 def webhook_server(juju: jubilant.Juju, unit: str) -> str:
     """The URL the kube-apiserver is told to post to, from `get-webhook-config`."""
-    results = juju.run(unit, "get-webhook-config").results
-    return yaml.safe_load(results["webhook-config"])["clusters"][0]["cluster"]["server"]
+    return webhook_kubeconfig(juju, unit)[0]
 
 
-def post_audit_events(juju: jubilant.Juju, unit: str, secret_names: Sequence[str]) -> None:
-    """Post one batch to the webhook Service, from the charm container (the apiserver's way)."""
+def post_audit_events(
+    juju: jubilant.Juju, unit: str, secret_names: Sequence[str], *, token: str | None = None
+) -> None:
+    """Post one batch to the webhook Service, from the charm container (the apiserver's way).
+
+    ``token`` replaces the kubeconfig's own, to see a wrong one refused.
+    """
+    server, ca, handed_out = webhook_kubeconfig(juju, unit)
     body = json.dumps(audit_batch(secret_names))
-    charm_shell(juju, unit, ["python3", "-c", _POST, webhook_server(juju, unit), body])
+    argv = ["python3", "-c", _POST, server, body, ca, token or handed_out]
+    charm_shell(juju, unit, argv)
 
 
 def raised_for(alerts: Iterable[Mapping[str, object]], names: Iterable[str]) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import jubilant
@@ -18,9 +19,9 @@ from inside_pod import (
     raised_for,
     stdout_alerts,
 )
-from lightkube.resources.core_v1 import ConfigMap, Pod, Service
+from lightkube.resources.core_v1 import ConfigMap, Pod, Secret, Service
 
-from constants import ALERT_LOG, FALCO_CONFIG, FORWARDER_CONFIG, WEBHOOK_CONFIG_FILE
+from constants import ALERT_LOG, FALCO_CONFIG, FORWARDER_CONFIG
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,7 @@ MARKER_RULES = f"""\
 def test_deploys_active_with_the_stock_image(deployed: jubilant.Juju):
     status = deployed.status()
     message = status.apps[APP].units[UNIT].workload_status.message
-    assert message.startswith("audit webhook at http://")
+    assert message.startswith("webhook https://")
 
 
 def test_show_rules_lists_what_falco_loaded(deployed: jubilant.Juju):
@@ -83,7 +84,7 @@ def test_bad_http_output_blocks_and_keeps_the_running_config(deployed: jubilant.
     assert forwarder_file(deployed, UNIT, FORWARDER_CONFIG) == sinks_before
 
     deployed.config(APP, reset="http_output")
-    wait_for(deployed, "active", "audit webhook at http://")
+    wait_for(deployed, "active", "webhook https://")
 
 
 def test_rejected_custom_rules_keep_falco_on_the_last_good_rules(deployed: jubilant.Juju):
@@ -95,7 +96,7 @@ def test_rejected_custom_rules_keep_falco_on_the_last_good_rules(deployed: jubil
         deployed.run(UNIT, "validate-rules")
 
     deployed.config(APP, reset="custom_rules")
-    wait_for(deployed, "active", "audit webhook at http://")
+    wait_for(deployed, "active", "webhook https://")
 
 
 def test_a_new_pod_runs_the_last_good_rules_while_custom_rules_are_bad(deployed: jubilant.Juju):
@@ -134,7 +135,7 @@ def test_a_new_pod_runs_the_last_good_rules_while_custom_rules_are_bad(deployed:
     wait_for(deployed, "blocked", "custom_rules rejected by Falco:")
 
     deployed.config(APP, reset="custom_rules")
-    wait_for(deployed, "active", "audit webhook at http://")
+    wait_for(deployed, "active", "webhook https://")
 
 
 def test_webhook_config_matches_the_live_service(deployed: jubilant.Juju):
@@ -143,19 +144,34 @@ def test_webhook_config_matches_the_live_service(deployed: jubilant.Juju):
     assert namespace is not None
     with kube() as client:
         configmap = client.get(ConfigMap, WEBHOOK_OBJECTS, namespace=namespace)
+        secret = client.get(Secret, WEBHOOK_OBJECTS, namespace=namespace)
         service = client.get(Service, WEBHOOK_OBJECTS, namespace=namespace)
-    assert configmap.data is not None
-    assert configmap.data["webhook-config.yaml"] == results["webhook-config"]
-    assert configmap.data["audit-policy.yaml"] == results["audit-policy"]
+    assert configmap.data == {"audit-policy.yaml": results["audit-policy"]}
+    assert secret.data is not None
+    kept = base64.b64decode(secret.data["webhook-config.yaml"]).decode()
+    assert kept == results["webhook-config"]
     assert service.spec is not None
-    assert f"http://{service.spec.clusterIP}:9765/k8s-audit" in results["webhook-config"]
+    assert f"https://{service.spec.clusterIP}:9765/k8s-audit" in results["webhook-config"]
 
     kubeconfig = yaml.safe_load(results["webhook-config"])
-    server = kubeconfig["clusters"][0]["cluster"]["server"]
-    assert server.startswith("http://")
-    assert server.endswith(":9765/k8s-audit")
-    assert falco_file(deployed, UNIT, WEBHOOK_CONFIG_FILE) == results["webhook-config"]
+    assert kubeconfig["users"][0]["user"]["token"]
     assert "--audit-policy-file=" in results["apiserver-flags"]
+
+
+def test_a_post_without_the_token_never_reaches_falco(deployed: jubilant.Juju):
+    refused = marker_names(1)
+    with pytest.raises(jubilant.CLIError) as error:
+        post_audit_events(deployed, UNIT, refused, token="not-the-token")
+    assert "HTTP Error 401" in (error.value.stderr or "")
+    accepted = marker_names(1)
+    post_audit_events(deployed, UNIT, accepted)
+
+    until(
+        lambda: raised_for(logged_alerts(deployed, UNIT), accepted) == set(accepted),
+        "the alert for the batch posted with the token",
+        timeout=120,
+    )
+    assert raised_for(logged_alerts(deployed, UNIT), refused) == set()
 
 
 def test_an_audit_event_posted_to_the_service_raises_an_alert(deployed: jubilant.Juju):

@@ -25,7 +25,7 @@ def service_address(juju: jubilant.Juju) -> str:
     with kube() as client:
         spec = client.get(Service, WEBHOOK_OBJECTS, namespace=namespace).spec
     assert spec is not None
-    return f"http://{spec.clusterIP}:9765/k8s-audit"
+    return f"https://{spec.clusterIP}:9765/k8s-audit"
 
 
 def delete_pod(juju: jubilant.Juju, unit: str) -> None:
@@ -39,7 +39,7 @@ def test_scale_to_two_units_through_a_leader_change_and_back(deployed: jubilant.
     address = service_address(deployed)
 
     deployed.add_unit(APP, num_units=1)
-    status = wait_for(deployed, "active", "audit webhook at http://", units=2)
+    status = wait_for(deployed, "active", "webhook https://", units=2)
     assert set(webhook_addresses(status).values()) == {address}
     assert len(webhook_addresses(status)) == 2
 
@@ -54,12 +54,12 @@ def test_scale_to_two_units_through_a_leader_change_and_back(deployed: jubilant.
         return current if current not in ("", first) else None
 
     until(leadership_moved, "another unit to take leadership", timeout=900, delay=60)
-    status = wait_for(deployed, "active", "audit webhook at http://", units=2)
+    status = wait_for(deployed, "active", "webhook https://", units=2)
     # The new leader re-applied the Service: the apiserver's webhook file stays valid.
     assert set(webhook_addresses(status).values()) == {address}
     assert service_address(deployed) == address
 
     deployed.remove_unit(APP, num_units=1)
-    status = wait_for(deployed, "active", "audit webhook at http://", units=1)
+    status = wait_for(deployed, "active", "webhook https://", units=1)
     assert set(webhook_addresses(status).values()) == {address}
     assert service_address(deployed) == address

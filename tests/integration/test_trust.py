@@ -30,7 +30,7 @@ def test_without_trust_blocks_with_the_hint_and_recovers_once_trusted(
     # `juju trust` runs config-changed; update-status would recover the unit as well.
     with fast_update_status(juju):
         juju.trust(APP, scope="cluster")
-        status = wait_for(juju, "active", "audit webhook at http://")
+        status = wait_for(juju, "active", "webhook https://")
 
     namespace = juju.model
     assert namespace is not None
@@ -38,4 +38,4 @@ def test_without_trust_blocks_with_the_hint_and_recovers_once_trusted(
         service = client.get(Service, WEBHOOK_OBJECTS, namespace=namespace)
     assert service.spec is not None
     message = status.apps[APP].units[UNIT].workload_status.message
-    assert f"http://{service.spec.clusterIP}:9765/k8s-audit" in message
+    assert f"https://{service.spec.clusterIP}:9765/k8s-audit" in message

@@ -67,11 +67,11 @@ def test_allowed_cidrs_create_the_network_policy_and_clearing_removes_it(
     deployed.config(APP, {"webhook_allowed_cidrs": ",".join(CIDRS)})
     with kube() as client:
         until(lambda: policy_cidrs(client, namespace) == set(CIDRS), "the NetworkPolicy")
-        wait_for(deployed, "active", "audit webhook at http://")
+        wait_for(deployed, "active", "webhook https://")
 
         deployed.config(APP, reset="webhook_allowed_cidrs")
         until(lambda: policy_cidrs(client, namespace) is None, "the NetworkPolicy to go")
-        wait_for(deployed, "active", "audit webhook at http://")
+        wait_for(deployed, "active", "webhook https://")
 
 
 def free_node_port(client: Client, first: int = 31765) -> int:
@@ -89,8 +89,8 @@ def test_node_port_with_a_fixed_port(deployed: jubilant.Juju):
     with kube() as client:
         port = free_node_port(client)
     deployed.config(APP, {"webhook_service_type": "NodePort", "webhook_node_port": port})
-    url = f"http://127.0.0.1:{port}/k8s-audit"
-    wait_for(deployed, "active", f"audit webhook at {url}")
+    url = f"https://127.0.0.1:{port}/k8s-audit"
+    wait_for(deployed, "active", f"webhook {url}")
 
     with kube() as client:
         spec = client.get(Service, WEBHOOK_OBJECTS, namespace=namespace).spec
@@ -100,7 +100,7 @@ def test_node_port_with_a_fixed_port(deployed: jubilant.Juju):
     assert webhook_server(deployed, UNIT) == url
 
     deployed.config(APP, reset=["webhook_service_type", "webhook_node_port"])
-    wait_for(deployed, "active", f"audit webhook at http://{spec.clusterIP}:9765/")
+    wait_for(deployed, "active", f"webhook https://{spec.clusterIP}:9765/")
 
 
 def free_cluster_ip(client: Client) -> str:
@@ -128,8 +128,8 @@ def test_a_fixed_cluster_ip_replaces_the_service_the_operator_deletes(deployed: 
 
     with fast_update_status(deployed), kube() as client:
         client.delete(Service, WEBHOOK_OBJECTS, namespace=namespace)
-        url = f"http://{wanted}:9765/k8s-audit"
-        status = wait_for(deployed, "active", f"audit webhook at {url}")
+        url = f"https://{wanted}:9765/k8s-audit"
+        status = wait_for(deployed, "active", f"webhook {url}")
         spec = client.get(Service, WEBHOOK_OBJECTS, namespace=namespace).spec
     assert spec is not None
     assert spec.clusterIP == wanted

@@ -72,15 +72,19 @@ def falco_list_json(enabled: bool = True) -> str:
     return json.dumps(doc)
 
 
-NO_TLS_NOTE = "no TLS: relate certificates"
-WEBHOOK_AT = "webhook http://10.152.183.77:9765/k8s-audit"
-ACTIVE = testing.ActiveStatus(f"{NO_TLS_NOTE}; {WEBHOOK_AT}")
+WEBHOOK_AT = "webhook https://10.152.183.77:9765/k8s-audit"
+ACTIVE = testing.ActiveStatus(WEBHOOK_AT)
 
 
 def active(*notes: str, alerts_to: str = "") -> testing.ActiveStatus:
     """The Active status of the usual pod: notes first, then what the unit does, as fits."""
     sinks = [f"alerts to {alerts_to}"] if alerts_to else []
-    return testing.ActiveStatus(status_message([NO_TLS_NOTE, *notes, WEBHOOK_AT, *sinks]))
+    return testing.ActiveStatus(status_message([*notes, WEBHOOK_AT, *sinks]))
+
+
+def peers(**kwargs: Any) -> testing.PeerRelation:
+    """The peer relation Juju gives every unit: memory, and the webhook credentials' secret ID."""
+    return testing.PeerRelation("falco-peers", **kwargs)
 
 
 DRY_RUN_PREFIX = (FALCO_BIN, "-c", f"{FALCO_STAGING_DIR}/falco.yaml")
@@ -127,11 +131,20 @@ def falco_container(
     return testing.Container("falco", mounts=mounts, execs=execs, **kwargs)
 
 
+# Mount name: (directory beside the falco container's filesystem, location in the container).
+FORWARDER_MOUNTS = {
+    "code": ("opt", "/opt/falco-forwarder"),
+    "config": ("etc", "/etc/falco-forwarder"),
+    "intake-code": ("intake-opt", "/opt/audit-intake"),
+    "intake-config": ("intake-etc", "/etc/audit-intake"),
+}
+
+
 def forwarder_container(fs: Path, **kwargs: Any) -> testing.Container:
-    """The forwarder container, its code and config directories kept across runs."""
+    """The forwarder container (the forwarder and the audit intake), its files kept across runs."""
     mounts = {
-        "code": testing.Mount(location="/opt/falco-forwarder", source=fs / "opt"),
-        "config": testing.Mount(location="/etc/falco-forwarder", source=fs / "etc"),
+        name: testing.Mount(location=location, source=fs / sub)
+        for name, (sub, location) in FORWARDER_MOUNTS.items()
     }
     kwargs.setdefault("can_connect", True)
     return testing.Container("forwarder", mounts=mounts, **kwargs)
@@ -145,7 +158,7 @@ def pod(falco: testing.Container, forwarder: testing.Container | None = None) ->
     if forwarder is None:
         falco_root = Path(falco.mounts["etc"].source).parent
         fs = falco_root.parent / f"{falco_root.name}-forwarder"
-        for sub in ("opt", "etc"):
+        for sub, _ in FORWARDER_MOUNTS.values():
             (fs / sub).mkdir(parents=True, exist_ok=True)
         forwarder = forwarder_container(fs)
     return {falco, forwarder}

@@ -14,12 +14,15 @@ import yaml
 from charm_pod import STOCK_RULES, Calls, new_falco_fs
 from fakes.fake_falco_metrics import FalcoMetrics
 from fakes.fake_kube_api import FakeApiServer, serve
+from loopback_http import QuietHandler, serving
 from ops import testing
 
+from audit_intake.metrics import IntakeMetrics
 from charm import FalcoK8sCharm
 from constants import CHARM_RULES_FILE, FALCO_CONTAINER, FALCO_SERVICE
 from falco import _reload as falco_reload
 from sinks import _alert_sinks as alert_sinks
+from webhook import _intake_service as intake_service
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -57,6 +60,28 @@ def _forwarder_metrics_port(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(alert_sinks, "METRICS_PORT", port)
 
 
+@pytest.fixture(autouse=True)
+def intake_metrics(monkeypatch: pytest.MonkeyPatch) -> Iterator[IntakeMetrics]:
+    """The audit intake's /metrics on 127.0.0.1, rendered by the intake's own counters.
+
+    Scenario runs no process in the forwarder container: this is the page the intake would
+    serve (nothing refused, nothing waiting) unless a test counts something on it.
+    """
+    counters = IntakeMetrics(dict)
+
+    class Page(QuietHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body = counters.render().encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with serving(Page) as port:
+        monkeypatch.setattr(intake_service, "METRICS_PORT", port)
+        yield counters
+
+
 @pytest.fixture
 def charm_root(tmp_path: Path) -> Path:
     """A charm directory as charmcraft packs it, with small stand-ins for the plugin binaries.
@@ -69,7 +94,8 @@ def charm_root(tmp_path: Path) -> Path:
     (plugins / "libk8saudit.so").write_bytes(b"\x7fELF k8saudit 0.18.0 stand-in")
     (plugins / "libjson.so").write_bytes(b"\x7fELF json 0.7.4 stand-in")
     (plugins / "k8s_audit_rules.yaml").write_text(STOCK_RULES)
-    shutil.copytree(SRC / "falco_forwarder", root / "src" / "falco_forwarder")
+    for package in ("falco_forwarder", "audit_intake"):
+        shutil.copytree(SRC / package, root / "src" / package)
     (root / CHARM_RULES_FILE).parent.mkdir(parents=True)
     shutil.copy(SRC.parent / CHARM_RULES_FILE, root / CHARM_RULES_FILE)
     return root

@@ -123,7 +123,13 @@ POLICY = yaml.safe_load(RECOMMENDED)
         (Request("create", "services", namespace="default"), "RequestResponse"),
         (Request("patch", "services", namespace="kube-system"), "RequestResponse"),
         (Request("get", "services", namespace="default"), "Metadata"),
-        (Request("update", "configmaps", namespace="kube-system"), "Metadata"),
+        (Request("update", "configmaps", namespace="kube-system"), "RequestResponse"),
+        (Request("patch", "pods/ephemeralcontainers", namespace="a"), "RequestResponse"),
+        (
+            Request("create", "ingresses", group="networking.k8s.io", namespace="a"),
+            "RequestResponse",
+        ),
+        (Request("list", "ingresses", group="networking.k8s.io", namespace="a"), "Metadata"),
         (Request("watch", "endpoints", user="system:kube-proxy"), "None"),
         (
             Request("watch", "endpointslices", group="discovery.k8s.io", user="system:kube-proxy"),

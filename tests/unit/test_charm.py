@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +18,11 @@ from charm_pod import (
     STOCK_RULES,
     Calls,
     falco_container,
+    peers,
     pod,
     with_container,
 )
+from falco_config_check import CHECKER, checker_findings
 from ops import testing
 
 from constants import CHARM_RULES_FILE
@@ -30,15 +30,6 @@ from falco._options import FalcoOptions
 from sinks._forwarder_config import ForwarderOptions
 from sinks._http_output import HttpOutputOptions
 from webhook._options import WebhookOptions
-
-CHECKER = next(
-    (
-        p / "shared" / "tools" / "falco-config-check"
-        for p in Path(__file__).resolve().parents
-        if (p / "shared" / "tools").is_dir()
-    ),
-    Path("shared/tools/falco-config-check"),
-)
 
 
 def falco_yaml(fs: Path) -> dict[str, Any]:
@@ -48,7 +39,9 @@ def falco_yaml(fs: Path) -> dict[str, Any]:
 def deployed(ctx: testing.Context[Any], fs: Path, **config: Any) -> testing.State:
     """A unit after its first pebble-ready with the given config."""
     container = falco_container(fs)
-    state = testing.State(config=config, containers=pod(container), leader=True)
+    state = testing.State(
+        config=config, containers=pod(container), relations={peers()}, leader=True
+    )
     return ctx.run(ctx.on.pebble_ready(container), state)
 
 
@@ -78,7 +71,7 @@ def test_pebble_ready_installs_plugins_rules_and_config(ctx, falco_fs, charm_roo
         "/etc/falco/rules.d",
     ]
     assert config["load_plugins"] == ["k8saudit", "json"]
-    assert config["plugins"][0]["open_params"] == "http://:9765/k8s-audit"
+    assert config["plugins"][0]["open_params"] == "http://127.0.0.1:9766/k8s-audit"
     assert config["http_output"] == {"enabled": False}  # the forwarder reads the alert log
     assert config["file_output"]["filename"] == "/var/lib/falco-alerts/log/falco.log"
     assert (falco_fs / "etc-falco" / "rules.d").is_dir()
@@ -110,7 +103,7 @@ def test_layer_runs_falco_audit_only_with_health_checks(ctx, falco_fs):
     assert service.on_check_failure == {"falco-healthz": "restart", "falco-webhook": "restart"}
     checks = container.plan.checks
     assert checks["falco-healthz"].http == {"url": "http://localhost:8765/healthz"}
-    assert checks["falco-webhook"].tcp == {"port": 9765}
+    assert checks["falco-webhook"].tcp == {"port": 9766, "host": "127.0.0.1"}
     assert container.service_statuses["falco"].value == "active"
 
 
@@ -123,7 +116,8 @@ def test_ports_and_active_status(ctx, falco_fs):
 
 def test_waiting_while_pebble_is_not_ready(ctx, falco_fs):
     container = falco_container(falco_fs, can_connect=False)
-    out = ctx.run(ctx.on.config_changed(), testing.State(containers=pod(container), leader=True))
+    state = testing.State(containers=pod(container), relations={peers()}, leader=True)
+    out = ctx.run(ctx.on.config_changed(), state)
 
     assert out.unit_status == testing.WaitingStatus("waiting for Pebble in the falco container")
 
@@ -269,14 +263,7 @@ def test_bad_config_blocks_and_keeps_last_good_falco_yaml(ctx, falco_fs, config,
 def test_rendered_falco_yaml_passes_falco_config_check(ctx, falco_fs, config):
     deployed(ctx, falco_fs, **config)
 
-    result = subprocess.run(
-        [sys.executable, str(CHECKER), str(falco_fs / "etc-falco" / "falco.yaml")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "0 finding(s)" in result.stdout
+    assert checker_findings(falco_fs / "etc-falco" / "falco.yaml") == []
 
 
 # -- show-rules ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 import ops
 import pytest
-from charm_pod import falco_container, pod, with_container
+from charm_pod import falco_container, peers, pod, with_container
 from cosl import LZMABase64
 from ops import testing
 from pydantic import BaseModel, ConfigDict, Field, Json
@@ -111,7 +111,9 @@ class OtlpRequirerApp(BaseModel):
 
 
 def run(ctx, fs, relation, *, event: str = "changed", leader: bool = True) -> testing.State:
-    state = testing.State(containers=pod(falco_container(fs)), relations={relation}, leader=leader)
+    state = testing.State(
+        containers=pod(falco_container(fs)), relations={relation, peers()}, leader=leader
+    )
     trigger = {
         "joined": ctx.on.relation_joined,
         "changed": ctx.on.relation_changed,
@@ -152,7 +154,7 @@ def alert_names(rules: Rules) -> set[str]:
 
 
 @pytest.mark.parametrize("event", ["joined", "changed"])
-def test_metrics_endpoint_publishes_both_scrape_jobs_rules_and_topology(ctx, falco_fs, event):
+def test_metrics_endpoint_publishes_every_scrape_job_rules_and_topology(ctx, falco_fs, event):
     relation = testing.Relation("metrics-endpoint", remote_app_name="prometheus")
     out = run(ctx, falco_fs, relation, event=event)
 
@@ -160,9 +162,19 @@ def test_metrics_endpoint_publishes_both_scrape_jobs_rules_and_topology(ctx, fal
     app = ScrapeProviderApp.model_validate(local.local_app_data)
     unit = ScrapeProviderUnit.model_validate(local.local_unit_data)
     targets = {job.job_name: job.static_configs[0].targets for job in app.scrape_jobs}
-    assert targets == {"falco": ["*:8765"], "alert-forwarder": ["*:9802"]}
+    assert targets == {
+        "falco": ["*:8765"],
+        "alert-forwarder": ["*:9802"],
+        "audit-intake": ["*:9803"],
+    }
     assert app.scrape_metadata.application == "falco-k8s"
-    assert {"FalcoDown", "FalcoSinkFailing", "FalcoAlertsDropped"} <= alert_names(app.alert_rules)
+    assert {
+        "FalcoDown",
+        "FalcoSinkFailing",
+        "FalcoAlertsDropped",
+        "FalcoNoAuditEvents",
+        "FalcoAuditPostsRefused",
+    } <= alert_names(app.alert_rules)
     for group in app.alert_rules.groups:
         for rule in group.rules:
             assert f'juju_model_uuid="{app.scrape_metadata.model_uuid}"' in rule.expr
@@ -357,7 +369,7 @@ def test_log_forwarding_adds_no_layer_when_nothing_changed(ctx, falco_fs, monkey
 def test_a_departed_loki_unit_takes_its_sink_and_its_log_target_with_it(ctx, falco_fs):
     sinks, logging = loki_relation("send-loki-logs", (0, 1)), loki_relation("logging", (0, 1))
     state = testing.State(
-        containers=pod(falco_container(falco_fs)), relations={sinks, logging}, leader=True
+        containers=pod(falco_container(falco_fs)), relations={sinks, logging, peers()}, leader=True
     )
     state = ctx.run(ctx.on.relation_changed(logging), state)
     assert [s["name"] for s in forwarder_sinks(state)] == ["loki-0", "loki-1"]
@@ -365,6 +377,8 @@ def test_a_departed_loki_unit_takes_its_sink_and_its_log_target_with_it(ctx, fal
     # Juju has removed loki/1 from both relations by the time it says so.
     left = {
         r.id: dataclasses.replace(r, remote_units_data={0: r.remote_units_data[0]})
+        if isinstance(r, testing.Relation)
+        else r
         for r in state.relations
     }
     state = dataclasses.replace(state, relations=set(left.values()))
@@ -385,7 +399,7 @@ def test_a_broken_provider_relation_leaves_the_unit_active(ctx, falco_fs, endpoi
 
 def test_log_forwarding_waits_for_a_container_without_pebble(ctx, falco_fs):
     relation = loki_relation("logging")
-    state = testing.State(containers=pod(falco_container(falco_fs)), relations={relation})
+    state = testing.State(containers=pod(falco_container(falco_fs)), relations={relation, peers()})
     forwarder = dataclasses.replace(state.get_container("forwarder"), can_connect=False)
     out = ctx.run(ctx.on.relation_changed(relation), with_container(state, forwarder))
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import ops
 import pytest
-from charm_pod import DRY_RUN_PREFIX, IMAGE_FALCO_YAML, Calls, falco_container, pod
+from charm_pod import DRY_RUN_PREFIX, IMAGE_FALCO_YAML, Calls, falco_container, peers, pod
 from ops import testing
 
 MIB = 1024 * 1024
 
 
 def update_status(ctx, fs, **config) -> testing.State:
-    state = testing.State(config=config, containers=pod(falco_container(fs)), leader=True)
+    state = testing.State(
+        config=config, containers=pod(falco_container(fs)), relations={peers()}, leader=True
+    )
     return ctx.run(ctx.on.update_status(), state)
 
 
@@ -126,7 +128,8 @@ def test_a_service_that_fails_to_start_is_a_status_not_a_traceback(
     container = falco_container(falco_fs)
 
     out = ctx.run(
-        ctx.on.pebble_ready(container), testing.State(containers=pod(container), leader=True)
+        ctx.on.pebble_ready(container),
+        testing.State(containers=pod(container), relations={peers()}, leader=True),
     )
 
     # One line in the status; the whole change, with Falco's own words, in the debug log.

@@ -16,6 +16,7 @@ from charm_pod import (
     active,
     falco_container,
     forwarder_container,
+    peers,
     pod,
     with_container,
 )
@@ -49,7 +50,7 @@ def graylog_relation(**data: Any) -> testing.Relation:
 
 def sidekick_relation(data: dict[str, str]) -> testing.Relation:
     return testing.Relation(
-        "falcosidekick", remote_app_name="falcosidekick-k8s", remote_app_data=data
+        "http-endpoint", remote_app_name="falcosidekick-k8s", remote_app_data=data
     )
 
 
@@ -57,7 +58,7 @@ def run(ctx, fs, *, relations=(), secrets=(), event=None, **config: Any) -> test
     state = testing.State(
         config=config,
         containers=pod(falco_container(fs)),
-        relations=set(relations),
+        relations={peers(), *relations},
         secrets=set(secrets),
         leader=True,
     )
@@ -258,7 +259,7 @@ def test_invalid_falcosidekick_url_blocks(ctx, falco_fs):
     out = run(ctx, falco_fs, relations=[relation])
 
     assert out.unit_status == testing.BlockedStatus(
-        f"falcosidekick relation {relation.id}: url: only http:// and https:// URLs are "
+        f"http-endpoint relation {relation.id}: url: only http:// and https:// URLs are "
         "accepted (got no scheme)"
     )
 
@@ -269,6 +270,7 @@ def test_waits_for_the_forwarder_container_when_there_are_sinks(ctx, falco_fs, t
         containers=pod(
             falco_container(falco_fs), forwarder_container(tmp_path, can_connect=False)
         ),
+        relations={peers()},
         leader=True,
     )
 
@@ -291,11 +293,20 @@ def test_forwarder_pebble_ready_converges_it(ctx, falco_fs):
     assert out.get_container("forwarder").service_statuses["alert-forwarder"].value == "active"
 
 
-def test_a_ca_the_forwarder_cannot_load_blocks(ctx, falco_fs):
-    bogus = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"
+@pytest.mark.parametrize(
+    "bogus",
+    [
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+        "\x80",  # not ASCII: ssl raises TypeError, not SSLError
+    ],
+    ids=["not a certificate", "not ASCII"],
+)
+def test_a_ca_the_forwarder_cannot_load_blocks_naming_the_relation(ctx, falco_fs, bogus):
     relation = sidekick_relation({"url": json.dumps(SIDEKICK_URL), "ca_cert": json.dumps(bogus)})
 
     out = run(ctx, falco_fs, relations=[relation])
 
-    assert isinstance(out.unit_status, testing.BlockedStatus)
-    assert out.unit_status.message.startswith("alert sinks: falcosidekick.ca_cert")
+    assert out.unit_status == testing.BlockedStatus(
+        f"http-endpoint relation {relation.id}: falcosidekick.ca_cert is not a valid PEM"
+        " certificate"
+    )

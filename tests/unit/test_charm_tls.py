@@ -1,7 +1,9 @@
 """The audit webhook's TLS in Scenario: a real test CA signs the charm's own CSR.
 
-The cluster side talks HTTP to the fake API on 127.0.0.1; the falco container's filesystem is
-real, so modes and contents of what the charm pushes are read back from disk.
+TLS terminates at the audit intake in the forwarder container; Falco's k8saudit stays plain
+HTTP on loopback, so no certificate ever touches Falco. The cluster side talks HTTP to the fake
+API on 127.0.0.1; the containers' filesystems are real directories, so modes and contents of
+what the charm pushes are read back from disk.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from typing import Any
 
 import pytest
 import yaml
-from charm_pod import DRY_RUN_PREFIX, Calls, falco_container, pod
+from charm_pod import DRY_RUN_PREFIX, Calls, falco_container, peers, pod
 from fakes.fake_kube_api import FakeApiServer
 from ops import testing
 from tls_ca import TestCa, csr_sans, provider_databag, requested_csrs
 
-from constants import FALCO_CONFIG, WEBHOOK_PEM
+from constants import INTAKE_CONFIG, INTAKE_PEM
 from webhook._apiserver_file import HANDED_OUT_KEY
 from webhook._tls import WebhookIdentity
 from workload import CommandResult, Workload
@@ -31,7 +33,7 @@ from workload import CommandResult, Workload
 NS = "audit"
 SERVICE_NAME = "falco-k8s-audit-webhook"
 SERVICE = f"/api/v1/namespaces/{NS}/services/{SERVICE_NAME}"
-CONFIGMAP = f"/api/v1/namespaces/{NS}/configmaps/{SERVICE_NAME}"
+SECRET = f"/api/v1/namespaces/{NS}/secrets/{SERVICE_NAME}"
 DNS_NAMES = {
     SERVICE_NAME,
     f"{SERVICE_NAME}.{NS}",
@@ -39,10 +41,12 @@ DNS_NAMES = {
     f"{SERVICE_NAME}.{NS}.svc.cluster.local",
 }
 HTTPS_URL = "https://10.152.183.77:9765/k8s-audit"
-PEM_NAME = "k8saudit-webhook.pem"
+OWN_CA_NOTE = "TLS by the charm's CA until the provider's certificate"
 
 
 def _state(fs: Path, *relations: Any, **config: Any) -> testing.State:
+    if not any(r.endpoint == "falco-peers" for r in relations):
+        relations = (*relations, peers())
     return testing.State(
         config=config,
         containers=pod(falco_container(fs)),
@@ -91,6 +95,15 @@ def _live(fs: Path, name: str) -> Path:
     return fs / "etc-falco" / name
 
 
+def _intake(fs: Path, path: str) -> Path:
+    """A file of the intake's in the forwarder container (mounted beside Falco's filesystem)."""
+    return fs.parent / f"{fs.name}-forwarder" / "intake-etc" / Path(path).name
+
+
+def _falco_files(fs: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (fs / "etc-falco").iterdir() if p.is_file()}
+
+
 def _k8saudit(fs: Path) -> dict[str, Any]:
     config = yaml.safe_load(_live(fs, "falco.yaml").read_text())
     return next(p for p in config["plugins"] if p["name"] == "k8saudit")
@@ -100,8 +113,9 @@ def _cluster(kubeconfig: str) -> dict[str, str]:
     return yaml.safe_load(kubeconfig)["clusters"][0]["cluster"]
 
 
-def _configmap_kubeconfig(kube_api: FakeApiServer) -> str:
-    return kube_api.objects[CONFIGMAP]["data"]["webhook-config.yaml"]
+def _secret_kubeconfig(kube_api: FakeApiServer) -> str:
+    data = kube_api.objects[SECRET]["data"]["webhook-config.yaml"]
+    return base64.b64decode(data).decode()
 
 
 def _private_key(state: testing.State) -> str:
@@ -137,7 +151,8 @@ def test_a_fixed_cluster_ip_is_the_ip_requested(ctx, falco_fs, kube_api):
 
 
 def test_a_new_cluster_ip_requests_a_new_certificate(ctx, falco_fs, kube_api):
-    served = _issue(ctx, _relate(ctx, falco_fs), TestCa())
+    ca = TestCa()
+    served = _issue(ctx, _relate(ctx, falco_fs), ca)
     # The admin deleted the Service to move it, as the charm's message tells them to.
     del kube_api.objects[SERVICE]
     moved = dataclasses.replace(served, config={"webhook_cluster_ip": "10.152.183.200"})
@@ -145,43 +160,53 @@ def test_a_new_cluster_ip_requests_a_new_certificate(ctx, falco_fs, kube_api):
     out = ctx.run(ctx.on.config_changed(), moved)
 
     assert _requested(out)[0] == {"10.152.183.200"}
-    # The certificate read at the start of the hook does not name the new address: say so.
-    assert out.unit_status == testing.ActiveStatus(
+    assert out.unit_status == testing.BlockedStatus(
+        "kube-apiserver webhook file must be replaced (its address changed):"
+        " run get-webhook-config"
+    )
+    # Handed out before the provider answers, the file is right but the certificate is not.
+    fetched = ctx.run(ctx.on.action("get-webhook-config"), out)
+    assert fetched.unit_status == testing.ActiveStatus(
         "webhook certificate lacks 10.152.183.200; webhook https://10.152.183.200:9765/k8s-audit"
     )
-    reissued = _issue(ctx, out, TestCa())
+    reissued = _issue(ctx, fetched, ca)
     assert reissued.unit_status == testing.ActiveStatus(
         "webhook https://10.152.183.200:9765/k8s-audit"
     )
 
 
-def test_before_the_certificate_comes_falco_stays_on_http(ctx, falco_fs, kube_api):
+def test_before_the_certificate_comes_the_charms_own_ca_serves(ctx, falco_fs, kube_api):
     out = _relate(ctx, falco_fs)
 
-    assert _k8saudit(falco_fs)["open_params"] == "http://:9765/k8s-audit"
-    assert not _live(falco_fs, "k8saudit-webhook.pem").exists()
-    assert out.unit_status == testing.ActiveStatus(
-        "no TLS yet: waiting for a certificate; webhook http://10.152.183.77:9765/k8s-audit"
-    )
+    assert _k8saudit(falco_fs)["open_params"] == "http://127.0.0.1:9766/k8s-audit"
+    assert _ca_of(_secret_kubeconfig(kube_api)) == _own_ca(out)
+    assert out.unit_status == testing.ActiveStatus(f"{OWN_CA_NOTE}; webhook {HTTPS_URL}")
+
+
+def _own_ca(state: testing.State) -> str:
+    [content] = [s.tracked_content for s in state.secrets if s.label == "webhook-credentials"]
+    return content["ca-certificate"]
 
 
 # -- a certificate is available -----------------------------------------------------------------
 
 
-def test_certificate_serves_https_from_one_private_pem(ctx, falco_fs, kube_api):
+def test_the_intake_serves_the_certificate_from_one_private_pem_and_falco_is_untouched(
+    ctx, falco_fs, kube_api
+):
     ca = TestCa()
-    out = _issue(ctx, _relate(ctx, falco_fs), ca)
+    related = _relate(ctx, falco_fs)
+    falco_before = _falco_files(falco_fs)
 
-    pem = _live(falco_fs, "k8saudit-webhook.pem")
+    out = _issue(ctx, related, ca)
+
+    pem = _intake(falco_fs, INTAKE_PEM)
     assert stat.S_IMODE(pem.stat().st_mode) == 0o600
     blocks = [line for line in pem.read_text().splitlines() if line.startswith("-----BEGIN")]
-    assert blocks[0] == "-----BEGIN CERTIFICATE-----"  # the leaf first, for Go's tls
+    assert blocks[0] == "-----BEGIN CERTIFICATE-----"  # the leaf first
     assert blocks[-1] == "-----BEGIN PRIVATE KEY-----"
-    plugin = _k8saudit(falco_fs)
-    assert plugin["open_params"] == "https://:9765/k8s-audit"
-    assert plugin["init_config"]["sslCertificate"] == WEBHOOK_PEM
-    digest = hashlib.sha256(pem.read_bytes()).hexdigest()
-    assert f"# webhook certificate sha256: {digest}\n" in _live(falco_fs, "falco.yaml").read_text()
+    assert json.loads(_intake(falco_fs, INTAKE_CONFIG).read_text())["tls_pem"] == INTAKE_PEM
+    assert _falco_files(falco_fs) == falco_before  # k8saudit stays plain HTTP on loopback
     assert out.unit_status == testing.ActiveStatus(f"webhook {HTTPS_URL}")
 
 
@@ -189,51 +214,21 @@ def test_kubeconfig_is_https_with_the_relations_ca(ctx, falco_fs, kube_api):
     ca = TestCa()
     _issue(ctx, _relate(ctx, falco_fs), ca)
 
-    kubeconfig = _configmap_kubeconfig(kube_api)
-    cluster = _cluster(kubeconfig)
+    cluster = _cluster(_secret_kubeconfig(kube_api))
     assert cluster["server"] == HTTPS_URL
     assert base64.b64decode(cluster["certificate-authority-data"]).decode() == ca.pem
-    assert _live(falco_fs, "webhook-config.yaml").read_text() == kubeconfig
-
-
-def test_certificate_passes_the_dry_run_gate_and_leaves_no_staged_key(
-    ctx, falco_fs, kube_api, monkeypatch: pytest.MonkeyPatch
-):
-    related = _relate(ctx, falco_fs)
-    staged: list[tuple[str, int]] = []
-    monkeypatch.setattr(Workload, "run", _staging_recorder(staged, falco_fs))
-
-    _issue(ctx, related, TestCa())
-
-    [(staged_yaml, mode)] = staged  # one dry-run saw the staged PEM, and falco.yaml naming it
-    assert "sslCertificate: /etc/falco/staging/k8saudit-webhook.pem" in staged_yaml
-    assert stat.S_IMODE(mode) == 0o600
-    assert not (falco_fs / "etc-falco" / "staging" / "k8saudit-webhook.pem").exists()
-
-
-def _staging_recorder(seen: list[tuple[str, int]], fs: Path):
-    """Workload.run, noting the staged falco.yaml and PEM mode at each dry-run."""
-    run = Workload.run
-    staging = fs / "etc-falco" / "staging"
-
-    def recording(self: Workload, command: list[str], *, timeout: float) -> CommandResult:
-        pem = staging / "k8saudit-webhook.pem"
-        if tuple(command[:3]) == DRY_RUN_PREFIX and pem.exists():
-            seen.append(((staging / "falco.yaml").read_text(), pem.stat().st_mode))
-        return run(self, command, timeout=timeout)
-
-    return recording
+    assert not _live(falco_fs, "webhook-config.yaml").exists()  # it holds the token now
 
 
 # -- rotation -------------------------------------------------------------------------------------
 
 
-def test_renewal_reloads_falco_once_without_a_pebble_restart(
+def test_renewal_reloads_the_intake_in_place_and_leaves_falco_alone(
     ctx, falco_fs, kube_api, calls: Calls
 ):
     ca = TestCa()
     served = _issue(ctx, _relate(ctx, falco_fs), ca)
-    before = _live(falco_fs, "falco.yaml").read_bytes()
+    before = _intake(falco_fs, INTAKE_PEM).read_bytes()
     [first_csr] = requested_csrs(served.get_relations("certificates")[0].local_unit_data)
     calls.reset()
 
@@ -244,24 +239,16 @@ def test_renewal_reloads_falco_once_without_a_pebble_restart(
     # A hook before the provider answers keeps the webhook on the certificate it has.
     waiting = ctx.run(ctx.on.update_status(), renewing)
     assert waiting.unit_status == testing.ActiveStatus(f"webhook {HTTPS_URL}")
-    assert [p for p in calls.pushed if p.startswith("falco:")] == []
+    assert calls.signals == []
 
     renewed = _issue(ctx, waiting, ca)
 
     assert calls.restarted == []
     assert calls.started == []
-    assert calls.signals == []
-    live_writes = [
-        p for p in calls.pushed if p.startswith("falco:/etc/falco/") and "staging" not in p
-    ]
-    # The PEM first, then falco.yaml, once: that one write is Falco's one hot reload.
-    assert live_writes == [f"falco:{WEBHOOK_PEM}", f"falco:{FALCO_CONFIG}"]
-    after = _live(falco_fs, "falco.yaml").read_bytes()
-    assert after != before
-    # What confirms the reload: Falco's sha256 of falco.yaml (its /metrics) can only match the
-    # bytes written if Falco reloaded with the file that names the new PEM's digest.
-    pem_digest = hashlib.sha256(_live(falco_fs, "k8saudit-webhook.pem").read_bytes()).hexdigest()
-    assert f"# webhook certificate sha256: {pem_digest}\n".encode() in after
+    # One SIGHUP: the intake takes the new certificate for its next connection.
+    assert calls.signals == [("SIGHUP", ("audit-intake",))]
+    assert [p for p in calls.pushed if p.startswith("falco:")] == []
+    assert _intake(falco_fs, INTAKE_PEM).read_bytes() != before
     assert renewed.unit_status == testing.ActiveStatus(f"webhook {HTTPS_URL}")
 
 
@@ -277,13 +264,13 @@ def test_unchanged_certificate_touches_nothing(ctx, falco_fs, kube_api, calls: C
 
     ctx.run(ctx.on.update_status(), served)
 
-    assert [p for p in calls.pushed if p.startswith("falco:")] == []
+    assert calls.pushed == []
     assert calls.restarted == []
+    assert calls.signals == []
 
 
 def test_ca_change_asks_for_the_apiserver_file_until_get_webhook_config(ctx, falco_fs, kube_api):
-    peers = testing.PeerRelation("falco-peers")
-    deployed = ctx.run(ctx.on.config_changed(), _state(falco_fs, peers))
+    deployed = ctx.run(ctx.on.config_changed(), _state(falco_fs))
     assert deployed.unit_status.name == "active"  # the first file served is taken as in place
     old_ca, new_ca = TestCa("first CA"), TestCa("second CA")
     relation = _certificates()
@@ -293,8 +280,7 @@ def test_ca_change_asks_for_the_apiserver_file_until_get_webhook_config(ctx, fal
 
     served = _issue(ctx, related, old_ca)
     assert served.unit_status == testing.BlockedStatus(
-        "kube-apiserver webhook file must be replaced (Falco now serves TLS):"
-        " run get-webhook-config"
+        "kube-apiserver webhook file must be replaced (the TLS CA changed): run get-webhook-config"
     )
     fetched = ctx.run(ctx.on.action("get-webhook-config"), served)
     assert ctx.action_results is not None
@@ -306,7 +292,7 @@ def test_ca_change_asks_for_the_apiserver_file_until_get_webhook_config(ctx, fal
     assert rotated.unit_status == testing.BlockedStatus(
         "kube-apiserver webhook file must be replaced (the TLS CA changed): run get-webhook-config"
     )
-    assert _ca_of(_configmap_kubeconfig(kube_api)) == new_ca.pem
+    assert _ca_of(_secret_kubeconfig(kube_api)) == new_ca.pem
     refetched = ctx.run(ctx.on.action("get-webhook-config"), rotated)
     assert _ca_of(ctx.action_results["webhook-config"]) == new_ca.pem
     assert refetched.unit_status == testing.ActiveStatus(f"webhook {HTTPS_URL}")
@@ -315,12 +301,22 @@ def test_ca_change_asks_for_the_apiserver_file_until_get_webhook_config(ctx, fal
 
 def test_the_file_handed_out_on_another_unit_clears_the_status(ctx, falco_fs, kube_api):
     ca = TestCa()
-    served = _issue(ctx, _relate(ctx, falco_fs, testing.PeerRelation("falco-peers")), ca)
+    deployed = ctx.run(ctx.on.config_changed(), _state(falco_fs))  # the own CA's file in place
+    relation = _certificates()
+    related = ctx.run(
+        ctx.on.relation_changed(relation, remote_unit=0), _with_relation(deployed, relation)
+    )
+    served = _issue(ctx, related, ca)
     assert served.unit_status.name == "blocked"
-    peers = served.get_relations("falco-peers")[0]
-    handed_out = WebhookIdentity(HTTPS_URL, hashlib.sha256(ca.pem.strip().encode()).hexdigest())
+    [peer_relation] = served.get_relations("falco-peers")
+    token = _token(served)
+    handed_out = WebhookIdentity(
+        HTTPS_URL,
+        hashlib.sha256(ca.pem.strip().encode()).hexdigest(),
+        hashlib.sha256(token.encode()).hexdigest(),
+    )
     fetched = dataclasses.replace(
-        peers, peers_data={1: {HANDED_OUT_KEY: handed_out.record(time.time())}}
+        peer_relation, peers_data={1: {HANDED_OUT_KEY: handed_out.record(time.time())}}
     )
 
     out = ctx.run(ctx.on.relation_changed(fetched, remote_unit=1), _with_relation(served, fetched))
@@ -332,49 +328,48 @@ def _ca_of(kubeconfig: str) -> str:
     return base64.b64decode(_cluster(kubeconfig)["certificate-authority-data"]).decode()
 
 
-def test_relation_broken_goes_back_to_http(ctx, falco_fs, kube_api):
-    peers = testing.PeerRelation("falco-peers")
-    served = _issue(ctx, _relate(ctx, falco_fs, peers), TestCa())
-    fetched = ctx.run(ctx.on.action("get-webhook-config"), served)  # the apiserver has https
+def _token(state: testing.State) -> str:
+    [content] = [s.tracked_content for s in state.secrets if s.label == "webhook-credentials"]
+    return content["token"]
+
+
+def test_relation_broken_goes_back_to_the_charms_own_ca(ctx, falco_fs, kube_api):
+    served = _issue(ctx, _relate(ctx, falco_fs), TestCa())
+    fetched = ctx.run(ctx.on.action("get-webhook-config"), served)  # the apiserver has it
     relation = fetched.get_relations("certificates")[0]
 
     out = ctx.run(ctx.on.relation_broken(relation), fetched)
 
-    assert not _live(falco_fs, "k8saudit-webhook.pem").exists()
-    plugin = _k8saudit(falco_fs)
-    assert plugin["open_params"] == "http://:9765/k8s-audit"
-    assert "sslCertificate" not in plugin["init_config"]
-    cluster = _cluster(_configmap_kubeconfig(kube_api))
-    assert cluster == {"server": "http://10.152.183.77:9765/k8s-audit"}
+    assert _ca_of(_secret_kubeconfig(kube_api)) == _own_ca(out)
+    assert _own_ca(out).strip() in _intake(falco_fs, INTAKE_PEM).read_text()
     assert out.unit_status == testing.BlockedStatus(
-        "kube-apiserver webhook file must be replaced (TLS was removed): run get-webhook-config"
+        "kube-apiserver webhook file must be replaced (the TLS CA changed): run get-webhook-config"
     )
 
 
-def test_without_the_relation_the_webhook_is_plain_http_and_says_so(ctx, falco_fs, kube_api):
+def test_without_the_relation_the_charms_own_ca_serves_https(ctx, falco_fs, kube_api):
     out = ctx.run(ctx.on.config_changed(), _state(falco_fs))
 
-    assert _k8saudit(falco_fs)["open_params"] == "http://:9765/k8s-audit"
-    assert "# webhook certificate" not in _live(falco_fs, "falco.yaml").read_text()
-    assert out.unit_status == testing.ActiveStatus(
-        "no TLS: relate certificates; webhook http://10.152.183.77:9765/k8s-audit"
-    )
+    cluster = _cluster(_secret_kubeconfig(kube_api))
+    assert cluster["server"] == HTTPS_URL
+    assert _ca_of(_secret_kubeconfig(kube_api)) == _own_ca(out)
+    assert _k8saudit(falco_fs)["open_params"] == "http://127.0.0.1:9766/k8s-audit"
+    assert out.unit_status == testing.ActiveStatus(f"webhook {HTTPS_URL}")
 
 
-def test_a_new_certificate_reaches_falco_while_custom_rules_are_refused(
+def test_a_new_certificate_reaches_the_intake_while_custom_rules_are_refused(
     ctx, falco_fs, kube_api, monkeypatch: pytest.MonkeyPatch
 ):
-    peers = testing.PeerRelation("falco-peers")
-    related = _relate(ctx, falco_fs, peers)  # Falco runs on an accepted config (http)
+    related = _relate(ctx, falco_fs)  # Falco runs on an accepted config
     monkeypatch.setattr(Workload, "run", _refusing_custom_rules(falco_fs))
     refused = dataclasses.replace(related, config={"custom_rules": BAD_RULES})
+    ca = TestCa()
 
-    out = _issue(ctx, refused, TestCa())
+    out = _issue(ctx, refused, ca)
 
-    # The last accepted config, with the new certificate: the webhook file and Falco agree.
-    assert _k8saudit(falco_fs)["open_params"] == "https://:9765/k8s-audit"
+    assert ca.pem.strip() in _intake(falco_fs, INTAKE_PEM).read_text()
     assert not _live(falco_fs, "rules.d/custom_rules.yaml").exists()
-    assert _cluster(_configmap_kubeconfig(kube_api))["server"] == HTTPS_URL
+    assert _ca_of(_secret_kubeconfig(kube_api)) == ca.pem
     assert out.unit_status.name == "blocked"
 
 
@@ -438,8 +433,8 @@ def test_unreadable_provider_data_blocks_and_keeps_https_running(
     ctx, falco_fs, kube_api, event, how
 ):
     served = _issue(ctx, _relate(ctx, falco_fs), TestCa())
-    live = {name: _live(falco_fs, name).read_bytes() for name in ("falco.yaml", PEM_NAME)}
-    configmap = _configmap_kubeconfig(kube_api)
+    live = {path: _intake(falco_fs, path).read_bytes() for path in (INTAKE_CONFIG, INTAKE_PEM)}
+    kubeconfig = _secret_kubeconfig(kube_api)
     relation = served.get_relations("certificates")[0]
     assert isinstance(relation, testing.Relation)  # not a peer or subordinate relation
     [entry] = json.loads(relation.remote_app_data["certificates"])
@@ -455,8 +450,8 @@ def test_unreadable_provider_data_blocks_and_keeps_https_running(
     assert out.unit_status == testing.BlockedStatus(
         "certificates: the provider's relation data does not parse"
     )
-    assert {name: _live(falco_fs, name).read_bytes() for name in live} == live
-    assert _configmap_kubeconfig(kube_api) == configmap
+    assert {path: _intake(falco_fs, path).read_bytes() for path in live} == live
+    assert _secret_kubeconfig(kube_api) == kubeconfig
 
 
 # -- the key stays secret -----------------------------------------------------------------------
@@ -466,14 +461,14 @@ def test_the_private_key_is_in_no_status_log_or_action_result(
     ctx, falco_fs, kube_api, caplog: pytest.LogCaptureFixture
 ):
     caplog.set_level(logging.DEBUG)
-    peers = testing.PeerRelation("falco-peers")
-    served = _issue(ctx, _relate(ctx, falco_fs, peers), TestCa())
+    served = _issue(ctx, _relate(ctx, falco_fs), TestCa())
     fetched = ctx.run(ctx.on.action("get-webhook-config"), served)
     results = json.dumps(ctx.action_results)
     out = ctx.run(ctx.on.update_status(), fetched)
 
-    pem = _live(falco_fs, "k8saudit-webhook.pem").read_text()
-    keys = [_key_body(pem), _key_body(_private_key(out))]
+    pem = _intake(falco_fs, INTAKE_PEM).read_text()
+    own = next(s.tracked_content for s in out.secrets if s.label == "webhook-credentials")
+    keys = [_key_body(pem), _key_body(_private_key(out)), _key_body(own["ca-key"])]
     shown = [
         caplog.text,
         results,

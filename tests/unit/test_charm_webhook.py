@@ -1,30 +1,30 @@
-"""The charm's cluster side in Scenario, with lightkube talking HTTP to a fake API on 127.0.0.1."""
+"""The charm's cluster side in Scenario, for faults the real kube-apiserver cannot give on demand.
+
+Everything else of the cluster side runs against the real apiserver in
+tests/unit/apiserver/test_charm_cluster.py; here lightkube talks HTTP to the stand-in on
+127.0.0.1 (kube_api.py), which answers 503 where asked.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-import pytest
-import yaml
-from charm_pod import ACTIVE, NO_TLS_NOTE, falco_container, pod
+from charm_pod import falco_container, peers, pod
 from fakes.fake_kube_api import FakeApiServer, status
 from ops import testing
-
-from webhook import _audit_policy
 
 NS = "audit"
 NAME = "falco-k8s-audit-webhook"
 SERVICE = f"/api/v1/namespaces/{NS}/services/{NAME}"
 CONFIGMAP = f"/api/v1/namespaces/{NS}/configmaps/{NAME}"
-NETWORKPOLICY = f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/{NAME}"
-WRITES = {"PATCH", "POST", "PUT", "DELETE"}
 
 
 def state(fs, *, leader: bool = True, **config: Any) -> testing.State:
     return testing.State(
         config=config,
         containers=pod(falco_container(fs)),
+        relations={peers()},
         leader=leader,
         model=testing.Model(name=NS),
     )
@@ -32,102 +32,6 @@ def state(fs, *, leader: bool = True, **config: Any) -> testing.State:
 
 def configure(ctx, fs, *, leader: bool = True, **config: Any) -> testing.State:
     return ctx.run(ctx.on.config_changed(), state(fs, leader=leader, **config))
-
-
-def kubeconfig_server(text: str) -> str:
-    return yaml.safe_load(text)["clusters"][0]["cluster"]["server"]
-
-
-def test_leader_applies_service_configmap_with_server_side_apply(ctx, falco_fs, kube_api):
-    out = configure(ctx, falco_fs)
-
-    assert kube_api.writes() == [("PATCH", SERVICE), ("PATCH", CONFIGMAP)]
-    for path in (SERVICE, CONFIGMAP):
-        request = kube_api.apply_request(path)
-        assert request.headers["Content-Type"] == "application/apply-patch+yaml"
-        assert dict(request.url.params) == {"fieldManager": "falco-k8s", "force": "true"}
-    service = kube_api.applied(SERVICE)
-    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "falco-k8s"}
-    assert service["spec"]["ports"][0]["port"] == 9765
-    data = kube_api.objects[CONFIGMAP]["data"]
-    assert kubeconfig_server(data["webhook-config.yaml"]) == "http://10.152.183.77:9765/k8s-audit"
-    assert yaml.safe_load(data["audit-policy.yaml"])["kind"] == "Policy"
-    pushed = (falco_fs / "etc-falco" / "webhook-config.yaml").read_text()
-    assert pushed == data["webhook-config.yaml"]
-    assert out.unit_status == ACTIVE
-
-
-def test_node_port_service_gives_a_loopback_server(ctx, falco_fs, kube_api):
-    out = configure(ctx, falco_fs, webhook_service_type="NodePort", webhook_node_port=30765)
-
-    assert kube_api.applied(SERVICE)["spec"]["ports"][0]["nodePort"] == 30765
-    pushed = (falco_fs / "etc-falco" / "webhook-config.yaml").read_text()
-    assert kubeconfig_server(pushed) == "http://127.0.0.1:30765/k8s-audit"
-    assert out.unit_status == testing.ActiveStatus(
-        f"{NO_TLS_NOTE}; webhook http://127.0.0.1:30765/k8s-audit;"
-        " NodePort needs kube-proxy iptables mode"
-    )
-
-
-def test_allowed_cidrs_apply_a_network_policy(ctx, falco_fs, kube_api):
-    configure(ctx, falco_fs, webhook_allowed_cidrs="10.0.0.5, 192.168.1.0/24")
-
-    policy = kube_api.objects[NETWORKPOLICY]["spec"]
-    webhook_rule = next(r for r in policy["ingress"] if r["ports"][0]["port"] == 9765)
-    assert [peer["ipBlock"]["cidr"] for peer in webhook_rule["from"]] == [
-        "10.0.0.5/32",
-        "192.168.1.0/24",
-    ]
-
-
-@pytest.mark.parametrize("cidrs", ["", "10.0.0.0/24"])
-def test_update_status_on_a_converged_leader_writes_nothing_to_the_api(
-    ctx, falco_fs, kube_api: FakeApiServer, cidrs: str
-):
-    out = configure(ctx, falco_fs, webhook_allowed_cidrs=cidrs)
-    kube_api.requests.clear()
-
-    out = ctx.run(ctx.on.update_status(), out)
-
-    assert kube_api.requests  # it looked
-    assert kube_api.writes() == []
-    assert out.unit_status == ACTIVE
-
-
-def test_non_leader_only_reads(ctx, falco_fs, kube_api):
-    configure(ctx, falco_fs)  # the leader created the Service
-    kube_api.requests.clear()
-
-    out = configure(ctx, falco_fs, leader=False)
-
-    assert kube_api.sent() == [("GET", SERVICE)]
-    assert out.unit_status == ACTIVE
-
-
-def test_non_leader_waits_for_the_service(ctx, falco_fs, kube_api):
-    out = configure(ctx, falco_fs, leader=False)
-
-    assert not [r for r in kube_api.requests if r.method in WRITES]
-    assert out.unit_status == testing.WaitingStatus(
-        "waiting for the leader to create the audit webhook Service"
-    )
-
-
-def test_untrusted_blocks_with_the_trust_command_and_falco_keeps_running(
-    ctx, falco_fs, kube_api: FakeApiServer
-):
-    kube_api.failures["PATCH", SERVICE] = status(403, 'services "x" is forbidden')
-
-    out = configure(ctx, falco_fs)
-
-    assert out.unit_status == testing.BlockedStatus(
-        "apply Service forbidden: run: juju trust falco-k8s --scope=cluster"
-    )
-    assert out.get_container("falco").service_statuses["falco"].value == "active"
-
-    del kube_api.failures["PATCH", SERVICE]  # `juju trust` was run
-    recovered = ctx.run(ctx.on.update_status(), out)
-    assert recovered.unit_status == ACTIVE
 
 
 def test_api_server_error_waits_and_retries(ctx, falco_fs, kube_api: FakeApiServer):
@@ -140,54 +44,6 @@ def test_api_server_error_waits_and_retries(ctx, falco_fs, kube_api: FakeApiServ
     )
 
 
-def test_conflict_blocks_with_the_api_message(ctx, falco_fs, kube_api: FakeApiServer):
-    kube_api.failures["PATCH", SERVICE] = status(422, "provided port is already allocated")
-
-    out = configure(ctx, falco_fs, webhook_service_type="NodePort", webhook_node_port=30765)
-
-    assert out.unit_status == testing.BlockedStatus(
-        "apply Service failed: HTTP 422: provided port is already allocated"
-    )
-
-
-@pytest.mark.parametrize(
-    ("config", "message"),
-    [
-        ({"audit_policy": "kind: Policy\n"}, "audit_policy: apiVersion must be audit.k8s.io/v1"),
-        (
-            {"webhook_allowed_cidrs": "10.0.0.0/8, nope"},
-            "webhook_allowed_cidrs: 'nope' is not a CIDR",
-        ),
-        (
-            {"webhook_node_port": 30765},
-            "webhook_node_port can only be set with webhook_service_type NodePort",
-        ),
-    ],
-)
-def test_bad_webhook_options_block_but_falco_changes_still_apply(
-    ctx, falco_fs, kube_api, config, message
-):
-    out = configure(ctx, falco_fs, minimum_priority="error", **config)
-
-    assert isinstance(out.unit_status, testing.BlockedStatus)
-    assert out.unit_status.message.startswith(message), out.unit_status.message
-    assert not [r for r in kube_api.requests if r.method in WRITES]
-    live = yaml.safe_load((falco_fs / "etc-falco" / "falco.yaml").read_text())
-    assert live["priority"] == "error"
-
-
-def test_remove_deletes_what_the_charm_created(ctx, falco_fs, kube_api):
-    out = configure(ctx, falco_fs, webhook_allowed_cidrs="10.0.0.0/8")
-    kube_api.requests.clear()
-
-    ctx.run(ctx.on.remove(), dataclasses.replace(out, planned_units=0))
-
-    assert sorted(kube_api.sent()) == sorted(
-        [("DELETE", NETWORKPOLICY), ("DELETE", CONFIGMAP), ("DELETE", SERVICE)]
-    )
-    assert not kube_api.objects
-
-
 def test_a_failed_deletion_on_remove_is_logged_not_raised(ctx, falco_fs, kube_api, caplog):
     out = configure(ctx, falco_fs, webhook_allowed_cidrs="10.0.0.0/8")
     kube_api.failures["DELETE", CONFIGMAP] = status(503, "etcd leader changed")
@@ -197,126 +53,3 @@ def test_a_failed_deletion_on_remove_is_logged_not_raised(ctx, falco_fs, kube_ap
 
     assert "could not delete the audit webhook objects" in caplog.text
     assert "etcd leader changed" in caplog.text
-
-
-@pytest.mark.parametrize(
-    "removing",
-    [{"leader": False, "planned_units": 0}, {"leader": True, "planned_units": 2}],
-    ids=["non-leader", "leader-on-scale-down"],
-)
-def test_remove_keeps_the_objects_while_the_application_stays(ctx, falco_fs, kube_api, removing):
-    out = configure(ctx, falco_fs)
-    kube_api.requests.clear()
-
-    ctx.run(ctx.on.remove(), dataclasses.replace(out, **removing))
-
-    assert kube_api.requests == []
-
-
-def test_get_webhook_config_hands_over_the_apiserver_side(ctx, falco_fs, kube_api):
-    out = configure(ctx, falco_fs)
-
-    ctx.run(ctx.on.action("get-webhook-config"), out)
-
-    results = ctx.action_results
-    assert results is not None
-    assert kubeconfig_server(results["webhook-config"]) == "http://10.152.183.77:9765/k8s-audit"
-    assert yaml.safe_load(results["audit-policy"])["apiVersion"] == "audit.k8s.io/v1"
-    assert "--audit-webhook-config-file=" in results["apiserver-flags"]
-    assert "/var/snap/microk8s/current/args/kube-apiserver" in results["microk8s"]
-    assert f"-n {NS} get configmap {NAME}" in results["kubectl"]
-    assert all(isinstance(value, str) for value in results.values())
-
-
-def test_get_webhook_config_fails_before_the_service_exists(ctx, falco_fs):
-    with pytest.raises(testing.ActionFailed, match="does not exist yet"):
-        ctx.run(ctx.on.action("get-webhook-config"), state(falco_fs, leader=False))
-
-
-# -- audit_policy: refused without a hook error, checked once per text -------------------------
-
-POLICY_HEADER = "apiVersion: audit.k8s.io/v1\nkind: Policy\n"
-# In the canonical form the charm publishes.
-CUSTOM_POLICY = POLICY_HEADER + "rules:\n- level: Metadata\n  verbs:\n  - create\n- level: None\n"
-
-
-def with_peers(out: testing.State, **config: Any) -> testing.State:
-    peers = testing.PeerRelation("falco-peers")
-    return dataclasses.replace(out, config=config, relations={peers})
-
-
-@pytest.mark.parametrize(
-    ("policy", "message"),
-    [
-        (POLICY_HEADER + "rules: " + "[" * 900 + "]" * 900, "audit_policy is nested more than"),
-        (
-            POLICY_HEADER + "metadata:\n" + "".join(f"{'  ' * i}k{i}:\n" for i in range(1, 900)),
-            "audit_policy is nested more than",
-        ),
-        (
-            POLICY_HEADER + "metadata:\n  a: &a [x, x]\n  b: &b [*a, *a]\n  c: [*b, *b]\n"
-            "rules: [{level: None}]\n",
-            "audit_policy: YAML anchors and aliases are refused (line 4)",
-        ),
-    ],
-    ids=["deep flow", "deep block", "aliases"],
-)
-def test_an_audit_policy_the_apiserver_refuses_blocks_and_keeps_the_configmap(
-    ctx, falco_fs, kube_api, policy, message
-):
-    out = configure(ctx, falco_fs)
-    configmap = kube_api.objects[CONFIGMAP]["data"]
-
-    out = ctx.run(
-        ctx.on.config_changed(), dataclasses.replace(out, config={"audit_policy": policy})
-    )
-
-    assert isinstance(out.unit_status, testing.BlockedStatus)
-    assert out.unit_status.message.startswith(message), out.unit_status.message
-    assert kube_api.objects[CONFIGMAP]["data"] == configmap
-
-
-def test_an_unchanged_audit_policy_is_checked_once(ctx, falco_fs, kube_api, monkeypatch):
-    out = ctx.run(ctx.on.config_changed(), with_peers(state(falco_fs), audit_policy=CUSTOM_POLICY))
-    assert kube_api.objects[CONFIGMAP]["data"]["audit-policy.yaml"] == CUSTOM_POLICY
-    checks: list[str] = []
-    monkeypatch.setattr(_audit_policy, "validate_audit_policy", checks.append)
-
-    for _ in range(2):
-        out = ctx.run(ctx.on.update_status(), out)
-
-    assert checks == []
-    assert out.unit_status == ACTIVE
-    assert kube_api.writes()[-1] == ("PATCH", CONFIGMAP)  # written once, by config-changed
-
-
-def test_an_unchanged_refused_audit_policy_is_not_checked_again(
-    ctx, falco_fs, kube_api, monkeypatch
-):
-    refused = POLICY_HEADER + "rules: [{level: Everything}]\n"
-    out = ctx.run(ctx.on.config_changed(), with_peers(state(falco_fs), audit_policy=refused))
-    checks: list[str] = []
-    monkeypatch.setattr(_audit_policy, "validate_audit_policy", checks.append)
-
-    out = ctx.run(ctx.on.update_status(), out)
-
-    assert checks == []
-    assert out.unit_status.message.startswith("audit_policy rules[0]: level 'Everything'")
-
-
-def test_a_configmap_edited_by_hand_gets_the_remembered_policy_back(ctx, falco_fs, kube_api):
-    out = ctx.run(ctx.on.config_changed(), with_peers(state(falco_fs), audit_policy=CUSTOM_POLICY))
-    kube_api.objects[CONFIGMAP]["data"]["audit-policy.yaml"] = "rules: []\n"
-
-    ctx.run(ctx.on.update_status(), out)
-
-    assert kube_api.objects[CONFIGMAP]["data"]["audit-policy.yaml"] == CUSTOM_POLICY
-
-
-def test_get_webhook_config_hands_out_a_remembered_policy(ctx, falco_fs, kube_api):
-    out = ctx.run(ctx.on.config_changed(), with_peers(state(falco_fs), audit_policy=CUSTOM_POLICY))
-
-    ctx.run(ctx.on.action("get-webhook-config"), out)
-
-    assert ctx.action_results is not None
-    assert ctx.action_results["audit-policy"] == CUSTOM_POLICY

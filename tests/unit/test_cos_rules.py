@@ -1,8 +1,9 @@
 """The shipped alert rules and dashboard, checked by the real tools and against real metrics.
 
-PromQL goes through promtool (``promtool check rules``, Prometheus 2.42 from Debian), LogQL
-through Grafana's LogQL grammar (``@grafana/lezer-logql``); both are installed into build/ by
-tools/install-cos-checkers, which tox runs first. A missing checker fails, never skips.
+PromQL goes through promtool (``promtool check rules``, Prometheus 3.11 as tools/promtool/go.mod
+pins it), LogQL through Grafana's LogQL grammar (``@grafana/lezer-logql``); both are installed
+into build/ by tools/install-cos-checkers, which tox runs first. A missing checker fails, never
+skips.
 """
 
 import json
@@ -13,10 +14,14 @@ from typing import Any
 
 import pytest
 import yaml
+from forwarder.forwarder_helpers import falco_alert
 
+from audit_intake.metrics import IntakeMetrics
 from cos._alert_rules import PLACEHOLDER, load_rules
 from cos._publish import DASHBOARDS_DIR, LOKI_RULES_DIR, OTLP_RULES_DIR, PROMETHEUS_RULES_DIR
-from falco_forwarder.metrics import DROP_REASONS, Metrics
+from falco_forwarder.config import JujuTopology
+from falco_forwarder.loki import loki_labels
+from falco_forwarder.metrics import DROP_REASONS, Gauges, Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL = ROOT / "build" / "bin" / "promtool"
@@ -50,12 +55,18 @@ SCRAPE_METRICS = frozenset({"up"})
 # Grafana's variables, given values so the expressions are plain PromQL/LogQL.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
 _SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{")
-_OUR_PREFIXES = re.compile(r"\b(?:falco_forwarder|falcosecurity)_[a-z0-9_]+")
+_OUR_PREFIXES = re.compile(r"\b(?:falco_forwarder|falcosecurity|audit_intake)_[a-z0-9_]+")
 
 
 def forwarder_metrics() -> frozenset[str]:
     """The families the forwarder's own code exports, read from what it renders."""
-    text = Metrics(["s"]).render({"s": 0}, 0)
+    text = Metrics(["s"]).render(Gauges({"s": 0}, {"s": ""}, 0, 0, 0))
+    return frozenset(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
+
+
+def intake_metrics() -> frozenset[str]:
+    """The families the audit intake exports, read from what it renders."""
+    text = IntakeMetrics(dict).render()
     return frozenset(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
 
 
@@ -146,7 +157,7 @@ def promtool_test(tmp_path: Path, series: dict[str, str], alerts: list[dict[str,
             rule["annotations"] = {"summary": rule["annotations"]["summary"]}
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(document))
     inputs = [
-        {"series": name.replace("{", "{" + _matchers(unit_labels()) + ", ", 1), "values": values}
+        {"series": name.replace("{", "{" + _matchers(_missing(name)) + ", ", 1), "values": values}
         for name, values in series.items()
     ]
     tests = {
@@ -167,6 +178,11 @@ def promtool_test(tmp_path: Path, series: dict[str, str], alerts: list[dict[str,
     return result.stdout
 
 
+def _missing(series: str) -> dict[str, str]:
+    """The unit's topology labels a series name does not set itself (a test may name a unit)."""
+    return {key: value for key, value in unit_labels().items() if f"{key}=" not in series}
+
+
 def _matchers(labels: dict[str, str]) -> str:
     return ", ".join(f'{key}="{value}"' for key, value in labels.items())
 
@@ -182,8 +198,8 @@ def test_the_logql_checker_refuses_a_broken_expression():
         logql_check([("broken", 'sum by (rule (count_over_time({a="b"}[5m]))')])
 
 
-def test_every_metric_in_promql_is_one_falco_or_the_forwarder_exports():
-    known = FALCO_METRICS | forwarder_metrics() | SCRAPE_METRICS
+def test_every_metric_in_promql_is_one_falco_the_forwarder_or_the_intake_exports():
+    known = FALCO_METRICS | forwarder_metrics() | intake_metrics() | SCRAPE_METRICS
     expressions = rule_expressions(PROMETHEUS_RULES_DIR) + dashboard_expressions("${prometheusds}")
     used: set[str] = set()
     for where, expr in expressions:
@@ -196,6 +212,11 @@ def test_every_metric_in_promql_is_one_falco_or_the_forwarder_exports():
         "falco_forwarder_backlog_bytes",
         "falco_forwarder_alert_log_bytes",
         "falcosecurity_falco_rules_matches_total",
+        "audit_intake_events_received_total",
+        "audit_intake_last_event_timestamp_seconds",
+        "audit_intake_refused_total",
+        "audit_intake_falco_answers_total",
+        "audit_intake_unsettled_bytes",
     } <= used
 
 
@@ -290,6 +311,35 @@ def test_alerts_lost_to_retention_raise_a_critical_alert_naming_sink_and_reason(
     assert "SUCCESS" in output
 
 
+def test_a_nearly_full_alert_log_volume_warns_before_falco_loses_alerts(tmp_path: Path):
+    # A 1 GiB volume: 200 MiB free for 10 minutes, then 50 MiB (under a tenth) from minute 10.
+    gib = 1 << 30
+    output = promtool_test(
+        tmp_path,
+        {
+            "falco_forwarder_alert_log_volume_size_bytes{}": f"{gib}x30",
+            "falco_forwarder_alert_log_volume_free_bytes{}": f"{200 << 20}x10 {50 << 20}x20",
+        },
+        [
+            {"eval_time": "9m", "alertname": "FalcoAlertLogVolumeNearlyFull", "exp_alerts": []},
+            {
+                "eval_time": "16m",
+                "alertname": "FalcoAlertLogVolumeNearlyFull",
+                "exp_alerts": [
+                    {
+                        "exp_labels": alert_labels(severity="warning"),
+                        "exp_annotations": {
+                            "summary": "The alert-log volume of falco-k8s/0 has 50MiB free,"
+                            " under a tenth"
+                        },
+                    }
+                ],
+            },
+        ],
+    )
+    assert "SUCCESS" in output
+
+
 def test_every_drop_reason_is_explained_where_on_call_reads_it():
     (rule,) = [
         rule
@@ -306,3 +356,122 @@ def test_every_drop_reason_is_explained_where_on_call_reads_it():
     for reason in DROP_REASONS:
         assert f"{reason}:" in rule["annotations"]["description"], reason
         assert f"{reason}:" in panel["description"] or f"{reason}," in panel["description"]
+
+
+def test_no_audit_events_for_ten_minutes_raises_a_critical_alert_for_the_application(
+    tmp_path: Path,
+):
+    # Two units; events arrive for 10 minutes, then the apiserver stops sending.
+    events = 'audit_intake_events_received_total{juju_unit="falco-k8s/%d"}'
+    output = promtool_test(
+        tmp_path,
+        {events % 0: "0+100x10 1000x30", events % 1: "0+120x10 1200x30"},
+        [
+            {"eval_time": "10m", "alertname": "FalcoNoAuditEvents", "exp_alerts": []},
+            {"eval_time": "18m", "alertname": "FalcoNoAuditEvents", "exp_alerts": []},
+            {
+                "eval_time": "21m",
+                "alertname": "FalcoNoAuditEvents",
+                "exp_alerts": [
+                    {
+                        "exp_labels": {
+                            key: value
+                            for key, value in alert_labels(severity="critical").items()
+                            if key != "juju_unit"
+                        },
+                        "exp_annotations": {
+                            "summary": "No Kubernetes audit events reached falco-k8s"
+                            " for 10 minutes"
+                        },
+                    }
+                ],
+            },
+        ],
+    )
+    assert "SUCCESS" in output
+
+
+def test_posts_without_the_token_raise_a_warning_naming_unit_and_reason(tmp_path: Path):
+    refused = 'audit_intake_refused_total{reason="%s"}'
+    series = {refused % reason: "0x20" for reason in ("unauthenticated", "spool_full")}
+    series[refused % "wrong_token"] = "0x4 3x15"
+    output = promtool_test(
+        tmp_path,
+        series,
+        [
+            {
+                "eval_time": "10m",
+                "alertname": "FalcoAuditPostsRefused",
+                "exp_alerts": [
+                    {
+                        "exp_labels": alert_labels(severity="warning", reason="wrong_token"),
+                        "exp_annotations": {
+                            "summary": "3 audit posts refused on falco-k8s/0 (wrong_token)"
+                        },
+                    }
+                ],
+            },
+            {"eval_time": "10m", "alertname": "FalcoAuditBatchesTurnedAway", "exp_alerts": []},
+        ],
+    )
+    assert "SUCCESS" in output
+
+
+def test_the_dashboard_has_a_row_asking_whether_the_apiserver_is_sending():
+    panels = json.loads((DASHBOARDS_DIR / "falco-k8s.json").read_text())["panels"]
+    (row,) = [p for p in panels if p["type"] == "row" and "apiserver sending" in p["title"]]
+    below = [p for p in panels if p["gridPos"]["y"] > row["gridPos"]["y"]]
+    exprs = " ".join(t["expr"] for p in below for t in p["targets"])
+
+    assert "audit_intake_events_received_total" in exprs
+    assert "audit_intake_last_event_timestamp_seconds" in exprs
+    assert 'service="audit-intake"' in exprs
+
+
+# A LogQL stream matcher: label, operator, double-quoted value (as the dashboard writes them).
+_MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*,?')
+
+
+def stream_selected(expr: str, labels: dict[str, str]) -> bool:
+    """Whether the first stream selector of ``expr`` selects a stream with ``labels``.
+
+    Loki's rules: a missing label is the empty string; regular expressions match whole values.
+    The topology variables are Grafana's "All", which matches any value.
+    """
+    selector = expr[expr.index("{") + 1 : expr.index("}")]
+    for variable in ("$juju_model_uuid", "$juju_model", "$juju_application", "$juju_unit"):
+        selector = selector.replace(variable, ".*")
+    matchers = _MATCHER.findall(selector)
+    assert "".join(m.group(0) for m in _MATCHER.finditer(selector)) == selector, selector
+    verdicts = {
+        "=": lambda have, want: have == want,
+        "!=": lambda have, want: have != want,
+        "=~": lambda have, want: re.fullmatch(want, have) is not None,
+        "!~": lambda have, want: re.fullmatch(want, have) is None,
+    }
+    return all(verdicts[op](labels.get(name, ""), value) for name, op, value in matchers)
+
+
+def test_the_alert_panels_count_alerts_not_the_service_logs_sent_over_logging():
+    """With `logging` and `send-loki-logs` into one Loki, only alert streams are counted."""
+    topology = {**unit_labels(), "juju_charm": TOPOLOGY["charm_name"]}
+    juju = JujuTopology(
+        TOPOLOGY["model"], TOPOLOGY["model_uuid"], TOPOLOGY["application"], TOPOLOGY["unit"]
+    )
+    alert_stream = loki_labels(falco_alert(priority="Critical"), juju)
+    # Pebble labels every line it forwards with its service (pebble docs, log-forwarding.md).
+    services = ("falco", "alert-forwarder", "audit-intake")
+    service_streams = [{**topology, "pebble_service": s} for s in services]
+    dashboard = json.loads((DASHBOARDS_DIR / "falco-k8s.json").read_text())
+    loki_targets = [
+        (panel["title"], target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        if target["datasource"]["type"] == "loki"
+    ]
+
+    assert len(loki_targets) == 5
+    for title, expr in loki_targets:
+        assert stream_selected(expr, alert_stream), title
+        for stream in service_streams:
+            assert not stream_selected(expr, stream), title

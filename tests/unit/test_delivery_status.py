@@ -9,17 +9,21 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from charm_pod import active, falco_container, pod
+from charm_pod import active, falco_container, peers, pod
+from loopback_http import QuietHandler, serving
 from ops import testing
 
-from falco_forwarder.config import config_from_dict
+from falco_forwarder.config import ForwarderConfig
 from falco_forwarder.forwarder import Forwarder
 from falco_forwarder.metrics import DeliveryState
 from sinks import _alert_sinks as alert_sinks
+from sinks import _delivery_status as delivery_status
 from sinks._delivery_status import delivery_notes, read_delivery
+from sinks._drop_history import DROP_NOTE_HOLD_SECONDS
 
 
 def closed_port() -> int:
@@ -31,8 +35,31 @@ def closed_port() -> int:
 @pytest.fixture
 def forwarder(tmp_path: Path) -> Iterator[Forwarder]:
     """A real forwarder whose only sink, http_output, refuses connections."""
+    with running_forwarder(tmp_path, f"http://127.0.0.1:{closed_port()}/") as forwarder:
+        yield forwarder
+
+
+class Refuses(QuietHandler):
+    """A sink that answers every alert 400: the forwarder drops each one (http_4xx)."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server names it
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(400)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def refused(tmp_path: Path) -> Iterator[Forwarder]:
+    """A real forwarder whose only sink, http_output, refuses every alert."""
+    with serving(Refuses) as port, running_forwarder(tmp_path, f"http://127.0.0.1:{port}/") as fw:
+        yield fw
+
+
+@contextmanager
+def running_forwarder(tmp_path: Path, url: str) -> Iterator[Forwarder]:
     forwarder = Forwarder(
-        config_from_dict(
+        ForwarderConfig.from_dict(
             {
                 "listen": {"host": "127.0.0.1", "port": 0},
                 "alert_log": {
@@ -48,19 +75,15 @@ def forwarder(tmp_path: Path) -> Iterator[Forwarder]:
                     "unit": "falco-k8s/0",
                 },
                 "retry": {"initial_seconds": 0.05, "max_seconds": 0.2, "timeout_seconds": 2},
-                "sinks": [
-                    {
-                        "name": "http_output",
-                        "format": "falco-json",
-                        "url": f"http://127.0.0.1:{closed_port()}/",
-                    }
-                ],
+                "sinks": [{"name": "http_output", "format": "falco-json", "url": url}],
             }
         )
     )
     forwarder.start()
-    yield forwarder
-    forwarder.close()
+    try:
+        yield forwarder
+    finally:
+        forwarder.close()
 
 
 def write_alerts(forwarder: Forwarder, count: int) -> int:
@@ -144,11 +167,23 @@ SINKS = ("graylog", "http_output", "falcosidekick")
                 "http_output failing, 512 B queued",
             ],
         ),
+        (
+            DeliveryState(backlog={"graylog": 0}, unsaved={"graylog"}),
+            ["graylog checkpoint not saved"],
+        ),
     ],
-    ids=["idle", "in-flight", "failing", "failed-then-dropped", "removed", "failing-and-lossy"],
+    ids=[
+        "idle",
+        "in-flight",
+        "failing",
+        "failed-then-dropped",
+        "removed",
+        "failing-and-lossy",
+        "checkpoint-unsaved",
+    ],
 )
 def test_delivery_notes(state: DeliveryState, notes: list[str]):
-    assert delivery_notes(state, SINKS) == notes
+    assert delivery_notes(state, SINKS, state.dropped) == notes
 
 
 def test_a_failing_sink_shows_in_the_unit_status(
@@ -161,6 +196,7 @@ def test_a_failing_sink_shows_in_the_unit_status(
     state = testing.State(
         config={"http_output": "https://siem.example.com/falco"},
         containers=pod(container),
+        relations={peers()},
         leader=True,
     )
     deployed = ctx.run(ctx.on.pebble_ready(container), state)  # starts the forwarder service
@@ -177,6 +213,7 @@ def test_a_forwarder_that_does_not_answer_is_noted(ctx, falco_fs):
     state = testing.State(
         config={"http_output": "https://siem.example.com/falco"},
         containers=pod(container),
+        relations={peers()},
         leader=True,
     )
     deployed = ctx.run(ctx.on.pebble_ready(container), state)
@@ -187,3 +224,54 @@ def test_a_forwarder_that_does_not_answer_is_noted(ctx, falco_fs):
     out = ctx.run(ctx.on.update_status(), deployed)  # nothing listens on the metrics port
 
     assert out.unit_status == active("forwarder not answering", alerts_to="http_output")
+
+
+def wait_until_dropped(port: int, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        state = read_delivery(port)
+        if state is not None and state.dropped.get("http_output", {}).get("http_4xx") == count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the forwarder never counted {count} drops")
+
+
+def test_lost_alerts_leave_the_status_an_hour_after_the_last_loss(
+    ctx, falco_fs, refused: Forwarder, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(alert_sinks, "METRICS_PORT", refused.port)
+    now = [1_750_000_000.0]
+    monkeypatch.setattr(delivery_status, "clock", lambda: now[0])
+    container = falco_container(falco_fs)
+    state = testing.State(
+        config={"http_output": "https://siem.example.com/falco"},
+        containers=pod(container),
+        relations={testing.PeerRelation("falco-peers")},
+        leader=True,
+    )
+    state = ctx.run(ctx.on.pebble_ready(container), state)
+    write_alerts(refused, 2)
+    wait_until_dropped(refused.port, 2)
+
+    state = ctx.run(ctx.on.update_status(), state)
+    assert state.unit_status == active(
+        "http_output 2 dropped (http_4xx 2)", alerts_to="http_output"
+    )
+
+    now[0] += DROP_NOTE_HOLD_SECONDS - 60
+    state = ctx.run(ctx.on.update_status(), state)
+    assert state.unit_status == active(
+        "http_output 2 dropped (http_4xx 2)", alerts_to="http_output"
+    )
+
+    now[0] += 60  # an hour without a new loss: the forwarder still counts 2, the status is clean
+    state = ctx.run(ctx.on.update_status(), state)
+    assert state.unit_status == active(alerts_to="http_output")
+
+    write_alerts(refused, 1)
+    wait_until_dropped(refused.port, 3)
+    now[0] += 300
+    state = ctx.run(ctx.on.update_status(), state)
+    assert state.unit_status == active(
+        "http_output 1 dropped (http_4xx 1)", alerts_to="http_output"
+    )

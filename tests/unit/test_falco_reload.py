@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import pytest
 
-from constants import FALCO_CONFIG, WEBHOOK_PEM
+from constants import FALCO_CONFIG, LEGACY_WEBHOOK_PEM
 from falco import _reload as falco_reload
 from falco._reload import LoadedFiles, expected_files, parse_loaded_files
 
@@ -61,11 +61,11 @@ def test_expected_files_are_the_written_bytes_by_base_name_and_skip_absent_files
     )
 
 
-def test_the_webhook_pem_is_not_expected_in_falcos_report():
-    """Falco lists config and rules files only; falco.yaml carries the PEM's digest."""
+def test_a_file_that_must_not_exist_is_not_expected_in_falcos_report():
+    """The layout names files Falco must not have (None): Falco cannot report them."""
     layout: dict[str, str | bytes | None] = {
         "/etc/falco/k8s_audit_rules.yaml": b"- rule: x\n",
-        WEBHOOK_PEM: b"-----BEGIN CERTIFICATE-----\n",
+        LEGACY_WEBHOOK_PEM: None,
         "/etc/falco/falco.yaml": "priority: debug\n",
     }
 

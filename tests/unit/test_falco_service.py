@@ -36,8 +36,8 @@ BUNDLE = Payload(
     stock_rules=STOCK_RULES.encode(),
     charm_rules=CHARM_RULES_TEXT.encode(),
     forwarder={},
+    intake={},
 )
-PEM = b"certificate, chain and key"
 LIST = [*FALCO_COMMAND, "-L", "-o", "json_output=true"]
 
 
@@ -46,23 +46,22 @@ def charm_falco_yaml(selection: list[dict[str, dict[str, str]]] | None = None) -
     return render_falco_yaml(settings, ["/etc/falco/k8s_audit_rules.yaml"])
 
 
-def test_the_candidate_carries_the_options_and_the_current_certificate():
+def test_the_candidate_carries_the_options():
     config = CharmConfig(minimum_priority="warning", custom_rules=CI_RULE)
 
-    wanted = falco_service.candidate(config, BUNDLE, PEM)
+    wanted = falco_service.candidate(config, BUNDLE)
 
     assert wanted.files.settings.priority == "warning"
     assert wanted.files.custom_rules == CI_RULE
     assert wanted.files.stock_rules == BUNDLE.stock_rules
     assert wanted.files.charm_rules == BUNDLE.charm_rules
-    assert wanted.files.webhook_pem == PEM
     assert wanted.notes == ()
 
 
 def test_disabled_rules_that_select_nothing_are_passed_on_with_a_note():
     config = CharmConfig(disabled_rules="No Such Rule, tag:nope")
 
-    wanted = falco_service.candidate(config, BUNDLE, None)
+    wanted = falco_service.candidate(config, BUNDLE)
 
     assert wanted.notes == ("disabled_rules matched nothing: No Such Rule, tag:nope",)
     assert wanted.files.settings.rules_selection  # Falco still gets them
@@ -71,7 +70,7 @@ def test_disabled_rules_that_select_nothing_are_passed_on_with_a_note():
 def test_disabled_rules_select_the_charms_own_rules_too():
     config = CharmConfig(disabled_rules="K8s Audit Event Truncated, tag:falco_k8s")
 
-    wanted = falco_service.candidate(config, BUNDLE, None)
+    wanted = falco_service.candidate(config, BUNDLE)
 
     assert wanted.notes == ()
     assert wanted.files.settings.rules_selection == [
@@ -82,16 +81,16 @@ def test_disabled_rules_select_the_charms_own_rules_too():
 
 def test_an_unchanged_rules_text_is_not_checked_again():
     config = CharmConfig(custom_rules=CI_RULE)
-    first = falco_service.candidate(config, BUNDLE, None)
+    first = falco_service.candidate(config, BUNDLE)
 
-    again = falco_service.candidate(config, BUNDLE, None, remembered=first.checked)
+    again = falco_service.candidate(config, BUNDLE, remembered=first.checked)
 
     assert again == first
 
 
 def test_invalid_custom_rules_are_an_operator_problem():
     with pytest.raises(InvalidStateError, match="custom_rules"):
-        falco_service.candidate(CharmConfig(custom_rules="- rule: [unclosed"), BUNDLE, None)
+        falco_service.candidate(CharmConfig(custom_rules="- rule: [unclosed"), BUNDLE)
 
 
 @pytest.mark.parametrize(
@@ -169,9 +168,9 @@ def live_falco_yaml(fs: Path) -> str:
 
 def test_an_accepted_candidate_goes_live_and_is_to_be_remembered(tmp_path: Path):
     fs = new_falco_fs(tmp_path)
-    wanted = falco_service.candidate(CharmConfig(custom_rules=CI_RULE), BUNDLE, None).files
+    wanted = falco_service.candidate(CharmConfig(custom_rules=CI_RULE), BUNDLE).files
     with falco_pod(fs) as falco:
-        outcome = falco_service.converge(falco, wanted, BUNDLE, "", None, tls_usable=True)
+        outcome = falco_service.converge(falco, wanted, BUNDLE, "")
         assert falco.is_running()
 
     assert outcome == falco_service.FalcoOutcome(accepted=wanted.to_json())
@@ -183,15 +182,13 @@ def test_a_refused_candidate_is_named_and_never_goes_live(tmp_path: Path):
     fs = new_falco_fs(tmp_path)  # the image's own falco.yaml, as after a pod reschedule
     last_good = FalcoFiles(FalcoSettings(priority="warning"), *BUNDLE.shipped_rules, CI_RULE)
     config = CharmConfig(minimum_priority="error", custom_rules=CI_RULE)
-    refused = falco_service.candidate(config, BUNDLE, None)
+    refused = falco_service.candidate(config, BUNDLE)
     rejection = testing.Exec(
         DRY_RUN_PREFIX, return_code=1, stderr="Error: custom_rules.yaml: Invalid\n"
     )
     staged = fs / "etc-falco" / "staging" / "falco.yaml"
     with falco_pod(fs, dry_run=rejection) as falco:
-        outcome = falco_service.converge(
-            falco, refused.files, BUNDLE, last_good.to_json(), None, tls_usable=True
-        )
+        outcome = falco_service.converge(falco, refused.files, BUNDLE, last_good.to_json())
 
     assert outcome.rejected == "custom_rules rejected by Falco: Error: custom_rules.yaml: Invalid"
     assert outcome.accepted == ""
@@ -204,9 +201,7 @@ def test_the_last_good_is_restored_when_there_is_no_candidate(tmp_path: Path):
     fs = new_falco_fs(tmp_path)
     last_good = FalcoFiles(FalcoSettings(priority="warning"), *BUNDLE.shipped_rules, CI_RULE)
     with falco_pod(fs) as falco:
-        outcome = falco_service.converge(
-            falco, None, BUNDLE, last_good.to_json(), None, tls_usable=True
-        )
+        outcome = falco_service.converge(falco, None, BUNDLE, last_good.to_json())
         assert falco.is_running()
         assert falco_service.config_is_ours(falco)
 
@@ -218,7 +213,7 @@ def test_the_last_good_is_restored_when_there_is_no_candidate(tmp_path: Path):
 def test_without_a_candidate_or_a_last_good_falco_is_left_alone(tmp_path: Path):
     fs = new_falco_fs(tmp_path)
     with falco_pod(fs) as falco:
-        outcome = falco_service.converge(falco, None, BUNDLE, "", None, tls_usable=True)
+        outcome = falco_service.converge(falco, None, BUNDLE, "")
         assert not falco.is_running()  # the image's config would not start: no service for it
 
     assert outcome == falco_service.FalcoOutcome()

@@ -22,7 +22,7 @@ from charm_pod import falco_container, pod
 from forwarder.forwarder_helpers import append_alert, falco_alert, free_port
 from ops import testing
 
-from falco_forwarder.config import config_from_dict
+from falco_forwarder.config import ForwarderConfig
 from falco_forwarder.forwarder import Forwarder
 
 INTEGRATOR = Path(__file__).resolve().parents[2] / "gelf-integrator"
@@ -83,7 +83,7 @@ def running_forwarder(pushed: dict[str, Any], tmp_path: Path) -> Forwarder:
             "state_dir": str(tmp_path / "state"),
         },
     }
-    forwarder = Forwarder(config_from_dict(config))
+    forwarder = Forwarder(ForwarderConfig.from_dict(config))
     forwarder.start()
     return forwarder
 

@@ -1,6 +1,6 @@
 """The integration suite's own parts that run without Juju: deploy arguments and the receiver.
 
-The README's "Deploy from source" line must deploy exactly what the integration fixture
+The "Deploy from source" how-to must deploy exactly what the integration fixture
 deploys: both are checked against the `juju` command line jubilant really builds, recorded by a
 stand-in `juju` executable (it models only the CLI's argv; jubilant 1.14 `Juju.deploy`).
 """
@@ -31,12 +31,12 @@ from inside_pod import (
     receiver_command,
 )
 
-README = ROOT / "README.md"
+HOW_TO = ROOT / "docs" / "how-to" / "deploy-from-source.md"
 
 
-def readme_deploy_from_source() -> list[list[str]]:
-    """The shell commands of the README's "Deploy from source" section, split into words."""
-    section = README.read_text().split("## Deploy from source", 1)[1].split("\n## ", 1)[0]
+def how_to_deploy_from_source() -> list[list[str]]:
+    """The shell commands of the how-to's "Deploy from source" section, split into words."""
+    section = HOW_TO.read_text().split("## Deploy from source", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```shell\n(.*?)```", section, re.DOTALL)
     assert block is not None
     return [shlex.split(line) for line in block.group(1).splitlines() if line.strip()]
@@ -55,7 +55,7 @@ def recording_juju(tmp_path: Path) -> tuple[jubilant.Juju, Path]:
     return jubilant.Juju(cli_binary=stub), record
 
 
-def test_readme_deploys_from_source_as_the_integration_fixture(
+def test_the_how_to_deploys_from_source_as_the_integration_fixture(
     recording_juju: tuple[jubilant.Juju, Path], tmp_path: Path
 ):
     juju, record = recording_juju
@@ -64,12 +64,12 @@ def test_readme_deploys_from_source_as_the_integration_fixture(
     deploy(juju, charm)
 
     fixture = json.loads(record.read_text().splitlines()[-1])
-    pack, readme = readme_deploy_from_source()
+    pack, how_to = how_to_deploy_from_source()
     assert pack == ["charmcraft", "pack"]
-    assert readme[:3] == ["juju", "deploy", "./falco-k8s_*.charm"]
+    assert how_to[:3] == ["juju", "deploy", "./falco-k8s_*.charm"]
     # The app name is the charm's own in both; then the same resources and flags, in any order.
     assert fixture[:3] == ["deploy", str(charm), "falco-k8s"]
-    assert sorted(readme[3:]) == sorted(fixture[3:])
+    assert sorted(how_to[3:]) == sorted(fixture[3:])
 
 
 def test_deploy_resources_are_the_pinned_upstream_images():

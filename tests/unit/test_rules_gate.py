@@ -80,6 +80,7 @@ def test_a_remembered_candidate_comes_back_on_the_charms_own_shipped_rules():
         stock_rules=b"- rule: newer stock\n",
         charm_rules=b"- rule: newer charm rule\n",
         forwarder={},
+        intake={},
     )
 
     restored = FalcoFiles.from_json(FILES.to_json(), bundle)
@@ -95,7 +96,7 @@ def test_a_remembered_candidate_comes_back_on_the_charms_own_shipped_rules():
     "text", ["{not json", "{}", '{"settings": {"nope": 1}, "custom_rules": ""}', "[" * 100_000]
 )
 def test_an_unreadable_remembered_candidate_is_a_value_error(text: str):
-    bundle = Payload(plugins={}, stock_rules=STOCK, charm_rules=CHARM, forwarder={})
+    bundle = Payload(plugins={}, stock_rules=STOCK, charm_rules=CHARM, forwarder={}, intake={})
     with pytest.raises(ValueError, match="unreadable remembered config"):
         FalcoFiles.from_json(text, bundle)
 

@@ -10,6 +10,8 @@ import yaml
 
 from webhook._apiserver_side import (
     AUDIT_POLICY_KEY,
+    CANONICAL_K8S,
+    MICROK8S,
     MICROK8S_APISERVER_ARGS,
     MICROK8S_AUDIT_POLICY,
     MICROK8S_RESTART,
@@ -20,9 +22,10 @@ from webhook._apiserver_side import (
     InvalidCidrError,
     WebhookAddress,
     apiserver_flags,
+    charmed_kubernetes_command,
     kubectl_commands,
-    microk8s_instructions,
     parse_allowed_cidrs,
+    snap_control_plane_script,
     webhook_action_result,
     webhook_kubeconfig,
     webhook_resource_name,
@@ -34,15 +37,21 @@ PLUGIN_MAX_BATCH_BYTES = 12 * 1024 * 1024
 PLUGIN_MAX_EVENT_BYTES = 256 * 1024
 
 
+CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+TOKEN = "the-webhook-token"
+
+
+def kubeconfig_for(address: WebhookAddress) -> str:
+    return webhook_kubeconfig(address, CA, TOKEN)
+
+
 def server_of(kubeconfig: str) -> str:
     document = yaml.safe_load(kubeconfig)
     return document["clusters"][0]["cluster"]["server"]
 
 
 def test_kubeconfig_structure():
-    document = yaml.safe_load(
-        webhook_kubeconfig(WebhookAddress("ClusterIP", "10.152.183.77", None))
-    )
+    document = yaml.safe_load(kubeconfig_for(WebhookAddress("ClusterIP", "10.152.183.77", None)))
 
     assert document["apiVersion"] == "v1"
     assert document["kind"] == "Config"
@@ -56,16 +65,16 @@ def test_kubeconfig_structure():
 @pytest.mark.parametrize(
     ("service_type", "cluster_ip", "node_port", "server"),
     [
-        ("ClusterIP", "10.152.183.77", None, "http://10.152.183.77:9765/k8s-audit"),
-        ("NodePort", "10.152.183.77", 30765, "http://127.0.0.1:30765/k8s-audit"),
-        ("ClusterIP", "fd00:10:152::4d", None, "http://[fd00:10:152::4d]:9765/k8s-audit"),
-        ("ClusterIP", "fd00:10:152:0:0::4d", None, "http://[fd00:10:152::4d]:9765/k8s-audit"),
-        ("LoadBalancer", "10.152.183.9", 31000, "http://10.152.183.9:9765/k8s-audit"),
+        ("ClusterIP", "10.152.183.77", None, "https://10.152.183.77:9765/k8s-audit"),
+        ("NodePort", "10.152.183.77", 30765, "https://127.0.0.1:30765/k8s-audit"),
+        ("ClusterIP", "fd00:10:152::4d", None, "https://[fd00:10:152::4d]:9765/k8s-audit"),
+        ("ClusterIP", "fd00:10:152:0:0::4d", None, "https://[fd00:10:152::4d]:9765/k8s-audit"),
+        ("LoadBalancer", "10.152.183.9", 31000, "https://10.152.183.9:9765/k8s-audit"),
     ],
 )
 def test_server_url(service_type: str, cluster_ip: str, node_port: int | None, server: str):
     assert webhook_server_url(service_type, cluster_ip, node_port) == server
-    kubeconfig = webhook_kubeconfig(WebhookAddress(service_type, cluster_ip, node_port))
+    kubeconfig = kubeconfig_for(WebhookAddress(service_type, cluster_ip, node_port))
     assert server_of(kubeconfig) == server
 
 
@@ -87,14 +96,14 @@ def test_server_url_refuses_what_the_apiserver_cannot_reach(
 def test_address_renders_its_kubeconfig():
     address = WebhookAddress("NodePort", "10.152.183.77", 30765)
 
-    assert address.url(tls=False) == "http://127.0.0.1:30765/k8s-audit"
-    assert server_of(webhook_kubeconfig(address)) == address.url(tls=False)
+    assert address.url == "https://127.0.0.1:30765/k8s-audit"
+    assert server_of(kubeconfig_for(address)) == address.url
 
 
 def test_kubeconfig_survives_yaml_special_values():
     # An IPv6 literal with colons must stay one scalar, not turn into a mapping or a number.
-    kubeconfig = webhook_kubeconfig(WebhookAddress("ClusterIP", "::1", None))
-    assert server_of(kubeconfig) == "http://[::1]:9765/k8s-audit"
+    kubeconfig = kubeconfig_for(WebhookAddress("ClusterIP", "::1", None))
+    assert server_of(kubeconfig) == "https://[::1]:9765/k8s-audit"
 
 
 def flag_values(flags: list[str]) -> dict[str, str]:
@@ -110,6 +119,7 @@ def test_apiserver_flags_defaults():
     assert values["audit-webhook-truncate-enabled"] == "true"
     assert int(values["audit-webhook-batch-max-size"]) > 0
     assert re.fullmatch(r"\d+s", values["audit-webhook-batch-max-wait"])
+    assert values["audit-webhook-initial-backoff"] == "20s"
 
 
 def test_apiserver_flags_fit_the_plugin_limits():
@@ -135,44 +145,61 @@ def test_apiserver_flags_paths_are_parameters():
 def test_kubectl_commands():
     lines = kubectl_commands("falco-model", "falco").splitlines()
 
+    # The webhook file holds the token: it is in the Secret, base64 as Kubernetes keeps it.
     assert lines == [
-        "kubectl -n falco-model get configmap falco-audit-webhook"
-        " -o 'jsonpath={.data.webhook-config\\.yaml}' > webhook-config.yaml",
+        "kubectl -n falco-model get secret falco-audit-webhook"
+        " -o 'jsonpath={.data.webhook-config\\.yaml}' | base64 -d > webhook-config.yaml",
         "kubectl -n falco-model get configmap falco-audit-webhook"
         " -o 'jsonpath={.data.audit-policy\\.yaml}' > audit-policy.yaml",
     ]
 
 
-def test_microk8s_instructions():
-    script = microk8s_instructions("falco-model", "falco")
+def test_microk8s_script():
+    script = snap_control_plane_script(MICROK8S, "falco-model", "falco")
     lines = script.splitlines()
 
-    assert lines[0].startswith("microk8s kubectl -n falco-model get configmap falco-audit-webhook")
-    assert lines[0].endswith(f"| sudo tee {MICROK8S_WEBHOOK_CONFIG} >/dev/null")
-    assert "webhook-config\\.yaml" in lines[0]
-    assert "audit-policy\\.yaml" in lines[1]
-    assert lines[1].endswith(f"| sudo tee {MICROK8S_AUDIT_POLICY} >/dev/null")
-    # Earlier audit flags are removed before the current ones are appended: safe to re-run.
-    assert lines[2].startswith("sudo sed -i")
-    assert lines[2].endswith(MICROK8S_APISERVER_ARGS)
-    start = lines.index(f"sudo tee -a {MICROK8S_APISERVER_ARGS} >/dev/null <<'EOF'")
-    end = lines.index("EOF")
-    assert lines[start + 1 : end] == apiserver_flags(
-        MICROK8S_WEBHOOK_CONFIG, MICROK8S_AUDIT_POLICY
+    assert lines[0] == "set -euo pipefail"
+    copies = [line for line in lines if line.startswith("microk8s kubectl -n falco-model")]
+    assert len(copies) == 2
+    # The webhook file holds the token: it comes from the Secret (base64), private to root.
+    assert copies[0].startswith("microk8s kubectl -n falco-model get secret falco-audit-webhook")
+    assert "webhook-config\\.yaml" in copies[0]
+    assert copies[0].endswith(f"| base64 -d | sudo tee {MICROK8S_WEBHOOK_CONFIG} >/dev/null")
+    assert f"sudo install -m 600 /dev/null {MICROK8S_WEBHOOK_CONFIG}" in lines
+    assert lines.index(f"sudo install -m 600 /dev/null {MICROK8S_WEBHOOK_CONFIG}") < lines.index(
+        copies[0]
     )
-    assert lines[-1] == MICROK8S_RESTART == "sudo snap restart microk8s.daemon-kubelite"
+    assert "audit-policy\\.yaml" in copies[1]
+    assert copies[1].endswith(f"| sudo tee {MICROK8S_AUDIT_POLICY} >/dev/null")
+    # Earlier audit flags are removed before the current ones are appended: safe to re-run.
+    sed = next(i for i, line in enumerate(lines) if line.startswith("sudo sed -i"))
+    assert lines[sed].endswith(MICROK8S_APISERVER_ARGS)
+    assert lines[sed + 1] == f"sudo tee -a {MICROK8S_APISERVER_ARGS} >/dev/null <<'EOF'"
+    end = lines.index("EOF")
+    assert lines[sed + 2 : end] == apiserver_flags(MICROK8S_WEBHOOK_CONFIG, MICROK8S_AUDIT_POLICY)
+    assert lines[end + 1 :] == [
+        MICROK8S_RESTART,
+        "microk8s status --wait-ready >/dev/null",
+    ]
+    assert MICROK8S_RESTART == "sudo snap restart microk8s.daemon-kubelite"
     assert MICROK8S_WEBHOOK_CONFIG.startswith("/var/snap/microk8s/current/args/")
 
 
 def test_instructions_are_valid_shell():
-    for script in (microk8s_instructions("m", "a"), kubectl_commands("m", "a")):
+    for script in (
+        snap_control_plane_script(MICROK8S, "m", "a"),
+        snap_control_plane_script(CANONICAL_K8S, "m", "a"),
+        charmed_kubernetes_command("apiVersion: v1\n", "kind: Policy\n"),
+        kubectl_commands("m", "a"),
+    ):
         subprocess.run(["bash", "-n"], input=script, text=True, check=True)
     words = shlex.split(kubectl_commands("m", "a").splitlines()[0])
     assert words[words.index("-o") + 1] == "jsonpath={.data.webhook-config\\.yaml}"
 
 
 def test_microk8s_sed_removes_only_audit_backend_flags():
-    sed_line = microk8s_instructions("m", "a").splitlines()[2]
+    script = snap_control_plane_script(MICROK8S, "m", "a")
+    sed_line = next(line for line in script.splitlines() if line.startswith("sudo sed"))
     basic_regex = sed_line.split("'")[1].strip("/").removesuffix("/d")
     # Translate the GNU basic regex to Python's to check what it matches.
     pattern = re.compile(basic_regex.replace("\\(", "(").replace("\\)", ")").replace("\\|", "|"))
@@ -191,13 +218,19 @@ def test_action_result_keys_and_values():
         "audit-policy",
         "apiserver-flags",
         "microk8s",
+        "canonical-k8s",
+        "charmed-kubernetes",
         "kubectl",
     }
     assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", key) for key in result)
     assert result["webhook-config"] == "KUBECONFIG"
     assert result["audit-policy"] == "POLICY"
     assert result["apiserver-flags"].splitlines() == apiserver_flags()
-    assert result["microk8s"] == microk8s_instructions("falco-model", "falco")
+    assert result["microk8s"] == snap_control_plane_script(MICROK8S, "falco-model", "falco")
+    assert result["canonical-k8s"] == snap_control_plane_script(
+        CANONICAL_K8S, "falco-model", "falco"
+    )
+    assert result["charmed-kubernetes"] == charmed_kubernetes_command("KUBECONFIG", "POLICY")
     assert result["kubectl"] == kubectl_commands("falco-model", "falco")
 
 
@@ -236,14 +269,10 @@ def test_a_node_port_address_says_what_the_apiserver_side_needs():
     assert WebhookAddress("ClusterIP", "10.1.2.3").reachability_note == ""
 
 
-def test_kubeconfig_with_a_ca_is_https_and_pins_it():
-    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-
-    document = yaml.safe_load(
-        webhook_kubeconfig(WebhookAddress("NodePort", "10.152.183.77", 30765), ca)
-    )
+def test_the_kubeconfig_pins_the_ca_and_carries_the_token_client_go_sends_as_bearer():
+    document = yaml.safe_load(kubeconfig_for(WebhookAddress("NodePort", "10.152.183.77", 30765)))
 
     cluster = document["clusters"][0]["cluster"]
     assert cluster["server"] == "https://127.0.0.1:30765/k8s-audit"
-    assert base64.b64decode(cluster["certificate-authority-data"]).decode() == ca
-    assert document["users"] == [{"name": "falco", "user": {}}]
+    assert base64.b64decode(cluster["certificate-authority-data"]).decode() == CA
+    assert document["users"] == [{"name": "falco", "user": {"token": TOKEN}}]

@@ -9,9 +9,6 @@ from pathlib import Path
 import pytest
 from tls_ca import TestCa
 
-from falco._falco_yaml import FalcoSettings
-from falco._gate import FalcoFiles
-from payload import Payload
 from webhook._apiserver_side import WebhookAddress
 from webhook._tls import (
     CertificateSans,
@@ -135,10 +132,33 @@ HTTPS = "https://10.152.183.77:9765/k8s-audit"
 @pytest.mark.parametrize(
     ("held", "served", "reason"),
     [
-        (WebhookIdentity(HTTP), WebhookIdentity(HTTPS, "ca1"), "Falco now serves TLS"),
-        (WebhookIdentity(HTTPS, "ca1"), WebhookIdentity(HTTPS, "ca2"), "the TLS CA changed"),
-        (WebhookIdentity(HTTPS, "ca1"), WebhookIdentity(HTTP), "TLS was removed"),
-        (WebhookIdentity(HTTP), WebhookIdentity(HTTP.replace("77", "78")), "its address changed"),
+        # A file from before the audit intake: plain HTTP, no token.
+        (
+            WebhookIdentity(HTTP),
+            WebhookIdentity(HTTPS, "ca1", "t1"),
+            "the webhook now needs TLS and a token",
+        ),
+        # An https file from before the audit intake: the provider's CA, no token.
+        (
+            WebhookIdentity(HTTPS, "ca1"),
+            WebhookIdentity(HTTPS, "ca1", "t1"),
+            "the webhook now needs a token",
+        ),
+        (
+            WebhookIdentity(HTTPS, "ca1", "t1"),
+            WebhookIdentity(HTTPS, "ca2", "t1"),
+            "the TLS CA changed",
+        ),
+        (
+            WebhookIdentity(HTTPS, "ca1", "t1"),
+            WebhookIdentity(HTTPS, "ca1", "t2"),
+            "the webhook token was rotated",
+        ),
+        (
+            WebhookIdentity(HTTPS, "ca1", "t1"),
+            WebhookIdentity(HTTPS.replace("77", "78"), "ca1", "t1"),
+            "its address changed",
+        ),
     ],
 )
 def test_outdated_apiserver_file_names_why(
@@ -147,6 +167,12 @@ def test_outdated_apiserver_file_names_why(
     assert outdated_apiserver_file(served, [held.record(1.0)]) == (
         f"kube-apiserver webhook file must be replaced ({reason}): run get-webhook-config"
     )
+
+
+def test_a_record_names_the_tokens_fingerprint_never_the_token():
+    record = json.loads(WebhookIdentity(HTTPS, "ca1", "f" * 64).record(5.0))
+
+    assert record == {"url": HTTPS, "ca_sha256": "ca1", "token_sha256": "f" * 64, "at": 5.0}
 
 
 def test_the_latest_record_counts():
@@ -171,24 +197,10 @@ def test_tls_notes():
     tls = webhook_tls(cert, [], ca.pem, key)
     sans = CertificateSans(None, (), ("10.152.183.77",))
 
-    assert tls_notes(False, None, sans) == ["no TLS: relate certificates"]
-    assert tls_notes(True, None, sans) == ["no TLS yet: waiting for a certificate"]
-    assert tls_notes(True, tls, sans) == []
-    assert tls_notes(True, tls, CertificateSans(None, (), ("127.0.0.1",))) == [
+    assert tls_notes(tls, sans, awaited=False) == []
+    assert tls_notes(tls, sans, awaited=True) == [
+        "TLS by the charm's CA until the provider's certificate"
+    ]
+    assert tls_notes(tls, CertificateSans(None, (), ("127.0.0.1",)), awaited=False) == [
         "webhook certificate lacks 127.0.0.1"
     ]
-
-
-def test_the_remembered_falco_config_never_holds_the_key():
-    ca = TestCa()
-    cert, key = ca.server_pem()
-    pem = webhook_tls(cert, [], ca.pem, key).pem
-    files = FalcoFiles(FalcoSettings(), b"- list: x\n  items: []\n", b"", "", pem)
-
-    remembered = files.to_json()
-
-    assert "PRIVATE" not in remembered
-    assert "PRIVATE" not in repr(files)
-    bundle = Payload(plugins={}, stock_rules=files.stock_rules, charm_rules=b"", forwarder={})
-    assert FalcoFiles.from_json(remembered, bundle, pem).webhook_pem == pem
-    assert FalcoFiles.from_json(remembered, bundle).webhook_pem is None

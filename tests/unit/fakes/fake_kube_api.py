@@ -1,4 +1,10 @@
-"""A stand-in for kube-apiserver, answering lightkube at its HTTP layer (no Kubernetes runs here).
+"""A stand-in for kube-apiserver at lightkube's HTTP layer, for what the real one cannot give.
+
+The charm's cluster side is tested against the real kube-apiserver (tests/unit/apiserver/). This
+stand-in stays for two things the real one cannot give: faults on demand (a 409 conflict, 429,
+5xx with or without a Status body: ``failures``), and a fixed backdrop for the Scenario tests
+whose subject is not the cluster (Falco, sinks, COS, TLS), whose random model names are not
+valid namespaces and whose statuses name a fixed webhook address (``ALLOCATED_IP``).
 
 It models what the charm relies on, from the Kubernetes API conventions (kubernetes v1.31,
 ``staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go`` for server-side apply and
@@ -68,20 +74,6 @@ class FakeApiServer:
 
     def sent(self) -> list[tuple[str, str]]:
         return [(r.method, r.url.path) for r in self.requests]
-
-    def body(self, index: int) -> dict[str, Any]:
-        return json.loads(self.requests[index].content)
-
-    def writes(self) -> list[tuple[str, str]]:
-        """The requests that change something (everything but reads)."""
-        return [(method, path) for method, path in self.sent() if method != "GET"]
-
-    def applied(self, path: str) -> dict[str, Any]:
-        """The body of the last server-side apply sent to ``path``."""
-        return json.loads(self.apply_request(path).content)
-
-    def apply_request(self, path: str) -> httpx2.Request:
-        return [r for r in self.requests if r.method == "PATCH" and r.url.path == path][-1]
 
 
 @contextmanager

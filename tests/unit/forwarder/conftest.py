@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cos_receivers import Receiver
 from forwarder_helpers import ForwarderFactory, SinkFactory, SinkServer, config_dict
 
-from falco_forwarder.config import config_from_dict
+from falco_forwarder.config import ForwarderConfig
 from falco_forwarder.forwarder import Forwarder
 
 
@@ -35,11 +36,23 @@ def make_sink() -> Iterator[SinkFactory]:
 
 
 @pytest.fixture
+def receivers() -> Iterator[list[Receiver]]:
+    """Loki and OTLP receivers a test starts, stopped at its end."""
+    started: list[Receiver] = []
+    yield started
+    for receiver in started:
+        if receiver._server is not None:
+            receiver.stop()
+
+
+@pytest.fixture
 def make_forwarder(alerts_dir: Path) -> Iterator[ForwarderFactory]:
     running: list[Forwarder] = []
 
     def make(sinks: list[dict[str, Any]], **overrides: Any) -> Forwarder:
-        forwarder = Forwarder(config_from_dict(config_dict(alerts_dir, sinks, **overrides)))
+        forwarder = Forwarder(
+            ForwarderConfig.from_dict(config_dict(alerts_dir, sinks, **overrides))
+        )
         forwarder.start()
         running.append(forwarder)
         return forwarder

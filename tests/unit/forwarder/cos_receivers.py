@@ -79,7 +79,8 @@ class Receiver:
     """A receiver on loopback: checks each request with ``parse``, keeps what it accepted.
 
     ``script`` gives the first statuses to answer instead (e.g. 503, 400), then it accepts.
-    ``stop`` then ``start`` on the same port is an outage.
+    A request whose body holds ``refuse`` is refused with 400, as a receiver refuses a bad entry
+    (with the whole request it came in). ``stop`` then ``start`` on the same port is an outage.
     """
 
     def __init__(
@@ -90,14 +91,17 @@ class Receiver:
         ok_body: bytes,
         script: Iterable[int] = (),
         port: int = 0,
+        refuse: bytes | None = None,
     ):
         self.path = path
+        self._refuse = refuse
         self._parse = parse
         self._ok = (ok_status, ok_body)
         self._script = list(script)
         self._lock = threading.Lock()
         self.accepted: list[Any] = []
         self.refused = 0
+        self.requests = 0
         self._connections: set[socket.socket] = set()
         self.port = port
         self._server: ThreadingHTTPServer | None = None
@@ -155,9 +159,13 @@ class Receiver:
 
     def answer(self, path: str, content_type: str | None, body: bytes) -> tuple[int, bytes]:
         with self._lock:
+            self.requests += 1
             if self._script:
                 self.refused += 1
                 return self._script.pop(0), b"scripted refusal"
+            if self._refuse is not None and self._refuse in body:
+                self.refused += 1
+                return 400, b"refused entry"
             if path != self.path or content_type != "application/json":
                 self.refused += 1
                 return 404 if path != self.path else 415, b"wrong path or content type"
@@ -170,9 +178,13 @@ class Receiver:
             return self._ok
 
 
-def loki_receiver(script: Iterable[int] = (), port: int = 0) -> Receiver:
-    return Receiver(LOKI_PATH, loki_entries, 204, b"", script, port)
+def loki_receiver(
+    script: Iterable[int] = (), port: int = 0, refuse: bytes | None = None
+) -> Receiver:
+    return Receiver(LOKI_PATH, loki_entries, 204, b"", script, port, refuse)
 
 
-def otlp_receiver(script: Iterable[int] = (), port: int = 0) -> Receiver:
-    return Receiver(OTLP_PATH, otlp_records, 200, b"{}", script, port)
+def otlp_receiver(
+    script: Iterable[int] = (), port: int = 0, refuse: bytes | None = None
+) -> Receiver:
+    return Receiver(OTLP_PATH, otlp_records, 200, b"{}", script, port, refuse)

@@ -99,8 +99,9 @@ class Reply:
 class SinkServer:
     """A sink on 127.0.0.1 that records every request and answers from a script.
 
-    The scripted replies are used in order, then ``default`` forever. ``stop`` severs
-    kept-alive connections too, so a stopped sink is really unreachable.
+    The scripted replies are used in order, then ``default`` forever, each after ``delay``
+    seconds (a distant sink); ``most_at_once`` is the most requests it had in hand together.
+    ``stop`` severs kept-alive connections too, so a stopped sink is really unreachable.
     """
 
     def __init__(
@@ -110,8 +111,12 @@ class SinkServer:
         default: int = 200,
         tls: ssl.SSLContext | None = None,
         close_after_reply: bool = False,
+        delay: float = 0.0,
     ):
         self.received: list[Received] = []
+        self.delay = delay
+        self.at_once = 0
+        self.most_at_once = 0
         self._script = [r if isinstance(r, Reply) else Reply(r) for r in script]
         self._default = default
         self._lock = threading.Lock()
@@ -141,6 +146,12 @@ class SinkServer:
     def record(self, received: Received) -> None:
         with self._lock:
             self.received.append(received)
+            self.at_once += 1
+            self.most_at_once = max(self.most_at_once, self.at_once)
+
+    def answered(self) -> None:
+        with self._lock:
+            self.at_once -= 1
 
     def track(self, conn: socket.socket, add: bool) -> None:
         with self._lock:
@@ -159,6 +170,7 @@ class SinkServer:
 class _RecordingServer(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
+    request_queue_size = 128  # as real servers: many connections may open at once
 
     def __init__(self, address: tuple[str, int], handler: type, sink: SinkServer):
         self.sink = sink
@@ -193,12 +205,14 @@ class _SinkHandler(BaseHTTPRequestHandler):
             )
         )
         reply = sink.next_reply()
+        time.sleep(sink.delay)
         self.send_response(reply.status)
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
         self.wfile.write(reply.body)
+        sink.answered()
         if sink.close_after_reply:
             self.close_connection = True
 

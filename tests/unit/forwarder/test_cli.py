@@ -1,5 +1,6 @@
 """The ``python3 -m falco_forwarder`` entry point: serve, reload on SIGHUP, stop on SIGTERM."""
 
+import contextlib
 import logging
 import os
 import re
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,32 +150,30 @@ def test_port_in_use_exits_1(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     assert "cannot start" in caplog.text
 
 
-def test_an_unusable_state_directory_exits_1(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+def test_an_unusable_state_directory_still_serves_and_delivers(
+    tmp_path: Path, make_sink: SinkFactory
+):
+    """No restart loop: the checkpoints live in memory, and the log says why."""
     (tmp_path / "alerts").mkdir()
     (tmp_path / "alerts" / "state").write_text("a file where the checkpoints belong")
-    config = write_config(tmp_path, [sink_dict("first", "http://127.0.0.1:9/")])
-
-    assert main(["--config", str(config)]) == 1
-    assert "cannot start" in caplog.text
+    sink, port = make_sink(), free_port()
+    with forwarder_process(write_config(tmp_path, [sink_dict("first", sink.url())], port)) as (
+        process
+    ):
+        wait_for(lambda: _healthy(port) or process.poll() is not None)
+        body = encode(falco_alert())
+        append_line(log_file(tmp_path), body)
+        wait_for(lambda: process.poll() is not None or sink.bodies == [body])
+        stderr = stop(process)
+    assert process.returncode == 0, stderr
+    assert "sink first: cannot open its checkpoint" in stderr
 
 
 def test_python_m_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path, make_sink: SinkFactory):
     port = free_port()
     first, second = make_sink(), make_sink()
     sinks = [sink_dict("first", first.url())]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "falco_forwarder",
-            "--config",
-            str(write_config(tmp_path, sinks, port)),
-        ],
-        env={**os.environ, "PYTHONPATH": str(SRC)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with forwarder_process(write_config(tmp_path, sinks, port)) as process:
         wait_for(lambda: _healthy(port) or process.poll() is not None)
         write_config(tmp_path, [*sinks, sink_dict("second", second.url())], port)
         process.send_signal(signal.SIGHUP)
@@ -182,17 +181,35 @@ def test_python_m_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path, make_si
         body = encode(falco_alert())
         append_line(log_file(tmp_path), body)
         wait_for(lambda: first.bodies == [body] and second.bodies == [body])
-        assert process.poll() is None
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        stderr = stop(process)
     assert process.returncode == 0, stderr
     assert f"endpoint on 127.0.0.1:{port}" in stderr
     assert "received SIGHUP, reloading" in stderr
     assert "sink second added" in stderr
+
+
+@contextlib.contextmanager
+def forwarder_process(config: Path) -> Iterator[subprocess.Popen[str]]:
+    """``python3 -m falco_forwarder`` on ``config``, killed at the end if still running."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "falco_forwarder", "--config", str(config)],
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    """SIGTERM a forwarder that must still run; its log."""
+    assert process.poll() is None
+    process.send_signal(signal.SIGTERM)
+    return process.communicate(timeout=10)[1]
 
 
 def _healthy(port: int) -> bool:

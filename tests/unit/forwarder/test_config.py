@@ -7,13 +7,17 @@ from typing import Any
 
 import pytest
 
+from falco_forwarder import gelf, loki, otlp
 from falco_forwarder.config import (
+    FORMATS,
+    AlertLogConfig,
     ConfigError,
     ForwarderConfig,
     JujuTopology,
+    ListenConfig,
+    RetryConfig,
     SinkConfig,
-    config_from_dict,
-    config_to_dict,
+    SinkFormat,
     load_config,
 )
 
@@ -72,7 +76,7 @@ DELETE = object()
 
 
 def test_parses_the_documented_example():
-    config = config_from_dict(EXAMPLE)
+    config = ForwarderConfig.from_dict(EXAMPLE)
 
     assert config.listen.port == 9802
     assert config.alert_log.file == Path("/var/lib/falco-alerts/log/falco.log")
@@ -94,16 +98,17 @@ def test_parses_the_documented_example():
 
 
 def test_round_trips_through_json(tmp_path: Path):
-    config = config_from_dict(EXAMPLE)
+    config = ForwarderConfig.from_dict(EXAMPLE)
     path = tmp_path / "config.json"
-    path.write_text(json.dumps(config_to_dict(config)))
+    path.write_text(json.dumps(config.to_dict()))
 
     assert load_config(path) == config
 
 
-def test_repr_hides_secrets():
-    sink = SinkConfig("g", "gelf", "http://g/", {"Authorization": "s3cret"}, "-----BEGIN CERT")
-    config = config_from_dict(EXAMPLE)
+def test_repr_hides_secrets(tls_server: tuple[object, str]):
+    _, ca_pem = tls_server
+    sink = SinkConfig("g", "gelf", "http://g/", {"Authorization": "s3cret"}, ca_pem)
+    config = ForwarderConfig.from_dict(EXAMPLE)
 
     assert "s3cret" not in repr(sink)
     assert "BEGIN CERT" not in repr(sink)
@@ -173,19 +178,45 @@ def test_safe_url_drops_credentials_and_query(url: str, safe: str):
 )
 def test_rejects_invalid_config(path: str, value: Any, message: str):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        config_from_dict(with_change(path, value))
+        ForwarderConfig.from_dict(with_change(path, value))
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: SinkConfig("s", "gelf", "ftp://x/"), "s.url must be an ASCII http"),
+        (lambda: SinkConfig("s", "syslog", "http://x/"), "s.format must be one of"),
+        (lambda: SinkConfig("../s", "gelf", "http://x/"), "sink.name '../s' must be"),
+        (lambda: SinkConfig("s", "gelf", "http://x/", ca_cert="nope"), "not a valid PEM"),
+        (lambda: SinkConfig("s", "gelf", "http://x/", {"Host": "h"}), "set by the forwarder"),
+        (lambda: RetryConfig(2, 1, 1), "initial_seconds must not exceed"),
+        (lambda: ListenConfig("", 1), "listen.host must be a non-empty string"),
+        (lambda: AlertLogConfig(Path("f"), Path("s"), 1, 2), "segment_bytes must not exceed"),
+        (lambda: JujuTopology("m", "", "a", "a/0"), "juju.model_uuid must be a non-empty"),
+    ],
+)
+def test_each_config_type_checks_itself_when_built(build: Any, message: str):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        build()
+
+
+def test_every_format_names_its_encoder_in_the_table():
+    assert FORMATS["falco-json"] == SinkFormat(None)  # the line as Falco wrote it
+    assert FORMATS["gelf"] == SinkFormat(gelf.encode)
+    assert FORMATS["loki"] == SinkFormat(loki.encode_entry, loki.frame)
+    assert FORMATS["otlp-json"] == SinkFormat(otlp.encode_record, otlp.frame)
 
 
 def test_header_values_stay_out_of_errors():
     data = with_change("sinks.1.headers", {"Authorization": "Bearer s3cret\n"})
 
     with pytest.raises(ConfigError) as error:
-        config_from_dict(data)
+        ForwarderConfig.from_dict(data)
     assert "s3cret" not in str(error.value)
 
 
 def test_accepts_no_sinks_and_ephemeral_port():
-    config = config_from_dict({**with_change("listen.port", 0), "sinks": []})
+    config = ForwarderConfig.from_dict({**with_change("listen.port", 0), "sinks": []})
 
     assert isinstance(config, ForwarderConfig)
     assert config.sinks == ()

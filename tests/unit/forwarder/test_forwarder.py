@@ -253,10 +253,10 @@ def test_alerts_survive_a_restart_and_resume_at_the_checkpoint(
     for body in bodies:
         append_alert(first, body)
     first.close()
-    assert (alerts_dir / "state" / "later.checkpoint").read_text().split() == [
-        "1".zfill(20),
-        "0".zfill(20),
-    ]
+    # Segment 1, offset 0, line 0: nothing was delivered.
+    assert (alerts_dir / "state" / "later.checkpoint").read_text().split()[:3] == [
+        "0" * 19 + "1"
+    ] + ["0".zfill(20)] * 2
 
     sink = make_sink(port=port)
     second = make_forwarder(sinks)

@@ -8,9 +8,21 @@ from falco_forwarder.metrics import (
     DROPPED,
     RETENTION,
     DeliveryState,
+    Gauges,
     Metrics,
     parse_delivery,
 )
+
+
+def gauges(backlog: dict[str, int], log_bytes: int = 0, **extra: object) -> Gauges:
+    """The alert log's gauges: ``backlog`` per sink, every checkpoint saved unless told."""
+    values: dict[str, object] = {
+        "checkpoint_errors": dict.fromkeys(backlog, ""),
+        "volume_free": 0,
+        "volume_size": 0,
+        **extra,
+    }
+    return Gauges(backlog=backlog, log_bytes=log_bytes, **values)  # type: ignore[arg-type]
 
 
 def test_renders_counters_and_gauges():
@@ -19,7 +31,7 @@ def test_renders_counters_and_gauges():
     metrics.inc(DELIVERED, sink="gelf")
     metrics.drop("gelf", RETENTION, 40)
 
-    text = metrics.render({"gelf": 3}, 1234)
+    text = metrics.render(gauges({"gelf": 3}, 1234))
 
     assert text.endswith("\n")
     lines = text.splitlines()
@@ -49,19 +61,19 @@ def test_a_drop_with_a_reason_not_in_the_list_is_refused():
 def test_escapes_label_values():
     metrics = Metrics(['a"b\\c\nd'])
 
-    assert 'falco_forwarder_delivered_total{sink="a\\"b\\\\c\\nd"} 0' in metrics.render({}, 0)
+    assert 'falco_forwarder_delivered_total{sink="a\\"b\\\\c\\nd"} 0' in metrics.render(gauges({}))
 
 
 def test_sink_up_starts_up_follows_attempts_and_forgets_removed_sinks():
     metrics = Metrics(["graylog", "old"])
-    assert 'falco_forwarder_sink_up{sink="graylog"} 1' in metrics.render({"graylog": 0}, 0)
+    assert 'falco_forwarder_sink_up{sink="graylog"} 1' in metrics.render(gauges({"graylog": 0}))
 
     metrics.set_up("graylog", False)
-    text = metrics.render({"graylog": 7}, 0)
+    text = metrics.render(gauges({"graylog": 7}))
     assert 'falco_forwarder_sink_up{sink="graylog"} 0' in text
     assert 'sink="old"} ' not in text.split("# HELP falco_forwarder_sink_up")[1]  # removed
     metrics.set_up("graylog", True)
-    assert 'falco_forwarder_sink_up{sink="graylog"} 1' in metrics.render({"graylog": 0}, 0)
+    assert 'falco_forwarder_sink_up{sink="graylog"} 1' in metrics.render(gauges({"graylog": 0}))
 
 
 def test_parse_delivery_reads_back_what_render_wrote():
@@ -72,11 +84,38 @@ def test_parse_delivery_reads_back_what_render_wrote():
     metrics.inc(DROPPED, sink=odd, reason="malformed")
     metrics.set_up("graylog", False)
 
-    state = parse_delivery(metrics.render({"graylog": 1523, "http_output": 0, odd: 2}, 99))
+    state = parse_delivery(
+        metrics.render(
+            gauges(
+                {"graylog": 1523, "http_output": 0, odd: 2},
+                99,
+                checkpoint_errors={"graylog": "", "http_output": "Read-only file system"},
+            )
+        )
+    )
 
     assert state.backlog == {"graylog": 1523, "http_output": 0, odd: 2}
     assert state.dropped == {"graylog": {"http_4xx": 2}, odd: {"malformed": 1}}  # zeros left out
     assert state.down == {"graylog"}
+    assert state.unsaved == {"http_output"}
+
+
+def test_renders_the_volume_and_whether_each_checkpoint_is_saved():
+    metrics = Metrics(["a", "b"])
+
+    text = metrics.render(
+        gauges(
+            {"a": 0, "b": 0},
+            checkpoint_errors={"a": "", "b": "No space left on device"},
+            volume_free=1024,
+            volume_size=4096,
+        )
+    )
+
+    assert "falco_forwarder_alert_log_volume_free_bytes 1024\n" in text
+    assert "falco_forwarder_alert_log_volume_size_bytes 4096\n" in text
+    assert 'falco_forwarder_checkpoint_saved{sink="a"} 1\n' in text
+    assert 'falco_forwarder_checkpoint_saved{sink="b"} 0\n' in text
 
 
 def test_parse_delivery_ignores_what_it_does_not_know():

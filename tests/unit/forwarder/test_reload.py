@@ -189,7 +189,7 @@ def test_invalid_file_keeps_the_running_config(
     wait_for(lambda: sink.bodies == [body])
 
 
-def test_unusable_new_sink_changes_nothing(
+def test_a_new_sink_whose_checkpoint_cannot_be_opened_still_delivers(
     tmp_path: Path,
     make_sink: SinkFactory,
     make_forwarder: ForwarderFactory,
@@ -212,11 +212,12 @@ def test_unusable_new_sink_changes_nothing(
     body = encode(falco_alert())
     append_alert(forwarder, body)
 
-    wait_for(lambda: sink.bodies == [body])
-    assert "X-Rotated" not in sink.received[0].headers  # the running worker was kept
-    wait_for(lambda: forwarder.log.backlog_bytes() == {"s": 0})
-    assert metric(forwarder.port, RELOADS, result="error") == 1
-    assert "configuration not reloaded" in caplog.text
+    wait_for(lambda: sink.bodies == [body] and other.bodies == [body])
+    assert sink.received[0].headers["X-Rotated"] == "yes"
+    assert metric(forwarder.port, RELOADS, result="ok") == 1
+    assert metric(forwarder.port, "falco_forwarder_checkpoint_saved", sink="blocked") == 0
+    assert metric(forwarder.port, "falco_forwarder_checkpoint_saved", sink="s") == 1
+    assert "sink blocked: cannot open its checkpoint" in caplog.text
 
 
 def test_listen_and_log_location_changes_need_a_restart(

@@ -23,6 +23,10 @@ def test_healthz_answers_ok(forwarder: Forwarder):
         ("POST", "/alerts", 404),
         ("POST", "/healthz", 405),
         ("POST", "/metrics", 405),
+        ("PUT", "/metrics", 405),
+        ("DELETE", "/metrics", 405),
+        ("PATCH", "/healthz", 405),
+        ("OPTIONS", "/metrics", 405),
         ("GET", "/", 404),
     ],
 )
@@ -32,8 +36,15 @@ def test_nothing_but_health_and_metrics_is_served(
     answer, _, headers = request(forwarder.port, method, path, b"{}")
     assert answer == status
     assert headers["Content-Type"] == "text/plain; charset=utf-8"
-    assert headers.get("Allow") == ("GET" if status == 405 else None)
+    assert headers.get("Allow") == ("GET, HEAD" if status == 405 else None)
     assert not forwarder.log.file.exists()  # nothing posted became an alert
+
+
+def test_head_answers_as_get_without_a_body(forwarder: Forwarder):
+    status, body, headers = request(forwarder.port, "HEAD", "/healthz")
+
+    assert (status, body) == (200, b"")
+    assert headers["Content-Length"] == "3"
 
 
 def test_metrics_exposition(forwarder: Forwarder):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import built_plugins
 import pytest
 import yaml
 from falco_plugin_api import Plugin
@@ -24,32 +25,13 @@ from falco._falco_yaml import FalcoSettings, render_falco_yaml
 from webhook._apiserver_side import WebhookAddress, webhook_kubeconfig
 
 ROOT = Path(__file__).resolve().parents[3]
-BUILD = ROOT / "build" / "plugins"
 
-
-def _built(name: str) -> Path:
-    path = BUILD / name
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: run tox, or python tools/fetch_falco_plugins.py")
-    return path
-
-
-@pytest.fixture(scope="session")
-def k8saudit() -> Plugin:
-    """libk8saudit.so, loaded once: a Go runtime cannot be unloaded."""
-    return Plugin(_built("libk8saudit.so"))
-
-
-@pytest.fixture(scope="session")
-def json_plugin() -> Plugin:
-    """libjson.so, loaded once, in the same process as k8saudit as in Falco."""
-    return Plugin(_built("libjson.so"))
-
-
-@pytest.fixture(scope="session")
-def stock_rules() -> list[dict[str, Any]]:
-    """The k8s_audit_rules.yaml the build checked and the charm ships."""
-    return yaml.safe_load(_built("k8s_audit_rules.yaml").read_text())
+# The real plugins' session fixtures, shared with the other conftests that load them.
+json_plugin, k8saudit, stock_rules = (
+    built_plugins.json_plugin,
+    built_plugins.k8saudit,
+    built_plugins.stock_rules,
+)
 
 
 @pytest.fixture(scope="session")
@@ -68,13 +50,14 @@ def rendered_plugins() -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="session")
 def webhook_path() -> str:
     """The path kube-apiserver posts to, read from the kubeconfig the charm hands out."""
-    kubeconfig = yaml.safe_load(webhook_kubeconfig(WebhookAddress("ClusterIP", "10.152.183.77")))
+    address = WebhookAddress("ClusterIP", "10.152.183.77")
+    kubeconfig = yaml.safe_load(webhook_kubeconfig(address, "CA PEM", "token"))
     return urlsplit(kubeconfig["clusters"][0]["cluster"]["server"]).path
 
 
 @pytest.fixture
 def rendered_port_lock(rendered_plugins: dict[str, dict[str, Any]]) -> Iterator[None]:
-    """Serialise tests on this machine that listen on the rendered port itself (9765).
+    """Serialise tests on this machine that listen on the rendered port itself (9766).
 
     Worktrees of this repo may run the suite at once; any other holder of the port fails the
     test through the plugin's own listen error.

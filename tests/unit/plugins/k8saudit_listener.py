@@ -81,6 +81,11 @@ class K8sAuditListener:
         """k8saudit's field extraction on one of its events, as Falco's k8s_audit source does."""
         return self.state.extract(event, fields, "k8s_audit")
 
+    def poll(self) -> list[Event]:
+        """What one next_batch call gives now (after anything read while a post waited)."""
+        events, self._pending = self._pending, []
+        return events + self._next_batch()
+
     def read_events(self, count: int) -> list[Event]:
         """Call next_batch until ``count`` events came (or a bound passed), as Falco does."""
         events, self._pending = self._pending, []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import jsonschema.validators
 import pytest
@@ -109,17 +111,35 @@ def test_init_refuses_a_mistyped_init_config(k8saudit, rendered_plugins):
         pass
 
 
+def listening_on(port: int) -> set[str]:
+    """The local addresses of the TCP sockets listening on ``port``, as the kernel lists them."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
 @pytest.mark.usefixtures("rendered_port_lock")
-def test_k8saudit_opens_the_rendered_open_params_and_serves_the_kubeconfig_path(
+def test_k8saudit_opens_the_rendered_open_params_on_loopback_only_and_serves_the_webhook_path(
     k8saudit, rendered_plugins, webhook_path
 ):
+    """Only the intake, in the same pod, can reach k8saudit: nothing else gets past it."""
     entry = rendered_plugins["k8saudit"]
     event = audit_event(level="Metadata", verb="get", resource="pods", namespace="a", name="b")
+    port = urlsplit(entry["open_params"]).port
+    assert port is not None
 
     with open_k8saudit(k8saudit, entry["init_config"], entry["open_params"]) as listener:
         reply = listener.post(webhook_path, event_list(event))
         events = listener.read_events(1)
+        addresses = listening_on(port)
 
+    assert entry["open_params"].startswith("http://127.0.0.1:")
+    assert addresses == {"0100007F"}  # 127.0.0.1, little-endian hex; no 0.0.0.0, no [::]
     assert reply.status == 200
     # Plugin ID 0 means "the plugin's own", which Falco fills in.
     assert [(e.type, e.plugin_id) for e in events] == [(PLUGIN_EVENT_TYPE, 0)]

@@ -11,7 +11,13 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "forwarder"))  # the loopback
 from forwarder_helpers import SinkFactory, SinkServer, free_port
 from real_pebble import PEBBLE, Root
 
-from constants import FORWARDER_PORT, K8SAUDIT_PORT, WEBSERVER_PORT
+from constants import (
+    FORWARDER_PORT,
+    INTAKE_METRICS_PORT,
+    K8SAUDIT_PORT,
+    WEBHOOK_PORT,
+    WEBSERVER_PORT,
+)
 
 
 @pytest.fixture
@@ -19,7 +25,8 @@ def root(tmp_path: Path) -> Root:
     """Both containers' files below one directory: the alert-log storage is one volume."""
     if not PEBBLE.is_file():
         pytest.fail(f"{PEBBLE} is missing: tox builds it with tools/install-pebble")
-    ports = {port: free_port() for port in (WEBSERVER_PORT, K8SAUDIT_PORT, FORWARDER_PORT)}
+    pod_ports = (WEBSERVER_PORT, K8SAUDIT_PORT, FORWARDER_PORT, WEBHOOK_PORT, INTAKE_METRICS_PORT)
+    ports = {port: free_port() for port in pod_ports}
     return Root(tmp_path / "pod", ports)
 
 

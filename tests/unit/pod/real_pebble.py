@@ -35,6 +35,8 @@ from constants import (
     FALCO_CONFIG_DIR,
     FORWARDER_CONFIG,
     FORWARDER_PKG_DIR,
+    INTAKE_CONFIG_DIR,
+    INTAKE_PKG_DIR,
     PLUGINS_DIR,
 )
 
@@ -48,6 +50,8 @@ CONTAINER_DIRS = (
     str(Path(PLUGINS_DIR).parent),
     FORWARDER_PKG_DIR,
     str(Path(FORWARDER_CONFIG).parent),
+    INTAKE_PKG_DIR,
+    INTAKE_CONFIG_DIR,
     ALERTS_DIR,
 )
 

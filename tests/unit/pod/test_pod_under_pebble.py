@@ -1,13 +1,14 @@
-"""The pod's two services under real Pebble, driven by ``workload.py`` as the charm drives it.
+"""The pod's services under real Pebble, driven by ``workload.py`` as the charm drives it.
 
 Falco is a stand-in (``fakes/fake_falco.py``) writing Falco-format alerts to the alert log; the
-forwarder is the charm's own, from its bundle, run by the charm's own layer.
+forwarder and the audit intake are the charm's own, from its bundle, run by its own layers.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import stat
 import sys
 import threading
@@ -20,7 +21,10 @@ import pytest
 import yaml
 from forwarder_helpers import SinkFactory, SinkServer, metric, wait_for
 from real_pebble import Root, pebble
+from tls_ca import TestCa
 
+from audit_intake.config import AcceptedToken, token_sha256
+from audit_intake.config import config_to_dict as intake_config_dict
 from constants import (
     ALERT_LOG_DIR,
     FALCO_BIN,
@@ -33,18 +37,25 @@ from constants import (
     FORWARDER_PKG_DIR,
     FORWARDER_PORT,
     FORWARDER_SERVICE,
+    INTAKE_CONFIG,
+    INTAKE_METRICS_PORT,
+    INTAKE_PEM,
+    INTAKE_PKG_DIR,
+    INTAKE_SERVICE,
     K8S_AUDIT_RULES,
     K8SAUDIT_PATH,
     K8SAUDIT_PORT,
+    WEBHOOK_PORT,
     WEBSERVER_PORT,
 )
 from falco._cli_answers import parse_rules_listing
 from falco._falco_yaml import FalcoSettings, render_falco_yaml
 from falco._layer import FALCO_COMMAND, falco_layer
-from falco_forwarder.config import FORMAT_FALCO_JSON, JujuTopology, SinkConfig, config_to_dict
+from falco_forwarder.config import FORMAT_FALCO_JSON, JujuTopology, SinkConfig
 from payload import load_payload, manifest_digest
 from sinks._forwarder_config import forwarder_config
 from sinks._forwarder_layer import forwarder_layer
+from webhook._intake_service import intake_config, intake_layer
 from workload import Workload, WorkloadError
 
 STANDIN = Path(__file__).parents[1] / "fakes" / "fake_falco.py"
@@ -61,6 +72,9 @@ class Pod:
     forwarder: Workload
     bundle_forwarder: dict[str, bytes]
     manifest: str
+    intake: Workload
+    bundle_intake: dict[str, bytes]
+    intake_manifest: str
 
     @property
     def port(self) -> int:
@@ -88,7 +102,7 @@ class Pod:
         configs = tuple(
             SinkConfig(f"sink{i}", FORMAT_FALCO_JSON, sink.url()) for i, sink in enumerate(sinks)
         )
-        settings = config_to_dict(forwarder_config(configs, TOPOLOGY, 16))
+        settings = forwarder_config(configs, TOPOLOGY, 16).to_dict()
         alert_log = settings["alert_log"]
         alert_log["file"] = self.root(alert_log["file"])
         alert_log["state_dir"] = self.root(alert_log["state_dir"])
@@ -104,6 +118,49 @@ class Pod:
         if reconfigured and not started:
             self.forwarder.signal("SIGHUP")
         return started
+
+    def configure_intake(self, pem: str, *tokens: str) -> bool:
+        """What the charm does for the intake; return whether it was (re)started."""
+        config = intake_config(tuple(AcceptedToken(token_sha256(t)) for t in tokens))
+        settings = intake_config_dict(config)
+        for key in ("tls_pem", "spool_dir"):
+            settings[key] = self.root(settings[key])
+        for key in ("webhook_port", "metrics_port"):
+            settings[key] = self.root.ports[settings[key]]
+        settings["webhook_host"] = settings["metrics_host"] = "127.0.0.1"
+        settings["k8saudit_url"] = settings["k8saudit_url"].replace(
+            f":{K8SAUDIT_PORT}/", f":{self.root.ports[K8SAUDIT_PORT]}/"
+        )
+        self.intake.sync_tree(
+            self.bundle_intake, self.intake_manifest, manifest_path=f"{INTAKE_PKG_DIR}/.manifest"
+        )
+        new_pem = self.intake.push_if_changed(INTAKE_PEM, pem, permissions=0o600)
+        text = json.dumps(settings, indent=1, sort_keys=True)
+        new_config = self.intake.push_if_changed(INTAKE_CONFIG, text, permissions=0o600)
+        layer = intake_layer(manifest_digest(self.intake_manifest), "listener")
+        started = self.intake.ensure_service(self.root.layer(layer))
+        if (new_pem or new_config) and not started:
+            self.intake.signal("SIGHUP")
+        return started
+
+    def post_to_intake(self, first: int, count: int, token: str, ca: TestCa) -> int:
+        """kube-apiserver with the charm's kubeconfig: https, the CA, the bearer token."""
+        items = [
+            {"user": {"username": "admin"}, "objectRef": {"name": f"pod-{i}"}}
+            for i in range(first, first + count)
+        ]
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1",
+            self.root.ports[WEBHOOK_PORT],
+            timeout=10,
+            context=ssl.create_default_context(cadata=ca.pem),
+        )
+        try:
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+            connection.request("POST", K8SAUDIT_PATH, json.dumps({"items": items}), headers)
+            return connection.getresponse().status
+        finally:
+            connection.close()
 
     def post_audit_events(self, first: int, count: int) -> None:
         """kube-apiserver's audit webhook: one EventList to Falco's k8saudit listener."""
@@ -143,6 +200,9 @@ def pod(tmp_path: Path, root: Root, charm_root: Path) -> Iterator[Pod]:
             Workload(forwarder.container, FORWARDER_SERVICE),
             bundle.forwarder,
             bundle.forwarder_manifest,
+            Workload(forwarder.container, INTAKE_SERVICE),
+            bundle.intake,
+            bundle.intake_manifest,
         )
 
 
@@ -267,3 +327,57 @@ def test_killing_the_forwarder_mid_stream_loses_no_alert(pod: Pod, make_sink: Si
     assert len(received) - len(wanted) <= kills  # at most the alert in flight, per kill
     # Each kill restarted it (Pebble's on-failure): the counters started over.
     assert metric(pod.port, "falco_forwarder_delivered_total", sink="sink0") < len(received)
+
+
+# -- the audit intake in the forwarder container ------------------------------------------------
+
+
+@pytest.fixture
+def intake_tls(tmp_path: Path) -> tuple[TestCa, str]:
+    """A CA and the intake's PEM (certificate, chain, key) for 127.0.0.1."""
+    ca = TestCa()
+    certificate, key = ca.server_pem(("127.0.0.1",))
+    return ca, certificate + ca.pem + key
+
+
+def test_the_intake_lets_in_the_token_and_falco_alerts_on_what_it_took(
+    pod: Pod, make_sink: SinkFactory, intake_tls: tuple[TestCa, str]
+):
+    ca, pem = intake_tls
+    sink = make_sink()
+    pod.start_falco()
+    pod.configure_forwarder([sink])
+    assert pod.configure_intake(pem, "the-token")
+    wait_for(lambda: pod.checks_up(pod.intake), timeout=20, what="intake-healthz up")
+
+    refused = pod.post_to_intake(0, 2, "not-the-token", ca)
+    taken = pod.post_to_intake(2, 3, "the-token", ca)
+
+    assert (refused, taken) == (401, 200)
+    wait_for(lambda: len(sink.bodies) == 3, timeout=20)
+    assert _pods_alerts(sink) == ["pod-2", "pod-3", "pod-4"]
+    intake_port = pod.root.ports[INTAKE_METRICS_PORT]
+    assert metric(intake_port, "audit_intake_refused_total", reason="wrong_token") == 1
+    assert metric(intake_port, "audit_intake_batches_received_total") == 1
+    for path in (INTAKE_PEM, INTAKE_CONFIG):
+        assert stat.S_IMODE(Path(pod.root(path)).stat().st_mode) == 0o600
+    assert not pod.configure_intake(pem, "the-token")  # nothing changed: nothing touched
+
+
+def test_a_new_token_is_taken_through_pebbles_sighup_without_a_restart(
+    pod: Pod, make_sink: SinkFactory, intake_tls: tuple[TestCa, str]
+):
+    ca, pem = intake_tls
+    sink = make_sink()
+    pod.start_falco()
+    pod.configure_forwarder([sink])
+    pod.configure_intake(pem, "first")
+    wait_for(lambda: pod.checks_up(pod.intake), timeout=20)
+
+    assert not pod.configure_intake(pem, "second")
+
+    intake_port = pod.root.ports[INTAKE_METRICS_PORT]
+    wait_for(lambda: metric(intake_port, "audit_intake_config_reloads_total", result="ok") == 1)
+    assert pod.post_to_intake(0, 1, "first", ca) == 401
+    assert pod.post_to_intake(1, 1, "second", ca) == 200
+    wait_for(lambda: len(sink.bodies) == 1, timeout=20)

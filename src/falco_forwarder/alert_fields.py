@@ -1,0 +1,20 @@
+"""What every encoder reads from an alert in the same way: its output fields, empty ones left out.
+
+Graylog drops an empty field silently, Loki and OTLP would carry it for nothing: a field whose
+value is null or the empty string (``"ka.auth.reason": ""``) is left out by every encoder.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def output_fields(alert: Mapping[str, Any]) -> dict[str, object]:
+    """The alert's ``output_fields`` with string keys, without null or empty-string values."""
+    raw = alert.get("output_fields")
+    if not isinstance(raw, Mapping):
+        return {}
+    return {
+        str(key): value  # pyright: ignore[reportUnknownArgumentType]
+        for key, value in raw.items()  # pyright: ignore[reportUnknownVariableType]
+        if value is not None and value != ""
+    }
