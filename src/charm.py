@@ -99,8 +99,9 @@ class FalcoK8sCharm(ops.CharmBase):
 
         With a certificates provider related, its library observes this event too and removes
         the revision of any secret; a second removal of the same revision would fail the hook.
+        While the provider's data does not parse the library is not set up, so the charm does it.
         """
-        if self.webhook.certificates.related:
+        if self.webhook.certificates.library_observing:
             return
         try:
             event.secret.get_info()  # juju/juju#19036: the secret itself may be gone already

@@ -61,6 +61,11 @@ class WebhookCertificates:
         """Whether a certificates provider is related at all."""
         return self._model.get_relation(self._relation_name) is not None
 
+    @property
+    def library_observing(self) -> bool:
+        """Whether the relation library is set up in this hook (it observes secret-remove too)."""
+        return self._requirer is not None
+
     def request(self, sans: CertificateSans) -> None:
         """Ask for a certificate naming ``sans``; a request for other SANs is replaced."""
         if self._requirer is None:
