@@ -159,6 +159,10 @@ def _tags(item: _Item) -> list[str]:
     return [tag for value in values if (tag := _text(value)) is not None]
 
 
+# libyaml (0.2.5 on) refuses nesting past 1,000 levels with this problem.
+_LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
+
+
 def _compose(text: str) -> list[Node]:
     """Compose every non-null YAML document, keeping node marks for line numbers.
 
@@ -168,6 +172,10 @@ def _compose(text: str) -> list[Node]:
     """
     try:
         return _compose_with(_LOADER, text)
+    except yaml.MarkedYAMLError as err:
+        # The Python parser takes time quadratic in the nesting to find the same: answer now.
+        if err.problem == _LIBYAML_TOO_DEEP:
+            raise CustomRulesError("custom_rules: YAML is nested too deeply") from None
     except (yaml.YAMLError, RecursionError):
         pass
     try:
