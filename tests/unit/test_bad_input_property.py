@@ -34,6 +34,7 @@ from falco._service import FalcoService
 from report import STATUS_MAX_CHARS, UNPRINTABLE
 from sinks._delivery_status import DROP_HISTORY_KEY
 from webhook._apiserver_file import BASELINE_KEY, HANDED_OUT_KEY
+from webhook._audit_policy import MAX_DEPTH
 from webhook._credentials import CHANGED_KEY
 from webhook._service import AuditWebhook
 
@@ -117,11 +118,19 @@ LAUGHS = (
     + "".join(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9))
     + "rules: [{level: None}]\n"
 )
+# Balanced nesting PyYAML builds recursively (libyaml itself stops at 1000 levels).
+DEEP_POLICY = (
+    "apiVersion: audit.k8s.io/v1\nkind: Policy\nmetadata: {a: "
+    + "[" * 900
+    + "]" * 900
+    + "}\nrules: [{level: None}]\n"
+)
 SPECIAL = [
+    DEEP_POLICY,
     "",
     "*",
-    "[" * 100_000,
-    "{" * 100_000,  # DEEP
+    "[" * 100_000,  # DEEP
+    "{" * 100_000,
     "- " * 5_000,
     LAUGHS,
     "x" * (1024 * 1024 + 1),
@@ -384,7 +393,20 @@ def _run(ctx, event: Any, state: testing.State) -> testing.State:
     return out
 
 
-DEEP = "{" * 100_000
+def _policy_the_apiserver_reads(kube_api: FakeApiServer) -> None:
+    """The policy in the ConfigMap is one sigs.k8s.io/yaml takes: no alias, no deep nesting."""
+    [data] = [obj["data"] for path, obj in kube_api.objects.items() if "/configmaps/" in path]
+    depth = 0
+    for event in yaml.parse(
+        data["audit-policy.yaml"], Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    ):
+        assert not isinstance(event, yaml.AliasEvent), event
+        depth += isinstance(event, yaml.CollectionStartEvent)
+        depth -= isinstance(event, yaml.CollectionEndEvent)
+        assert depth <= MAX_DEPTH
+
+
+DEEP = "[" * 100_000  # JSON's parser recurses on each "[" until it meets the limit
 
 
 def at_every_point(test: Any) -> Any:
@@ -410,7 +432,8 @@ def at_every_point(test: Any) -> Any:
     ],
 )
 @given(inputs())
-@example(("audit_policy", special("[" * 100_000)))
+@example(("audit_policy", special(DEEP_POLICY)))
+@example(("custom_rules", special(DEEP_POLICY)))
 @example(("audit_policy", special(LAUGHS)))
 @example(("disabled_rules", special(",".join(f"Rule {n}" for n in range(400_000)))))
 @example(("disabled_rules", special("\x00\x1b[2J\u202e\u200b\n\r\t")))
@@ -431,6 +454,7 @@ def test_no_input_fails_a_hook_or_leaves_the_unit_worse(unit: Unit, point_value)
 
     for hook in (event, ctx.on.update_status()):
         state = _run(ctx, hook, state)
+        _policy_the_apiserver_reads(unit.kube_api)
         status = state.unit_status
         if _carries_urls(point):
             assert "s3cret" not in status.message
