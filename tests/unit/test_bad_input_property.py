@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from charm_pod import falco_container, pod
+from charm_pod import unit_state
 from fakes.fake_kube_api import FakeApiServer
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -309,16 +309,9 @@ def _relations(secret: testing.Secret) -> set[Any]:
 def unit(ctx, falco_fs: Path, kube_api: FakeApiServer, tmp_path: Path) -> Unit:
     """The unit after pebble-ready, its certificate issued and handed out, on good config."""
     secret = testing.Secret({"value": TOKEN})
-    container = falco_container(falco_fs)
-    state = testing.State(
-        config=GOOD_CONFIG,
-        containers=pod(container),
-        leader=True,
-        model=testing.Model(name=NS),
-        relations=_relations(secret),
-        secrets={secret},
-    )
-    state = ctx.run(ctx.on.pebble_ready(container), state)
+    state = unit_state(falco_fs, NS, relations=_relations(secret), **GOOD_CONFIG)
+    state = dataclasses.replace(state, secrets={secret})
+    state = ctx.run(ctx.on.pebble_ready(state.get_container("falco")), state)
     [certificates] = state.get_relations("certificates")
     assert isinstance(certificates, testing.Relation)
     ca = TestCa()

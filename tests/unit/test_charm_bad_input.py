@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from charm_pod import active, falco_container, pod
+from charm_pod import active, peers, unit_state
 from ops import testing
 
 from report import STATUS_MAX_CHARS
@@ -22,15 +22,8 @@ NS = "audit"
 
 def deployed(ctx, fs: Path, *relations: Any, **config: Any) -> testing.State:
     """A leader after its first pebble-ready, with its peer relation and ``relations``."""
-    container = falco_container(fs)
-    state = testing.State(
-        config=config,
-        containers=pod(container),
-        leader=True,
-        model=testing.Model(name=NS),
-        relations={testing.PeerRelation("falco-peers"), *relations},
-    )
-    return ctx.run(ctx.on.pebble_ready(container), state)
+    state = unit_state(fs, NS, relations={peers(), *relations}, **config)
+    return ctx.run(ctx.on.pebble_ready(state.get_container("falco")), state)
 
 
 def reconfigure(ctx, state: testing.State, **config: Any) -> testing.State:
@@ -44,9 +37,9 @@ def live_falco(fs: Path) -> dict[str, bytes]:
 
 
 def peer_bytes(state: testing.State) -> int:
-    [peers] = [r for r in state.relations if r.endpoint == "falco-peers"]
-    assert isinstance(peers, testing.PeerRelation)
-    return len(json.dumps(dict(peers.local_unit_data)))
+    [relation] = [r for r in state.relations if r.endpoint == "falco-peers"]
+    assert isinstance(relation, testing.PeerRelation)
+    return len(json.dumps(dict(relation.local_unit_data)))
 
 
 def assert_blocked(state: testing.State, message: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from charm_pod import falco_container, peers, pod
+from charm_pod import unit_state
 from kube_apiserver import NOBODY, TRUSTED, KubeApiServer, writes
 from lightkube.models.core_v1 import ServicePort, ServiceSpec
 from lightkube.models.meta_v1 import ObjectMeta
@@ -29,18 +29,8 @@ APP = "falco-k8s"
 NAME = f"{APP}-audit-webhook"
 
 
-def state(fs: Path, namespace: str, *, leader: bool = True, **config: Any) -> testing.State:
-    return testing.State(
-        config=config,
-        containers=pod(falco_container(fs)),
-        relations={peers()},
-        leader=leader,
-        model=testing.Model(name=namespace),
-    )
-
-
 def configure(ctx, fs: Path, namespace: str, *, leader: bool = True, **config: Any):
-    return ctx.run(ctx.on.config_changed(), state(fs, namespace, leader=leader, **config))
+    return ctx.run(ctx.on.config_changed(), unit_state(fs, namespace, leader=leader, **config))
 
 
 def active(url: str) -> testing.ActiveStatus:

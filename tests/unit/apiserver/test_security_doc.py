@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from charm_pod import falco_container, peers, pod
+from charm_pod import unit_state
 from kube_apiserver import UNTRUSTED, KubeApiServer
 from lightkube import ApiError, codecs
 from lightkube.models.meta_v1 import ObjectMeta
@@ -62,16 +62,6 @@ def wait_until_granted(server: KubeApiServer, namespace: str) -> None:
         time.sleep(0.1)
 
 
-def state(fs: Path, namespace: str, **config: Any) -> testing.State:
-    return testing.State(
-        config=config,
-        containers=pod(falco_container(fs)),
-        relations={peers()},
-        leader=True,
-        model=testing.Model(name=namespace),
-    )
-
-
 @pytest.fixture
 def untrusted(
     kube_apiserver: KubeApiServer, namespace: str, as_user: Callable[[str], None]
@@ -82,7 +72,7 @@ def untrusted(
 
 
 def test_juju_untrusted_grant_alone_is_not_enough(ctx, falco_fs, namespace, untrusted):
-    out = ctx.run(ctx.on.config_changed(), state(falco_fs, namespace))
+    out = ctx.run(ctx.on.config_changed(), unit_state(falco_fs, namespace))
 
     assert isinstance(out.unit_status, testing.BlockedStatus)
     assert "forbidden: run: juju trust falco-k8s --scope=cluster" in out.unit_status.message
@@ -97,7 +87,8 @@ def test_the_documented_role_is_all_the_charm_needs_in_its_whole_life(
     wait_until_granted(kube_apiserver, namespace)
 
     out = ctx.run(
-        ctx.on.config_changed(), state(falco_fs, namespace, webhook_allowed_cidrs="10.0.0.0/8")
+        ctx.on.config_changed(),
+        unit_state(falco_fs, namespace, webhook_allowed_cidrs="10.0.0.0/8"),
     )
     assert isinstance(out.unit_status, testing.ActiveStatus), out.unit_status
     out = ctx.run(ctx.on.update_status(), out)
