@@ -309,8 +309,8 @@ def _relations(secret: testing.Secret) -> set[Any]:
 def unit(ctx, falco_fs: Path, kube_api: FakeApiServer, tmp_path: Path) -> Unit:
     """The unit after pebble-ready, its certificate issued and handed out, on good config."""
     secret = testing.Secret({"value": TOKEN})
-    state = unit_state(falco_fs, NS, relations=_relations(secret), **GOOD_CONFIG)
-    state = dataclasses.replace(state, secrets={secret})
+    state = unit_state(falco_fs, NS, relations=_relations(secret))
+    state = dataclasses.replace(state, config=GOOD_CONFIG, secrets={secret})
     state = ctx.run(ctx.on.pebble_ready(state.get_container("falco")), state)
     [certificates] = state.get_relations("certificates")
     assert isinstance(certificates, testing.Relation)
