@@ -1,7 +1,8 @@
 """Cost of hooks with the largest option values an operator can set, before and after a change.
 
-Run by hand: `python benchmarks/large_option_hooks.py [--before DIR] [--runs N]`. For each case
-the charm of each checkout (``--before``, default /work/main, and this one) is deployed in
+Run by hand: `python benchmarks/large_option_hooks.py [--before REF|DIR] [--runs N]`. For each
+case the charm of each tree (``--before``: a git ref, default main, or a checkout; and this one)
+is deployed in
 Scenario with its peer relation, as in the unit tests (Falco's answers simulated, the Kubernetes
 API stand-in on 127.0.0.1), in a process of its own; then it times the config-changed hook that
 brings the value in and the median of the update-status hooks after it, which every unit pays
@@ -21,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness import tree_of
 from hook_speed import Timing, charm_env, falco_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +99,7 @@ def in_own_process(tree: Path, case: str, runs: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", type=Path, default=Path("/work/main"))
+    parser.add_argument("--before", default="main", help="a git ref (default main) or a checkout")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -105,7 +107,11 @@ def main() -> None:
     if args.case:
         print(json.dumps(measure(args.tree.resolve(), args.case, args.runs)))
         return
-    trees = {"before": args.before.resolve(), "after": ROOT}
+    before = Path(args.before)
+    trees = {
+        "before": before.resolve() if before.is_dir() else tree_of(args.before),
+        "after": ROOT,
+    }
     for side, tree in trees.items():
         print(f"{side}: {tree}", flush=True)
         base = in_own_process(tree, "defaults (baseline)", args.runs)
