@@ -34,6 +34,7 @@ class FalcoOptions:
     minimum_priority: str = "debug"
     custom_rules: str = ""
     disabled_rules: str = ""
+    cluster_name: str = ""
 
     def __post_init__(self) -> None:
         priority = self.minimum_priority.strip().lower()
@@ -41,6 +42,21 @@ class FalcoOptions:
             problem = f"must be one of {', '.join(PRIORITIES)}"
             raise option_error("minimum_priority", problem, self.minimum_priority)
         object.__setattr__(self, "minimum_priority", priority)
+        if self.cluster_name:
+            _check_cluster_name(self.cluster_name)
+
+
+def _check_cluster_name(value: str) -> None:
+    """The gelf library's rule, the one the integrator routes on: never the value echoed back.
+
+    The library (and pydantic with it) loads only when a name is set.
+    """
+    from charms.falco_k8s.v0.gelf import check_cluster_name  # noqa: PLC0415
+
+    try:
+        check_cluster_name(value)
+    except ValueError as exc:
+        raise option_error("cluster_name", str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,7 @@ def falco_state(
     settings = FalcoSettings(
         priority=config.minimum_priority,
         rules_selection=disabled.falco_selection(),
+        cluster_name=config.cluster_name,
     )
     return FalcoState(
         settings=settings,

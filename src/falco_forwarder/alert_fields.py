@@ -5,7 +5,10 @@ value is null or the empty string (``"ka.auth.reason": ""``) is left out by ever
 """
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
+
+CLUSTER_FIELD: Final = "cluster"
+"""The output field Falco adds to every rule's alert (the charm's ``cluster_name``)."""
 
 
 def output_fields(alert: Mapping[str, Any]) -> dict[str, object]:
@@ -18,3 +21,10 @@ def output_fields(alert: Mapping[str, Any]) -> dict[str, object]:
         for key, value in raw.items()  # pyright: ignore[reportUnknownVariableType]
         if value is not None and value != ""
     }
+
+
+def cluster_name(fields: Mapping[str, object]) -> str:
+    """The cluster the alert names in its output ``fields``, or ""."""
+    value = fields.get(CLUSTER_FIELD)
+    return value if isinstance(value, str) else ""
+
