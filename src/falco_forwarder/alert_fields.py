@@ -28,3 +28,14 @@ def cluster_name(fields: Mapping[str, object]) -> str:
     value = fields.get(CLUSTER_FIELD)
     return value if isinstance(value, str) else ""
 
+
+def take_cluster(fields: dict[str, object]) -> str:
+    """Remove the cluster name from ``fields`` and return it ("" and untouched when none).
+
+    Each encoder shows it once, in its sink's idiom (GELF ``_cluster``, a Loki label, the OTLP
+    resource), rather than again among the output fields.
+    """
+    cluster = cluster_name(fields)
+    if cluster:
+        del fields[CLUSTER_FIELD]
+    return cluster
