@@ -60,6 +60,7 @@ OPTIONS: dict[str, type] = {
     "webhook_cluster_ip": str,
     "webhook_allowed_cidrs": str,
     "audit_policy": str,
+    "cluster_name": str,
 }
 
 
