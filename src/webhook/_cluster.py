@@ -3,7 +3,7 @@
 Everything is written with server-side apply under the application's name as field manager, so
 re-running `AuditWebhookCluster.apply` converges on the wanted state. Each object is read back
 first and written only when it lacks something the charm wants: a converged leader only reads
-(three GETs) and writes nothing, `update-status` included. The read-back also catches drift
+(a GET each) and writes nothing, `update-status` included. The read-back also catches drift
 (someone edited or deleted an object), so no periodic re-apply is needed. An option cleared
 that only lets Kubernetes choose (a node port, a cluster IP) keeps the value the Service has,
 so the kube-apiserver's webhook file stays right. The Service Juju creates for the application
