@@ -15,6 +15,7 @@ from cos_receivers import Receiver, loki_receiver, otlp_receiver
 from forwarder_helpers import (
     ForwarderFactory,
     SinkFactory,
+    SinkServer,
     append_alert,
     append_line,
     encode,
@@ -125,7 +126,8 @@ def test_an_alert_with_a_changed_key_field_goes_out_at_once(
     changed = falco_json(sink.bodies[1])
     assert changed["output_fields"][field] == "changed"
     assert repeats(changed) is None
-    assert folded(forwarder) == 1  # the repeat, held for its summary
+    wait_for(lambda: folded(forwarder) == 1, what="the repeat folded, held for its summary")
+    assert len(sink.bodies) == 2
     wait_for(lambda: len(sink.bodies) == 3, timeout=5, what="the summary")
     assert repeats(falco_json(sink.bodies[2])) == 1
 
@@ -171,17 +173,24 @@ def test_gelf_shows_a_summary_as_falco_repeats_fields(
     assert summary["_ka_user_name"] == "admin"
 
 
+def _first_and_summary(
+    receiver: Receiver, fmt: str, make_forwarder: ForwarderFactory, receivers: list[Receiver]
+) -> list[Any]:
+    """What ``receiver`` took of three repeats through a 1 s window: the first, the summary."""
+    receivers.append(receiver)
+    forwarder = make_forwarder([sink_dict("s", receiver.url, fmt)], dedup_window_seconds=1)
+    for n in range(3):
+        append_alert(forwarder, audit_alert(n))
+    wait_for(lambda: len(receiver.accepted) == 2, timeout=5, what="the first and the summary")
+    return receiver.accepted
+
+
 def test_loki_marks_a_summary_with_a_label_and_its_repeats_in_the_line(
     make_forwarder: ForwarderFactory, receivers: list[Receiver]
 ):
-    receiver = loki_receiver()
-    receivers.append(receiver)
-    forwarder = make_forwarder([sink_dict("s", receiver.url, FORMAT_LOKI)], dedup_window_seconds=1)
-    for n in range(3):
-        append_alert(forwarder, audit_alert(n))
+    accepted = _first_and_summary(loki_receiver(), FORMAT_LOKI, make_forwarder, receivers)
 
-    wait_for(lambda: len(receiver.accepted) == 2, timeout=5, what="the first and the summary")
-    (first_labels, _, first_line), (labels, _, line) = receiver.accepted
+    (first_labels, _, first_line), (labels, _, line) = accepted
     assert "folded" not in first_labels
     assert "repeats" not in json.loads(first_line)
     assert labels == {**first_labels, "folded": "true"}
@@ -193,15 +202,10 @@ def test_loki_marks_a_summary_with_a_label_and_its_repeats_in_the_line(
 def test_otlp_shows_a_summary_as_attributes(
     make_forwarder: ForwarderFactory, receivers: list[Receiver]
 ):
-    receiver = otlp_receiver()
-    receivers.append(receiver)
-    forwarder = make_forwarder([sink_dict("s", receiver.url, FORMAT_OTLP)], dedup_window_seconds=1)
-    for n in range(3):
-        append_alert(forwarder, audit_alert(n))
+    accepted = _first_and_summary(otlp_receiver(), FORMAT_OTLP, make_forwarder, receivers)
 
-    wait_for(lambda: len(receiver.accepted) == 2, timeout=5, what="the first and the summary")
     attributes = [
-        {kv["key"]: kv["value"] for kv in record["attributes"]} for _, record in receiver.accepted
+        {kv["key"]: kv["value"] for kv in record["attributes"]} for _, record in accepted
     ]
     assert "falco.repeats" not in attributes[0]
     assert attributes[1]["falco.repeats"] == {"intValue": "2"}
@@ -219,19 +223,28 @@ def _folded_in(port: int, count: int) -> bool:
         return False
 
 
-def test_a_kill_mid_window_loses_no_summary_and_sends_no_repeat_twice(
-    tmp_path: Path, make_sink: SinkFactory
-):
-    sink = make_sink()
+def _fold_then_kill(tmp_path: Path, sink: SinkServer, alerts: int) -> tuple[Path, Path, int]:
+    """Run the forwarder process on ``alerts`` repeats, SIGKILL it once the folds are committed.
+
+    The window is 4 s: still open at the kill. Returns the config, the alert log and the port.
+    """
     port = free_port()
     config = write_config(tmp_path, [sink_dict("s", sink.url())], port, dedup_window_seconds=4)
     log = tmp_path / "alerts" / "log" / "falco.log"
     with forwarder_process(config) as process:
-        for n in range(6):
+        for n in range(alerts):
             append_line(log, audit_alert(n))
-        wait_for(lambda: _folded_in(port, 5), what="5 repeats folded")
+        wait_for(lambda: _folded_in(port, alerts - 1), what="the repeats folded")
         process.send_signal(signal.SIGKILL)
         process.communicate()
+    return config, log, port
+
+
+def test_a_kill_mid_window_loses_no_summary_and_sends_no_repeat_twice(
+    tmp_path: Path, make_sink: SinkFactory
+):
+    sink = make_sink()
+    config, log, port = _fold_then_kill(tmp_path, sink, 6)
     assert len(sink.bodies) == 1  # the first; the window is still open
 
     for n in range(6, 9):  # more repeats while the forwarder is down
@@ -265,15 +278,7 @@ def test_a_kill_restarts_from_the_journal_only_up_to_the_checkpoint(
     tmp_path: Path, make_sink: SinkFactory
 ):
     sink = make_sink()
-    port = free_port()
-    config = write_config(tmp_path, [sink_dict("s", sink.url())], port, dedup_window_seconds=4)
-    log = tmp_path / "alerts" / "log" / "falco.log"
-    with forwarder_process(config) as process:
-        for n in range(3):
-            append_line(log, audit_alert(n))
-        wait_for(lambda: _folded_in(port, 2), what="2 repeats folded")
-        process.send_signal(signal.SIGKILL)
-        process.communicate()
+    config, _, _ = _fold_then_kill(tmp_path, sink, 3)
     journal = tmp_path / "alerts" / "state" / f"s{FOLDS_SUFFIX}"
     # A line written for a checkpoint the kill never reached: replayed, it would count twice.
     segment, offset, line, ops = json.loads(journal.read_bytes().splitlines()[-1])
