@@ -153,6 +153,24 @@ def test_internal_alerts_and_other_sources_never_fold(
     assert folded(forwarder, internal["rule"]) == 0
 
 
+def test_turning_folding_off_sends_the_open_windows_summaries_at_once(
+    tmp_path: Path, make_sink: SinkFactory, make_forwarder: ForwarderFactory
+):
+    sink = make_sink()
+    sinks = [sink_dict("s", sink.url())]
+    forwarder = make_forwarder(sinks, dedup_window_seconds=600)
+    for n in range(3):
+        append_alert(forwarder, audit_alert(n))
+    wait_for(lambda: folded(forwarder) == 2, what="2 repeats folded")
+
+    forwarder.reload(write_config(tmp_path, sinks))  # no dedup_window_seconds: off
+    wait_for(lambda: len(sink.bodies) == 2, what="the summary")
+    append_alert(forwarder, audit_alert(3))
+    wait_for(lambda: len(sink.bodies) == 3, what="the next repeat, as it is")
+
+    assert [repeats(falco_json(body)) for body in sink.bodies] == [None, 2, None]
+
+
 # -- each sink's idiom --------------------------------------------------------------------------
 
 
