@@ -113,6 +113,7 @@ def test_the_journal_empties_with_no_window_open_and_compacts_to_a_snapshot(
     monkeypatch.setattr(fold_journal, "COMPACT_BYTES", 1)
     fold = Folding(60, FoldState())
     journal = FoldJournal(tmp_path / "s.folds")
+    end = Position(1, 0, 0)
     for n in range(3):
         take(fold, candidate(fold, START + n, n=n))
         end = Position(1, 100 * (n + 1), n + 1)
