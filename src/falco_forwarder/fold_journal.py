@@ -44,16 +44,21 @@ class FoldJournal:
         except OSError as e:
             logger.error("cannot read %s (%s): open fold windows are lost", self.path, e)
             return state
-        for raw in text.splitlines():
+        lines = text.splitlines()
+        replayed = 0
+        for raw in lines:
             try:
-                segment, offset, _line, ops = json.loads(raw)
+                segment, offset, _, ops = json.loads(raw)
                 if (segment, offset) > (upto.segment, upto.offset):
                     break  # written, but the checkpoint never got there: read again
                 for op in ops:
                     state.apply(tuple(op))
             except (ValueError, TypeError, KeyError):
                 break  # a line cut short by the kill: the checkpoint cannot be past it
+            replayed += 1
         self._size = len(text)
+        if replayed < len(lines):  # what was not replayed must not stand before what comes
+            self._rewrite(_line([*upto, state.snapshot()]) if state.windows else b"")
         return state
 
     def record(self, end: Position, ops: Sequence[Op]) -> None:

@@ -91,20 +91,9 @@ def test_the_journal_replays_only_up_to_the_checkpoint(tmp_path: Path):
     journal.record(Position(1, 200, 2), fold.take_ops())
     journal.close()
 
-    assert (
-        FoldJournal(journal.path)
-        .load(Position(1, 100, 1))
-        .windows[candidate(fold, START).key]
-        .count
-        == 0
-    )
-    assert (
-        FoldJournal(journal.path)
-        .load(Position(1, 200, 2))
-        .windows[candidate(fold, START).key]
-        .count
-        == 1
-    )
+    key = candidate(fold, START).key
+    assert FoldJournal(journal.path).load(Position(1, 200, 2)).windows[key].count == 1
+    assert FoldJournal(journal.path).load(Position(1, 100, 1)).windows[key].count == 0
 
 
 def test_the_journal_empties_with_no_window_open_and_compacts_to_a_snapshot(
@@ -129,3 +118,24 @@ def test_the_journal_empties_with_no_window_open_and_compacts_to_a_snapshot(
     journal.record(Position(1, 400, 4), fold.take_ops())
     journal.settle(Position(1, 400, 4), fold.state)
     assert journal.path.read_bytes() == b""
+
+
+def test_what_the_journal_did_not_replay_never_hides_what_comes_after(tmp_path: Path):
+    fold = Folding(60, FoldState())
+    journal = FoldJournal(tmp_path / "s.folds")
+    take(fold, candidate(fold, START))
+    journal.record(Position(1, 100, 1), fold.take_ops())
+    take(fold, candidate(fold, START + 1, n=1))
+    journal.record(Position(1, 200, 2), fold.take_ops())  # the kill came before the checkpoint
+    journal.close()
+
+    restarted = FoldJournal(journal.path)
+    state = restarted.load(Position(1, 100, 1))
+    again = Folding(60, state)
+    take(again, candidate(again, START + 2, n=2))
+    restarted.record(Position(1, 200, 2), again.take_ops())
+    restarted.close()
+
+    key = candidate(fold, START).key
+    window = FoldJournal(journal.path).load(Position(1, 200, 2)).windows[key]
+    assert (window.count, window.first) == (1, START + 2)
