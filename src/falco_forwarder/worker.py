@@ -29,7 +29,7 @@ import random
 import statistics
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,7 +308,8 @@ class SinkWorker:
     def _collect(self) -> tuple[_Entry, list[bytes]]:
         """The lines of the next request and their pieces (none if nothing is waiting).
 
-        Lines the sink acknowledged already (beyond a failure) are settled as delivered.
+        Lines the sink acknowledged already (beyond a failure) are settled as delivered. A
+        summary whose window closes comes before the line that closes it.
         """
         assert self._consumed is not None
         limit = _BATCH_ALERTS if self._format.frame and self._alone_until is None else 1
@@ -493,8 +494,8 @@ class SinkWorker:
             self._metrics.inc(DELIVERED, delivered, sink=self._name)
         for reason in drops:
             self._metrics.drop(self._name, reason)
-        for rule in folded:
-            self._metrics.inc(FOLDED, sink=self._name, rule=rule)
+        for rule, count in Counter(folded).items():
+            self._metrics.inc(FOLDED, count, sink=self._name, rule=rule)
 
     def _commit(self, end: Position, ops: list[Op]) -> bool:
         """Move the checkpoint and the fold state to ``end``; False if the log moved the sink."""
