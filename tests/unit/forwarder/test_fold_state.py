@@ -82,16 +82,22 @@ def test_with_no_window_restored_windows_close_at_once():
     assert off.candidate(falco_alert(0), b"{}") is None
 
 
-def test_the_journal_replays_only_up_to_the_checkpoint(tmp_path: Path):
+def opened_then_folded(path: Path) -> str:
+    """A journal at ``path``: a window opened up to (1, 100), a repeat folded up to (1, 200)."""
     fold = Folding(60, FoldState())
-    journal = FoldJournal(tmp_path / "s.folds")
+    journal = FoldJournal(path)
     take(fold, candidate(fold, START))
     journal.record(Position(1, 100, 1), fold.take_ops())
     take(fold, candidate(fold, START + 1, n=1))
     journal.record(Position(1, 200, 2), fold.take_ops())
     journal.close()
+    return candidate(fold, START).key
 
-    key = candidate(fold, START).key
+
+def test_the_journal_replays_only_up_to_the_checkpoint(tmp_path: Path):
+    journal = FoldJournal(tmp_path / "s.folds")
+    key = opened_then_folded(journal.path)
+
     assert FoldJournal(journal.path).load(Position(1, 200, 2)).windows[key].count == 1
     assert FoldJournal(journal.path).load(Position(1, 100, 1)).windows[key].count == 0
 
@@ -121,13 +127,8 @@ def test_the_journal_empties_with_no_window_open_and_compacts_to_a_snapshot(
 
 
 def test_what_the_journal_did_not_replay_never_hides_what_comes_after(tmp_path: Path):
-    fold = Folding(60, FoldState())
     journal = FoldJournal(tmp_path / "s.folds")
-    take(fold, candidate(fold, START))
-    journal.record(Position(1, 100, 1), fold.take_ops())
-    take(fold, candidate(fold, START + 1, n=1))
-    journal.record(Position(1, 200, 2), fold.take_ops())  # the kill came before the checkpoint
-    journal.close()
+    key = opened_then_folded(journal.path)  # the kill came before the checkpoint reached 200
 
     restarted = FoldJournal(journal.path)
     state = restarted.load(Position(1, 100, 1))
@@ -136,6 +137,5 @@ def test_what_the_journal_did_not_replay_never_hides_what_comes_after(tmp_path: 
     restarted.record(Position(1, 200, 2), again.take_ops())
     restarted.close()
 
-    key = candidate(fold, START).key
     window = FoldJournal(journal.path).load(Position(1, 200, 2)).windows[key]
     assert (window.count, window.first) == (1, START + 2)
