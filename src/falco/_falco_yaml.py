@@ -20,6 +20,7 @@ from constants import (
     K8SAUDIT_PORT,
     WEBSERVER_PORT,
 )
+from falco_forwarder.alert_fields import CLUSTER_FIELD
 
 # Bounded so a stalled output cannot grow Falco's memory without limit; at the usual few
 # hundred bytes per alert this is a few MiB.
@@ -52,6 +53,8 @@ class FalcoSettings:
 
     priority: str = "debug"
     rules_selection: Sequence[dict[str, dict[str, str]]] = ()
+    cluster_name: str = ""
+    """Named on every rule's alert when set; checked (`check_cluster_name`) to need no quoting."""
 
 
 def render_falco_yaml(settings: FalcoSettings, rules_files: Sequence[str]) -> str:
@@ -131,4 +134,8 @@ def render_falco_yaml(settings: FalcoSettings, rules_files: Sequence[str]) -> st
     }
     if settings.rules_selection:
         config["rules"] = list(settings.rules_selection)
+    if settings.cluster_name:
+        # Falco adds it to every rule's output_fields itself (not to the text), so the name
+        # travels with the alert from the log on. No match: every source, tag and rule.
+        config["append_output"] = [{"extra_fields": [{CLUSTER_FIELD: settings.cluster_name}]}]
     return MANAGED_HEADER + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)

@@ -2,6 +2,7 @@
 
 Checking 1 MiB of rules costs most of a hook, and every hook would pay it again, so a check's
 outcome is remembered (by the caller) and reused while the rules, options and checks are the same.
+So is the check of ``cluster_name``, whose rule, the gelf library's, loads pydantic.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import importlib.util
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ from falco._custom_rules import (
 from falco._falco_yaml import FalcoSettings
 from options import InvalidStateError, option_error
 
+_GELF_LIBRARY = "charms.falco_k8s.v0.gelf"
+
 
 @dataclass(frozen=True)
 class FalcoOptions:
@@ -34,6 +38,7 @@ class FalcoOptions:
     minimum_priority: str = "debug"
     custom_rules: str = ""
     disabled_rules: str = ""
+    cluster_name: str = ""
 
     def __post_init__(self) -> None:
         priority = self.minimum_priority.strip().lower()
@@ -68,6 +73,8 @@ def falco_state(
     key = _check_key(config, shipped_rules)
     outcome = _recall(remembered, key)
     if outcome is None:
+        if config.cluster_name:
+            _check_cluster_name(config.cluster_name)
         try:
             custom = read_custom_rules(config.custom_rules)
         except CustomRulesError as exc:
@@ -78,6 +85,7 @@ def falco_state(
     settings = FalcoSettings(
         priority=config.minimum_priority,
         rules_selection=disabled.falco_selection(),
+        cluster_name=config.cluster_name,
     )
     return FalcoState(
         settings=settings,
@@ -85,6 +93,16 @@ def falco_state(
         unmatched=outcome.unmatched,
         checked=json.dumps(dataclasses.asdict(outcome), sort_keys=True),
     )
+
+
+def _check_cluster_name(value: str) -> None:
+    """The gelf library's rule, the one the gelf integrator checks; the value is never echoed."""
+    from charms.falco_k8s.v0.gelf import check_cluster_name  # noqa: PLC0415
+
+    try:
+        check_cluster_name(value)
+    except ValueError as exc:
+        raise option_error("cluster_name", str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -97,9 +115,10 @@ class _RulesCheck:
 
 
 def _check_key(config: FalcoOptions, shipped_rules: Sequence[bytes]) -> str:
-    """Fingerprint of everything the rules check reads, the checking code included."""
+    """Fingerprint of everything the checks read, the checking code included."""
     digest = hashlib.sha256(_checks_digest())
-    for part in (*shipped_rules, config.custom_rules.encode("utf-8", "surrogatepass")):
+    texts = (config.custom_rules, config.cluster_name)
+    for part in (*shipped_rules, *(text.encode("utf-8", "surrogatepass") for text in texts)):
         digest.update(hashlib.sha256(part).digest())
     digest.update(config.disabled_rules.encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
@@ -108,8 +127,9 @@ def _check_key(config: FalcoOptions, shipped_rules: Sequence[bytes]) -> str:
 @functools.cache
 def _checks_digest() -> bytes:
     """The checks' own code: a charm upgrade that changes them checks every text again."""
-    modules = (_custom_rules, _rules_listing)
-    return hashlib.sha256(b"".join(Path(m.__file__ or "").read_bytes() for m in modules)).digest()
+    gelf = importlib.util.find_spec(_GELF_LIBRARY)  # its source, without loading it
+    files = (_custom_rules.__file__, _rules_listing.__file__, gelf and gelf.origin)
+    return hashlib.sha256(b"".join(Path(f or "").read_bytes() for f in files)).digest()
 
 
 def _recall(remembered: str, key: str) -> _RulesCheck | None:

@@ -9,6 +9,8 @@ time as three more output fields, which each encoder shows in its sink's own idi
 from collections.abc import Mapping
 from typing import Any, Final
 
+CLUSTER_FIELD: Final = "cluster"
+"""The output field Falco adds to every rule's alert (the charm's ``cluster_name``)."""
 REPEATS_FIELD: Final = "falco.repeats"
 """On a summary only: how many alerts, the same as it, it stands for."""
 REPEATS_FIRST_FIELD: Final = "falco.repeats.first"
@@ -27,3 +29,21 @@ def output_fields(alert: Mapping[str, Any]) -> dict[str, object]:
         for key, value in raw.items()  # pyright: ignore[reportUnknownVariableType]
         if value is not None and value != ""
     }
+
+
+def cluster_name(fields: Mapping[str, object]) -> str:
+    """The cluster the alert names in its output ``fields``, or ""."""
+    value = fields.get(CLUSTER_FIELD)
+    return value if isinstance(value, str) else ""
+
+
+def take_cluster(fields: dict[str, object]) -> str:
+    """Remove the cluster name from ``fields`` and return it ("" and untouched when none).
+
+    Each encoder shows it once, in its sink's idiom (GELF ``_cluster``, a Loki label, the OTLP
+    resource), rather than again among the output fields.
+    """
+    cluster = cluster_name(fields)
+    if cluster:
+        del fields[CLUSTER_FIELD]
+    return cluster

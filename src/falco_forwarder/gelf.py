@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
-from falco_forwarder.alert_fields import output_fields
+from falco_forwarder.alert_fields import output_fields, take_cluster
 from falco_forwarder.alert_time import alert_time_ns
 
 if TYPE_CHECKING:
@@ -89,11 +89,14 @@ def to_gelf(
         "timestamp": _timestamp(alert.get("time"), now),
         "level": LEVELS.get(priority.strip().lower(), DEFAULT_LEVEL),
     }
+    fields = output_fields(alert)
     identity = {
         "_falco_rule": rule,
         "_falco_priority": priority,
         "_falco_source": _text(alert.get("source")),
         "_falco_tags": _tags(alert.get("tags")),
+        # What the gelf integrator's stream rules match on, with the model and application.
+        "_cluster": take_cluster(fields),
         "_juju_model": juju.model,
         "_juju_model_uuid": juju.model_uuid,
         "_juju_application": juju.application,
@@ -102,7 +105,7 @@ def to_gelf(
     if output:
         message["full_message"] = output
     message.update((key, value) for key, value in identity.items() if value)
-    added = _add_output_fields(message, output_fields(alert), taken=identity.keys())
+    added = _add_output_fields(message, fields, taken=identity.keys())
     if max_message_bytes is not None:
         _fit(message, max_message_bytes, added, list(identity))
     return message
@@ -219,8 +222,8 @@ def _fit(message: GelfMessage, limit: int, added: _AddedFields, identity: list[s
     """Trim what matters least first, until the encoded message fits in ``limit`` bytes.
 
     Order: full_message; output fields, largest first (text cut short, numbers and JSON
-    removed whole); short_message; the rule and Juju identity fields, removed whole (a
-    cut rule name or model UUID would mislead stream rules); last, the host.
+    removed whole); short_message; the rule, cluster and Juju identity fields, removed whole
+    (a cut rule name, cluster or model UUID would mislead stream rules); last, the host.
     """
     over = _size(message) - limit
     if over <= 0:

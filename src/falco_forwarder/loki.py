@@ -1,11 +1,12 @@
 """Map Falco JSON alerts to a Loki push request (``POST /loki/api/v1/push``, JSON body).
 
-Labels stay few and bounded, so Loki's index stays small: the rule, priority and source, and the
-Juju topology COS alert rules match on. Everything else, user and namespace included, goes in
-the line: a JSON object that LogQL's ``| json`` reads. A summary of folded repeats has the
-label ``folded="true"`` and its count and first and last time at the top of the line
-(``repeats``, ``repeats_first``, ``repeats_last``). A request carries many alerts: each is
-one stream entry of its own (`encode_entry`), and `frame` joins them in order.
+Labels stay few and bounded, so Loki's index stays small: the rule, priority and source, the
+cluster the alert names, and the Juju topology COS alert rules match on. Everything else, user
+and namespace included, goes in the line: a JSON object that LogQL's ``| json`` reads. A
+summary of folded repeats has the label ``folded="true"`` and its count and first and last
+time at the top of the line (``repeats``, ``repeats_first``, ``repeats_last``). A request
+carries many alerts: each is one stream entry of its own (`encode_entry`), and `frame` joins
+them in order.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from falco_forwarder.alert_fields import (
     REPEATS_FIRST_FIELD,
     REPEATS_LAST_FIELD,
     output_fields,
+    take_cluster,
 )
 from falco_forwarder.alert_time import alert_time_ns
 
@@ -40,12 +42,13 @@ _REPEATS: Final = {
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def loki_labels(alert: Mapping[str, Any], juju: JujuTopology) -> dict[str, str]:
+def loki_labels(alert: Mapping[str, Any], juju: JujuTopology, cluster: str = "") -> dict[str, str]:
     """The stream labels; empty values are left out (Loki treats them as absent anyway)."""
     labels = {
         "rule": alert.get("rule"),
         "priority": alert.get("priority"),
         "source": alert.get("source"),
+        "cluster": cluster,
         "juju_model": juju.model,
         "juju_model_uuid": juju.model_uuid,
         "juju_application": juju.application,
@@ -60,9 +63,8 @@ def loki_labels(alert: Mapping[str, Any], juju: JujuTopology) -> dict[str, str]:
     }
 
 
-def loki_line(alert: Mapping[str, Any]) -> str:
-    """The log line: the alert's text and fields, with user and namespace lifted to the top."""
-    fields = output_fields(alert)
+def loki_line(alert: Mapping[str, Any], fields: Mapping[str, object]) -> str:
+    """The log line: the alert's text and ``fields``, with user and namespace lifted to the top."""
     line: dict[str, Any] = {
         "output": alert.get("output"),
         "user": fields.get(USER_FIELD),
@@ -88,9 +90,11 @@ def encode_entry(
     ``max_message_bytes`` is not used: Loki's own line limit is far above a Falco alert.
     """
     del max_message_bytes
+    fields = output_fields(alert)
+    cluster = take_cluster(fields)  # a label: not again in the line
     stream = {
-        "stream": loki_labels(alert, juju),
-        "values": [[str(alert_time_ns(alert.get("time"), now)), loki_line(alert)]],
+        "stream": loki_labels(alert, juju, cluster),
+        "values": [[str(alert_time_ns(alert.get("time"), now)), loki_line(alert, fields)]],
     }
     return _ENCODER.encode(stream).encode("utf-8", "replace")
 

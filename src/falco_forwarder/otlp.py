@@ -1,9 +1,10 @@
 """Map Falco JSON alerts to an OTLP/HTTP logs export request, JSON encoding (``/v1/logs``).
 
-One ``resourceLogs`` (the Juju unit as the resource), one ``scopeLogs``, and one ``logRecords``
-entry per alert (`encode_record`; `frame` puts many in one request, in order). Severity comes
-from the priority; attributes from the rule, tags and output fields, each output field under
-its own Falco name (``ka.user.name``).
+One ``resourceLogs`` (the Juju unit, and the cluster the alerts name, as the resource), one
+``scopeLogs``, and one ``logRecords`` entry per alert (`encode_record`; `frame` puts many in
+one request, in order, with a resource of their own for alerts naming another cluster).
+Severity comes from the priority; attributes from the rule, tags and output fields, each output
+field under its own Falco name (``ka.user.name``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from falco_forwarder.alert_fields import output_fields
+from falco_forwarder.alert_fields import output_fields, take_cluster
 from falco_forwarder.alert_time import alert_time_ns
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ SEVERITY: Final = {
 UNSPECIFIED: Final = 0
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _NO_RECORDS: Final = b'"logRecords":[]'
+# Ends the cluster's name (a JSON string) at the start of an encoded record, for `frame`.
+_CLUSTER_END: Final = b"\n"
 # OTLP/JSON carries 64-bit integers; larger ones go as text.
 _INT64 = range(-(2**63), 2**63)
 
@@ -84,8 +87,10 @@ def topology(juju: JujuTopology) -> dict[str, str]:
     }
 
 
-def log_record(alert: Mapping[str, Any], juju: JujuTopology, observed_ns: int) -> dict[str, Any]:
-    """The ``LogRecord`` for one alert.
+def log_record(
+    alert: Mapping[str, Any], fields: Mapping[str, object], juju: JujuTopology, observed_ns: int
+) -> dict[str, Any]:
+    """The ``LogRecord`` for one alert, whose output fields are ``fields``.
 
     The topology is on the record too, not only on the resource: Canonical's
     opentelemetry-collector-k8s turns exactly these log attributes into Loki labels
@@ -101,7 +106,7 @@ def log_record(alert: Mapping[str, Any], juju: JujuTopology, observed_ns: int) -
         "falco.tags": alert.get("tags"),
         **topology(juju),
     }
-    for name, value in sorted(output_fields(alert).items()):
+    for name, value in sorted(fields.items()):
         attributes[f"falco.output_fields.{name}" if name in attributes else name] = value
     record: dict[str, Any] = {
         "timeUnixNano": str(alert_time_ns(alert.get("time"), lambda: observed_ns)),
@@ -117,9 +122,11 @@ def log_record(alert: Mapping[str, Any], juju: JujuTopology, observed_ns: int) -
     return record
 
 
-def resource_attributes(juju: JujuTopology) -> list[KeyValue]:
-    """The resource: the service and the Juju topology."""
+def resource_attributes(juju: JujuTopology, cluster: str = "") -> list[KeyValue]:
+    """The resource: the service, the Juju topology and the cluster, if the alerts name one."""
     resource = {"service.name": SERVICE_NAME, **topology(juju)}
+    if cluster:
+        resource["k8s.cluster.name"] = cluster  # OpenTelemetry's semantic conventions
     return [key_value(key, value) for key, value in resource.items()]
 
 
@@ -130,22 +137,41 @@ def encode_record(
     *,
     now: Callable[[], int] = time.time_ns,
 ) -> bytes:
-    """One alert's ``LogRecord``, encoded.
+    """One alert's ``LogRecord``, encoded, after the cluster it names (its resource's).
 
     ``max_message_bytes`` is not used: collectors accept requests far above a Falco alert.
     """
     del max_message_bytes
-    return _dumps(log_record(alert, juju, now()))
+    fields = output_fields(alert)
+    cluster = take_cluster(fields)  # on the resource: not again on the record
+    return _dumps(cluster) + _CLUSTER_END + _dumps(log_record(alert, fields, juju, now()))
 
 
 def frame(records: Sequence[bytes], juju: JujuTopology) -> bytes:
-    """The export request carrying ``records`` in order, under the unit's resource."""
+    """The export request carrying ``records`` in order, a resource for each run of a cluster.
+
+    Falco names one cluster until its config changes: a request holds one resource, or more
+    when it spans a change of ``cluster_name``.
+    """
+    runs: list[tuple[bytes, list[bytes]]] = []
+    for piece in records:
+        cluster, _, record = piece.partition(_CLUSTER_END)
+        if runs and runs[-1][0] == cluster:
+            runs[-1][1].append(record)
+        else:
+            runs.append((cluster, [record]))
+    body = b",".join(_resource_logs(juju, json.loads(name), run) for name, run in runs)
+    return b'{"resourceLogs":[' + body + b"]}"
+
+
+def _resource_logs(juju: JujuTopology, cluster: str, records: list[bytes]) -> bytes:
+    """One ``ResourceLogs``: the unit and ``cluster`` as the resource, ``records`` in order."""
     scope: dict[str, object] = {"scope": {"name": SCOPE_NAME}, "logRecords": []}
     resource: dict[str, object] = {
-        "resource": {"attributes": resource_attributes(juju)},
+        "resource": {"attributes": resource_attributes(juju, cluster)},
         "scopeLogs": [scope],
     }
-    before, after = _dumps({"resourceLogs": [resource]}).split(_NO_RECORDS)
+    before, after = _dumps(resource).split(_NO_RECORDS)
     return before + b'"logRecords":[' + b",".join(records) + b"]" + after
 
 

@@ -31,7 +31,10 @@ class Graylog(SinkSource):
         if charm.model.relations[RELATION]:  # listed from relation-created on
             from charms.falco_k8s.v0.gelf import GelfEndpointRequirer  # noqa: PLC0415
 
-            self._requirer = GelfEndpointRequirer(charm, relation_name=RELATION)
+            # The integrator routes a stream per cluster on it, as alerts carry it in
+            # `_cluster`; the falco wing blocks on a bad name, which the library leaves out.
+            cluster = str(charm.config.get("cluster_name", "")) or None
+            self._requirer = GelfEndpointRequirer(charm, relation_name=RELATION, cluster=cluster)
 
     def events(self) -> list[ops.BoundEvent]:
         """The library's own events: they also follow a rotated auth secret."""

@@ -242,6 +242,11 @@ def test_minimum_priority_becomes_falco_priority(ctx, falco_fs):
             {"alert_log_retention_mb": 8},
             "alert_log_retention_mb: must be 16 to 1000000 (MiB) (got 8)",
         ),
+        (
+            {"cluster_name": "prod eu/1"},
+            "cluster_name: must be 1-100 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit",
+        ),
     ],
 )
 def test_bad_config_blocks_and_keeps_last_good_falco_yaml(ctx, falco_fs, config, message):
@@ -259,11 +264,36 @@ def test_bad_config_blocks_and_keeps_last_good_falco_yaml(ctx, falco_fs, config,
 
 
 @pytest.mark.skipif(not CHECKER.exists(), reason="../shared/tools/falco-config-check not present")
-@pytest.mark.parametrize("config", [{}, {"http_output": "https://alerts.example.com:8443/falco"}])
+@pytest.mark.parametrize(
+    "config",
+    [{}, {"http_output": "https://alerts.example.com:8443/falco"}, {"cluster_name": "prod-eu-1"}],
+)
 def test_rendered_falco_yaml_passes_falco_config_check(ctx, falco_fs, config):
     deployed(ctx, falco_fs, **config)
 
     assert checker_findings(falco_fs / "etc-falco" / "falco.yaml") == []
+
+
+def test_cluster_name_is_added_by_falco_to_every_rules_alert(ctx, falco_fs):
+    out = deployed(ctx, falco_fs, cluster_name="prod-eu-1")
+
+    assert out.unit_status == ACTIVE
+    assert falco_yaml(falco_fs)["append_output"] == [{"extra_fields": [{"cluster": "prod-eu-1"}]}]
+    assert reconfigure(ctx, out).unit_status == ACTIVE  # unset: no field
+    assert "append_output" not in falco_yaml(falco_fs)
+
+
+@pytest.mark.parametrize("name", ["prod\x1b[31m-eu", "prod\neu", "a" * 101, " prod", "-prod"])
+def test_a_bad_cluster_name_blocks_without_echoing_it(ctx, falco_fs, name):
+    out = deployed(ctx, falco_fs, cluster_name="prod-eu-1")
+
+    blocked = reconfigure(ctx, out, cluster_name=name)
+
+    assert isinstance(blocked.unit_status, testing.BlockedStatus)
+    assert blocked.unit_status.message.startswith("cluster_name: must be 1-100 letters")
+    assert name.strip() not in blocked.unit_status.message
+    assert blocked.unit_status.message.isprintable()
+    assert falco_yaml(falco_fs)["append_output"] == [{"extra_fields": [{"cluster": "prod-eu-1"}]}]
 
 
 # -- show-rules ----------------------------------------------------------------------------------

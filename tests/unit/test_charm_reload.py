@@ -77,6 +77,24 @@ def test_a_reload_falco_confirms_is_applied_without_a_restart(
     assert out.unit_status == ACTIVE
 
 
+def test_naming_and_renaming_the_cluster_is_a_dry_run_then_a_confirmed_hot_reload(
+    ctx, falco_fs, falco_metrics: FalcoMetrics, calls: Calls
+):
+    """Falco names the cluster itself (falco.yaml): the same gate and reload as any option."""
+    out = deployed(ctx, falco_fs)
+
+    for name in ("prod-eu-1", "prod-eu-2"):
+        calls.reset()
+        ctx.exec_history.clear()
+        out = reconfigure(ctx, out, cluster_name=name)
+
+        assert "--dry-run" in ctx.exec_history["falco"][-1].command
+        assert f"- cluster: {name}\n" in (falco_fs / "etc-falco" / "falco.yaml").read_text()
+        assert loaded_falco_yaml(falco_metrics) == written_falco_yaml(falco_fs)
+        assert calls.restarted == []
+        assert out.unit_status == ACTIVE
+
+
 def test_a_change_written_in_the_restart_window_is_applied_by_a_restart(
     ctx, falco_fs, falco_metrics: FalcoMetrics, calls: Calls
 ):

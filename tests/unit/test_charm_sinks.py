@@ -177,6 +177,24 @@ def test_graylog_relation_adds_a_gelf_sink_with_the_secret_header(ctx, falco_fs)
     assert json.loads(local["application"]) == "falco-k8s"
 
 
+def test_the_graylog_relation_names_the_cluster_for_the_integrators_streams(ctx, falco_fs):
+    """The gelf integrator routes a stream per cluster on the topology's ``cluster``."""
+    relation = graylog_relation(url=GRAYLOG_URL)
+    out = run(
+        ctx,
+        falco_fs,
+        relations=[relation],
+        event=ctx.on.relation_joined(relation),
+        cluster_name="a",
+    )
+    assert json.loads(out.get_relation(relation.id).local_app_data["cluster"]) == "a"
+
+    for config, published in (({"cluster_name": "b"}, '"b"'), ({}, None)):
+        out = ctx.run(ctx.on.config_changed(), dataclasses.replace(out, config=config))
+        assert out.get_relation(relation.id).local_app_data.get("cluster") == published
+        assert out.unit_status.name == "active"
+
+
 def test_a_new_sink_reloads_the_forwarder_and_leaves_falco_alone(ctx, falco_fs, calls: Calls):
     out = run(ctx, falco_fs, http_output="https://siem.example.com/falco")
     falco_before = (falco_fs / "etc-falco" / "falco.yaml").read_bytes()

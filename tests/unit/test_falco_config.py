@@ -23,6 +23,7 @@ SETTINGS = [
             {"disable": {"tag": "k8s"}},
         ],
     ),
+    FalcoSettings(cluster_name="prod-eu-1.example_2"),
 ]
 
 
@@ -90,6 +91,22 @@ def test_every_matching_rule_alerts():
 def test_rule_selection():
     selection = yaml.safe_load(render_falco_yaml(SETTINGS[2], RULES))["rules"]
     assert selection == [{"disable": {"rule": "Disallowed K8s User"}}, {"disable": {"tag": "k8s"}}]
+
+
+def test_a_cluster_name_is_an_extra_field_of_every_rules_alert():
+    """A one-key map under extra_fields is ``output_fields[key]`` on every rule's alert.
+
+    Falco 0.44.1 (``configuration.h``, ``rule_loader_compiler.cpp``, ``formats.cpp``): an entry
+    without ``match`` applies to every rule.
+    """
+    config = yaml.safe_load(render_falco_yaml(SETTINGS[3], RULES))
+
+    assert config["append_output"] == [{"extra_fields": [{"cluster": "prod-eu-1.example_2"}]}]
+
+
+def test_without_a_cluster_name_falco_appends_nothing():
+    for settings in SETTINGS[:3]:
+        assert "append_output" not in yaml.safe_load(render_falco_yaml(settings, RULES))
 
 
 def test_rendering_is_deterministic():

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,6 +84,7 @@ def test_an_unchanged_text_is_not_checked_again(checks: list[str]):
     [
         {"custom_rules": RULES.replace("NOTICE", "ERROR")},
         {"disabled_rules": "Exec by CI"},
+        {"cluster_name": "prod-eu-1"},
         {"shipped": (STOCK + b"- rule: Another\n  condition: kevt\n", CHARM)},
         {"shipped": (STOCK, CHARM + b"- rule: Another\n  condition: kevt\n")},
     ],
@@ -117,3 +122,42 @@ def test_a_bad_text_is_refused_every_time(checks: list[str]):
         with pytest.raises(InvalidStateError, match="custom_rules item 1"):
             falco_state(config, SHIPPED)
     assert len(checks) == 2
+
+
+def _hook_loads_the_gelf_library(remembered: str) -> bool:
+    """Whether a fresh process, as every hook is, loads the gelf library (and pydantic)."""
+    code = (
+        "import sys; from falco._options import FalcoOptions, falco_state; "
+        f"falco_state(FalcoOptions(cluster_name='prod-eu-1'), {SHIPPED!r}, sys.argv[1]); "
+        "print('charms.falco_k8s.v0.gelf' in sys.modules, 'pydantic' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root / 'src'}:{root / 'lib'}"}
+    result = subprocess.run(
+        [sys.executable, "-c", code, remembered],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return {"True True": True, "False False": False}[result.stdout.strip()]
+
+
+def test_a_cluster_name_is_checked_by_the_gelf_library_once_not_in_every_hook():
+    first = falco_state(CharmConfig(cluster_name="prod-eu-1"), SHIPPED)
+
+    assert first.settings.cluster_name == "prod-eu-1"
+    assert _hook_loads_the_gelf_library("")
+    assert not _hook_loads_the_gelf_library(first.checked)
+
+
+@pytest.mark.parametrize("name", ["prod eu", "-prod", "a" * 101, "prod\x1b[31m", "pr%d"])
+def test_a_bad_cluster_name_is_refused_every_time_naming_the_rule(name: str):
+    remembered = falco_state(CharmConfig(cluster_name="prod-eu-1"), SHIPPED).checked
+    for _ in range(2):
+        with pytest.raises(InvalidStateError) as refused:
+            falco_state(CharmConfig(cluster_name=name), SHIPPED, remembered)
+        assert str(refused.value) == (
+            "cluster_name: must be 1-100 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )

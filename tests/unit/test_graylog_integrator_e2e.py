@@ -18,7 +18,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 from charm_pod import falco_container, pod
+from fakes.fake_falco import with_extra_fields
 from forwarder.forwarder_helpers import append_alert, falco_alert, free_port
 from ops import testing
 
@@ -88,28 +90,34 @@ def running_forwarder(pushed: dict[str, Any], tmp_path: Path) -> Forwarder:
     return forwarder
 
 
-def test_falco_alerts_reach_the_provisioned_stream_with_their_topology(
-    ctx, falco_fs, integrator, graylog, tmp_path
-):
+def relate(
+    ctx: testing.Context[Any],
+    falco_fs: Path,
+    integrator: ModuleType,
+    graylog: Any,
+    **falco_config: Any,
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Relate falco-k8s (with ``falco_config``) and the integrator, each on the other's data.
+
+    Returns the topology falco-k8s published and the forwarder config it pushed.
+    """
     # falco-k8s joins and publishes its topology.
     falco_side = testing.Relation("graylog", remote_app_name="gelf-integrator")
     falco_state = testing.State(
         leader=True,
         model=FALCO_MODEL,
+        config=falco_config,
         containers=pod(falco_container(falco_fs)),
         relations={falco_side},
     )
     joined = ctx.run(ctx.on.relation_joined(falco_side), falco_state)
-    topology = joined.get_relation(falco_side.id).local_app_data
-    assert json.loads(topology["application"]) == "falco-k8s"
+    topology = dict(joined.get_relation(falco_side.id).local_app_data)
 
     # The integrator sees it, provisions Graylog and publishes the endpoint.
     gelf_port = free_port()
     api_token = testing.Secret(tracked_content={"token": API_TOKEN})
     input_auth = testing.Secret(tracked_content={"value": INPUT_AUTH})
-    gelf_side = testing.Relation(
-        "gelf", remote_app_name="falco-k8s", remote_app_data=dict(topology)
-    )
+    gelf_side = testing.Relation("gelf", remote_app_name="falco-k8s", remote_app_data=topology)
     integrator_ctx = testing.Context(integrator.GelfIntegratorCharm)
     provided = integrator_ctx.run(
         integrator_ctx.on.relation_changed(gelf_side),
@@ -127,12 +135,6 @@ def test_falco_alerts_reach_the_provisioned_stream_with_their_topology(
         ),
     )
     assert provided.unit_status.name == "active", provided.unit_status
-    model, application = json.loads(topology["model"]), json.loads(topology["application"])
-    assert (model, application) == ("cos", "falco-k8s")
-    title = f"Falco alerts: {model}/{application}"
-    assert title in {s["title"] for s in graylog.streams.values() if not s["disabled"]}
-    (gelf_input,) = graylog.inputs.values()
-    assert gelf_input.summary["attributes"]["authorization_header_name"] == "X-Gelf-Auth"
     databag = dict(provided.get_relation(gelf_side.id).local_app_data)
     own_secret = provided.get_secret(label=integrator.AUTH_SECRET_LABEL)
     assert API_TOKEN not in json.dumps(databag)
@@ -145,30 +147,49 @@ def test_falco_alerts_reach_the_provisioned_stream_with_their_topology(
         id=falco_side.id,
         remote_app_name="gelf-integrator",
         remote_app_data=databag,
-        local_app_data=dict(topology),
+        local_app_data=topology,
     )
     configured = ctx.run(
         ctx.on.relation_changed(falco_side),
         testing.State(
             leader=True,
             model=FALCO_MODEL,
+            config=falco_config,
             containers=joined.containers,
             relations={falco_side},
             secrets={granted},
         ),
     )
     config_dir = Path(configured.get_container("forwarder").mounts["config"].source)
-    pushed = json.loads((config_dir / "config.json").read_text())
-    assert [s["name"] for s in pushed["sinks"]] == ["graylog"]
+    return topology, json.loads((config_dir / "config.json").read_text())
 
-    # The forwarder on that config delivers alerts; each is routed by its topology.
-    alerts = [falco_alert(i) for i in range(3)]
+
+def deliver(pushed: dict[str, Any], alerts: list[dict[str, Any]], graylog: Any, tmp_path: Path):
+    """Run the forwarder on the pushed config until the fake Graylog has ``alerts``."""
     forwarder = running_forwarder(pushed, tmp_path)
     try:
         feed_alerts(forwarder, alerts)
-        received = graylog.wait_for_messages(len(alerts))
+        return graylog.wait_for_messages(len(alerts))
     finally:
         forwarder.close()
+
+
+def test_falco_alerts_reach_the_provisioned_stream_with_their_topology(
+    ctx, falco_fs, integrator, graylog, tmp_path
+):
+    topology, pushed = relate(ctx, falco_fs, integrator, graylog)
+
+    model, application = json.loads(topology["model"]), json.loads(topology["application"])
+    assert (model, application) == ("cos", "falco-k8s")
+    assert "cluster" not in topology
+    title = f"Falco alerts: {model}/{application}"
+    assert title in {s["title"] for s in graylog.streams.values() if not s["disabled"]}
+    (gelf_input,) = graylog.inputs.values()
+    assert gelf_input.summary["attributes"]["authorization_header_name"] == "X-Gelf-Auth"
+    assert [s["name"] for s in pushed["sinks"]] == ["graylog"]
+
+    # The forwarder on that config delivers alerts; each is routed by its topology.
+    received = deliver(pushed, [falco_alert(i) for i in range(3)], graylog, tmp_path)
     assert sorted(m.fields["ka_resp_name"] for m in received) == ["nginx-0", "nginx-1", "nginx-2"]
     for message in received:
         assert message.fields["juju_model"] == model
@@ -176,3 +197,30 @@ def test_falco_alerts_reach_the_provisioned_stream_with_their_topology(
         assert message.fields["falco_rule"] == "Create Privileged Pod"
         assert title in message.streams
     assert not [rejected for i in graylog.inputs.values() for rejected in i.rejected]
+
+
+def test_the_cluster_falco_names_routes_its_alerts_to_the_clusters_stream(
+    ctx, falco_fs, integrator, graylog, tmp_path
+):
+    topology, pushed = relate(ctx, falco_fs, integrator, graylog, cluster_name="prod-eu-1")
+
+    assert json.loads(topology["cluster"]) == "prod-eu-1"
+    title = "Falco alerts: prod-eu-1/cos/falco-k8s"
+    assert title in {s["title"] for s in graylog.streams.values() if not s["disabled"]}
+    # Falco on the falco.yaml the charm wrote names the cluster; one alert from another
+    # cluster of the same model and application must stay out of this cluster's stream.
+    falco_yaml = yaml.safe_load((falco_fs / "etc-falco" / "falco.yaml").read_text())
+    other = {"append_output": [{"extra_fields": [{"cluster": "staging"}]}]}
+    alerts = [with_extra_fields(falco_alert(i), falco_yaml) for i in range(3)]
+    alerts.append(with_extra_fields(falco_alert(3), other))
+
+    received = deliver(pushed, alerts, graylog, tmp_path)
+    routed = {
+        m.fields["ka_resp_name"]: (m.fields["cluster"], title in m.streams) for m in received
+    }
+    assert routed == {
+        "nginx-0": ("prod-eu-1", True),
+        "nginx-1": ("prod-eu-1", True),
+        "nginx-2": ("prod-eu-1", True),
+        "nginx-3": ("staging", False),
+    }

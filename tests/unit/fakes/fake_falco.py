@@ -13,7 +13,9 @@ on, and nothing else:
   after the other from one thread, so a file renamed away is recreated by the next alert;
 - JSON alert lines as ``json_output`` with the ``json_include_*`` options write them
   (``userspace/falco/formats.cpp`` in falco 0.44.1): ``hostname``, ``output``, ``priority``,
-  ``rule``, ``source``, ``tags``, ``time``, ``output_fields``, ``message``.
+  ``rule``, ``source``, ``tags``, ``time``, ``output_fields``, ``message``;
+- ``append_output`` entries with static ``extra_fields``, added to the output fields of every
+  rule's alert they match (`with_extra_fields`).
 
 Every audit event POSTed to the k8saudit listener (an ``EventList``) raises one alert. The
 container root is the directory two levels above this file (``<root>/usr/bin/falco``): paths
@@ -91,7 +93,7 @@ def _run(config: dict[str, Any]) -> int:
             events = json.loads(body).get("items", [])
             with lock:
                 for event in events:
-                    _append(log, _alert(event))
+                    _append(log, with_extra_fields(_alert(event), config))
             self._reply(200, b"<html></html>")
 
         def _reply(self, status: int, body: bytes) -> None:
@@ -133,11 +135,46 @@ def _alert(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def with_extra_fields(alert: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """``alert`` with the ``extra_fields`` of falco.yaml's ``append_output`` entries that match it.
+
+    As Falco 0.44.1 adds them: an entry applies to each rule whose source, name and tags (all of
+    ``match.tags``) it matches, no ``match`` to every rule (``rule_loader_compiler.cpp``); a
+    one-key map is a formatted field, its value a format string (``configuration.h``); in JSON
+    output only, ``output_fields[key]`` is the formatted text, while ``output`` and ``message``
+    stay as they were (``formats.cpp``). Falco's own alerts (source ``internal``, from
+    ``falco_outputs::handle_msg``) pass no rule and get none. Only static values are modelled
+    (no ``%field``, no raw fields): the charm writes no other.
+    """
+    if alert["source"] == "internal":
+        return alert
+    fields = dict(alert["output_fields"])
+    for entry in config.get("append_output") or []:
+        match = entry.get("match") or {}
+        if (
+            match.get("source", alert["source"]) != alert["source"]
+            or match.get("rule", alert["rule"]) != alert["rule"]
+            or not set(match.get("tags", [])) <= set(alert["tags"])
+        ):
+            continue
+        for field in entry.get("extra_fields") or []:
+            ((key, value),) = field.items()  # a raw field (a bare name) is not modelled
+            if "%" in value:
+                raise NotImplementedError(f"extra field {key}: only static values are modelled")
+            fields[key] = value
+    return {**alert, "output_fields": fields}
+
+
+def falco_json(alert: dict[str, Any]) -> bytes:
+    """The line Falco writes for ``alert``: nlohmann::json's compact dump, keys in sorted order."""
+    return json.dumps(alert, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def _append(log: Path, alert: dict[str, Any]) -> None:
     """file_output with keep_alive false: open, write one line, close."""
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, json.dumps(alert).encode() + b"\n")
+        os.write(fd, falco_json(alert) + b"\n")
     finally:
         os.close(fd)
 

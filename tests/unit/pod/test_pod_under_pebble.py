@@ -81,15 +81,14 @@ class Pod:
         """The forwarder's /healthz and /metrics port."""
         return self.root.ports[FORWARDER_PORT]
 
-    def start_falco(self) -> None:
+    def start_falco(self, settings: FalcoSettings | None = None) -> None:
         """What the charm does for the falco container, with the stand-in as Falco's binary."""
         script = f"#!{sys.executable}\n{STANDIN.read_text()}"
         self.falco.push_if_changed(FALCO_BIN, script, permissions=0o755)
         self.falco.push_if_changed(K8S_AUDIT_RULES, RULES)
         self.falco.ensure_dir(FALCO_RULES_D)
-        config = yaml.safe_load(
-            render_falco_yaml(FalcoSettings(), [K8S_AUDIT_RULES, FALCO_RULES_D]).split("\n", 1)[1]
-        )
+        text = render_falco_yaml(settings or FalcoSettings(), [K8S_AUDIT_RULES, FALCO_RULES_D])
+        config = yaml.safe_load(text.split("\n", 1)[1])
         config["webserver"]["listen_port"] = self.root.ports[WEBSERVER_PORT]
         k8saudit = self.root.ports[K8SAUDIT_PORT]
         config["plugins"][0]["open_params"] = f"http://:{k8saudit}{K8SAUDIT_PATH}"
@@ -234,6 +233,22 @@ def test_layers_start_checks_go_up_and_alerts_flow(pod: Pod, make_sink: SinkFact
     alert = json.loads(sink.bodies[0])
     assert {"time", "rule", "priority", "source", "output", "output_fields", "tags"} <= set(alert)
     assert not pod.configure_forwarder([sink])  # nothing changed: nothing touched
+
+
+def test_falco_names_the_cluster_on_every_alert_the_forwarder_delivers(
+    pod: Pod, make_sink: SinkFactory
+):
+    sink = make_sink()
+    pod.start_falco(FalcoSettings(cluster_name="prod-eu-1"))
+    assert pod.configure_forwarder([sink])
+    wait_for(lambda: pod.checks_up(pod.falco) and pod.checks_up(pod.forwarder), timeout=20)
+
+    pod.post_audit_events(0, 3)
+
+    wait_for(lambda: len(sink.bodies) == 3)
+    assert [json.loads(body)["output_fields"]["cluster"] for body in sink.bodies] == [
+        "prod-eu-1"
+    ] * 3
 
 
 def test_on_check_failure_restarts_a_stuck_forwarder(pod: Pod, make_sink: SinkFactory):
