@@ -2,6 +2,8 @@
 
 Graylog drops an empty field silently, Loki and OTLP would carry it for nothing: a field whose
 value is null or the empty string (``"ka.auth.reason": ""``) is left out by every encoder.
+A summary of folded repeats (`falco_forwarder.folding`) carries its count and first and last
+time as three more output fields, which each encoder shows in its sink's own idiom.
 """
 
 from collections.abc import Mapping
@@ -9,6 +11,12 @@ from typing import Any, Final
 
 CLUSTER_FIELD: Final = "cluster"
 """The output field Falco adds to every rule's alert (the charm's ``cluster_name``)."""
+REPEATS_FIELD: Final = "falco.repeats"
+"""On a summary only: how many alerts, the same as it, it stands for."""
+REPEATS_FIRST_FIELD: Final = "falco.repeats.first"
+"""On a summary only: the time of the first of them (RFC 3339, as Falco writes ``time``)."""
+REPEATS_LAST_FIELD: Final = "falco.repeats.last"
+"""On a summary only: the time of the last of them."""
 
 
 def output_fields(alert: Mapping[str, Any]) -> dict[str, object]:

@@ -152,6 +152,11 @@ class AlertLog:
         """The file Falco appends to."""
         return self._file
 
+    @property
+    def state_dir(self) -> Path:
+        """Where the checkpoints are, and whatever else moves with them."""
+        return self._state_dir
+
     # -- the record -----------------------------------------------------------------------------
 
     def _load_record(self) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 _FRACTION = re.compile(r"\.([0-9]{1,9})(?=[Zz+-]|$)")
 
@@ -25,3 +25,10 @@ def alert_time_ns(value: object, now: Callable[[], int] = time.time_ns) -> int:
     match = _FRACTION.search(value)
     nanos = int(match[1].ljust(9, "0")) if match else 0
     return int(moment.replace(microsecond=0).timestamp()) * 1_000_000_000 + nanos
+
+
+def format_time_ns(nanos: int) -> str:
+    """RFC 3339 in UTC with nanoseconds, as Falco writes an alert's ``time``."""
+    seconds, fraction = divmod(nanos, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{fraction:09d}Z"

@@ -2,8 +2,9 @@
 
 Each type checks itself when built, so a configuration that exists is a valid one: the charm
 builds the types and writes ``ForwarderConfig.to_dict()`` as JSON, the forwarder reads it back
-with `load_config`. Every section is required; a sink's ``headers``, ``ca_cert`` and
-``max_message_bytes`` may be omitted (``{}``, ``None``, ``None``). Unknown keys are rejected so
+with `load_config`. Every section is required; ``dedup_window_seconds`` and a sink's
+``headers``, ``ca_cert`` and ``max_message_bytes`` may be omitted (0, ``{}``, ``None``,
+``None``). Unknown keys are rejected so
 that a typo in the charm fails loudly. The sink formats and their encoders are the table
 `FORMATS`, beside the types that name them.
 """
@@ -67,6 +68,8 @@ FORMATS: Final[Mapping[str, SinkFormat]] = MappingProxyType(
     }
 )
 
+# The longest fold window: a summary held longer would no longer be news.
+MAX_DEDUP_WINDOW_SECONDS: Final = 3600
 # Sink names become checkpoint file names and metric label values.
 _SINK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 # A URL longer than this is no endpoint's (browsers and servers stop at 2-8 KiB).
@@ -248,8 +251,13 @@ class ForwarderConfig:
     juju: JujuTopology
     retry: RetryConfig
     sinks: tuple[SinkConfig, ...]
+    dedup_window_seconds: int = 0
+    """Repeats of an alert within this many seconds fold into one summary per sink; 0: off."""
 
     def __post_init__(self) -> None:
+        _check_integer(self.dedup_window_seconds, "dedup_window_seconds", minimum=0)
+        if self.dedup_window_seconds > MAX_DEDUP_WINDOW_SECONDS:
+            raise ConfigError(f"dedup_window_seconds must be at most {MAX_DEDUP_WINDOW_SECONDS}")
         names = [sink.name for sink in self.sinks]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -258,7 +266,12 @@ class ForwarderConfig:
     @classmethod
     def from_dict(cls, data: object) -> Self:
         """Validate ``data`` (parsed JSON) and build the configuration, or raise `ConfigError`."""
-        top = _section(data, "config", required={"listen", "alert_log", "juju", "retry", "sinks"})
+        top = _section(
+            data,
+            "config",
+            required={"listen", "alert_log", "juju", "retry", "sinks"},
+            optional={"dedup_window_seconds"},
+        )
         juju = _section(
             top["juju"], "juju", required={"model", "model_uuid", "application", "unit"}
         )
@@ -271,6 +284,7 @@ class ForwarderConfig:
             JujuTopology(juju["model"], juju["model_uuid"], juju["application"], juju["unit"]),  # pyright: ignore[reportArgumentType]
             RetryConfig.from_dict(top["retry"]),
             tuple(SinkConfig.from_dict(item, f"sinks[{i}]") for i, item in enumerate(sinks)),  # pyright: ignore[reportUnknownArgumentType, reportUnknownVariableType]
+            top.get("dedup_window_seconds", 0),  # pyright: ignore[reportArgumentType]
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -295,6 +309,7 @@ class ForwarderConfig:
                 "timeout_seconds": self.retry.timeout_seconds,
             },
             "sinks": [sink.to_dict() for sink in self.sinks],
+            "dedup_window_seconds": self.dedup_window_seconds,
         }
 
 

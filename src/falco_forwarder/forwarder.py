@@ -34,6 +34,8 @@ SYNC_SECONDS: Final = 1.0
 # A reload or a stop lets requests in flight finish for this long, then cuts them off: a sink
 # that does not answer never holds either back.
 STOP_GRACE_SECONDS: Final = 1.0
+# A sink's fold journal, beside its checkpoint in the state directory.
+FOLDS_SUFFIX: Final = ".folds"
 # How often the endpoint loop checks for shutdown: bounds the stop latency.
 _POLL_SECONDS: Final = 0.1
 # Below this share of the volume free, say so (Falco loses alerts once it is full).
@@ -113,6 +115,9 @@ class Forwarder:
             try:
                 self.log.maintain()
                 if time.monotonic() - synced >= SYNC_SECONDS:
+                    # Not under the lock, which `close` holds while it waits for this thread.
+                    for worker in list(self._workers.values()):
+                        worker.sync()  # fold journals first: never behind their checkpoints
                     self.log.sync()
                     synced = time.monotonic()
                     self._check_space()
@@ -250,7 +255,13 @@ class Forwarder:
 
     def _worker(self, sink: SinkConfig, config: ForwarderConfig) -> SinkWorker:
         return SinkWorker(
-            sink, log=self.log, metrics=self.metrics, retry=config.retry, juju=config.juju
+            sink,
+            log=self.log,
+            metrics=self.metrics,
+            retry=config.retry,
+            juju=config.juju,
+            fold_seconds=config.dedup_window_seconds,
+            journal=self.log.state_dir / f"{sink.name}{FOLDS_SUFFIX}",
         )
 
     def _on_drop(self, sink: str, count: int, reason: str) -> None:
@@ -288,7 +299,8 @@ def _changed_sinks(
     """Names of the sinks added, removed, and kept but needing a new worker."""
     before = {sink.name: sink for sink in old.sinks}
     after = {sink.name: sink for sink in new.sinks}
-    shared_changed = (old.retry, old.juju) != (new.retry, new.juju)
+    shared = ("retry", "juju", "dedup_window_seconds")
+    shared_changed = any(getattr(old, key) != getattr(new, key) for key in shared)
     added = [name for name in after if name not in before]
     removed = [name for name in before if name not in after]
     replaced = [

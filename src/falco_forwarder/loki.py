@@ -3,8 +3,10 @@
 Labels stay few and bounded, so Loki's index stays small: the rule, priority and source, the
 cluster the alert names, and the Juju topology COS alert rules match on. Everything else, user
 and namespace included, goes in the line: a JSON object that LogQL's ``| json`` reads. A
-request carries many alerts: each is one stream entry of its own (`encode_entry`), and `frame`
-joins them in order.
+summary of folded repeats has the label ``folded="true"`` and its count and first and last
+time at the top of the line (``repeats``, ``repeats_first``, ``repeats_last``). A request
+carries many alerts: each is one stream entry of its own (`encode_entry`), and `frame` joins
+them in order.
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from falco_forwarder.alert_fields import output_fields, take_cluster
+from falco_forwarder.alert_fields import (
+    REPEATS_FIELD,
+    REPEATS_FIRST_FIELD,
+    REPEATS_LAST_FIELD,
+    output_fields,
+    take_cluster,
+)
 from falco_forwarder.alert_time import alert_time_ns
 
 if TYPE_CHECKING:
@@ -24,6 +32,13 @@ if TYPE_CHECKING:
 MAX_LABEL_CHARS: Final = 1024
 USER_FIELD: Final = "ka.user.name"
 NAMESPACE_FIELD: Final = "ka.target.namespace"
+FOLDED_LABEL: Final = "folded"
+# A summary's repeats, lifted to the top of its line under these names.
+_REPEATS: Final = {
+    REPEATS_FIELD: "repeats",
+    REPEATS_FIRST_FIELD: "repeats_first",
+    REPEATS_LAST_FIELD: "repeats_last",
+}
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
@@ -39,6 +54,8 @@ def loki_labels(alert: Mapping[str, Any], juju: JujuTopology, cluster: str = "")
         "juju_application": juju.application,
         "juju_unit": juju.unit,
     }
+    if REPEATS_FIELD in (alert.get("output_fields") or ()):
+        labels[FOLDED_LABEL] = "true"  # one more stream per rule, not one per count
     return {
         name: value[:MAX_LABEL_CHARS]
         for name, value in labels.items()
@@ -57,6 +74,7 @@ def loki_line(alert: Mapping[str, Any], fields: Mapping[str, object]) -> str:
         "time": alert.get("time"),
         "output_fields": fields or None,
     }
+    line.update((name, fields.get(field)) for field, name in _REPEATS.items())
     return _ENCODER.encode({key: value for key, value in line.items() if value is not None})
 
 

@@ -11,6 +11,7 @@ CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 DELIVERED: Final = "falco_forwarder_delivered_total"
 RETRIED: Final = "falco_forwarder_retried_total"
 DROPPED: Final = "falco_forwarder_dropped_total"
+FOLDED: Final = "falco_forwarder_folded_total"
 BACKLOG_BYTES: Final = "falco_forwarder_backlog_bytes"
 SINK_UP: Final = "falco_forwarder_sink_up"
 LOG_BYTES: Final = "falco_forwarder_alert_log_bytes"
@@ -41,6 +42,7 @@ _HELP: Final = {
     DELIVERED: "Alerts a sink acknowledged with a 2xx status.",
     RETRIED: "Failed delivery attempts that were retried.",
     DROPPED: "Alerts given up for a sink, by reason.",
+    FOLDED: "Repeated alerts folded into a summary for a sink (alert_dedup_window), by rule.",
     BACKLOG_BYTES: "Bytes of the alert log a sink has still to deliver.",
     SINK_UP: "0 while a sink's last delivery attempt failed or timed out and is being retried.",
     LOG_BYTES: "Bytes of the alert log on disk, all segments together.",
@@ -75,7 +77,7 @@ class Metrics:
     def __init__(self, sinks: Iterable[str]):
         self._lock = threading.Lock()
         self._counters: dict[str, dict[Labels, int]] = {
-            name: {} for name in (DELIVERED, RETRIED, DROPPED, CONFIG_RELOADS)
+            name: {} for name in (DELIVERED, RETRIED, DROPPED, FOLDED, CONFIG_RELOADS)
         }
         self._up: dict[str, int] = {}
         for result in RELOAD_RESULTS:

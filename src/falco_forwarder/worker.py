@@ -16,9 +16,10 @@ is therefore delivered once in normal operation and at least once across kills a
 answers. Stopping never waits long on a sink: requests in flight get a short grace, then are
 cut off.
 
-Each line of the log becomes an entry here, to be sent or dropped; a later stage that folds
-repeated alerts into a summary (issue 24) would be one more outcome of `SinkWorker._prepare`,
-committed over the same prefix.
+Each line of the log is sent, dropped, or, with a fold window, folded into the summary of its
+repeats (`falco_forwarder.folding`), which goes out when the window closes. The fold state moves
+with the checkpoint: its changes are journaled (`fold_journal`) over the same prefix the
+checkpoint moves over, so a kill neither loses a summary nor sends a folded repeat.
 """
 
 import json
@@ -28,16 +29,19 @@ import random
 import statistics
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 from falco_forwarder.alert_log import AlertLog
 from falco_forwarder.burstlog import BurstLog
 from falco_forwarder.checkpoint import Position
 from falco_forwarder.config import JujuTopology, RetryConfig, SinkConfig
-from falco_forwarder.metrics import DELIVERED, MALFORMED, RETRIED, UNMAPPABLE, Metrics
+from falco_forwarder.fold_journal import FoldJournal
+from falco_forwarder.folding import Candidate, Folding, FoldState, Op, Summary, falco_json
+from falco_forwarder.metrics import DELIVERED, FOLDED, MALFORMED, RETRIED, UNMAPPABLE, Metrics
 from falco_forwarder.reader import Line, LogReader
 from falco_forwarder.sinks import Attempt, HttpSender, Outcome
 
@@ -75,6 +79,12 @@ class _Entry:
     """Alerts in the body."""
     drops: list[str] = field(default_factory=list[str])
     """Why each line of the entry that is not sent was dropped."""
+    folded: list[str] = field(default_factory=list[str])
+    """The rule of each line of the entry folded into a summary."""
+    ops: list[Op] = field(default_factory=list[Op])
+    """How the entry changes the fold state, committed with it."""
+    summaries: int = 0
+    """Summaries in the body: they have no line of their own."""
     done: bool = False
 
 
@@ -92,7 +102,10 @@ class SinkWorker:
         metrics: Metrics,
         retry: RetryConfig,
         juju: JujuTopology,
+        fold_seconds: int = 0,
+        journal: Path | None = None,
     ):
+        """``fold_seconds`` 0 folds nothing; ``journal`` keeps the fold state across kills."""
         self._sink = sink
         self._name = sink.name
         self._log = log
@@ -122,12 +135,25 @@ class SinkWorker:
         self._resume_at = 0.0
         self._attempts = 0
         self._alone_until: Position | None = None  # after a refused batch: one per request
+        self._consumed: Position | None = None  # the end of the last line taken from `_lines`
+        self._fold_seconds = fold_seconds
+        self._journal = FoldJournal(journal) if journal else None
+        self._committed = FoldState()  # the fold state at the checkpoint
+        self._folding: Folding | None = None  # the fold state where reading stands
 
     def start(self) -> None:
         """Start delivering."""
         with self._cond:
+            if self._journal is not None:
+                self._committed = self._journal.load(self._log.position(self._name)[0])
             self._restart()
             self._add_lane()
+
+    def sync(self) -> None:
+        """Flush the fold journal to the disk (before the checkpoints are: the upkeep)."""
+        with self._cond:
+            if self._journal is not None:
+                self._journal.sync()
 
     def wake(self) -> None:
         """The log changed: look for new alerts now (called by the log watch)."""
@@ -154,6 +180,8 @@ class SinkWorker:
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
+            if self._journal is not None:
+                self._journal.close()
 
     # -- lanes ----------------------------------------------------------------------------------
 
@@ -242,9 +270,15 @@ class SinkWorker:
         if self._reader is not None:
             self._reader.close()
         # What the sink acknowledged beyond the failure is not sent again.
-        self._acked = {e.end for e in self._pending if e.done and e.body is not None}
+        self._acked = {
+            e.end for e in self._pending if e.done and e.body is not None and not e.summaries
+        }
         position, self._generation = self._log.position(self._name)
         self._reader = LogReader(self._log, position)
+        self._consumed = position
+        committed = self._committed
+        folds = self._fold_seconds or committed.windows
+        self._folding = Folding(self._fold_seconds, committed.copy()) if folds else None
         self._lines.clear()
         self._pending.clear()
         self._epoch += 1
@@ -260,7 +294,7 @@ class SinkWorker:
             self._restart()
             return self._take()
         if not pieces:
-            if entry.drops:
+            if entry.drops or entry.folded or entry.ops:
                 entry.done = True
                 self._pending.append(entry)
             self._advance()
@@ -274,17 +308,32 @@ class SinkWorker:
     def _collect(self) -> tuple[_Entry, list[bytes]]:
         """The lines of the next request and their pieces (none if nothing is waiting).
 
-        Lines the sink acknowledged already (beyond a failure) are settled as delivered.
+        Lines the sink acknowledged already (beyond a failure) are settled as delivered. A
+        summary whose window closes comes before the line that closes it.
         """
-        assert self._reader is not None
+        assert self._consumed is not None
         limit = _BATCH_ALERTS if self._format.frame and self._alone_until is None else 1
         pieces: list[bytes] = []
-        entry = _Entry(self._reader.position, self._epoch)
+        entry = _Entry(self._consumed, self._epoch)
         size = 0
-        while len(pieces) < limit and size < _BATCH_BYTES and (line := self._next_line()):
-            piece, drops = self._prepare(line)
-            entry.end = line.end
+        while len(pieces) < limit and size < _BATCH_BYTES:
+            line = self._peek_line()
+            data, alert, drops = self._parse_line(line) if line else (b"", None, [])
+            folding = self._folding
+            candidate = folding.candidate(alert, data) if folding and alert else None
+            summary = self._due(candidate, idle=line is None)
+            if summary is not None:
+                piece = self._summary_piece(summary, entry)
+                if piece is not None:
+                    pieces.append(piece)
+                    size += len(piece)
+                continue  # the line, if any, comes after the summary
+            if line is None:
+                break
+            self._lines.popleft()
+            self._consumed = entry.end = line.end
             entry.drops.extend(drops)
+            piece = self._fold_or_encode(alert, data, candidate, entry) if alert else None
             if piece is not None and line.end in self._acked:
                 self._acked.discard(line.end)
                 entry.done = True  # the sink has it already
@@ -299,19 +348,19 @@ class SinkWorker:
                 break
         return entry, pieces
 
-    def _next_line(self) -> Line | None:
+    def _peek_line(self) -> Line | None:
         if not self._lines:
             assert self._reader is not None
             self._lines.extend(self._reader.read(_READ_LINES))
-        return self._lines.popleft() if self._lines else None
+        return self._lines[0] if self._lines else None
 
-    def _prepare(self, line: Line) -> tuple[bytes | None, list[str]]:
-        """This sink's piece of a request for ``line`` (None if none), and what was dropped."""
+    def _parse_line(self, line: Line) -> tuple[bytes, dict[str, Any] | None, list[str]]:
+        """The alert ``line`` holds (None if none), its bytes, and what was dropped of it."""
         if line.oversized:
             self._malformed.event(
                 "sink %s: skipped a line of the alert log over 16 MiB: %r", self._name, line.data
             )
-            return None, [MALFORMED]
+            return line.data, None, [MALFORMED]
         data, drops = line.data, []
         alert = _parse(data)
         if alert is None and (start := data.find(_ALERT_START, 1)) > 0:
@@ -324,24 +373,53 @@ class SinkWorker:
                 self._name,
                 line.data[:120],
             )
-            return None, [MALFORMED]
+            return data, None, [MALFORMED]
         if drops:
             self._malformed.event(
                 "sink %s: skipped the start of an alert cut short in the alert log: %r",
                 self._name,
                 line.data[:120],
             )
+        return data, alert, drops
+
+    def _due(self, upcoming: Candidate | None, *, idle: bool) -> Summary | None:
+        """A summary to send before ``upcoming`` (or, ``idle``, now), if a window closes first."""
+        if self._folding is None:
+            return None
+        return self._folding.due(time.time_ns() if idle else None, upcoming)
+
+    def _fold_or_encode(
+        self, alert: dict[str, Any], data: bytes, candidate: Candidate | None, entry: _Entry
+    ) -> bytes | None:
+        """``alert``'s piece, or None if it was folded (or could not be mapped: a drop)."""
+        if self._folding is not None:
+            folded = candidate is not None and self._folding.admit(candidate)
+            entry.ops.extend(self._folding.take_ops())
+            if candidate is not None and folded:
+                entry.folded.append(candidate.rule)
+                return None
+        return self._encode(alert, data, entry)
+
+    def _summary_piece(self, summary: Summary, entry: _Entry) -> bytes | None:
+        assert self._folding is not None
+        entry.ops.extend(self._folding.take_ops())
+        entry.summaries += 1
+        return self._encode(summary.to_alert(), None, entry)
+
+    def _encode(self, alert: dict[str, Any], data: bytes | None, entry: _Entry) -> bytes | None:
+        """This sink's piece for ``alert`` (``data``: its line, None for a summary), or None."""
         encode = self._format.encode
         if encode is None:
-            return data, drops
+            return falco_json(alert) if data is None else data
         try:
-            return encode(alert, self._juju, self._sink.max_message_bytes), drops
+            return encode(alert, self._juju, self._sink.max_message_bytes)
         except Exception:
             # Retrying cannot help a mapping bug, and would hold back every later alert.
             logger.exception(
                 "sink %s: cannot map an alert to %s; dropping it", self._name, self._sink.format
             )
-            return None, [*drops, UNMAPPABLE]
+            entry.drops.append(UNMAPPABLE)
+            return None
 
     # -- results (under the condition) ----------------------------------------------------------
 
@@ -399,21 +477,39 @@ class SinkWorker:
 
     def _advance(self) -> None:
         """Move the checkpoint over the settled prefix, and count what it holds."""
-        delivered, drops, end = 0, list[str](), None
+        delivered, drops, folded, ops, end = 0, list[str](), list[str](), list[Op](), None
         while self._pending and self._pending[0].done:
             entry = self._pending.popleft()
             delivered += entry.alerts
             drops.extend(entry.drops)
+            folded.extend(entry.folded)
+            ops.extend(entry.ops)
             end = entry.end
         if end is None:
             return
-        if not self._log.commit(self._name, self._generation, end):
+        if not self._commit(end, ops):
             self._restart()  # the log counted these when it moved the sink on
             return
         if delivered:
             self._metrics.inc(DELIVERED, delivered, sink=self._name)
         for reason in drops:
             self._metrics.drop(self._name, reason)
+        for rule, count in Counter(folded).items():
+            self._metrics.inc(FOLDED, count, sink=self._name, rule=rule)
+
+    def _commit(self, end: Position, ops: list[Op]) -> bool:
+        """Move the checkpoint and the fold state to ``end``; False if the log moved the sink."""
+        journal = self._journal
+        if ops:
+            if journal is not None:
+                journal.record(end, ops)  # first: a kill then replays only to the checkpoint
+            for op in ops:
+                self._committed.apply(op)
+        if not self._log.commit(self._name, self._generation, end):
+            return False
+        if ops and journal is not None:
+            journal.settle(end, self._committed)
+        return True
 
     def _measure(self, latency: float) -> None:
         """Size the window from how long the sink takes to answer."""

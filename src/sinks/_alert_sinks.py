@@ -47,13 +47,14 @@ class AlertSinks:
         if payload is None:
             return Report()
         try:
-            retention = load_options(ForwarderOptions, self._charm.config).alert_log_retention_mb
+            options = load_options(ForwarderOptions, self._charm.config)
             sinks = tuple(sink for kind in self._kinds for sink in kind.read())
         except InvalidStateError as exc:
             return Report.refused(exc)
         except ConfigError as exc:  # the forwarder's types check what a relation brought
             return Report(blocked=f"alert sinks: {exc}")
         volume = self._alert_log_volume()
+        retention = options.alert_log_retention_mb
         if volume is not None and (problem := retention_problem(retention, volume)):
             return Report(blocked=problem)  # the running forwarder keeps its cap
         model, unit = self._charm.model, self._charm.unit
@@ -62,7 +63,7 @@ class AlertSinks:
             self.forwarder,
             sinks,
             topology,
-            retention,
+            options,
             payload,
             memory=UnitMemory(model, PEER_RELATION),
             metrics_port=METRICS_PORT,

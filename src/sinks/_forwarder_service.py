@@ -12,7 +12,7 @@ from options import InvalidStateError
 from payload import Payload, manifest_digest
 from peer_memory import UnitMemory
 from report import Report
-from sinks._forwarder_config import render_forwarder_config
+from sinks._forwarder_config import ForwarderOptions, render_forwarder_config
 from sinks._forwarder_layer import forwarder_layer
 from workload import Workload, WorkloadError
 
@@ -21,7 +21,7 @@ def reconcile(
     forwarder: Workload,
     sinks: tuple[SinkConfig, ...],
     topology: JujuTopology,
-    retention_mb: int,
+    options: ForwarderOptions,
     payload: Payload,
     *,
     memory: UnitMemory,
@@ -32,7 +32,7 @@ def reconcile(
         # With no sink there is nothing to deliver, so nothing to wait for.
         return Report(waiting="waiting for Pebble in the forwarder container" if sinks else "")
     try:
-        text = render_forwarder_config(sinks, topology, retention_mb)
+        text = render_forwarder_config(sinks, topology, options)
         settled = converge(forwarder, text, payload)
     except InvalidStateError as exc:
         return Report(blocked=str(exc))

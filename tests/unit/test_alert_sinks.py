@@ -13,7 +13,7 @@ from ops import testing
 
 from constants import MIB
 from falco_forwarder.config import FORMATS, ConfigError, ForwarderConfig, JujuTopology, SinkConfig
-from sinks._forwarder_config import render_forwarder_config, segment_bytes
+from sinks._forwarder_config import ForwarderOptions, render_forwarder_config, segment_bytes
 from sinks._kinds import SINK_KINDS
 from sinks._otlp import otlp_logs_url
 
@@ -100,14 +100,16 @@ def test_every_forwarder_format_is_one_the_forwarder_encodes():
 def test_the_config_text_is_what_the_forwarder_reads_back():
     sink = SinkConfig("graylog", "gelf", "https://graylog:12201/gelf", {"X-Token": TOKEN})
 
-    text = render_forwarder_config((sink,), TOPOLOGY, 512)
+    text = render_forwarder_config((sink,), TOPOLOGY, ForwarderOptions())
 
     config = ForwarderConfig.from_dict(json.loads(text))
     assert config.sinks == (sink,)
     assert config.juju == TOPOLOGY
     assert config.alert_log.retention_bytes == 512 * MIB
     assert config.alert_log.segment_bytes == 32 * MIB
-    assert render_forwarder_config((sink,), TOPOLOGY, 512) == text  # same input, same bytes
+    assert (
+        render_forwarder_config((sink,), TOPOLOGY, ForwarderOptions()) == text
+    )  # same input, same bytes
 
 
 def test_a_sink_the_forwarder_would_refuse_is_refused_as_it_is_built():

@@ -91,6 +91,28 @@ def test_http_output_goes_through_the_forwarder(ctx, falco_fs):
     assert out.unit_status == active(alerts_to="http_output")
 
 
+def test_alert_dedup_window_reaches_the_forwarder_off_by_default(ctx, falco_fs):
+    default = forwarder_config(run(ctx, falco_fs, http_output="https://siem.example.com/falco"))
+    folding = run(
+        ctx, falco_fs, http_output="https://siem.example.com/falco", alert_dedup_window=60
+    )
+
+    assert default["dedup_window_seconds"] == 0
+    assert forwarder_config(folding)["dedup_window_seconds"] == 60
+    assert folding.unit_status == active(alerts_to="http_output")
+
+
+@pytest.mark.parametrize("window", [-1, 3601])
+def test_a_bad_alert_dedup_window_blocks_naming_the_option(ctx, falco_fs, window: int):
+    out = run(
+        ctx, falco_fs, http_output="https://siem.example.com/falco", alert_dedup_window=window
+    )
+
+    assert isinstance(out.unit_status, testing.BlockedStatus)
+    assert out.unit_status.message.startswith("alert_dedup_window")
+    assert "0 (off) to 3600 (seconds)" in out.unit_status.message
+
+
 def test_forwarder_runs_the_pushed_package_under_pebble(ctx, falco_fs):
     out = run(ctx, falco_fs, http_output="http://sink.example.com/")
 

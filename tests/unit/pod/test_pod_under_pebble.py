@@ -53,7 +53,7 @@ from falco._falco_yaml import FalcoSettings, render_falco_yaml
 from falco._layer import FALCO_COMMAND, falco_layer
 from falco_forwarder.config import FORMAT_FALCO_JSON, JujuTopology, SinkConfig
 from payload import load_payload, manifest_digest
-from sinks._forwarder_config import forwarder_config
+from sinks._forwarder_config import ForwarderOptions, forwarder_config
 from sinks._forwarder_layer import forwarder_layer
 from webhook._intake_service import intake_config, intake_layer
 from workload import Workload, WorkloadError
@@ -101,7 +101,8 @@ class Pod:
         configs = tuple(
             SinkConfig(f"sink{i}", FORMAT_FALCO_JSON, sink.url()) for i, sink in enumerate(sinks)
         )
-        settings = forwarder_config(configs, TOPOLOGY, 16).to_dict()
+        options = ForwarderOptions(alert_log_retention_mb=16)
+        settings = forwarder_config(configs, TOPOLOGY, options).to_dict()
         alert_log = settings["alert_log"]
         alert_log["file"] = self.root(alert_log["file"])
         alert_log["state_dir"] = self.root(alert_log["state_dir"])

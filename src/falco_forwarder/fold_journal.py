@@ -1,0 +1,127 @@
+"""One sink's fold state on disk, beside its checkpoint: after a kill it is what was committed.
+
+Before the worker moves the checkpoint, it appends one line: the position and the ops
+(`folding.Op`) of the alerts before it. At start only the lines up to the checkpoint are
+replayed, so the state matches the checkpoint exactly: the alerts it covers stay folded into
+their summary, and no summary is lost or sent for lines the sink will read again. Once no
+window is open the journal is emptied; past `COMPACT_BYTES` it is rewritten as one snapshot.
+A journal that cannot be written never stops delivery: the state is kept in memory.
+"""
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from falco_forwarder.burstlog import BurstLog
+from falco_forwarder.checkpoint import Position
+from falco_forwarder.folding import FoldState, Op
+
+logger = logging.getLogger(__name__)
+
+COMPACT_BYTES: Final = 4 * 1024 * 1024
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+class FoldJournal:
+    """The journal file of one sink; its descriptor is opened at the first write."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+        self._size = 0
+        self._problem = BurstLog(logger)
+
+    def load(self, upto: Position) -> FoldState:
+        """The state the lines up to ``upto`` (the checkpoint) leave; empty if none or damaged."""
+        state = FoldState()
+        try:
+            text = self.path.read_bytes()
+        except FileNotFoundError:
+            return state
+        except OSError as e:
+            logger.error("cannot read %s (%s): open fold windows are lost", self.path, e)
+            return state
+        lines = text.splitlines()
+        replayed = 0
+        for raw in lines:
+            try:
+                segment, offset, _, ops = json.loads(raw)
+                if (segment, offset) > (upto.segment, upto.offset):
+                    break  # written, but the checkpoint never got there: read again
+                for op in ops:
+                    state.apply(tuple(op))
+            except (ValueError, TypeError, KeyError):
+                break  # a line cut short by the kill: the checkpoint cannot be past it
+            replayed += 1
+        self._size = len(text)
+        if replayed < len(lines):  # what was not replayed must not stand before what comes
+            self._rewrite(_line([*upto, state.snapshot()]) if state.windows else b"")
+        return state
+
+    def record(self, end: Position, ops: Sequence[Op]) -> None:
+        """Append ``ops``, which lead to ``end``; call before the checkpoint moves there."""
+        if ops:
+            self._write([*end, list(ops)])
+
+    def settle(self, end: Position, state: FoldState) -> None:
+        """After the checkpoint moved to ``end`` with ``state``: empty or compact the journal."""
+        if not state.windows and self._size:
+            self._rewrite(b"")
+        elif self._size > COMPACT_BYTES:
+            self._rewrite(_line([*end, state.snapshot()]))
+
+    def sync(self) -> None:
+        """Flush to the disk (the upkeep calls it before it syncs the checkpoints)."""
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            except OSError as e:
+                self._failed(e)
+
+    def close(self) -> None:
+        """Close the file (it stays on disk)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _write(self, entry: list[object]) -> None:
+        data = _line(entry)
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.write(self._fd, data)
+        except OSError as e:
+            self._failed(e)
+            return
+        self._size += len(data)
+        self._problem.end("%s is written again", self.path)
+
+    def _rewrite(self, data: bytes) -> None:
+        """Replace the whole journal with ``data``, atomically (a new file renamed over it)."""
+        staging = self.path.with_name(self.path.name + ".new")
+        try:
+            fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+            os.replace(staging, self.path)
+        except OSError as e:
+            self._failed(e)
+            return
+        self.close()
+        self._size = len(data)
+
+    def _failed(self, error: OSError) -> None:
+        self._problem.event(
+            "cannot write %s (%s): a restart now would lose the repeats folded since",
+            self.path,
+            error.strerror or error,
+        )
+
+
+def _line(entry: list[object]) -> bytes:
+    return _ENCODER.encode(entry).encode("utf-8", "replace") + b"\n"
