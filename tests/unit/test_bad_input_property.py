@@ -61,6 +61,7 @@ OPTIONS: dict[str, type] = {
     "webhook_allowed_cidrs": str,
     "audit_policy": str,
     "cluster_name": str,
+    "alert_dedup_window": int,
 }
 
 
