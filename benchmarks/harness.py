@@ -40,16 +40,19 @@ def source(before: str) -> Path:
     """The ``src`` directory of the "before" forwarder: ``before`` itself, or a git ref's."""
     if (Path(before) / "falco_forwarder").is_dir():
         return Path(before)
+    return tree_of(before, "src/falco_forwarder") / "src"
+
+
+def tree_of(ref: str, *paths: str) -> Path:
+    """``paths`` (default: all) of git ref ``ref`` in a directory removed at exit."""
     target = Path(tempfile.mkdtemp(prefix="bench-before-"))
     atexit.register(shutil.rmtree, target, True)
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", before, "src/falco_forwarder"],
-        capture_output=True,
-        check=True,
+        ["git", "-C", str(ROOT), "archive", ref, *paths], capture_output=True, check=True
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(target, filter="data")
-    return target / "src"
+    return target
 
 
 def _reap(process: subprocess.Popen[Any]) -> None:

@@ -81,7 +81,9 @@ def charm_env(tree: Path, work: Path) -> Iterator[dict[str, Any]]:
     (root / "plugins" / "libk8saudit.so").write_bytes(b"\x7fELF k8saudit stand-in")
     (root / "plugins" / "libjson.so").write_bytes(b"\x7fELF json stand-in")
     (root / "plugins" / "k8s_audit_rules.yaml").write_text(pod_helpers.STOCK_RULES)
-    shutil.copytree(tree / "src" / "falco_forwarder", root / "src" / "falco_forwarder")
+    for package in ("falco_forwarder", "audit_intake"):  # what the charm packs into the pod
+        if (tree / "src" / package).is_dir():
+            shutil.copytree(tree / "src" / package, root / "src" / package)
     charm_rules = importlib.import_module("constants").CHARM_RULES_FILE
     (root / charm_rules).parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(tree / charm_rules, root / charm_rules)

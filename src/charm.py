@@ -40,7 +40,7 @@ class FalcoK8sCharm(ops.CharmBase):
         memory = UnitMemory(self.model, constants.PEER_RELATION)
         self.falco = FalcoService(self.unit.get_container(constants.FALCO_CONTAINER), memory)
         self.sinks = AlertSinks(self)
-        self.webhook = AuditWebhook(self)
+        self.webhook = AuditWebhook(self, memory)
         related = (constants.CERTIFICATES_RELATION, *constants.COS_RELATIONS)
         for event in (
             self.on.install,
@@ -75,8 +75,8 @@ class FalcoK8sCharm(ops.CharmBase):
         falco = self.falco.converge(self.config, payload)
         webhook = self.webhook.converge(self.config, payload)
         delivery = self.sinks.converge(payload)
-        publish_if_related(self, event, [self.falco.workload, self.sinks.forwarder])
-        self._reports = [missing, webhook, falco, delivery]
+        cos = publish_if_related(self, event, [self.falco.workload, self.sinks.forwarder])
+        self._reports = [missing, webhook, falco, delivery, cos]
 
     def _payload(self) -> tuple[Payload | None, Report]:
         """What the charm carries into its containers, or why it cannot."""
@@ -99,8 +99,9 @@ class FalcoK8sCharm(ops.CharmBase):
 
         With a certificates provider related, its library observes this event too and removes
         the revision of any secret; a second removal of the same revision would fail the hook.
+        While the provider's data does not parse the library is not set up, so the charm does it.
         """
-        if self.webhook.certificates.related:
+        if self.webhook.certificates.library_observing:
             return
         try:
             event.secret.get_info()  # juju/juju#19036: the secret itself may be gone already

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
-import ops
+import json
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    import ops
+
+
+def recalled_check(remembered: str, key: str) -> dict[str, object] | None:
+    """A remembered check's JSON fields if it is for ``key``; None if absent, garbled or stale.
+
+    Remembered checks are JSON objects with a ``key`` (what was checked, and by which code):
+    one for another key is of no use, and whatever the databag holds must not fail a hook.
+    """
+    try:
+        data: object = json.loads(remembered) if remembered else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or cast("dict[str, object]", data).get("key") != key:
+        return None
+    return cast("dict[str, object]", data)
 
 
 class UnitMemory:

@@ -18,7 +18,7 @@ from options import InvalidStateError
 STATUS_MAX_CHARS = 120
 SEPARATOR = "; "
 # C0 and C1 controls, DEL, and the Unicode marks that reorder or hide text in a terminal.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 StatusKind = Literal["blocked", "maintenance", "waiting", "active"]
 
@@ -67,7 +67,7 @@ def status_message(parts: Iterable[str]) -> str:
     longer than the column is cut.
     """
     shown = ""
-    for part in dict.fromkeys(_UNPRINTABLE.sub("?", part) for part in parts if part):
+    for part in dict.fromkeys(UNPRINTABLE.sub("?", part) for part in parts if part):
         joined = f"{shown}{SEPARATOR}{part}" if shown else part
         if len(joined) > STATUS_MAX_CHARS:
             room = STATUS_MAX_CHARS - 1

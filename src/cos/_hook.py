@@ -9,12 +9,13 @@ from __future__ import annotations
 import ops
 
 from constants import COS_RELATIONS, LOGGING_RELATION
+from report import Report
 from workload import Workload
 
 
 def publish_if_related(
     charm: ops.CharmBase, event: ops.EventBase, workloads: list[Workload]
-) -> None:
+) -> Report:
     """Publish to COS when a COS relation exists, or when ``logging`` just went away.
 
     A broken ``logging`` relation still needs one pass: it takes the Loki targets out of the
@@ -26,4 +27,5 @@ def publish_if_related(
     if logging_gone or any(charm.model.relations[name] for name in COS_RELATIONS):
         from cos._publish import publish_cos  # noqa: PLC0415 - the point of this module
 
-        publish_cos(charm, workloads)
+        return publish_cos(charm, workloads)
+    return Report()

@@ -9,29 +9,37 @@ databag.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from typing import Any
 
 import ops
 
-logger = logging.getLogger(__name__)
+from falco_forwarder.config import url_problem
+from options import InvalidStateError
 
 
 def push_endpoints(relation: ops.Relation) -> dict[str, str]:
-    """Each remote unit's push URL, by unit name; units without a usable one are left out."""
+    """Each remote unit's push URL, by unit name; units that published none yet are left out.
+
+    Raises:
+        InvalidStateError: a unit's endpoint is not ``{"url": "http(s)://..."}``, naming the
+            relation and the unit.
+    """
     endpoints: dict[str, str] = {}
     for unit in sorted(relation.units, key=lambda u: u.name):
         raw = relation.data[unit].get("endpoint")
         if not raw:
             continue
+        where = f"{relation.name} relation {relation.id}: {unit.name}'s endpoint"
         try:
-            url = json.loads(raw)["url"]
-        except (ValueError, KeyError, TypeError):
-            logger.warning("%s: ignoring %s's malformed endpoint", relation.name, unit.name)
-            continue
-        if isinstance(url, str) and url.startswith(("http://", "https://")):
-            endpoints[unit.name] = url
+            url: object = json.loads(raw)["url"]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            raise InvalidStateError(f"{where} is not JSON with a url") from None
+        if not isinstance(url, str):
+            raise InvalidStateError(f"{where}: url must be a string")
+        if problem := url_problem(url):
+            raise InvalidStateError(f"{where}: {problem}")
+        endpoints[unit.name] = url
     return endpoints
 
 

@@ -28,6 +28,8 @@ from cos import _loki_push as loki_push
 from cos import _prometheus_scrape as prometheus_scrape
 from cos._alert_rules import load_rules, rule_labels
 from cos._log_forwarding import LAYER, target_changes
+from options import InvalidStateError
+from report import Report
 from workload import Workload, WorkloadError
 
 if TYPE_CHECKING:
@@ -43,14 +45,14 @@ OTLP_RULES_DIR = _HERE / "otlp_alert_rules"
 DASHBOARDS_DIR = _HERE / "grafana_dashboards"
 
 
-def publish_cos(charm: ops.CharmBase, workloads: list[Workload]) -> None:
+def publish_cos(charm: ops.CharmBase, workloads: list[Workload]) -> Report:
     """Bring every COS relation's data, and the containers' log forwarding, up to date."""
     cos_topology = JujuTopology.from_charm(charm)
     topology = {key: str(value) for key, value in cos_topology.as_dict().items()}
     _publish_scrape(charm, topology)
     if charm.unit.is_leader():
         _publish_app_data(charm, cos_topology, topology)
-    _forward_logs(charm, workloads, topology)
+    return _forward_logs(charm, workloads, topology)
 
 
 def _publish_scrape(charm: ops.CharmBase, topology: Mapping[str, str]) -> None:
@@ -96,11 +98,17 @@ def _publish_app_data(
 
 def _forward_logs(
     charm: ops.CharmBase, workloads: list[Workload], topology: Mapping[str, str]
-) -> None:
-    """Point each container's Pebble at the Loki units of the ``logging`` relations."""
+) -> Report:
+    """Point each container's Pebble at the Loki units of the ``logging`` relations.
+
+    A Loki unit's bad endpoint blocks, naming it, and leaves the log targets as they were.
+    """
     endpoints: dict[str, str] = {}
-    for relation in charm.model.relations[LOGGING_RELATION]:
-        endpoints.update(loki_push.push_endpoints(relation))
+    try:
+        for relation in charm.model.relations[LOGGING_RELATION]:
+            endpoints.update(loki_push.push_endpoints(relation))
+    except InvalidStateError as exc:
+        return Report.refused(exc)
     labels = {**rule_labels(topology), "juju_unit": topology["unit"]}
     for workload in workloads:
         if not workload.can_connect():
@@ -111,3 +119,4 @@ def _forward_logs(
         except WorkloadError as exc:
             # The next hook converges again; a log target is not worth a failed hook.
             logger.warning("log forwarding not updated: %s", exc)
+    return Report()

@@ -79,7 +79,13 @@ class RuleNames:
     """The rule names and tags a rules file defines, for matching `disabled_rules` against."""
 
     names: tuple[str, ...] = ()
-    tags: frozenset[str] = frozenset()
+    rule_tags: tuple[frozenset[str], ...] = ()
+    """Each rule's tags, in the order of ``names``."""
+
+    @property
+    def tags(self) -> frozenset[str]:
+        """Every tag some rule carries."""
+        return frozenset[str]().union(*self.rule_tags)
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,7 @@ def read_custom_rules(text: str) -> CustomRules:
         return CustomRules("", RuleNames())
     index = 0
     names: list[str] = []
-    tags: set[str] = set()
+    tags: list[frozenset[str]] = []
     for document in documents:
         if not isinstance(document, SequenceNode):
             raise CustomRulesError(
@@ -142,8 +148,8 @@ def read_custom_rules(text: str) -> CustomRules:
                 _check_item(item)
                 if item.kind == "rule" and item.name is not None:
                     names.append(item.name)
-                    tags.update(_tags(item))
-    return CustomRules(text, RuleNames(tuple(names), frozenset(tags)))
+                    tags.append(frozenset(_tags(item)))
+    return CustomRules(text, RuleNames(tuple(names), tuple(tags)))
 
 
 def _tags(item: _Item) -> list[str]:
@@ -151,6 +157,10 @@ def _tags(item: _Item) -> list[str]:
     node = item.fields.get("tags")
     values: list[Node] = node.value if isinstance(node, SequenceNode) else []
     return [tag for value in values if (tag := _text(value)) is not None]
+
+
+# libyaml (0.2.5 on) refuses nesting past 1,000 levels with this problem.
+_LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
 
 
 def _compose(text: str) -> list[Node]:
@@ -162,6 +172,10 @@ def _compose(text: str) -> list[Node]:
     """
     try:
         return _compose_with(_LOADER, text)
+    except yaml.MarkedYAMLError as err:
+        # The Python parser takes time quadratic in the nesting to find the same: answer now.
+        if err.problem == _LIBYAML_TOO_DEEP:
+            raise CustomRulesError("custom_rules: YAML is nested too deeply") from None
     except (yaml.YAMLError, RecursionError):
         pass
     try:
@@ -377,9 +391,29 @@ class DisabledRules:
         if not (self.names or self.tags):
             return []
         names = [name for each in rules for name in each.names]
+        exact = set(names)
         tags = set[str]().union(*(each.tags for each in rules))
-        missing = [n for n in self.names if not any(matches_wildcard(n, r) for r in names)]
+        missing = [
+            n
+            for n in self.names
+            if n not in exact and ("*" not in n or not any(matches_wildcard(n, r) for r in names))
+        ]
         return missing + [f"tag:{tag}" for tag in self.tags if tag not in tags]
+
+    def disables_every_rule(self, *rules: RuleNames) -> bool:
+        """Whether no rule of the given rules files is left on: Falco then detects nothing."""
+        if not (self.names or self.tags):
+            return False
+        exact = set(self.names)
+        patterns = [name for name in self.names if "*" in name]
+        tags = set(self.tags)
+        return all(
+            name in exact
+            or not tags.isdisjoint(tagged)
+            or any(matches_wildcard(p, name) for p in patterns)
+            for each in rules
+            for name, tagged in zip(each.names, each.rule_tags, strict=True)
+        )
 
 
 def rule_names(text: str | bytes) -> RuleNames:
@@ -389,13 +423,13 @@ def rule_names(text: str | bytes) -> RuleNames:
     except yaml.YAMLError:
         return RuleNames()  # already reported by the checks that gate these files
     names: list[str] = []
-    tags: set[str] = set()
+    tags: list[frozenset[str]] = []
     for item in cast("list[Any]", items) if isinstance(items, list) else []:
         rule = cast("dict[str, Any]", item) if isinstance(item, dict) else {}
         if isinstance(rule.get("rule"), str):
             names.append(rule["rule"])
-            tags.update(str(tag) for tag in cast("list[Any]", rule.get("tags") or []))
-    return RuleNames(tuple(names), frozenset(tags))
+            tags.append(frozenset(str(tag) for tag in cast("list[Any]", rule.get("tags") or [])))
+    return RuleNames(tuple(names), tuple(tags))
 
 
 def parse_disabled_rules(value: str) -> DisabledRules:

@@ -80,7 +80,7 @@ class FalcoFiles:
             settings = FalcoSettings(**data["settings"])
             custom = str(data["custom_rules"])
             return cls(settings, *payload.shipped_rules, custom)
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
             raise ValueError(f"unreadable remembered config: {exc!r}") from None
 
     def at(self, root: str) -> dict[str, str | bytes | None]:

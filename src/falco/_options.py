@@ -27,6 +27,14 @@ from falco._custom_rules import (
 )
 from falco._falco_yaml import FalcoSettings
 from options import InvalidStateError, option_error
+from peer_memory import recalled_check
+from report import UNPRINTABLE
+
+# disabled_rules lands in falco.yaml, in the unit's peer data and, entry by entry, in the status;
+# each entry is matched against every rule. Falco's stock k8s audit ruleset has about 40 rules,
+# and tags switch off groups of rules: these bounds are ample and keep a hook well under a second.
+MAX_DISABLED_RULES_BYTES = 16_384
+MAX_DISABLED_RULES_ENTRIES = 256
 
 _GELF_LIBRARY = "charms.falco_k8s.v0.gelf"
 
@@ -46,6 +54,34 @@ class FalcoOptions:
             problem = f"must be one of {', '.join(PRIORITIES)}"
             raise option_error("minimum_priority", problem, self.minimum_priority)
         object.__setattr__(self, "minimum_priority", priority)
+        _check_disabled_rules(self.disabled_rules)
+
+
+def _check_disabled_rules(text: str) -> None:
+    """Refuse a `disabled_rules` too large to carry, or holding characters no rule name has.
+
+    The message shows no entry: an entry with control or direction characters would garble it.
+    """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_DISABLED_RULES_BYTES:
+        problem = (
+            f"{size} bytes, over the limit of {MAX_DISABLED_RULES_BYTES}; use tag:<tag> entries"
+        )
+        raise option_error("disabled_rules", problem)
+    entries = [entry for entry in (part.strip() for part in text.split(",")) if entry]
+    if len(entries) > MAX_DISABLED_RULES_ENTRIES:
+        problem = (
+            f"{len(entries)} entries, over the limit of {MAX_DISABLED_RULES_ENTRIES};"
+            " use tag:<tag> entries"
+        )
+        raise option_error("disabled_rules", problem)
+    for number, entry in enumerate(entries, start=1):
+        if bad := UNPRINTABLE.search(entry):
+            problem = (
+                f"entry {number} holds U+{ord(bad.group()):04X}, a control or direction"
+                " character no rule name has"
+            )
+            raise option_error("disabled_rules", problem)
 
 
 @dataclass(frozen=True)
@@ -56,6 +92,8 @@ class FalcoState:
     custom_rules: str
     unmatched: tuple[str, ...]
     """`disabled_rules` entries that select no rule: Falco accepts them silently."""
+    detection_off: bool
+    """`disabled_rules` switches off every rule: Falco runs and detects nothing."""
     checked: str
     """This check's outcome (JSON), for `falco_state` to skip an unchanged text next time."""
 
@@ -79,9 +117,13 @@ def falco_state(
             custom = read_custom_rules(config.custom_rules)
         except CustomRulesError as exc:
             raise InvalidStateError(str(exc)) from None
-        shipped = (rule_names(rules) for rules in shipped_rules)
-        unmatched = disabled.unmatched(*shipped, custom.rules)
-        outcome = _RulesCheck(key, blank=not custom.text, unmatched=tuple(unmatched))
+        rules = [*(rule_names(text) for text in shipped_rules), custom.rules]
+        outcome = _RulesCheck(
+            key,
+            blank=not custom.text,
+            unmatched=tuple(disabled.unmatched(*rules)),
+            every_rule_off=disabled.disables_every_rule(*rules),
+        )
     settings = FalcoSettings(
         priority=config.minimum_priority,
         rules_selection=disabled.falco_selection(),
@@ -91,6 +133,7 @@ def falco_state(
         settings=settings,
         custom_rules="" if outcome.blank else config.custom_rules,
         unmatched=outcome.unmatched,
+        detection_off=outcome.every_rule_off,
         checked=json.dumps(dataclasses.asdict(outcome), sort_keys=True),
     )
 
@@ -112,6 +155,7 @@ class _RulesCheck:
     key: str
     blank: bool
     unmatched: tuple[str, ...]
+    every_rule_off: bool = False
 
 
 def _check_key(config: FalcoOptions, shipped_rules: Sequence[bytes]) -> str:
@@ -134,14 +178,12 @@ def _checks_digest() -> bytes:
 
 def _recall(remembered: str, key: str) -> _RulesCheck | None:
     """The remembered outcome if it is for ``key``; None when there is none or it is stale."""
-    try:
-        data: object = json.loads(remembered) if remembered else None
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    fields = cast("dict[str, object]", data)
+    fields = recalled_check(remembered, key) or {}
     blank, unmatched = fields.get("blank"), fields.get("unmatched")
-    if fields.get("key") != key or not isinstance(blank, bool) or not isinstance(unmatched, list):
+    every_rule_off = fields.get("every_rule_off")
+    if not isinstance(blank, bool) or not isinstance(unmatched, list):
         return None
-    return _RulesCheck(key, blank, tuple(str(entry) for entry in cast("list[object]", unmatched)))
+    if not isinstance(every_rule_off, bool):
+        return None
+    entries = tuple(str(entry) for entry in cast("list[object]", unmatched))
+    return _RulesCheck(key, blank, entries, every_rule_off)

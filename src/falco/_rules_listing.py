@@ -78,20 +78,24 @@ def matches_wildcard(pattern: str, name: str) -> bool:
 
     Like Falco's own matcher, each literal part after a ``*`` binds to its first occurrence
     without backtracking, so e.g. ``*ab`` does not match ``abab``: what Falco does counts.
+    A loop, not recursion: an option may hold thousands of ``*``.
     """
-    star = pattern.find("*")
-    if star < 0:
-        return pattern == name
-    if star > 0:
-        return pattern[:star] == name[:star] and matches_wildcard(pattern[star:], name[star:])
-    rest = pattern.lstrip("*")
+    first, *rest = pattern.split("*")
     if not rest:
-        return True
-    literal = rest.split("*", 1)[0]
-    found = name.find(literal)
-    if found < 0:
+        return pattern == name
+    if not name.startswith(first):
         return False
-    return matches_wildcard(rest[len(literal) :], name[found + len(literal) :])
+    at = len(first)
+    *middle, last = rest
+    for literal in middle:
+        found = name.find(literal, at)
+        if found < 0:
+            return False
+        at = found + len(literal)
+    if not last:
+        return True
+    found = name.find(last, at)
+    return found >= 0 and found + len(last) == len(name)
 
 
 def filter_rules(

@@ -87,11 +87,13 @@ def candidate(config: FalcoOptions, payload: Payload, remembered: str = "") -> C
     """
     falco = falco_state(config, payload.shipped_rules, remembered)
     notes: tuple[str, ...] = ()
+    if falco.detection_off:
+        notes = ("disabled_rules switches off every rule: detection is off",)
     # Falco accepts selections that match nothing silently; pass them on anyway, since the
     # rules may come later, but tell the operator.
     if falco.unmatched:
         logger.warning("disabled_rules entries select no rule: %s", falco.unmatched)
-        notes = (f"disabled_rules matched nothing: {', '.join(falco.unmatched)}",)
+        notes = (*notes, f"disabled_rules matched nothing: {', '.join(falco.unmatched)}")
     files = rules_gate.FalcoFiles(falco.settings, *payload.shipped_rules, falco.custom_rules)
     return Candidate(files, falco.checked, notes)
 

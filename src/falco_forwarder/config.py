@@ -72,7 +72,10 @@ FORMATS: Final[Mapping[str, SinkFormat]] = MappingProxyType(
 MAX_DEDUP_WINDOW_SECONDS: Final = 3600
 # Sink names become checkpoint file names and metric label values.
 _SINK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_USERINFO = re.compile(r"//[^/@]*@")
+# A URL longer than this is no endpoint's (browsers and servers stop at 2-8 KiB).
+MAX_URL_CHARS = 2048
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,15})://")
+_VISIBLE_ASCII = re.compile(r"[!-~]+")
 # RFC 9110 token characters for header names; field values: visible Latin-1, spaces, tabs.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e\xa0-\xff]*")
@@ -326,22 +329,36 @@ def load_config(path: str | Path) -> ForwarderConfig:
 
 
 def url_problem(url: str) -> str:
-    """Why ``url`` cannot be a sink's URL, or "": ASCII http(s) with a host and a valid port.
+    """Why ``url`` cannot be a sink's URL, or "": visible ASCII http(s), a host, a port 1-65535.
 
     The one URL rule: the charm applies it to options and relation data as well. The reason
-    never echoes credentials the URL carries.
+    quotes nothing after the scheme: a password holding an unencoded '/', '?', '#' or '@' is not
+    where a URL parser looks for it, so no part of the URL is safe to show.
     """
-    shown = _USERINFO.sub("//***@", url)
+    if problem := _url_text_problem(url):
+        return problem
     try:
         parts = urlsplit(url)
-        _ = parts.port  # raises ValueError on a malformed port
-    except ValueError as exc:
-        return f"{shown!r} is not a valid URL ({exc})"
-    if parts.scheme not in ("http", "https"):
-        got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        port = parts.port
+    except ValueError:
+        return "the URL's host or port is malformed (percent-encode /?#@ in a password)"
+    if not parts.hostname:
+        return "the URL has no host"
+    if port == 0:
+        return "the URL's port must be 1 to 65535, not 0"
+    return ""
+
+
+def _url_text_problem(url: str) -> str:
+    """What is wrong with ``url`` before parsing it: its length, scheme or characters."""
+    if len(url) > MAX_URL_CHARS:
+        return f"the URL is {len(url)} characters long; the limit is {MAX_URL_CHARS}"
+    scheme = _SCHEME.match(url)
+    if scheme is None or scheme.group(1).lower() not in ("http", "https"):
+        got = f"scheme {scheme.group(1)!r}" if scheme else "no scheme"
         return f"only http:// and https:// URLs are accepted (got {got})"
-    if not parts.hostname or " " in url or not url.isascii():
-        return f"{shown!r} is not an ASCII URL with a host"
+    if not _VISIBLE_ASCII.fullmatch(url):
+        return "the URL must be visible ASCII: no space, control or non-ASCII character"
     return ""
 
 
@@ -364,7 +381,7 @@ def _check_ca(ca_cert: object, where: str) -> None:
         raise ConfigError(f"{where} must be a PEM string or null")
     try:
         ssl.create_default_context(cadata=ca_cert)
-    except (ssl.SSLError, ValueError) as e:
+    except (ssl.SSLError, ValueError, TypeError) as e:  # TypeError: not ASCII
         raise ConfigError(f"{where} is not a valid PEM certificate") from e
 
 

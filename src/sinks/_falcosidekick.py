@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import ops
 
-from falco_forwarder.config import FORMAT_FALCO_JSON, SinkConfig, url_problem
+from falco_forwarder.config import FORMAT_FALCO_JSON, ConfigError, SinkConfig, url_problem
 from options import InvalidStateError
 from sinks._source import SinkSource
 
@@ -38,18 +38,23 @@ class Falcosidekick(SinkSource):
     relation = RELATION
 
     def read(self) -> list[SinkConfig]:
-        return [
-            SinkConfig(SINK, FORMAT_FALCO_JSON, found.url, ca_cert=found.ca_cert)
-            for relation in self._charm.model.relations[RELATION]
-            if (found := falcosidekick_endpoint(relation))
-        ]
+        sinks: list[SinkConfig] = []
+        for relation in self._charm.model.relations[RELATION]:
+            if found := falcosidekick_endpoint(relation):
+                try:
+                    sinks.append(
+                        SinkConfig(SINK, FORMAT_FALCO_JSON, found.url, ca_cert=found.ca_cert)
+                    )
+                except ConfigError as exc:  # a ca_cert that does not load, say
+                    raise InvalidStateError(f"{RELATION} relation {relation.id}: {exc}") from None
+        return sinks
 
 
 def falcosidekick_endpoint(relation: ops.Relation) -> FalcosidekickEndpoint | None:
     """The endpoint the remote app published; None until it has; InvalidStateError if broken."""
     data = relation.data[relation.app]
     if not data.get("url"):
-        logger.debug("falcosidekick relation %d: no url published yet", relation.id)
+        logger.debug("http-endpoint relation %d: no url published yet", relation.id)
         return None
     url, ca_cert = _lenient_json(data["url"]), _lenient_json(data.get("ca_cert", "null"))
     problem = ""
@@ -60,13 +65,16 @@ def falcosidekick_endpoint(relation: ops.Relation) -> FalcosidekickEndpoint | No
     elif ca_cert is not None and not isinstance(ca_cert, str):
         problem = "ca_cert: must be a string"
     if problem:
-        raise InvalidStateError(f"falcosidekick relation {relation.id}: {problem}")
+        raise InvalidStateError(f"{RELATION} relation {relation.id}: {problem}")
     return FalcosidekickEndpoint(str(url).strip(), ca_cert if isinstance(ca_cert, str) else None)
 
 
 def _lenient_json(value: str) -> object:
-    """JSON as Relation.save writes it; a bare string written by hand is taken as-is."""
+    """JSON as Relation.save writes it; a bare string written by hand is taken as-is.
+
+    JSON nested past the parser's depth is no URL either: taken as-is, the URL rule refuses it.
+    """
     try:
         return json.loads(value)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return value

@@ -124,13 +124,34 @@ class WebhookServiceSpec:
                 raise ValueError(f"node_port {self.node_port} is outside 30000-32767")
         if self.cluster_ip is not None:
             try:
-                ipaddress.ip_address(self.cluster_ip)
+                ip = ipaddress.ip_address(self.cluster_ip)
             except ValueError:
                 raise ValueError(f"cluster_ip {self.cluster_ip!r} is not an IP address") from None
+            if problem := _not_a_service_address(ip):
+                raise ValueError(f"cluster_ip {self.cluster_ip!r} is {problem}")
+
+
+def _not_a_service_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """Why ``ip`` can be no Service's cluster IP, or "" (the API then checks its range)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+        return "scoped: a Service takes a plain address"
+    kinds = {
+        "an unspecified": ip.is_unspecified,
+        "a loopback": ip.is_loopback,
+        "a link-local": ip.is_link_local,
+        "a multicast": ip.is_multicast,
+    }
+    kind = next((name for name, matches in kinds.items() if matches), "")
+    return f"{kind} address, never a Service's" if kind else ""
 
 
 class InvalidCidrError(ValueError):
     """An ``allowed_cidrs`` entry is not an IP network."""
+
+
+def open_to_everyone(cidrs: tuple[str, ...]) -> list[str]:
+    """The networks among ``cidrs`` that hold every address of their family (``0.0.0.0/0``)."""
+    return [cidr for cidr in cidrs if cidr.endswith("/0")]
 
 
 def parse_allowed_cidrs(text: str) -> tuple[str, ...]:
@@ -146,6 +167,9 @@ def parse_allowed_cidrs(text: str) -> tuple[str, ...]:
     for entry in (part.strip() for part in text.split(",")):
         if not entry:
             continue
+        if "%" in entry:
+            # Python keeps or silently drops the zone; Kubernetes refuses it.
+            raise InvalidCidrError(f"allowed_cidrs: {entry!r} is scoped: give a plain CIDR")
         try:
             networks[str(ipaddress.ip_network(entry, strict=False))] = None
         except ValueError as exc:

@@ -3,13 +3,25 @@
 The kube-apiserver refuses to start with a malformed policy file, so a policy supplied through
 the ``audit_policy`` option is checked here, before an operator copies it to a control-plane
 node, and each problem is reported with where it is. The audit policy evaluates rules in order
-and the first match decides the level, which is why the order below matters.
+and the first match decides the level, which is why the order below matters. Checking 1 MB of
+policy costs seconds, so a check's outcome is remembered (by the caller) and reused per text.
 """
 
-from collections.abc import Mapping
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import yaml
+
+from options import InvalidStateError
+from peer_memory import recalled_check
 
 AUDIT_API_VERSION = "audit.k8s.io/v1"
 AUDIT_KIND = "Policy"
@@ -25,8 +37,25 @@ _RULE_SELECTORS = ("users", "userGroups", "verbs", "namespaces", "nonResourceURL
 _RULE_FIELDS = ("level", "resources", "omitStages", "omitManagedFields", *_RULE_SELECTORS)
 _GROUP_RESOURCE_FIELDS = ("group", "resources", "resourceNames")
 
+# The charm hands the policy out in a ConfigMap beside the webhook file, and Kubernetes refuses a
+# ConfigMap whose values exceed 1 MiB (core.MaxSecretSize, checked by ValidateConfigMap): 16 KiB
+# stay for the webhook file (its CA included).
+MAX_POLICY_BYTES = 1_048_576 - 16_384
+# kube-apiserver reads the file with sigs.k8s.io/yaml v1.6.0, that is go.yaml.in/yaml/v2 v2.4.2,
+# which refuses nesting deeper than 10,000 levels (scannerc.go: max_indents, max_flow_level) and
+# "excessive aliasing" (decode.go: allowedAliasRatio; 9 anchors of 9 aliases each already fail).
+# A Policy's own fields nest 6 levels deep and need no alias, and PyYAML builds nested values
+# recursively: the charm refuses every anchor and alias, and nesting beyond MAX_DEPTH, before
+# building anything, so no policy it accepts is one the apiserver refuses for either reason.
+MAX_DEPTH = 100
+# libyaml's parser, where PyYAML has it: about 4 times faster than the pure-Python one.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_OPENERS = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSERS = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 
-class AuditPolicyError(ValueError):
+
+class AuditPolicyError(InvalidStateError):
     """The supplied audit policy would be rejected by the kube-apiserver (or is not a policy)."""
 
 
@@ -132,7 +161,88 @@ def recommended_policy() -> dict[str, Any]:
 
 def render_audit_policy(policy: Mapping[str, Any]) -> str:
     """Serialise a policy, keeping its key order so the file reads like the rules above."""
-    return yaml.safe_dump(dict(policy), sort_keys=False)
+    return yaml.dump(dict(policy), Dumper=_DUMPER, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class PolicyCheck:
+    """What checking one ``audit_policy`` text found, for the caller to remember."""
+
+    key: str
+    """Fingerprint of the text and of the checking code (`_check_key`)."""
+    sha256: str = ""
+    """The digest of the policy to publish, when the text is valid."""
+    error: str = ""
+    """Why the text is refused, otherwise."""
+
+    def to_json(self) -> str:
+        """The check as text, for the unit's peer data."""
+        return json.dumps({"key": self.key, "sha256": self.sha256, "error": self.error})
+
+    @classmethod
+    def recall(cls, remembered: str, key: str) -> PolicyCheck | None:
+        """The remembered check if it is for ``key``; None when there is none or it is stale."""
+        fields = recalled_check(remembered, key) or {}
+        sha256, error = fields.get("sha256"), fields.get("error")
+        if not isinstance(sha256, str) or not isinstance(error, str):
+            return None
+        return cls(key, sha256, error) if bool(sha256) != bool(error) else None
+
+
+@dataclass(frozen=True)
+class AuditPolicy:
+    """The ``audit_policy`` option, checked: the policy to publish, known by its digest.
+
+    A remembered check carries no text: the policy is rendered only when a hook needs it (the
+    ConfigMap lacks it, or the admin asks for it), so an unchanged 1 MB policy costs no parse.
+    """
+
+    option: str = dataclasses.field(repr=False)
+    check: PolicyCheck
+    rendered: str | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def text(self, live: str | None = None) -> str:
+        """The policy to publish; ``live`` (what the cluster holds) when it is that already.
+
+        Raises:
+            AuditPolicyError: the option's text is refused.
+        """
+        if self.check.error:
+            raise AuditPolicyError(self.check.error)
+        if live is not None and _sha256(live) == self.check.sha256:
+            return live
+        return self.rendered if self.rendered is not None else resolve_audit_policy(self.option)
+
+
+def audit_policy(option: str, remembered: str = "") -> AuditPolicy:
+    """The ``audit_policy`` option checked, or its remembered check when it is for this text.
+
+    ``remembered`` is an earlier ``AuditPolicy.check.to_json()``; a refused text keeps its
+    refusal, so neither a valid nor an invalid 1 MB policy is parsed on every hook.
+    """
+    key = _check_key(option)
+    check = PolicyCheck.recall(remembered, key)
+    if check is not None:
+        return AuditPolicy(option, check)
+    try:
+        rendered = resolve_audit_policy(option)
+    except AuditPolicyError as exc:
+        return AuditPolicy(option, PolicyCheck(key, error=str(exc)))
+    return AuditPolicy(option, PolicyCheck(key, sha256=_sha256(rendered)), rendered)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _check_key(option: str) -> str:
+    """Fingerprint of the option's text and of this module, so an upgrade checks it again."""
+    return hashlib.sha256(_code_digest() + option.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@functools.cache
+def _code_digest() -> bytes:
+    return hashlib.sha256(Path(__file__).read_bytes()).digest()
 
 
 def resolve_audit_policy(text: str) -> str:
@@ -152,10 +262,17 @@ def validate_audit_policy(text: str) -> str:
     Raises:
         AuditPolicyError: with a reason an operator can act on, naming the offending rule.
     """
+    _check_size(text)
     try:
-        document = yaml.safe_load(text)
+        _check_structure(text)
+        document = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader, C or Python
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = f"{exc.context}: {exc.problem}" if exc.context else exc.problem
+        raise AuditPolicyError(f"audit_policy is not valid YAML{where}: {problem}") from None
     except yaml.YAMLError as exc:
-        raise AuditPolicyError(f"audit_policy is not valid YAML: {exc}") from exc
+        raise AuditPolicyError(f"audit_policy is not valid YAML: {exc}") from None
     policy = _mapping(document, "audit_policy", _POLICY_FIELDS)
     for field, wanted in (("apiVersion", AUDIT_API_VERSION), ("kind", AUDIT_KIND)):
         if policy.get(field) != wanted:
@@ -170,7 +287,53 @@ def validate_audit_policy(text: str) -> str:
         raise AuditPolicyError("audit_policy: rules must be a non-empty list")
     for index, rule in enumerate(cast("list[object]", rules)):
         _check_rule(rule, f"audit_policy rules[{index}]")
-    return render_audit_policy(policy)
+    rendered = render_audit_policy(policy)
+    _check_size(rendered)
+    return rendered
+
+
+def _check_size(text: str) -> None:
+    """Refuse a policy the ConfigMap cannot carry, or that is not text."""
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise AuditPolicyError(
+            "audit_policy is not text: it holds an unpaired surrogate"
+        ) from None
+    if size > MAX_POLICY_BYTES:
+        raise AuditPolicyError(
+            f"audit_policy is {size} bytes (as published); the ConfigMap that carries it holds"
+            f" {MAX_POLICY_BYTES}"
+        )
+
+
+def _check_structure(text: str) -> None:
+    """Refuse anchors, aliases and deep nesting from the parser's events, building nothing.
+
+    Raises:
+        yaml.YAMLError: the text is not YAML.
+        AuditPolicyError: an anchor, an alias, or nesting beyond MAX_DEPTH.
+    """
+    depth = 0
+    events = cast("Iterator[yaml.Event]", yaml.parse(text, Loader=_LOADER))  # pyright: ignore[reportUnknownMemberType]
+    for event in events:
+        line: int = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or (
+            isinstance(event, yaml.NodeEvent) and event.anchor is not None
+        ):
+            raise AuditPolicyError(
+                f"audit_policy: YAML anchors and aliases are refused (line {line}): write the"
+                " value out (the apiserver refuses excessive aliasing)"
+            )
+        if isinstance(event, _OPENERS):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise AuditPolicyError(
+                    f"audit_policy is nested more than {MAX_DEPTH} levels deep (line {line});"
+                    " a Policy needs 6"
+                )
+        elif isinstance(event, _CLOSERS):
+            depth -= 1
 
 
 def _mapping(value: object, where: str, fields: tuple[str, ...] | None = None) -> dict[str, Any]:

@@ -3,13 +3,20 @@
 The only module that knows the relation library: the charm asks it for certificates covering
 the webhook's addresses and gets back plain `WebhookTls` data, checked against this unit's key.
 Each unit has its own key and certificate (the library's UNIT mode); all come from the one CA.
+
+The library's own handlers (relation-created, relation-changed, leader-elected) raise when the
+provider's data holds a PEM that does not parse, or JSON nested past Python's recursion limit:
+the hook fails before the charm's code runs. So that data is checked first, with the library's
+own parsers, and while it does not parse the library is not set up at all in that hook.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import ops
 
@@ -22,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # The library raises this when the provider's databag holds a certificate that does not parse.
 UNREADABLE = "certificates: the provider's relation data does not parse"
+# The provider's app databag fields the library decodes (tls-certificates interface v1).
+_PROVIDER_FIELDS = ("certificates", "request_errors", "capabilities")
 
 
 class WebhookCertificates:
@@ -32,7 +41,9 @@ class WebhookCertificates:
         self._relation_name = relation_name
         self._sans: CertificateSans | None = None
         self._requirer: tls.TLSCertificatesRequiresV4 | None = None
-        if self.related:
+        relation = self._model.get_relation(relation_name)
+        self._unreadable = relation is not None and not _provider_data_parses(relation)
+        if relation is not None and not self._unreadable:
             # The library and `cryptography` cost every hook ~130 ms to import: only a unit
             # with a provider related loads them (a relation is listed from relation-created on).
             from charmlibs.interfaces import tls_certificates  # noqa: PLC0415
@@ -49,6 +60,11 @@ class WebhookCertificates:
     def related(self) -> bool:
         """Whether a certificates provider is related at all."""
         return self._model.get_relation(self._relation_name) is not None
+
+    @property
+    def library_observing(self) -> bool:
+        """Whether the relation library is set up in this hook (it observes secret-remove too)."""
+        return self._requirer is not None
 
     def request(self, sans: CertificateSans) -> None:
         """Ask for a certificate naming ``sans``; a request for other SANs is replaced."""
@@ -71,9 +87,11 @@ class WebhookCertificates:
         key) keeps the webhook on https rather than dropping it to plain HTTP.
 
         Raises:
-            WebhookTlsError: the chosen certificate cannot be served (unparsable, or not for
-                this unit's key).
+            WebhookTlsError: the provider's data does not parse, or the chosen certificate
+                cannot be served (not for this unit's key).
         """
+        if self._unreadable:
+            raise WebhookTlsError(UNREADABLE)
         if self._requirer is None:
             return None
         from charmlibs.interfaces.tls_certificates import TLSCertificatesError  # noqa: PLC0415
@@ -89,6 +107,9 @@ class WebhookCertificates:
             provided = self._requirer.get_provider_certificates()
         except TLSCertificatesError:
             raise WebhookTlsError(UNREADABLE) from None
+        if not provided and self._published():
+            # The library drops data it cannot validate with a log line: say so instead.
+            raise WebhookTlsError(UNREADABLE)
         now = datetime.now(UTC)
         usable = [
             issued
@@ -112,6 +133,12 @@ class WebhookCertificates:
             str(issued.ca),
             str(key),
         )
+
+    def _published(self) -> bool:
+        """Whether the provider's data holds certificates, or anything but none."""
+        relation = self._model.get_relation(self._relation_name)
+        raw = relation.data[relation.app].get("certificates") if relation and relation.app else ""
+        return json.loads(raw or "null") not in ([], None)
 
     def _requests(
         self, _: tls.ProviderCapabilities | None
@@ -137,3 +164,37 @@ class WebhookCertificates:
                 sans_ip=self._sans.ips,
             )
         ]
+
+
+def _provider_data_parses(relation: ops.Relation) -> bool:
+    """Whether the library's handlers can read the provider's data without raising.
+
+    Every field must be JSON (the library catches only a JSONDecodeError) and every certificate
+    and request a PEM its parsers load; shapes it can validate it refuses by itself.
+    """
+    from charmlibs.interfaces.tls_certificates import (  # noqa: PLC0415
+        Certificate,
+        CertificateSigningRequest,
+        TLSCertificatesError,
+    )
+
+    data: Mapping[str, str] = relation.data[relation.app] if relation.app else {}
+    try:
+        fields = {key: json.loads(data[key]) for key in _PROVIDER_FIELDS if key in data}
+    except (ValueError, RecursionError):
+        return False
+    entries: object = fields.get("certificates")
+    for entry in cast("list[object]", entries) if isinstance(entries, list) else []:
+        issued = cast("dict[str, object]", entry) if isinstance(entry, dict) else {}
+        chain = issued.get("chain")
+        pems = [issued.get("certificate"), issued.get("ca")]
+        pems += cast("list[object]", chain) if isinstance(chain, list) else []
+        try:
+            for pem in pems:
+                if isinstance(pem, str):
+                    Certificate.from_string(pem)
+            if isinstance(csr := issued.get("certificate_signing_request"), str):
+                CertificateSigningRequest.from_string(csr)
+        except TLSCertificatesError:
+            return False
+    return True

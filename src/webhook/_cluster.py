@@ -3,7 +3,7 @@
 Everything is written with server-side apply under the application's name as field manager, so
 re-running `AuditWebhookCluster.apply` converges on the wanted state. Each object is read back
 first and written only when it lacks something the charm wants: a converged leader only reads
-(three GETs) and writes nothing, `update-status` included. The read-back also catches drift
+(a GET each) and writes nothing, `update-status` included. The read-back also catches drift
 (someone edited or deleted an object), so no periodic re-apply is needed. An option cleared
 that only lets Kubernetes choose (a node port, a cluster IP) keeps the value the Service has,
 so the kube-apiserver's webhook file stays right. The Service Juju creates for the application
@@ -47,6 +47,7 @@ from webhook._apiserver_side import (
     webhook_kubeconfig,
     webhook_resource_name,
 )
+from webhook._audit_policy import AuditPolicy
 from webhook._options import WebhookState
 
 WEBHOOK_PORT_NAME = "k8s-audit"
@@ -102,7 +103,7 @@ class AuditWebhookCluster:
         self,
         spec: WebhookServiceSpec,
         *,
-        audit_policy: str,
+        audit_policy: AuditPolicy,
         allowed_cidrs: tuple[str, ...],
         ca_cert: str | None = None,
         token: str | None = None,
@@ -125,10 +126,14 @@ class AuditWebhookCluster:
         except ClusterError as exc:
             raise _name_fixed_options(exc, spec) from exc.__cause__
         address = self._address(service)
-        config_map = ConfigMap(metadata=self._metadata(), data={AUDIT_POLICY_KEY: audit_policy})
         live_map = self._read(ConfigMap)
-        # A ConfigMap an older revision wrote still names the webhook file: apply drops it.
         held = cast("dict[str, str]", live_map.data or {}) if live_map is not None else {}  # pyright: ignore[reportUnknownMemberType]
+        # The policy is rendered only when the ConfigMap does not hold it already.
+        config_map = ConfigMap(
+            metadata=self._metadata(),
+            data={AUDIT_POLICY_KEY: audit_policy.text(held.get(AUDIT_POLICY_KEY))},
+        )
+        # A ConfigMap an older revision wrote still names the webhook file: apply drops it.
         stale = WEBHOOK_CONFIG_KEY in held
         self._converge(config_map, None if stale else live_map)
         if ca_cert is not None and token is not None:
@@ -238,8 +243,8 @@ class AuditWebhookCluster:
         current = live.spec.clusterIP if live is not None and live.spec is not None else None
         if current and current != str(ipaddress.ip_address(wanted)):
             raise ClusterError(
-                f"Service {self.name} has clusterIP {current}, which Kubernetes cannot change to"
-                f" {wanted}: run: kubectl -n {self.namespace} delete service {self.name}"
+                f"webhook_cluster_ip {wanted}: Kubernetes cannot move the Service off {current}"
+                f": run: kubectl -n {self.namespace} delete service {self.name}"
                 " (the charm recreates it), then update the kube-apiserver webhook file"
             )
 

@@ -6,8 +6,13 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 from options import InvalidStateError, option_error
-from webhook._apiserver_side import InvalidCidrError, WebhookServiceSpec, parse_allowed_cidrs
-from webhook._audit_policy import AuditPolicyError, resolve_audit_policy
+from webhook._apiserver_side import (
+    InvalidCidrError,
+    WebhookServiceSpec,
+    open_to_everyone,
+    parse_allowed_cidrs,
+)
+from webhook._audit_policy import AuditPolicy
 
 ServiceType = Literal["ClusterIP", "NodePort"]
 SERVICE_TYPES: tuple[ServiceType, ...] = ("ClusterIP", "NodePort")
@@ -39,12 +44,20 @@ class WebhookState:
     """The audit webhook objects the leader keeps in the cluster."""
 
     spec: WebhookServiceSpec
-    audit_policy: str
+    audit_policy: AuditPolicy
     allowed_cidrs: tuple[str, ...]
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the status should say of these options: an allowed network that is everyone."""
+        return tuple(
+            f"webhook_allowed_cidrs {cidr} lets every address reach the webhook"
+            for cidr in open_to_everyone(self.allowed_cidrs)
+        )
 
-def webhook_state(config: WebhookOptions) -> WebhookState:
-    """Check the webhook options; raise InvalidStateError with the reason."""
+
+def webhook_state(config: WebhookOptions, policy: AuditPolicy) -> WebhookState:
+    """Check the webhook options (``policy``: `audit_policy`, checked); raise InvalidStateError."""
     try:
         spec = WebhookServiceSpec(
             service_type=config.service_type,
@@ -53,10 +66,8 @@ def webhook_state(config: WebhookOptions) -> WebhookState:
         )
     except ValueError as exc:
         raise InvalidStateError(f"webhook_{exc}") from None
-    try:
-        policy = resolve_audit_policy(config.audit_policy)
-    except AuditPolicyError as exc:
-        raise InvalidStateError(str(exc)) from None
+    if policy.check.error:
+        raise InvalidStateError(policy.check.error)
     try:
         cidrs = parse_allowed_cidrs(config.webhook_allowed_cidrs)
     except InvalidCidrError as exc:

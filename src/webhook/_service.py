@@ -17,10 +17,12 @@ import ops
 from constants import CERTIFICATES_RELATION, FORWARDER_CONTAINER, INTAKE_SERVICE, PEER_RELATION
 from options import InvalidStateError, load_options
 from payload import Payload
+from peer_memory import UnitMemory
 from report import Report
 from webhook import _intake_service as intake_service
 from webhook._apiserver_file import ApiserverFileRecords
 from webhook._apiserver_side import WebhookAddress, webhook_action_result, webhook_kubeconfig
+from webhook._audit_policy import AuditPolicy, audit_policy
 from webhook._certificates import WebhookCertificates
 from webhook._credentials import Credentials, WebhookCredentials
 from webhook._options import WebhookOptions, WebhookState, webhook_state
@@ -51,12 +53,19 @@ class _HeldBackError(Exception):
 
 
 class AuditWebhook:
-    """The webhook of one application: its objects, credentials, intake and the admin's file."""
+    """The webhook of one application: its objects, credentials, intake and the admin's file.
 
-    def __init__(self, charm: ops.CharmBase):
+    The outcome of checking ``audit_policy`` is kept in the unit's peer data, so an unchanged
+    policy is not checked again.
+    """
+
+    CHECKED_POLICY_KEY = "checked-audit-policy"
+
+    def __init__(self, charm: ops.CharmBase, memory: UnitMemory):
         self._app = charm.app
         self._unit = charm.unit
         self._model = charm.model
+        self._memory = memory
         self.certificates = WebhookCertificates(charm, CERTIFICATES_RELATION)
         self.credentials = WebhookCredentials(charm.model, PEER_RELATION)
         self._files = ApiserverFileRecords(charm.model, PEER_RELATION)
@@ -81,9 +90,10 @@ class AuditWebhook:
         served = WebhookIdentity.served(address, tls, credentials.token_sha256)
         sans = certificate_sans(address, self._app.name, self._model.name)
         awaited = self.certificates.related and inputs.provider_tls is None
+        wanted_notes = inputs.wanted.notes if inputs.wanted else ()
         return Report(
             self._files.outdated(served, settled=not awaited) or "",
-            notes=(*tls_notes(tls, sans, awaited=awaited), *running.notes),
+            notes=(*tls_notes(tls, sans, awaited=awaited), *running.notes, *wanted_notes),
             summary=(f"webhook {address.url}", address.reachability_note),
         )
 
@@ -96,7 +106,7 @@ class AuditWebhook:
             inputs.refused.append(str(exc))
             inputs.tls_usable = False
         try:
-            inputs.wanted = webhook_state(load_options(WebhookOptions, config))
+            inputs.wanted = self._wanted(config)
         except InvalidStateError as exc:
             inputs.refused.append(str(exc))
         return inputs
@@ -152,7 +162,7 @@ class AuditWebhook:
         """
         from webhook._cluster import AuditWebhookCluster, ClusterError  # noqa: PLC0415
 
-        wanted = webhook_state(load_options(WebhookOptions, config))
+        wanted = self._wanted(config)
         credentials = self.credentials.current()
         if credentials is None:
             raise InvalidStateError("the webhook credentials do not exist yet: is there a leader?")
@@ -167,11 +177,22 @@ class AuditWebhook:
         tls = self._certificate_for(credentials, address)
         kubeconfig = webhook_kubeconfig(address, tls.ca_cert, credentials.token)
         results = webhook_action_result(
-            self._model.name, self._app.name, kubeconfig, wanted.audit_policy
+            self._model.name, self._app.name, kubeconfig, wanted.audit_policy.text()
         )
         # The admin now holds this file: the status stops asking for it to be replaced.
         self._files.handed_out(WebhookIdentity.served(address, tls, credentials.token_sha256))
         return results
+
+    def _wanted(self, config: ops.ConfigData) -> WebhookState:
+        """The objects the options ask for; InvalidStateError names the option at fault."""
+        options = load_options(WebhookOptions, config)
+        return webhook_state(options, self._audit_policy(options.audit_policy))
+
+    def _audit_policy(self, option: str) -> AuditPolicy:
+        """``audit_policy`` checked, or as remembered when checked before."""
+        policy = audit_policy(option, self._memory.recall(self.CHECKED_POLICY_KEY))
+        self._memory.remember(self.CHECKED_POLICY_KEY, policy.check.to_json())
+        return policy
 
     def rotate_token(self, keep_previous_minutes: int) -> dict[str, str]:
         """Leader: a new token; the old one stays accepted for ``keep_previous_minutes``.

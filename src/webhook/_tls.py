@@ -185,7 +185,7 @@ def outdated_apiserver_file(served: WebhookIdentity, records: Iterable[str]) -> 
                 str(data["url"]), str(data["ca_sha256"]), str(data.get("token_sha256", ""))
             )
             entry = (float(data["at"]), held)
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):
             continue  # not a record this charm wrote: ignore it rather than nag
         if latest is None or entry[0] >= latest[0]:
             latest = entry

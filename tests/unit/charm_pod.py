@@ -164,6 +164,24 @@ def pod(falco: testing.Container, forwarder: testing.Container | None = None) ->
     return {falco, forwarder}
 
 
+def unit_state(
+    fs: Path,
+    model: str,
+    *,
+    leader: bool = True,
+    relations: set[Any] | None = None,
+    **config: Any,
+) -> testing.State:
+    """A unit in ``model`` with both containers on ``config``; ``relations``: its peers alone."""
+    return testing.State(
+        config=config,
+        containers=pod(falco_container(fs)),
+        relations={peers()} if relations is None else relations,
+        leader=leader,
+        model=testing.Model(name=model),
+    )
+
+
 def with_container(state: testing.State, container: testing.Container) -> testing.State:
     """``state`` with one container swapped, the other kept as it was."""
     others = {c for c in state.containers if c.name != container.name}

@@ -1,14 +1,18 @@
 """The recommended audit policy's levels, judged by a first-match evaluator, and validation."""
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import yaml
 
+from webhook import _audit_policy
 from webhook._audit_policy import (
     LEVELS,
+    MAX_POLICY_BYTES,
     AuditPolicyError,
+    audit_policy,
     recommended_policy,
     render_audit_policy,
     resolve_audit_policy,
@@ -341,3 +345,149 @@ def test_every_level_is_accepted():
     assert yaml.safe_load(validate_audit_policy(HEADER + "rules:\n" + rules))["rules"] == [
         {"level": level} for level in LEVELS
     ]
+
+
+# -- what kube-apiserver's YAML reader refuses, and what the charm cannot build -----------------
+
+# The "billion laughs" shape: 9 anchors of 9 aliases each, under metadata (1,134 bytes).
+LAUGHS = (
+    HEADER
+    + "metadata:\n  a0: &a0 [lol]\n"
+    + "".join(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9))
+    + "  a9: ["
+    + ", ".join(["*a8"] * 9)
+    + "]\n"
+    + "rules: [{level: None}]\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (HEADER + "rules: " + "[" * 900 + "]" * 900, 3),
+        (HEADER + "metadata:\n" + "".join(f"{'  ' * i}k{i}:\n" for i in range(1, 900)), 103),
+        (HEADER + "rules:\n" + "- " * 3000 + "x\n", 4),
+    ],
+    ids=["flow", "block mappings", "block sequences"],
+)
+def test_deep_nesting_is_refused_not_a_recursion_error(text: str, line: int):
+    with pytest.raises(AuditPolicyError) as excinfo:
+        validate_audit_policy(text)
+
+    assert str(excinfo.value) == (
+        f"audit_policy is nested more than 100 levels deep (line {line}); a Policy needs 6"
+    )
+
+
+def test_nesting_libyaml_refuses_is_refused_too():
+    with pytest.raises(AuditPolicyError, match="nesting depth"):
+        validate_audit_policy(HEADER + "rules: " + "[" * 20000)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        LAUGHS,
+        HEADER
+        + "rules:\n- level: None\n  users: &ops [alice]\n- level: Metadata\n  users: *ops\n",
+        HEADER + "rules:\n- &rule {level: None}\n",
+    ],
+    ids=["billion laughs", "an alias", "an unused anchor"],
+)
+def test_anchors_and_aliases_are_refused(text: str):
+    with pytest.raises(AuditPolicyError, match=r"anchors and aliases are refused \(line \d+\)"):
+        validate_audit_policy(text)
+
+
+def test_the_billion_laughs_are_refused_without_expanding_them():
+    assert LAUGHS.count("&") == 9
+    assert LAUGHS.count("*") == 81
+    with pytest.raises(AuditPolicyError, match="line 4"):
+        validate_audit_policy(LAUGHS)
+
+
+def test_a_policy_the_configmap_cannot_carry_is_refused():
+    rule = "- level: None\n  users: [" + "x" * 1000 + "]\n"
+    text = HEADER + "rules:\n" + rule * (MAX_POLICY_BYTES // len(rule) + 1)
+
+    with pytest.raises(
+        AuditPolicyError, match=rf"bytes \(as published\); .* holds {MAX_POLICY_BYTES}"
+    ):
+        validate_audit_policy(text)
+
+
+def test_a_policy_that_grows_past_the_limit_when_published_is_refused():
+    """Flow style is shorter than the block style the policy is published in."""
+    rule = "{level: None, users: [" + "x" * 100 + "]}, "
+    text = HEADER + "rules: [" + rule * (MAX_POLICY_BYTES // len(rule) - 10) + "]\n"
+    assert len(text) < MAX_POLICY_BYTES
+
+    with pytest.raises(AuditPolicyError, match=r"bytes \(as published\)"):
+        validate_audit_policy(text)
+
+
+def test_a_yaml_error_names_the_line_and_column():
+    with pytest.raises(AuditPolicyError) as excinfo:
+        validate_audit_policy(HEADER + "rules: [\n")
+
+    assert str(excinfo.value) == (
+        "audit_policy is not valid YAML at line 4, column 1: while parsing a flow node:"
+        " did not find expected node content"
+    )
+
+
+# -- checked once per text ----------------------------------------------------------------------
+
+
+def test_a_remembered_check_is_reused_without_parsing(monkeypatch: pytest.MonkeyPatch):
+    custom = HEADER + "rules:\n- level: Metadata\n"
+    first = audit_policy(custom)
+    monkeypatch.setattr(_audit_policy, "validate_audit_policy", _must_not_run)
+
+    again = audit_policy(custom, first.check.to_json())
+
+    assert again.check == first.check
+    assert again.text(live=custom) == custom
+
+
+def test_a_remembered_refusal_is_reused_without_parsing(monkeypatch: pytest.MonkeyPatch):
+    first = audit_policy(LAUGHS)
+    monkeypatch.setattr(_audit_policy, "validate_audit_policy", _must_not_run)
+
+    again = audit_policy(LAUGHS, first.check.to_json())
+
+    assert again.check.error == first.check.error
+    assert "anchors and aliases" in again.check.error
+
+
+@pytest.mark.parametrize(
+    "remembered",
+    [
+        "",
+        "not json",
+        "[]",
+        "[" * 100_000,
+        '{"key": "other", "sha256": "x", "error": ""}',
+        '{"key": 1}',
+    ],
+)
+def test_a_check_for_another_text_or_unreadable_is_done_again(remembered: str):
+    custom = HEADER + "rules:\n- level: Metadata\n"
+    if remembered.startswith('{"key": "other"'):
+        remembered = audit_policy(HEADER + "rules:\n- level: None\n").check.to_json()
+
+    policy = audit_policy(custom, remembered)
+
+    assert policy.text() == custom
+    assert policy.check.sha256 == hashlib.sha256(custom.encode()).hexdigest()
+
+
+def test_text_renders_when_the_cluster_holds_another_policy():
+    custom = HEADER + "rules:\n- level: Metadata\n"
+    remembered = audit_policy(custom).check.to_json()
+
+    assert audit_policy(custom, remembered).text(live=RECOMMENDED) == custom
+
+
+def _must_not_run(text: str) -> str:
+    raise AssertionError("the policy was checked again")

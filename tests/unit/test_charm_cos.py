@@ -275,19 +275,39 @@ def test_send_loki_logs_broken_removes_the_sink(ctx, falco_fs):
     assert forwarder_sinks(out) == []
 
 
-def test_malformed_or_missing_loki_endpoints_are_ignored_not_fatal(ctx, falco_fs):
+def test_a_loki_unit_yet_to_publish_is_no_sink(ctx, falco_fs):
     relation = testing.Relation(
-        "send-loki-logs",
-        remote_app_name="loki",
-        remote_units_data={
-            0: {"endpoint": "{oops"},
-            1: {"endpoint": json.dumps({"url": "ftp://loki-1/push"})},
-            2: {},  # not published yet
-        },
+        "send-loki-logs", remote_app_name="loki", remote_units_data={0: {}}
     )
     out = run(ctx, falco_fs, relation)
     assert forwarder_sinks(out) == []
     assert out.unit_status.name == "active"
+
+
+@pytest.mark.parametrize("endpoint", ["send-loki-logs", "logging"])
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ("{oops", "is not JSON with a url"),
+        ("[" * 100_000, "is not JSON with a url"),
+        (json.dumps({"url": 7}), ": url must be a string"),
+        (
+            json.dumps({"url": "ftp://loki-1/push"}),
+            ": only http:// and https:// URLs are accepted (got scheme 'ftp')",
+        ),
+    ],
+)
+def test_a_malformed_loki_endpoint_blocks_naming_the_relation_and_unit(
+    ctx, falco_fs, endpoint, data, problem
+):
+    relation = testing.Relation(
+        endpoint, remote_app_name="loki", remote_units_data={1: {"endpoint": data}}
+    )
+    out = run(ctx, falco_fs, relation)
+    assert out.unit_status == testing.BlockedStatus(
+        f"{endpoint} relation {relation.id}: loki/1's endpoint{'' if problem[0] == ':' else ' '}"
+        + problem
+    )
 
 
 # -- send-otlp ---------------------------------------------------------------------------------
@@ -313,12 +333,14 @@ def test_send_otlp_adds_an_otlp_http_sink_and_publishes_rules_through_the_rule_s
     assert app.metadata.application == "falco-k8s"
 
 
-def test_send_otlp_without_an_http_logs_endpoint_adds_no_sink(ctx, falco_fs):
+def test_send_otlp_without_an_http_logs_endpoint_blocks_naming_the_relation(ctx, falco_fs):
     relation = otlp_relation(
         [{"protocol": "grpc", "endpoint": "otelcol:4317", "telemetries": ["logs"]}]
     )
     out = run(ctx, falco_fs, relation)
-    assert forwarder_sinks(out) == []
+    assert out.unit_status == testing.BlockedStatus(
+        f"send-otlp relation {relation.id}: no valid OTLP/HTTP endpoint for logs offered"
+    )
 
 
 def test_send_otlp_broken_removes_the_sink(ctx, falco_fs):

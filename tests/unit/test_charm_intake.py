@@ -286,3 +286,21 @@ def test_with_a_certificates_provider_its_library_removes_the_revision_once(
     ctx.run(ctx.on.secret_remove(secret, revision=1), rotated)
 
     assert ctx.removed_secret_revisions == [1]
+
+
+def test_while_the_providers_data_does_not_parse_the_charm_removes_the_revision(
+    ctx, falco_fs, kube_api
+):
+    """The library is not set up on data it would raise on: nobody else removes it."""
+    provider = testing.Relation(
+        "certificates",
+        remote_app_name="self-signed-certificates",
+        remote_app_data={"certificates": "[" * 100_000},
+    )
+    deployed = ctx.run(ctx.on.config_changed(), state(falco_fs, relations={peers(), provider}))
+    rotated = ctx.run(ctx.on.action("rotate-webhook-token"), deployed)
+    [secret] = [s for s in rotated.secrets if s.label == CREDENTIALS_LABEL]
+
+    ctx.run(ctx.on.secret_remove(secret, revision=1), rotated)
+
+    assert ctx.removed_secret_revisions == [1]

@@ -299,8 +299,8 @@ def test_invalid_falcosidekick_url_blocks(ctx, falco_fs):
     out = run(ctx, falco_fs, relations=[relation])
 
     assert out.unit_status == testing.BlockedStatus(
-        f"falcosidekick relation {relation.id}: url: only http:// and https:// URLs are "
-        "accepted (got scheme 'sidekick')"
+        f"http-endpoint relation {relation.id}: url: only http:// and https:// URLs are "
+        "accepted (got no scheme)"
     )
 
 
@@ -333,11 +333,20 @@ def test_forwarder_pebble_ready_converges_it(ctx, falco_fs):
     assert out.get_container("forwarder").service_statuses["alert-forwarder"].value == "active"
 
 
-def test_a_ca_the_forwarder_cannot_load_blocks(ctx, falco_fs):
-    bogus = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"
+@pytest.mark.parametrize(
+    "bogus",
+    [
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+        "\x80",  # not ASCII: ssl raises TypeError, not SSLError
+    ],
+    ids=["not a certificate", "not ASCII"],
+)
+def test_a_ca_the_forwarder_cannot_load_blocks_naming_the_relation(ctx, falco_fs, bogus):
     relation = sidekick_relation({"url": json.dumps(SIDEKICK_URL), "ca_cert": json.dumps(bogus)})
 
     out = run(ctx, falco_fs, relations=[relation])
 
-    assert isinstance(out.unit_status, testing.BlockedStatus)
-    assert out.unit_status.message.startswith("alert sinks: falcosidekick.ca_cert")
+    assert out.unit_status == testing.BlockedStatus(
+        f"http-endpoint relation {relation.id}: falcosidekick.ca_cert is not a valid PEM"
+        " certificate"
+    )

@@ -398,19 +398,54 @@ def _refusing_custom_rules(fs: Path):
     return refusing
 
 
-def test_unreadable_provider_data_blocks_and_keeps_https_running(ctx, falco_fs, kube_api):
+NOT_A_CERTIFICATE = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----"
+
+
+def _broken(entry: dict[str, Any], how: str) -> dict[str, str]:
+    """The provider's databag with ``entry`` spoilt in one way the library does not survive."""
+    if how == "deep JSON":
+        return {"certificates": json.dumps([entry]), "capabilities": "[" * 100_000}
+    if how == "not JSON":
+        return {"certificates": "[{oops"}
+    if how == "not a list of certificates":
+        return {"certificates": json.dumps({"certificate": entry["certificate"]})}
+    field = {
+        "bad certificate": "certificate",
+        "bad CA": "ca",
+        "bad CSR": "certificate_signing_request",
+    }[how]
+    return {"certificates": json.dumps([{**entry, field: NOT_A_CERTIFICATE}])}
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "bad certificate",
+        "bad CA",
+        "bad CSR",
+        "deep JSON",
+        "not JSON",
+        "not a list of certificates",
+    ],
+)
+@pytest.mark.parametrize("event", ["relation_changed", "leader_elected", "update_status"])
+def test_unreadable_provider_data_blocks_and_keeps_https_running(
+    ctx, falco_fs, kube_api, event, how
+):
     served = _issue(ctx, _relate(ctx, falco_fs), TestCa())
     live = {path: _intake(falco_fs, path).read_bytes() for path in (INTAKE_CONFIG, INTAKE_PEM)}
     kubeconfig = _secret_kubeconfig(kube_api)
     relation = served.get_relations("certificates")[0]
     assert isinstance(relation, testing.Relation)  # not a peer or subordinate relation
     [entry] = json.loads(relation.remote_app_data["certificates"])
-    entry["certificate"] = (
-        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----"
-    )
-    broken = dataclasses.replace(relation, remote_app_data={"certificates": json.dumps([entry])})
+    broken = dataclasses.replace(relation, remote_app_data=_broken(entry, how))
+    trigger = {
+        "relation_changed": lambda: ctx.on.relation_changed(broken, remote_unit=0),
+        "leader_elected": ctx.on.leader_elected,
+        "update_status": ctx.on.update_status,
+    }[event]
 
-    out = ctx.run(ctx.on.update_status(), _with_relation(served, broken))
+    out = ctx.run(trigger(), _with_relation(served, broken))
 
     assert out.unit_status == testing.BlockedStatus(
         "certificates: the provider's relation data does not parse"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from charm_pod import falco_container, peers, pod
+from charm_pod import unit_state
 from fakes.fake_kube_api import FakeApiServer, status
 from ops import testing
 
@@ -20,18 +20,8 @@ SERVICE = f"/api/v1/namespaces/{NS}/services/{NAME}"
 CONFIGMAP = f"/api/v1/namespaces/{NS}/configmaps/{NAME}"
 
 
-def state(fs, *, leader: bool = True, **config: Any) -> testing.State:
-    return testing.State(
-        config=config,
-        containers=pod(falco_container(fs)),
-        relations={peers()},
-        leader=leader,
-        model=testing.Model(name=NS),
-    )
-
-
 def configure(ctx, fs, *, leader: bool = True, **config: Any) -> testing.State:
-    return ctx.run(ctx.on.config_changed(), state(fs, leader=leader, **config))
+    return ctx.run(ctx.on.config_changed(), unit_state(fs, NS, leader=leader, **config))
 
 
 def test_api_server_error_waits_and_retries(ctx, falco_fs, kube_api: FakeApiServer):

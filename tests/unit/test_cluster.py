@@ -18,6 +18,7 @@ from lightkube import Client, KubeConfig
 from lightkube.config.models import Cluster, User
 
 from webhook._apiserver_side import WebhookAddress, WebhookServiceSpec
+from webhook._audit_policy import audit_policy
 from webhook._cluster import AuditWebhookCluster, ClusterError
 
 APP = "falco"
@@ -41,7 +42,7 @@ def cluster(api: FakeApiServer) -> AuditWebhookCluster:
 
 
 def apply(cluster: AuditWebhookCluster, spec: WebhookServiceSpec, *cidrs: str) -> WebhookAddress:
-    return cluster.apply(spec, audit_policy=POLICY, allowed_cidrs=cidrs)
+    return cluster.apply(spec, audit_policy=audit_policy(POLICY), allowed_cidrs=cidrs)
 
 
 @pytest.mark.parametrize(

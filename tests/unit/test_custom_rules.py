@@ -2,6 +2,7 @@
 
 import pytest
 import yaml
+from charm_pod import CI_RULE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -593,3 +594,25 @@ def test_messages_keep_their_line_numbers_with_either_yaml_parser(monkeypatch, l
             "- rule: A\n  enabled: false\n\n- rule: B\n  desc: d\n  condition: c\n"
             "  priority: INFO\n  source: k8s_audit\n"
         )
+
+
+@pytest.mark.parametrize(
+    ("value", "every_rule"),
+    [
+        ("*", True),
+        ("tag:k8s", True),
+        ("Disallowed K8s User, Create *", True),
+        ("Disallowed K8s User, tag:mitre_privilege_escalation", True),
+        ("Disallowed K8s User", False),
+        ("tag:mitre_privilege_escalation", False),
+        ("", False),
+    ],
+)
+def test_disabling_every_rule_is_told_apart(value: str, every_rule: bool):
+    assert parse_disabled_rules(value).disables_every_rule(rule_names(STOCK)) is every_rule
+
+
+def test_a_custom_rule_left_on_keeps_detection_on():
+    custom = read_custom_rules(CI_RULE).rules
+
+    assert not parse_disabled_rules("tag:k8s").disables_every_rule(rule_names(STOCK), custom)

@@ -100,7 +100,7 @@ def test_any_change_to_what_the_check_reads_checks_again(
     assert len(checks) == 2
 
 
-@pytest.mark.parametrize("remembered", ["", "{not json", "[]", '{"key": "x"}'])
+@pytest.mark.parametrize("remembered", ["", "{not json", "[]", "[" * 100_000, '{"key": "x"}'])
 def test_nothing_usable_remembered_means_a_full_check(checks: list[str], remembered: str):
     falco_state(CharmConfig(custom_rules=RULES), SHIPPED, remembered)
     assert checks == [RULES]
@@ -122,6 +122,17 @@ def test_a_bad_text_is_refused_every_time(checks: list[str]):
         with pytest.raises(InvalidStateError, match="custom_rules item 1"):
             falco_state(config, SHIPPED)
     assert len(checks) == 2
+
+
+def test_detection_off_is_remembered_with_the_check(checks: list[str]):
+    config = CharmConfig(custom_rules=RULES, disabled_rules="*")
+    first = falco_state(config, SHIPPED)
+
+    again = falco_state(config, SHIPPED, first.checked)
+
+    assert first.detection_off
+    assert again.detection_off
+    assert checks == [RULES]
 
 
 def _hook_loads_the_gelf_library(remembered: str) -> bool:

@@ -93,7 +93,7 @@ def test_a_remembered_candidate_comes_back_on_the_charms_own_shipped_rules():
 
 
 @pytest.mark.parametrize(
-    "text", ["{not json", "{}", '{"settings": {"nope": 1}, "custom_rules": ""}']
+    "text", ["{not json", "{}", '{"settings": {"nope": 1}, "custom_rules": ""}', "[" * 100_000]
 )
 def test_an_unreadable_remembered_candidate_is_a_value_error(text: str):
     bundle = Payload(plugins={}, stock_rules=STOCK, charm_rules=CHARM, forwarder={}, intake={})

@@ -121,3 +121,10 @@ def test_filter_on_enabled():
     assert [r.name for r in filter_rules(rules, enabled=False)] == ["B"]
     assert [r.name for r in filter_rules(rules, enabled=True)] == ["A"]
     assert len(filter_rules(rules)) == 2
+
+
+def test_a_pattern_with_thousands_of_wildcards_is_no_recursion_error():
+    name = "a" * 5000
+
+    assert matches_wildcard("a*" * 5000, name)
+    assert not matches_wildcard("a*" * 5000 + "b", name)

@@ -254,7 +254,10 @@ def test_parse_allowed_cidrs(text: str, expected: tuple[str, ...]):
     assert parse_allowed_cidrs(text) == expected
 
 
-@pytest.mark.parametrize("bad", ["10.0.0.0/33", "example.com", "10.0.0.0/8/1", "300.1.1.1"])
+@pytest.mark.parametrize(
+    "bad",
+    ["10.0.0.0/33", "example.com", "10.0.0.0/8/1", "300.1.1.1", "fe80::1%eth0", "fe80::%eth0/64"],
+)
 def test_parse_allowed_cidrs_names_the_bad_entry(bad: str):
     with pytest.raises(InvalidCidrError, match=re.escape(repr(bad))) as excinfo:
         parse_allowed_cidrs(f"10.0.0.0/8, {bad}")

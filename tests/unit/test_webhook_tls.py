@@ -188,6 +188,7 @@ def test_no_or_unreadable_records_ask_for_nothing():
 
     assert outdated_apiserver_file(served, []) is None
     assert outdated_apiserver_file(served, ["", "{", json.dumps({"url": 1})]) is None
+    assert outdated_apiserver_file(served, ["[" * 100_000]) is None  # past the parser's depth
 
 
 def test_tls_notes():

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from charm_pod import falco_container, peers, pod
+from charm_pod import unit_state
 from kube_apiserver import NOBODY, TRUSTED, KubeApiServer, writes
 from lightkube.models.core_v1 import ServicePort, ServiceSpec
 from lightkube.models.meta_v1 import ObjectMeta
@@ -23,22 +23,14 @@ from lightkube.resources.core_v1 import ConfigMap, Secret, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 from ops import testing
 
+from webhook import _audit_policy
+
 APP = "falco-k8s"
 NAME = f"{APP}-audit-webhook"
 
 
-def state(fs: Path, namespace: str, *, leader: bool = True, **config: Any) -> testing.State:
-    return testing.State(
-        config=config,
-        containers=pod(falco_container(fs)),
-        relations={peers()},
-        leader=leader,
-        model=testing.Model(name=namespace),
-    )
-
-
 def configure(ctx, fs: Path, namespace: str, *, leader: bool = True, **config: Any):
-    return ctx.run(ctx.on.config_changed(), state(fs, namespace, leader=leader, **config))
+    return ctx.run(ctx.on.config_changed(), unit_state(fs, namespace, leader=leader, **config))
 
 
 def active(url: str) -> testing.ActiveStatus:
@@ -309,3 +301,102 @@ def test_get_webhook_config_fails_before_the_service_exists(
 
     with pytest.raises(testing.ActionFailed, match="Service does not exist yet"):
         ctx.run(ctx.on.action("get-webhook-config"), dataclasses.replace(leader, leader=False))
+
+
+# -- audit_policy: refused as the apiserver would, checked once per text ------------------------
+
+POLICY_HEADER = "apiVersion: audit.k8s.io/v1\nkind: Policy\n"
+# In the canonical form the charm publishes.
+CUSTOM_POLICY = POLICY_HEADER + "rules:\n- level: Metadata\n  verbs:\n  - create\n- level: None\n"
+
+
+def live_policy(server: KubeApiServer, namespace: str) -> str:
+    return server.read(ConfigMap, NAME, namespace=namespace).data["audit-policy.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        (POLICY_HEADER + "rules: " + "[" * 900 + "]" * 900, "audit_policy is nested more than"),
+        (
+            POLICY_HEADER + "metadata:\n" + "".join(f"{'  ' * i}k{i}:\n" for i in range(1, 900)),
+            "audit_policy is nested more than",
+        ),
+        (
+            POLICY_HEADER + "metadata:\n  a: &a [x, x]\n  b: &b [*a, *a]\n  c: [*b, *b]\n"
+            "rules: [{level: None}]\n",
+            "audit_policy: YAML anchors and aliases are refused (line 4)",
+        ),
+    ],
+    ids=["deep flow", "deep block", "aliases"],
+)
+def test_an_audit_policy_the_apiserver_refuses_blocks_and_keeps_the_configmap(
+    ctx, falco_fs, namespace, kube_apiserver: KubeApiServer, policy, message
+):
+    out = configure(ctx, falco_fs, namespace)
+    before = live_policy(kube_apiserver, namespace)
+
+    out = ctx.run(
+        ctx.on.config_changed(), dataclasses.replace(out, config={"audit_policy": policy})
+    )
+
+    assert isinstance(out.unit_status, testing.BlockedStatus)
+    assert out.unit_status.message.startswith(message), out.unit_status.message
+    assert live_policy(kube_apiserver, namespace) == before
+
+
+def test_an_unchanged_audit_policy_is_checked_once(
+    ctx, falco_fs, namespace, kube_apiserver: KubeApiServer, monkeypatch: pytest.MonkeyPatch
+):
+    out = configure(ctx, falco_fs, namespace, audit_policy=CUSTOM_POLICY)
+    assert live_policy(kube_apiserver, namespace) == CUSTOM_POLICY
+    before = len(kube_apiserver.requests_by(TRUSTED, namespace))
+    checks: list[str] = []
+    monkeypatch.setattr(_audit_policy, "validate_audit_policy", checks.append)
+
+    for _ in range(2):
+        out = ctx.run(ctx.on.update_status(), out)
+
+    assert checks == []
+    assert isinstance(out.unit_status, testing.ActiveStatus)
+    assert writes(kube_apiserver.requests_by(TRUSTED, namespace)[before:]) == []
+
+
+def test_an_unchanged_refused_audit_policy_is_not_checked_again(
+    ctx, falco_fs, namespace, monkeypatch: pytest.MonkeyPatch
+):
+    refused = POLICY_HEADER + "rules: [{level: Everything}]\n"
+    out = configure(ctx, falco_fs, namespace, audit_policy=refused)
+    checks: list[str] = []
+    monkeypatch.setattr(_audit_policy, "validate_audit_policy", checks.append)
+
+    out = ctx.run(ctx.on.update_status(), out)
+
+    assert checks == []
+    assert out.unit_status.message.startswith("audit_policy rules[0]: level 'Everything'")
+
+
+def test_a_configmap_edited_by_hand_gets_the_remembered_policy_back(
+    ctx, falco_fs, namespace, kube_apiserver: KubeApiServer
+):
+    out = configure(ctx, falco_fs, namespace, audit_policy=CUSTOM_POLICY)
+    kube_apiserver.client().patch(
+        ConfigMap,
+        NAME,
+        {"data": {"audit-policy.yaml": "rules: []\n"}},
+        namespace=namespace,
+        field_manager="kubectl-edit",
+    )
+
+    ctx.run(ctx.on.update_status(), out)
+
+    assert live_policy(kube_apiserver, namespace) == CUSTOM_POLICY
+
+
+def test_get_webhook_config_hands_out_a_remembered_policy(ctx, falco_fs, namespace):
+    out = configure(ctx, falco_fs, namespace, audit_policy=CUSTOM_POLICY)
+
+    ctx.run(ctx.on.action("get-webhook-config"), out)
+
+    assert ctx.action_results is not None
+    assert ctx.action_results["audit-policy"] == CUSTOM_POLICY

@@ -20,6 +20,7 @@ from lightkube.resources.core_v1 import ConfigMap, Secret, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 
 from webhook._apiserver_side import WebhookAddress, WebhookServiceSpec
+from webhook._audit_policy import audit_policy
 from webhook._cluster import AuditWebhookCluster, ClusterError, ClusterForbiddenError
 
 APP = "falco-k8s"
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("trusted")
 
 def apply(namespace: str, spec: WebhookServiceSpec, *cidrs: str) -> WebhookAddress:
     return AuditWebhookCluster(APP, namespace).apply(
-        spec, audit_policy=POLICY, allowed_cidrs=cidrs, ca_cert=CA_PEM, token=TOKEN
+        spec, audit_policy=audit_policy(POLICY), allowed_cidrs=cidrs, ca_cert=CA_PEM, token=TOKEN
     )
 
 
@@ -215,8 +216,12 @@ def test_a_changed_fixed_cluster_ip_is_refused_before_the_api_is_asked(
     apply(namespace, WebhookServiceSpec(cluster_ip="10.152.183.202"))
     requests = counting(kube_apiserver, namespace)
 
-    with pytest.raises(ClusterError, match=f"kubectl -n {namespace} delete service {NAME}"):
+    with pytest.raises(ClusterError, match=f"kubectl -n {namespace} delete service {NAME}") as exc:
         apply(namespace, WebhookServiceSpec(cluster_ip="10.152.183.203"))
+
+    # The option comes first, so a status cut to its length still says what to change.
+    assert str(exc.value).startswith("webhook_cluster_ip 10.152.183.203: ")
+    assert "10.152.183.202" in str(exc.value)
 
     assert requests() == [("get", "services")]
     assert live(kube_apiserver, Service, namespace).spec.clusterIP == "10.152.183.202"
