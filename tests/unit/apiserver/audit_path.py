@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from balancing import RandomBalancer
+from fakes.fake_balancing import RandomBalancer
 from falco_plugin_api import Event, Plugin, PluginState
 from k8saudit_listener import K8sAuditListener, loopback_params, open_k8saudit
 from kube_apiserver import Etcd, KubeApiServer, running_kube_apiserver

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cos_receivers import Receiver
+from fakes.fake_cos_receivers import Receiver
 from forwarder_helpers import ForwarderFactory, SinkFactory, SinkServer, config_dict
 
 from falco_forwarder.config import ForwarderConfig

@@ -15,7 +15,13 @@ from typing import Any
 
 import pytest
 import yaml
-from cos_receivers import Receiver, loki_entries, loki_receiver, otlp_receiver, otlp_records
+from fakes.fake_cos_receivers import (
+    Receiver,
+    loki_entries,
+    loki_receiver,
+    otlp_receiver,
+    otlp_records,
+)
 from fakes.fake_falco import falco_json, with_extra_fields
 from forwarder_helpers import (
     ForwarderFactory,

@@ -6,7 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cos_receivers import Receiver, loki_entries, loki_receiver, otlp_receiver, otlp_records
+from fakes.fake_cos_receivers import (
+    Receiver,
+    loki_entries,
+    loki_receiver,
+    otlp_receiver,
+    otlp_records,
+)
 from forwarder_helpers import (
     ForwarderFactory,
     append_alert,

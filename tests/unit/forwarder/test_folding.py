@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cos_receivers import Receiver, loki_receiver, otlp_receiver
+from fakes.fake_cos_receivers import Receiver, loki_receiver, otlp_receiver
 from forwarder_helpers import (
     ForwarderFactory,
     SinkFactory,

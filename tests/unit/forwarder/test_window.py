@@ -4,7 +4,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from cos_receivers import LOKI_PATH, OTLP_PATH, Receiver, loki_receiver, otlp_receiver
+from fakes.fake_cos_receivers import LOKI_PATH, OTLP_PATH, Receiver, loki_receiver, otlp_receiver
 from forwarder_helpers import (
     LOOPBACK,
     ForwarderFactory,

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
-from balancing import RandomBalancer, WebhookClient
+from fakes.fake_balancing import RandomBalancer, WebhookClient
 from falco_plugin_api import Plugin
 from intake_helpers import (
     K8SAUDIT_INIT,

@@ -8,7 +8,8 @@ rules, kubernetes pkg/proxy/iptables/proxier.go, v1.34), and stays there; bytes 
 ``net/http`` Transport reuses an idle kept-alive connection for the next request and dials a
 new one when none is idle or the server answered ``Connection: close``; batches are sent
 concurrently, one goroutine each (k8s.io/apiserver plugin/pkg/audit/buffered/buffered.go,
-``AsyncDelegate``, v0.34.4). The real apiserver replaces it once its test harness is in.
+``AsyncDelegate``, v0.34.4). The intake's own tests use it to send many small batches on demand;
+tests/unit/apiserver/ drives the real apiserver through the same balancer.
 """
 
 from __future__ import annotations

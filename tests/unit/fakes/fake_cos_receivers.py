@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from forwarder_helpers import LOOPBACK
+LOOPBACK = "127.0.0.1"
 
 LOKI_PATH = "/loki/api/v1/push"
 OTLP_PATH = "/v1/logs"
