@@ -56,6 +56,8 @@ SLOW_ANSWER_SECONDS: Final = 0.01
 _TARGET_RATE: Final = 3000
 _LATENCY_SAMPLES: Final = 8
 # A batch: at most this many alerts or bytes (Loki and collectors take far more by default).
+# As many lines at most go into one request or settled entry, folded ones too: the lock is
+# held while they are read, and what they fold is committed and journaled as one record.
 _BATCH_ALERTS: Final = 1000
 _BATCH_BYTES: Final = 1024 * 1024
 _READ_LINES: Final = 256
@@ -64,6 +66,9 @@ _READ_LINES: Final = 256
 _ALERT_START: Final = b'{"hostname":'
 # A worker waiting for alerts looks at the log this often even when nothing wakes it.
 _IDLE_SECONDS: Final = 1.0
+# Between two batches read at once, the lock is let go this long: a stop, a reload or the
+# upkeep waiting for it gets it.
+_YIELD_SECONDS: Final = 0.001
 # How long a request cut off by a stop may take to notice.
 _ABORT_SECONDS: Final = 0.5
 
@@ -246,6 +251,8 @@ class SinkWorker:
                         if self._in_flight < self._window:
                             self._cond.notify()  # another lane may take the next one
                         return entry
+                    if self._peek_line() is not None:
+                        timeout = _YIELD_SECONDS  # a batch only folded: more is waiting
             except Exception:
                 # A bug or an OS error must not silently end this sink's deliveries: log,
                 # count, wait, and start again from the checkpoint.
@@ -253,7 +260,10 @@ class SinkWorker:
                 self._metrics.inc(RETRIED, sink=self._name)
                 self._fail(self._retry.max_seconds)
                 continue
-            self._cond.wait(timeout if timeout > 0 else None if self._failed else _IDLE_SECONDS)
+            if self._failed and timeout <= 0:
+                self._cond.wait()  # for the requests in flight
+            else:
+                self._cond.wait(timeout)
         return None
 
     def _ahead(self) -> _Entry | None:
@@ -309,18 +319,23 @@ class SinkWorker:
         """The lines of the next request and their pieces (none if nothing is waiting).
 
         Lines the sink acknowledged already (beyond a failure) are settled as delivered. A
-        summary whose window closes comes before the line that closes it.
+        summary comes before the line of its kind that closes its window (and before any line
+        that needs the room it held); other windows that line is past close after it, at the
+        next line or once nothing more is waiting. At most `_BATCH_ALERTS` lines are read.
         """
         assert self._consumed is not None
         limit = _BATCH_ALERTS if self._format.frame and self._alone_until is None else 1
         pieces: list[bytes] = []
         entry = _Entry(self._consumed, self._epoch)
-        size = 0
-        while len(pieces) < limit and size < _BATCH_BYTES:
-            line = self._peek_line()
-            data, alert, drops = self._parse_line(line) if line else (b"", None, [])
-            folding = self._folding
-            candidate = folding.candidate(alert, data) if folding and alert else None
+        size = lines = 0
+        line, parsed, candidate = None, None, None
+        while len(pieces) < limit and size < _BATCH_BYTES and lines < _BATCH_ALERTS:
+            if parsed is None:  # parsed once, however many summaries come before it
+                line = self._peek_line()
+                parsed = self._parse_line(line) if line else (b"", None, list[str]())
+                folding, alert = self._folding, parsed[1]
+                candidate = folding.candidate(alert, parsed[0]) if folding and alert else None
+            data, alert, drops = parsed
             summary = self._due(candidate, idle=line is None)
             if summary is not None:
                 piece = self._summary_piece(summary, entry)
@@ -332,6 +347,8 @@ class SinkWorker:
                 break
             self._lines.popleft()
             self._consumed = entry.end = line.end
+            lines += 1
+            parsed = None
             entry.drops.extend(drops)
             piece = self._fold_or_encode(alert, data, candidate, entry) if alert else None
             if piece is not None and line.end in self._acked:
