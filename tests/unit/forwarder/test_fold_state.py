@@ -139,3 +139,16 @@ def test_what_the_journal_did_not_replay_never_hides_what_comes_after(tmp_path: 
 
     window = FoldJournal(journal.path).load(Position(1, 200, 2)).windows[key]
     assert (window.count, window.first) == (1, START + 2)
+
+
+def test_held_alerts_are_counted_in_the_bytes_they_take():
+    fold = Folding(60, FoldState())
+    alert: dict[str, Any] = falco_alert(0, time=format_time_ns(START))
+    alert["output_fields"]["ka.user.name"] = "ユーザー"  # Falco writes UTF-8 as it is
+    line = json.dumps(alert, ensure_ascii=False).encode()
+    repeat = fold.candidate(alert, line)
+    assert repeat is not None
+    take(fold, repeat)
+    take(fold, repeat)
+
+    assert fold.state.held == len(line) > len(line.decode())
