@@ -238,6 +238,7 @@ def test_loki_marks_a_summary_with_a_label_and_its_repeats_in_the_line(
     assert labels == {**first_labels, "folded": "true"}
     summary = json.loads(line)
     assert summary["repeats"] == 2
+    assert not {"falco.repeats", "falco.repeats.first"} & set(summary["output_fields"])
     assert summary["repeats_first"] <= summary["repeats_last"]
 
 
