@@ -80,13 +80,15 @@ class FoldJournal:
         elif self._broken or self._size > max(COMPACT_BYTES, 2 * self._snapshot):
             self._rewrite(_line([*end, state.snapshot()]))
 
-    def sync(self) -> None:
-        """Flush to the disk (the upkeep calls it before it syncs the checkpoints)."""
-        if self._fd is not None:
-            try:
-                os.fsync(self._fd)
-            except OSError as e:
-                self._failed(e)
+    def descriptor(self) -> int | None:
+        """A descriptor of its own on the file to fsync (the caller closes it); None if none."""
+        if self._fd is None:
+            return None
+        try:
+            return os.dup(self._fd)
+        except OSError as e:
+            self.failed(e)
+            return None
 
     def close(self) -> None:
         """Close the file (it stays on disk)."""
@@ -100,7 +102,7 @@ class FoldJournal:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             _write_all(self._fd, data)
         except OSError as e:
-            self._failed(e)
+            self.failed(e)
             return
         self._size += len(data)
 
@@ -117,7 +119,7 @@ class FoldJournal:
         except OSError as e:
             with contextlib.suppress(OSError):  # a part written: give the full volume its room
                 staging.unlink()
-            self._failed(e)
+            self.failed(e)
             return
         self.close()
         self._size = self._snapshot = len(data)
@@ -125,7 +127,8 @@ class FoldJournal:
             self._broken = False
             self._problem.end("%s is written whole again", self.path)
 
-    def _failed(self, error: OSError) -> None:
+    def failed(self, error: OSError) -> None:
+        """A write or sync failed: say so, append nothing more, rewrite it whole at `settle`."""
         self._broken = True
         self._problem.event(
             "cannot write %s (%s): until it is written whole again, a restart loses the "

@@ -25,6 +25,7 @@ checkpoint moves over, so a kill neither loses a summary nor sends a folded repe
 import json
 import logging
 import math
+import os
 import random
 import statistics
 import threading
@@ -155,10 +156,23 @@ class SinkWorker:
             self._add_lane()
 
     def sync(self) -> None:
-        """Flush the fold journal to the disk (before the checkpoints are: the upkeep)."""
+        """Flush the fold journal to the disk (before the checkpoints are: the upkeep).
+
+        The disk is waited for on a descriptor of its own, outside the lock: delivery goes on.
+        """
+        if self._journal is None:
+            return
         with self._cond:
-            if self._journal is not None:
-                self._journal.sync()
+            fd = self._journal.descriptor()
+        if fd is None:
+            return
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            with self._cond:
+                self._journal.failed(e)  # rewritten whole at the next settle
+        finally:
+            os.close(fd)
 
     def wake(self) -> None:
         """The log changed: look for new alerts now (called by the log watch)."""
@@ -260,10 +274,7 @@ class SinkWorker:
                 self._metrics.inc(RETRIED, sink=self._name)
                 self._fail(self._retry.max_seconds)
                 continue
-            if self._failed and timeout <= 0:
-                self._cond.wait()  # for the requests in flight
-            else:
-                self._cond.wait(timeout)
+            self._cond.wait(timeout if timeout > 0 else None if self._failed else _IDLE_SECONDS)
         return None
 
     def _ahead(self) -> _Entry | None:
