@@ -4,10 +4,14 @@ Before the worker moves the checkpoint, it appends one line: the position and th
 (`folding.Op`) of the alerts before it. At start only the lines up to the checkpoint are
 replayed, so the state matches the checkpoint exactly: the alerts it covers stay folded into
 their summary, and no summary is lost or sent for lines the sink will read again. Once no
-window is open the journal is emptied; past `COMPACT_BYTES` it is rewritten as one snapshot.
-A journal that cannot be written never stops delivery: the state is kept in memory.
+window is open the journal is emptied; past `COMPACT_BYTES` and twice its last snapshot it is
+rewritten as one snapshot. A journal that cannot be written never stops delivery: the state is
+kept in memory, nothing more is appended (a gap would spoil what follows), and the next
+`settle` rewrites it whole; a kill before that loses what was folded since the failure.
 """
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -32,6 +36,8 @@ class FoldJournal:
         self.path = path
         self._fd: int | None = None
         self._size = 0
+        self._snapshot = 0  # the size of the last snapshot written: compaction's headroom
+        self._broken = False  # a write failed: the file is not the state; rewrite it whole
         self._problem = BurstLog(logger)
 
     def load(self, upto: Position) -> FoldState:
@@ -63,23 +69,26 @@ class FoldJournal:
 
     def record(self, end: Position, ops: Sequence[Op]) -> None:
         """Append ``ops``, which lead to ``end``; call before the checkpoint moves there."""
-        if ops:
-            self._write([*end, list(ops)])
+        if not self._broken:
+            self._append(_line([*end, list(ops)]))
 
     def settle(self, end: Position, state: FoldState) -> None:
-        """After the checkpoint moved to ``end`` with ``state``: empty or compact the journal."""
-        if not state.windows and self._size:
-            self._rewrite(b"")
-        elif self._size > COMPACT_BYTES:
+        """After the checkpoint moved to ``end`` with ``state``: empty, compact or repair it."""
+        if not state.windows:
+            if self._size or self._broken:
+                self._rewrite(b"")
+        elif self._broken or self._size > max(COMPACT_BYTES, 2 * self._snapshot):
             self._rewrite(_line([*end, state.snapshot()]))
 
-    def sync(self) -> None:
-        """Flush to the disk (the upkeep calls it before it syncs the checkpoints)."""
-        if self._fd is not None:
-            try:
-                os.fsync(self._fd)
-            except OSError as e:
-                self._failed(e)
+    def descriptor(self) -> int | None:
+        """A descriptor of its own on the file to fsync (the caller closes it); None if none."""
+        if self._fd is None:
+            return None
+        try:
+            return os.dup(self._fd)
+        except OSError as e:
+            self.failed(e)
+            return None
 
     def close(self) -> None:
         """Close the file (it stays on disk)."""
@@ -87,17 +96,15 @@ class FoldJournal:
             os.close(self._fd)
             self._fd = None
 
-    def _write(self, entry: list[object]) -> None:
-        data = _line(entry)
+    def _append(self, data: bytes) -> None:
         try:
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            os.write(self._fd, data)
+            _write_all(self._fd, data)
         except OSError as e:
-            self._failed(e)
+            self.failed(e)
             return
         self._size += len(data)
-        self._problem.end("%s is written again", self.path)
 
     def _rewrite(self, data: bytes) -> None:
         """Replace the whole journal with ``data``, atomically (a new file renamed over it)."""
@@ -105,22 +112,40 @@ class FoldJournal:
         try:
             fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                os.write(fd, data)
+                _write_all(fd, data)
             finally:
                 os.close(fd)
             os.replace(staging, self.path)
         except OSError as e:
-            self._failed(e)
+            with contextlib.suppress(OSError):  # a part written: give the full volume its room
+                staging.unlink()
+            self.failed(e)
             return
         self.close()
-        self._size = len(data)
+        self._size = self._snapshot = len(data)
+        if self._broken:
+            self._broken = False
+            self._problem.end("%s is written whole again", self.path)
 
-    def _failed(self, error: OSError) -> None:
+    def failed(self, error: OSError) -> None:
+        """A write or sync failed: say so, append nothing more, rewrite it whole at `settle`."""
+        self._broken = True
         self._problem.event(
-            "cannot write %s (%s): a restart now would lose the repeats folded since",
+            "cannot write %s (%s): until it is written whole again, a restart loses the "
+            "repeats folded since",
             self.path,
             error.strerror or error,
         )
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``: a short write is carried on (a full volume then raises ENOSPC)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if not written:
+            raise OSError(errno.EIO, "nothing written")
+        view = view[written:]
 
 
 def _line(entry: list[object]) -> bytes:

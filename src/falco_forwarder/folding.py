@@ -56,8 +56,8 @@ FOLD: Final = "fold"
 CLOSE: Final = "close"
 RESTORE: Final = "restore"
 Op: TypeAlias = tuple[Any, ...]
-"""(OPEN, key, rule, opened ns), (FOLD, key, time ns, line or ""), (CLOSE, key), or
-(RESTORE, key, rule, opened, count, first, last, line): a whole window, as a snapshot has it."""
+"""(OPEN, key, opened ns), (FOLD, key, time ns, line or ""), (CLOSE, key), or
+(RESTORE, key, opened, count, first, last, line): a whole window, as a snapshot has it."""
 
 
 def per_event(field: str) -> bool:
@@ -73,7 +73,6 @@ def per_event(field: str) -> bool:
 class Window:
     """One kind of alert: when its first came, and what was folded since."""
 
-    rule: str
     opened: int
     count: int = 0
     first: int = 0
@@ -96,8 +95,6 @@ class Candidate:
 class Summary:
     """What a closed window folded: ``count`` alerts from ``first`` to ``last``."""
 
-    rule: str
-    opened: int
     count: int
     first: int
     last: int
@@ -115,6 +112,11 @@ class Summary:
         return alert
 
 
+def _utf8_size(line: str) -> int:
+    """The bytes ``line`` takes as an alert line: `MAX_HELD_BYTES` and lines are in bytes."""
+    return len(line.encode("utf-8", "replace"))
+
+
 def falco_json(alert: Mapping[str, Any]) -> bytes:
     """``alert`` as Falco writes it: compact JSON, keys sorted (a summary for Falco-JSON sinks)."""
     return _ENCODER.encode(alert).encode("utf-8", "replace")
@@ -126,7 +128,7 @@ class FoldState:
     def __init__(self) -> None:
         self.windows: dict[str, Window] = {}
         self.held = 0
-        """Bytes of folded alerts held for their summaries."""
+        """Bytes (UTF-8) of folded alerts held for their summaries."""
         self.clock = 0
         """The newest alert time seen: windows older than the window by it are over."""
 
@@ -134,10 +136,10 @@ class FoldState:
         """Change the state by one op; KeyError or ValueError if it does not fit the state."""
         kind, key = op[0], op[1]
         if kind == OPEN:
-            rule, opened = op[2], op[3]
-            if not isinstance(rule, str) or not isinstance(opened, int) or key in self.windows:
+            opened = op[2]
+            if not isinstance(opened, int) or key in self.windows:
                 raise ValueError(f"cannot open {op!r}")
-            self.windows[key] = Window(rule, opened)
+            self.windows[key] = Window(opened)
             self.clock = max(self.clock, opened)
         elif kind == FOLD:
             window, at, line = self.windows[key], op[2], op[3]
@@ -145,22 +147,22 @@ class FoldState:
                 raise ValueError(f"cannot fold {op!r}")
             if window.count == 0:
                 window.alert, window.first, window.last = line, at, at
-                self.held += len(line)
+                self.held += _utf8_size(line)
             window.first, window.last = min(window.first, at), max(window.last, at)
             window.count += 1
             self.clock = max(self.clock, at)
         elif kind == CLOSE:
-            self.held -= len(self.windows.pop(key).alert)
+            self.held -= _utf8_size(self.windows.pop(key).alert)
         elif kind == RESTORE:
-            count, first, last, line = op[4:8]
+            count, first, last, line = op[3:7]
             if not all(isinstance(n, int) for n in (count, first, last)) or not isinstance(
                 line, str
             ):
                 raise ValueError(f"cannot restore {op!r}")
-            self.apply((OPEN, key, op[2], op[3]))
+            self.apply((OPEN, key, op[2]))
             window = self.windows[key]
             window.count, window.first, window.last, window.alert = count, first, last, line
-            self.held += len(line)
+            self.held += _utf8_size(line)
             self.clock = max(self.clock, window.last)
         else:
             raise ValueError(f"unknown op {op!r}")
@@ -168,7 +170,7 @@ class FoldState:
     def snapshot(self) -> list[Op]:
         """The ops that rebuild this state on an empty one."""
         return [
-            (RESTORE, key, w.rule, w.opened, w.count, w.first, w.last, w.alert)
+            (RESTORE, key, w.opened, w.count, w.first, w.last, w.alert)
             for key, w in self.windows.items()
         ]
 
@@ -235,7 +237,7 @@ class Folding:
         """
         window = self.state.windows.get(candidate.key)
         if window is None:
-            self._record((OPEN, candidate.key, candidate.rule, candidate.time))
+            self._record((OPEN, candidate.key, candidate.time))
             return False
         line = "" if window.count else candidate.line.decode("utf-8", "replace")
         self._record((FOLD, candidate.key, candidate.time, line))
@@ -259,14 +261,7 @@ class Folding:
         self._record((CLOSE, key))
         if not window.count:
             return None
-        return Summary(
-            window.rule,
-            window.opened,
-            window.count,
-            window.first,
-            window.last,
-            window.alert,
-        )
+        return Summary(window.count, window.first, window.last, window.alert)
 
     def _record(self, op: Op) -> None:
         self.state.apply(op)

@@ -63,8 +63,12 @@ def loki_labels(alert: Mapping[str, Any], juju: JujuTopology, cluster: str = "")
     }
 
 
-def loki_line(alert: Mapping[str, Any], fields: Mapping[str, object]) -> str:
-    """The log line: the alert's text and ``fields``, with user and namespace lifted to the top."""
+def loki_line(alert: Mapping[str, Any], fields: dict[str, object]) -> str:
+    """The log line: the alert's text and ``fields``, with user and namespace lifted to the top.
+
+    A summary's repeats are lifted out of ``fields`` (they are not in the line twice).
+    """
+    repeats = {name: fields.pop(field, None) for field, name in _REPEATS.items()}
     line: dict[str, Any] = {
         "output": alert.get("output"),
         "user": fields.get(USER_FIELD),
@@ -74,7 +78,7 @@ def loki_line(alert: Mapping[str, Any], fields: Mapping[str, object]) -> str:
         "time": alert.get("time"),
         "output_fields": fields or None,
     }
-    line.update((name, fields.get(field)) for field, name in _REPEATS.items())
+    line.update(repeats)
     return _ENCODER.encode({key: value for key, value in line.items() if value is not None})
 
 

@@ -25,6 +25,7 @@ checkpoint moves over, so a kill neither loses a summary nor sends a folded repe
 import json
 import logging
 import math
+import os
 import random
 import statistics
 import threading
@@ -56,6 +57,8 @@ SLOW_ANSWER_SECONDS: Final = 0.01
 _TARGET_RATE: Final = 3000
 _LATENCY_SAMPLES: Final = 8
 # A batch: at most this many alerts or bytes (Loki and collectors take far more by default).
+# As many lines at most go into one request or settled entry, folded ones too: the lock is
+# held while they are read, and what they fold is committed and journaled as one record.
 _BATCH_ALERTS: Final = 1000
 _BATCH_BYTES: Final = 1024 * 1024
 _READ_LINES: Final = 256
@@ -64,6 +67,9 @@ _READ_LINES: Final = 256
 _ALERT_START: Final = b'{"hostname":'
 # A worker waiting for alerts looks at the log this often even when nothing wakes it.
 _IDLE_SECONDS: Final = 1.0
+# Between two batches read at once, the lock is let go this long: a stop, a reload or the
+# upkeep waiting for it gets it.
+_YIELD_SECONDS: Final = 0.001
 # How long a request cut off by a stop may take to notice.
 _ABORT_SECONDS: Final = 0.5
 
@@ -150,10 +156,23 @@ class SinkWorker:
             self._add_lane()
 
     def sync(self) -> None:
-        """Flush the fold journal to the disk (before the checkpoints are: the upkeep)."""
+        """Flush the fold journal to the disk (before the checkpoints are: the upkeep).
+
+        The disk is waited for on a descriptor of its own, outside the lock: delivery goes on.
+        """
+        if self._journal is None:
+            return
         with self._cond:
-            if self._journal is not None:
-                self._journal.sync()
+            fd = self._journal.descriptor()
+        if fd is None:
+            return
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            with self._cond:
+                self._journal.failed(e)  # rewritten whole at the next settle
+        finally:
+            os.close(fd)
 
     def wake(self) -> None:
         """The log changed: look for new alerts now (called by the log watch)."""
@@ -246,6 +265,8 @@ class SinkWorker:
                         if self._in_flight < self._window:
                             self._cond.notify()  # another lane may take the next one
                         return entry
+                    if self._peek_line() is not None:
+                        timeout = _YIELD_SECONDS  # a batch only folded: more is waiting
             except Exception:
                 # A bug or an OS error must not silently end this sink's deliveries: log,
                 # count, wait, and start again from the checkpoint.
@@ -309,18 +330,23 @@ class SinkWorker:
         """The lines of the next request and their pieces (none if nothing is waiting).
 
         Lines the sink acknowledged already (beyond a failure) are settled as delivered. A
-        summary whose window closes comes before the line that closes it.
+        summary comes before the line of its kind that closes its window (and before any line
+        that needs the room it held); other windows that line is past close after it, at the
+        next line or once nothing more is waiting. At most `_BATCH_ALERTS` lines are read.
         """
         assert self._consumed is not None
         limit = _BATCH_ALERTS if self._format.frame and self._alone_until is None else 1
         pieces: list[bytes] = []
         entry = _Entry(self._consumed, self._epoch)
-        size = 0
-        while len(pieces) < limit and size < _BATCH_BYTES:
-            line = self._peek_line()
-            data, alert, drops = self._parse_line(line) if line else (b"", None, [])
-            folding = self._folding
-            candidate = folding.candidate(alert, data) if folding and alert else None
+        size = lines = 0
+        line, parsed, candidate = None, None, None
+        while len(pieces) < limit and size < _BATCH_BYTES and lines < _BATCH_ALERTS:
+            if parsed is None:  # parsed once, however many summaries come before it
+                line = self._peek_line()
+                parsed = self._parse_line(line) if line else (b"", None, list[str]())
+                folding, alert = self._folding, parsed[1]
+                candidate = folding.candidate(alert, parsed[0]) if folding and alert else None
+            data, alert, drops = parsed
             summary = self._due(candidate, idle=line is None)
             if summary is not None:
                 piece = self._summary_piece(summary, entry)
@@ -332,6 +358,8 @@ class SinkWorker:
                 break
             self._lines.popleft()
             self._consumed = entry.end = line.end
+            lines += 1
+            parsed = None
             entry.drops.extend(drops)
             piece = self._fold_or_encode(alert, data, candidate, entry) if alert else None
             if piece is not None and line.end in self._acked:

@@ -1,6 +1,9 @@
 """The fold state and its journal, alone: windows, bounds, snapshots, replay to a checkpoint."""
 
+import errno
+import itertools
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +105,7 @@ def test_the_journal_replays_only_up_to_the_checkpoint(tmp_path: Path):
     assert FoldJournal(journal.path).load(Position(1, 100, 1)).windows[key].count == 0
 
 
-def test_the_journal_empties_with_no_window_open_and_compacts_to_a_snapshot(
+def test_the_journal_replays_its_snapshots_and_empties_with_no_window_open(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setattr(fold_journal, "COMPACT_BYTES", 1)
@@ -115,7 +118,7 @@ def test_the_journal_empties_with_no_window_open_and_compacts_to_a_snapshot(
         journal.record(end, fold.take_ops())
         journal.settle(end, fold.state)
 
-    assert len(journal.path.read_bytes().splitlines()) == 1  # one snapshot
+    assert journal.path.read_bytes().startswith(b'[1,200,2,[["restore"')  # compacted
     restored = FoldJournal(journal.path).load(end)
     assert restored.windows == fold.state.windows
     assert restored.held == fold.state.held
@@ -139,3 +142,95 @@ def test_what_the_journal_did_not_replay_never_hides_what_comes_after(tmp_path: 
 
     window = FoldJournal(journal.path).load(Position(1, 200, 2)).windows[key]
     assert (window.count, window.first) == (1, START + 2)
+
+
+ENOSPC, SHORT = "ENOSPC", "short"
+
+
+def faulty_writes(monkeypatch: pytest.MonkeyPatch, folder: Path, faults: dict[int, str]) -> None:
+    """Write n to a file in ``folder`` fails as ``faults[n]`` says: ENOSPC, or half written.
+
+    What a full volume does to a write: it takes part of it, or none, and says so.
+    """
+    real, calls = os.write, itertools.count()
+
+    def write(fd: int, data: bytes) -> int:
+        mine = Path(os.readlink(f"/proc/self/fd/{fd}")).parent == folder
+        fault = faults.get(next(calls)) if mine else None
+        if fault == ENOSPC:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data[: len(data) // 2] if fault == SHORT else data)
+
+    monkeypatch.setattr(os, "write", write)
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [{1: ENOSPC}, {1: SHORT}, {1: ENOSPC, 2: SHORT}, {1: ENOSPC, 2: ENOSPC}],
+    ids=["append-fails", "append-short", "repair-short", "repair-fails-then-next"],
+)
+def test_a_failed_or_short_journal_write_loses_no_other_window(
+    faults: dict[int, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Writes in order: 0 opens a, 1 opens b, then (after a failure) the repair's rewrite, then
+    # the folds of both. Only what the checkpoint covers is asked of the journal.
+    fold = Folding(60, FoldState())
+    journal = FoldJournal(tmp_path / "s.folds")
+    faulty_writes(monkeypatch, tmp_path, faults)
+    end = Position(1, 0, 0)
+    for n, batch in enumerate([["a"], ["b"], ["b", "a", "a", "a", "a", "a"]]):
+        for user in batch:
+            take(fold, candidate(fold, START + n, user, n))
+        end = Position(1, 100 * (n + 1), n + 1)
+        journal.record(end, fold.take_ops())
+        journal.settle(end, fold.state)
+    journal.close()
+
+    restored = FoldJournal(journal.path).load(end)
+    assert restored.windows == fold.state.windows
+    assert [w.count for w in restored.windows.values()] == [5, 1]
+    assert not journal.path.with_name("s.folds.new").exists()
+
+
+def test_a_snapshot_is_rewritten_only_once_the_journal_doubled_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(fold_journal, "COMPACT_BYTES", 1)
+    fold = Folding(60, FoldState())
+    journal = FoldJournal(tmp_path / "s.folds")
+    for user in "abcdefgh":  # windows holding an alert each: a snapshot far over 1 byte
+        take(fold, candidate(fold, START, user))
+        take(fold, candidate(fold, START + 1, user, 1))
+    end = Position(1, 100, 1)
+    journal.record(end, fold.take_ops())
+    journal.settle(end, fold.state)
+    snapshot = journal.path.stat().st_size
+    assert len(journal.path.read_bytes().splitlines()) == 1
+
+    lines, sizes = [1], [snapshot]  # after each settle: one more fold each
+    for n in range(2, 1000):
+        take(fold, candidate(fold, START + 2, "a", n))
+        end = Position(1, 100 * n, n)
+        journal.record(end, fold.take_ops())
+        journal.settle(end, fold.state)
+        lines.append(len(journal.path.read_bytes().splitlines()))
+        sizes.append(journal.path.stat().st_size)
+        if lines[-1] == 1:
+            break
+    # Appended to until the next fold would pass twice the snapshot, then one snapshot again.
+    assert lines == [*range(1, len(lines)), 1]
+    assert 2 * snapshot - 200 < sizes[-2] <= 2 * snapshot
+    assert FoldJournal(journal.path).load(end).windows == fold.state.windows
+
+
+def test_held_alerts_are_counted_in_the_bytes_they_take():
+    fold = Folding(60, FoldState())
+    alert: dict[str, Any] = falco_alert(0, time=format_time_ns(START))
+    alert["output_fields"]["ka.user.name"] = "ユーザー"  # Falco writes UTF-8 as it is
+    line = json.dumps(alert, ensure_ascii=False).encode()
+    repeat = fold.candidate(alert, line)
+    assert repeat is not None
+    take(fold, repeat)
+    take(fold, repeat)
+
+    assert fold.state.held == len(line) > len(line.decode())

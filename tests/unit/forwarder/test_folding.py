@@ -28,6 +28,7 @@ from forwarder_helpers import (
 )
 from test_cli import forwarder_process
 
+from falco_forwarder import worker
 from falco_forwarder.alert_time import format_time_ns
 from falco_forwarder.config import FORMAT_GELF, FORMAT_LOKI, FORMAT_OTLP
 from falco_forwarder.forwarder import FOLDS_SUFFIX, Forwarder
@@ -171,6 +172,29 @@ def test_turning_folding_off_sends_the_open_windows_summaries_at_once(
     assert [repeats(falco_json(body)) for body in sink.bodies] == [None, 2, None]
 
 
+def test_a_flood_of_repeats_is_read_a_batch_at_a_time_with_no_wait_between(
+    alerts_dir: Path,
+    make_sink: SinkFactory,
+    make_forwarder: ForwarderFactory,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # A folded line adds no piece: a flood must still be read a bounded batch at a time (the
+    # worker's lock is held meanwhile), and the next batch taken at once, not at the next wake.
+    monkeypatch.setattr(worker, "_BATCH_ALERTS", 10)
+    monkeypatch.setattr(worker, "_IDLE_SECONDS", 60.0)
+    for n in range(100):  # all written before the forwarder starts: nothing wakes it after
+        append_line(alerts_dir / "log" / "falco.log", audit_alert(n))
+    sink = make_sink()
+    forwarder = make_forwarder([sink_dict("s", sink.url())], dedup_window_seconds=600)
+
+    wait_for(lambda: folded(forwarder) == 99, what="99 repeats folded")
+    journal = forwarder.log.state_dir / f"s{FOLDS_SUFFIX}"
+    records = [json.loads(line)[3] for line in journal.read_bytes().splitlines()]
+    assert sum(op[0] == "fold" for ops in records for op in ops) == 99
+    assert max(sum(op[0] == "fold" for op in ops) for ops in records) <= 10
+    assert len(sink.bodies) == 1
+
+
 # -- each sink's idiom --------------------------------------------------------------------------
 
 
@@ -214,6 +238,7 @@ def test_loki_marks_a_summary_with_a_label_and_its_repeats_in_the_line(
     assert labels == {**first_labels, "folded": "true"}
     summary = json.loads(line)
     assert summary["repeats"] == 2
+    assert not {"falco.repeats", "falco.repeats.first"} & set(summary["output_fields"])
     assert summary["repeats_first"] <= summary["repeats_last"]
 
 
