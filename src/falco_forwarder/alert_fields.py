@@ -7,7 +7,7 @@ time as three more output fields, which each encoder shows in its sink's own idi
 """
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 CLUSTER_FIELD: Final = "cluster"
 """The output field Falco adds to every rule's alert (the charm's ``cluster_name``)."""
@@ -17,6 +17,33 @@ REPEATS_FIRST_FIELD: Final = "falco.repeats.first"
 """On a summary only: the time of the first of them (RFC 3339, as Falco writes ``time``)."""
 REPEATS_LAST_FIELD: Final = "falco.repeats.last"
 """On a summary only: the time of the last of them."""
+
+
+class JujuTopology(Protocol):
+    """What every encoder reads of the unit's Juju identity (`config.JujuTopology` is one).
+
+    Named here so the encoders need nothing from `config`, which lists them in its table.
+    """
+
+    @property
+    def model(self) -> str:
+        """The Juju model name."""
+        ...
+
+    @property
+    def model_uuid(self) -> str:
+        """The model's UUID."""
+        ...
+
+    @property
+    def application(self) -> str:
+        """The application name."""
+        ...
+
+    @property
+    def unit(self) -> str:
+        """The unit name, as ``falco-k8s/0``."""
+        ...
 
 
 def output_fields(alert: Mapping[str, Any]) -> dict[str, object]:

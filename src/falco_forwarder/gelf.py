@@ -16,13 +16,10 @@ import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
-from falco_forwarder.alert_fields import output_fields, take_cluster
+from falco_forwarder.alert_fields import JujuTopology, output_fields, take_cluster
 from falco_forwarder.alert_time import alert_time_ns
-
-if TYPE_CHECKING:
-    from falco_forwarder.config import JujuTopology
 
 GELF_VERSION: Final = "1.1"
 DEFAULT_LEVEL: Final = 6  # syslog "informational"

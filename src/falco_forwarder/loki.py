@@ -14,19 +14,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from falco_forwarder.alert_fields import (
     REPEATS_FIELD,
     REPEATS_FIRST_FIELD,
     REPEATS_LAST_FIELD,
+    JujuTopology,
     output_fields,
     take_cluster,
 )
 from falco_forwarder.alert_time import alert_time_ns
-
-if TYPE_CHECKING:
-    from falco_forwarder.config import JujuTopology
 
 # Loki refuses label values over 2048 characters by default (limits_config).
 MAX_LABEL_CHARS: Final = 1024

@@ -13,13 +13,10 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from falco_forwarder.alert_fields import output_fields, take_cluster
+from falco_forwarder.alert_fields import JujuTopology, output_fields, take_cluster
 from falco_forwarder.alert_time import alert_time_ns
-
-if TYPE_CHECKING:
-    from falco_forwarder.config import JujuTopology
 
 SCOPE_NAME: Final = "falco-k8s.forwarder"
 SERVICE_NAME: Final = "falco"
