@@ -7,7 +7,7 @@ nothing reachable from the cluster, and the forwarder's real HTTP client does th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import jubilant
@@ -28,6 +28,7 @@ pytestmark = pytest.mark.integration
 UNIT = f"{APP}/0"
 HTTP_PATH = "/falco"
 GELF_PATH = "/gelf"
+CLUSTER = "itest-east"
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +114,58 @@ def test_alerts_raised_while_the_receiver_is_down_arrive_once(receiver: InPodRec
     receiver.start()
 
     assert delivered_once(receiver, names) == dict.fromkeys(names, 1)
+
+
+def test_cluster_name_is_on_the_alerts_real_falco_writes(receiver: InPodReceiver):
+    """Falco's own append_output puts the name in output_fields: the stand-in cannot prove it."""
+    juju = receiver.juju
+    juju.config(APP, {"cluster_name": CLUSTER})
+    wait_for(juju, "active", "alerts to http_output")
+
+    def fields_of_a_new_alert() -> dict[str, object] | None:
+        names = marker_names(1)
+        post_audit_events(juju, UNIT, names)
+        until(lambda: receiver.counts(HTTP_PATH, names)[names[0]] >= 1, "the alert", timeout=120)
+        body = next(b for b in receiver.bodies(HTTP_PATH) if names[0] in b)
+        fields = json.loads(body)["output_fields"]
+        return fields if fields.get("cluster") == CLUSTER else None  # before the hot reload
+
+    fields = until(fields_of_a_new_alert, "an alert that names the cluster", timeout=300)
+    assert fields["cluster"] == CLUSTER
+    juju.config(APP, reset="cluster_name")
+
+
+def test_repeats_in_the_window_arrive_as_the_first_and_one_summary(receiver: InPodReceiver):
+    juju = receiver.juju
+    juju.config(APP, {"alert_dedup_window": 60})
+    wait_for(juju, "active", "alerts to http_output")
+    names = marker_names(1)
+
+    post_audit_events(juju, UNIT, names * 5)  # five events the same but for their audit IDs
+
+    # The events' own times are long past, so the window closes on the forwarder's clock.
+    until(lambda: receiver.counts(HTTP_PATH, names)[names[0]] == 2, "the summary", timeout=300)
+    until(lambda: backlogs(juju, UNIT).get("http_output") == 0, "an empty backlog")
+    alerts = [
+        json.loads(b)
+        for b in receiver.bodies(HTTP_PATH)
+        if names[0] in b and DISALLOWED_USER_RULE in b
+    ]
+    assert len(alerts) == 2
+    assert "falco.repeats" not in alerts[0]["output_fields"]
+    assert alerts[1]["output_fields"]["falco.repeats"] == 4
+    assert alerts[1]["rule"] == alerts[0]["rule"] == DISALLOWED_USER_RULE
+    assert len(logged_alerts_for(juju, names[0])) == 5  # Falco's alert log keeps every one
+    juju.config(APP, reset="alert_dedup_window")
+
+
+def logged_alerts_for(juju: jubilant.Juju, name: str) -> list[Mapping[str, object]]:
+    """The 'Disallowed K8s User' alerts for marker ``name`` in Falco's own alert log."""
+    return [
+        a
+        for a in logged_alerts(juju, UNIT)
+        if a.get("rule") == DISALLOWED_USER_RULE and name in str(a.get("output", ""))
+    ]
 
 
 def test_refresh_keeps_the_rules_and_the_queue(receiver: InPodReceiver, charm: Path):
