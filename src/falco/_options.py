@@ -32,7 +32,8 @@ from report import UNPRINTABLE
 
 # disabled_rules lands in falco.yaml, in the unit's peer data and, entry by entry, in the status;
 # each entry is matched against every rule. Falco's stock k8s audit ruleset has about 40 rules,
-# and tags switch off groups of rules: these bounds are ample and keep a hook well under a second.
+# and tags switch off groups of rules: these bounds are ample. The match against the rules runs
+# once per text of both options (a remembered check), not on every hook.
 MAX_DISABLED_RULES_BYTES = 16_384
 MAX_DISABLED_RULES_ENTRIES = 256
 

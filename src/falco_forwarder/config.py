@@ -344,6 +344,10 @@ def url_problem(url: str) -> str:
         return "the URL's host or port is malformed (percent-encode /?#@ in a password)"
     if not parts.hostname:
         return "the URL has no host"
+    if "@" in parts.path + parts.query + parts.fragment:
+        # 'http://alice:2024/Secr3t@host/' parses as host 'alice', port 2024, and the rest of
+        # the password in the path: which the forwarder would log and post to.
+        return "the URL has an '@' after its host (percent-encode /?#@ in a password)"
     if port == 0:
         return "the URL's port must be 1 to 65535, not 0"
     return ""

@@ -59,8 +59,8 @@ class FoldJournal:
                     break  # written, but the checkpoint never got there: read again
                 for op in ops:
                     state.apply(tuple(op))
-            except (ValueError, TypeError, KeyError):
-                break  # a line cut short by the kill: the checkpoint cannot be past it
+            except (ValueError, TypeError, KeyError, IndexError, RecursionError):
+                break  # cut short by a kill (the checkpoint cannot be past it), or damaged
             replayed += 1
         self._size = len(text)
         if replayed < len(lines):  # what was not replayed must not stand before what comes

@@ -52,7 +52,7 @@ def loki_labels(alert: Mapping[str, Any], juju: JujuTopology, cluster: str = "")
         "juju_application": juju.application,
         "juju_unit": juju.unit,
     }
-    if REPEATS_FIELD in (alert.get("output_fields") or ()):
+    if REPEATS_FIELD in output_fields(alert):
         labels[FOLDED_LABEL] = "true"  # one more stream per rule, not one per count
     return {
         name: value[:MAX_LABEL_CHARS]

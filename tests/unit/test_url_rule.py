@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +19,14 @@ def test_no_credential_ever_appears_in_the_reason(password: str, port: str):
     problem = url_problem(f"https://Zq9user:Zq9{password}@alerts.example.com{port}/falco")
 
     assert "Zq9" not in problem
+
+
+@given(password=PASSWORDS)
+def test_an_accepted_url_is_posted_to_the_host_the_operator_wrote(password: str):
+    url = f"https://alice:{password}@alerts.example.com/falco"
+
+    if url_problem(url) == "":
+        assert urlsplit(url).hostname == "alerts.example.com"
 
 
 @pytest.mark.parametrize(
@@ -41,6 +51,8 @@ def test_good_urls_pass(url: str):
         ("http://h/\tx", "the URL must be visible ASCII"),
         ("http://h/é", "the URL must be visible ASCII"),
         ("http:///x", "the URL has no host"),
+        ("http://alice:2024/Secr3t@graylog:12201/gelf", "the URL has an '@' after its host"),
+        ("http://alice:99?x@graylog/", "the URL has an '@' after its host"),
         ("ftp://h/", "only http:// and https:// URLs are accepted (got scheme 'ftp')"),
         ("alice:s3cret@h/", "only http:// and https:// URLs are accepted (got no scheme)"),
     ],

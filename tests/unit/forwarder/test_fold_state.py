@@ -129,6 +129,21 @@ def test_the_journal_replays_its_snapshots_and_empties_with_no_window_open(
     assert journal.path.read_bytes() == b""
 
 
+@pytest.mark.parametrize("damage", [b"[0,0,0,[[]]]", b'[0,0,0,[["open"]]]', b"[" * 100_000])
+def test_a_damaged_journal_line_ends_the_replay_like_a_cut_short_one(
+    tmp_path: Path, damage: bytes
+):
+    journal = FoldJournal(tmp_path / "s.folds")
+    key = opened_then_folded(journal.path)
+    with journal.path.open("ab") as file:
+        file.write(damage + b"\n")
+
+    state = FoldJournal(journal.path).load(Position(1, 200, 2))
+
+    assert state.windows[key].count == 1
+    assert damage not in journal.path.read_bytes()  # rewritten away
+
+
 def test_what_the_journal_did_not_replay_never_hides_what_comes_after(tmp_path: Path):
     journal = FoldJournal(tmp_path / "s.folds")
     key = opened_then_folded(journal.path)  # the kill came before the checkpoint reached 200
